@@ -1,0 +1,240 @@
+import {
+  KubeConfig,
+  AppsV1Api,
+  CoreV1Api,
+  AutoscalingV2Api,
+  CoordinationV1Api,
+  Watch,
+  PatchStrategy,
+  setHeaderOptions,
+  ApiException,
+} from '@kubernetes/client-node';
+import type { V1Deployment, V2HorizontalPodAutoscaler, V1Lease } from '@kubernetes/client-node';
+import { KubeApiError, type KubeClient, type KubeTarget, type PatchType, type WatchEvent, type WriteOptions } from './kube.js';
+
+const CONTENT_TYPE: Record<PatchType, string> = {
+  strategic: PatchStrategy.StrategicMergePatch,
+  merge: PatchStrategy.MergePatch,
+  json: PatchStrategy.JsonPatch,
+};
+
+function dry(opts?: WriteOptions): string | undefined {
+  return opts?.dryRun ? 'All' : undefined;
+}
+
+/** Turns client-node's exceptions into one line: the server's own message and status. */
+function toKubeError(err: unknown, server: string): KubeApiError {
+  if (err instanceof KubeApiError) return err;
+  if (err instanceof ApiException) {
+    let message = `HTTP ${err.code}`;
+    let reason: string | undefined;
+    try {
+      const body = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
+      if (body?.message) message = String(body.message);
+      reason = body?.reason;
+    } catch {
+      if (typeof err.body === 'string' && err.body.trim()) message = err.body.trim().slice(0, 200);
+    }
+    return new KubeApiError(`Kubernetes API: ${message} (${err.code})`, err.code, reason);
+  }
+  const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+  const code = e?.code ?? e?.cause?.code;
+  if (code) return new KubeApiError(`cannot reach the Kubernetes API at ${server}: ${code}`, 0);
+  return new KubeApiError(`Kubernetes API: ${e?.message ?? String(err)}`, 0);
+}
+
+export class KubeAdapter implements KubeClient {
+  private constructor(
+    private readonly kc: KubeConfig,
+    readonly namespace: string,
+    readonly context: string,
+    readonly server: string,
+    private readonly apps: AppsV1Api,
+    private readonly core: CoreV1Api,
+    private readonly autoscaling: AutoscalingV2Api,
+    private readonly coordination: CoordinationV1Api,
+  ) {}
+
+  static create(target: KubeTarget, env: Record<string, string | undefined>): KubeAdapter {
+    const kc = new KubeConfig();
+    const file = target.kubeconfig ?? env.KUBECONFIG?.split(':').find(Boolean);
+    try {
+      if (file) kc.loadFromFile(file);
+      else kc.loadFromDefault();
+    } catch (err) {
+      throw new KubeApiError(`cannot load kubeconfig${file ? ` ${file}` : ''}: ${(err as Error).message}`, 0);
+    }
+    if (target.context) {
+      if (!kc.getContextObject(target.context)) {
+        throw new KubeApiError(`kube context "${target.context}" is not in the kubeconfig${file ? ` ${file}` : ''}`, 0);
+      }
+      kc.setCurrentContext(target.context);
+    }
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new KubeApiError('the kubeconfig has no current cluster', 0);
+    return new KubeAdapter(
+      kc,
+      target.namespace,
+      kc.getCurrentContext(),
+      cluster.server,
+      kc.makeApiClient(AppsV1Api),
+      kc.makeApiClient(CoreV1Api),
+      kc.makeApiClient(AutoscalingV2Api),
+      kc.makeApiClient(CoordinationV1Api),
+    );
+  }
+
+  private async call<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw toKubeError(err, this.server);
+    }
+  }
+
+  private async orNull<T>(fn: () => Promise<T>): Promise<T | null> {
+    try {
+      return await this.call(fn);
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404) return null;
+      throw err;
+    }
+  }
+
+  getDeployment(name: string) {
+    return this.call(() => this.apps.readNamespacedDeployment({ name, namespace: this.namespace }));
+  }
+
+  patchDeployment(name: string, patch: unknown, type: PatchType, opts?: WriteOptions) {
+    return this.call(() =>
+      this.apps.patchNamespacedDeployment(
+        { name, namespace: this.namespace, body: patch, dryRun: dry(opts), fieldManager: 'runbook' },
+        setHeaderOptions('Content-Type', CONTENT_TYPE[type]),
+      ),
+    );
+  }
+
+  scaleDeployment(name: string, replicas: number, opts?: WriteOptions) {
+    return this.call(() =>
+      this.apps.patchNamespacedDeploymentScale(
+        { name, namespace: this.namespace, body: { spec: { replicas } }, dryRun: dry(opts), fieldManager: 'runbook' },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
+    );
+  }
+
+  async watchDeployment(name: string, onEvent: (ev: WatchEvent<V1Deployment>) => boolean | void, signal: AbortSignal) {
+    const watch = new Watch(this.kc);
+    const path = `/apis/apps/v1/namespaces/${this.namespace}/deployments`;
+    let failures = 0;
+    while (!signal.aborted) {
+      const current = await this.getDeployment(name);
+      if (onEvent({ type: 'ADDED', object: current }) === true) return;
+      const outcome = await new Promise<'done' | 'ended' | 'error'>((resolve) => {
+        let settled = false;
+        let ctrl: AbortController | undefined;
+        const finish = (how: 'done' | 'ended' | 'error') => {
+          if (settled) return;
+          settled = true;
+          signal.removeEventListener('abort', onAbort);
+          ctrl?.abort();
+          resolve(how);
+        };
+        const onAbort = () => finish('ended');
+        signal.addEventListener('abort', onAbort, { once: true });
+        watch
+          .watch(
+            path,
+            { fieldSelector: `metadata.name=${name}`, resourceVersion: current.metadata?.resourceVersion, allowWatchBookmarks: true },
+            (phase, obj) => {
+              if (settled) return;
+              if (phase === 'ERROR') return finish('error');
+              if (phase === 'BOOKMARK') return;
+              if (onEvent({ type: phase as WatchEvent<V1Deployment>['type'], object: obj as V1Deployment }) === true) finish('done');
+            },
+            (err) => finish(err ? 'error' : 'ended'),
+          )
+          .then(
+            (c) => {
+              ctrl = c;
+              if (settled) c.abort();
+            },
+            () => finish('error'),
+          );
+      });
+      if (outcome === 'done') return;
+      if (outcome === 'error') {
+        failures += 1;
+        if (failures > 5) throw new KubeApiError(`watch on deployment/${name} keeps failing`, 0);
+        await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** failures)));
+      } else {
+        failures = 0;
+      }
+    }
+  }
+
+  async listPods(labelSelector?: string) {
+    const list = await this.call(() => this.core.listNamespacedPod({ namespace: this.namespace, labelSelector }));
+    return list.items;
+  }
+
+  async listReplicaSets(labelSelector?: string) {
+    const list = await this.call(() => this.apps.listNamespacedReplicaSet({ namespace: this.namespace, labelSelector }));
+    return list.items;
+  }
+
+  async readPodLog(pod: string, opts: { container?: string; tailLines?: number; previous?: boolean } = {}) {
+    const text = await this.call(() =>
+      this.core.readNamespacedPodLog({ name: pod, namespace: this.namespace, container: opts.container, tailLines: opts.tailLines, previous: opts.previous }),
+    );
+    return typeof text === 'string' ? text : String(text ?? '');
+  }
+
+  getHpa(name: string) {
+    return this.orNull(() => this.autoscaling.readNamespacedHorizontalPodAutoscaler({ name, namespace: this.namespace }));
+  }
+
+  createHpa(hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions) {
+    return this.call(() =>
+      this.autoscaling.createNamespacedHorizontalPodAutoscaler({ namespace: this.namespace, body: hpa, dryRun: dry(opts), fieldManager: 'runbook' }),
+    );
+  }
+
+  replaceHpa(name: string, hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions) {
+    return this.call(() =>
+      this.autoscaling.replaceNamespacedHorizontalPodAutoscaler({ name, namespace: this.namespace, body: hpa, dryRun: dry(opts), fieldManager: 'runbook' }),
+    );
+  }
+
+  async deleteHpa(name: string) {
+    await this.call(() => this.autoscaling.deleteNamespacedHorizontalPodAutoscaler({ name, namespace: this.namespace }));
+  }
+
+  async listHpas() {
+    const list = await this.call(() => this.autoscaling.listNamespacedHorizontalPodAutoscaler({ namespace: this.namespace }));
+    return list.items;
+  }
+
+  async listEvents(fieldSelector?: string) {
+    const list = await this.call(() => this.core.listNamespacedEvent({ namespace: this.namespace, fieldSelector }));
+    return list.items;
+  }
+
+  getLease(name: string) {
+    return this.orNull(() => this.coordination.readNamespacedLease({ name, namespace: this.namespace }));
+  }
+
+  createLease(lease: V1Lease) {
+    return this.call(() => this.coordination.createNamespacedLease({ namespace: this.namespace, body: lease }));
+  }
+
+  replaceLease(name: string, lease: V1Lease) {
+    return this.call(() => this.coordination.replaceNamespacedLease({ name, namespace: this.namespace, body: lease }));
+  }
+
+  async deleteLease(name: string) {
+    await this.call(() => this.coordination.deleteNamespacedLease({ name, namespace: this.namespace }));
+  }
+
+  close() {}
+}

@@ -1,0 +1,79 @@
+import type {
+  V1Deployment,
+  V1Pod,
+  V1ReplicaSet,
+  V1Scale,
+  V2HorizontalPodAutoscaler,
+  V1Lease,
+  CoreV1Event,
+} from '@kubernetes/client-node';
+
+export type { V1Deployment, V1Pod, V1ReplicaSet, V1Scale, V2HorizontalPodAutoscaler, V1Lease, CoreV1Event };
+
+export type PatchType = 'strategic' | 'merge' | 'json';
+
+export interface WriteOptions {
+  /** Send with dryRun=All: the server validates the write and persists nothing. */
+  dryRun?: boolean;
+}
+
+export interface WatchEvent<T> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: T;
+}
+
+/**
+ * The narrow Kubernetes surface the procedures use, bound to one namespace. Implemented over
+ * @kubernetes/client-node (loaded on first use) and by in-memory fakes in unit tests.
+ */
+export interface KubeClient {
+  readonly namespace: string;
+  readonly context: string;
+  readonly server: string;
+  getDeployment(name: string): Promise<V1Deployment>;
+  patchDeployment(name: string, patch: unknown, type: PatchType, opts?: WriteOptions): Promise<V1Deployment>;
+  scaleDeployment(name: string, replicas: number, opts?: WriteOptions): Promise<V1Scale>;
+  /** Yields watch events for one deployment until the signal aborts or the callback returns true. */
+  watchDeployment(
+    name: string,
+    onEvent: (ev: WatchEvent<V1Deployment>) => boolean | void,
+    signal: AbortSignal,
+  ): Promise<void>;
+  listPods(labelSelector?: string): Promise<V1Pod[]>;
+  listReplicaSets(labelSelector?: string): Promise<V1ReplicaSet[]>;
+  readPodLog(pod: string, opts?: { container?: string; tailLines?: number; previous?: boolean }): Promise<string>;
+  getHpa(name: string): Promise<V2HorizontalPodAutoscaler | null>;
+  createHpa(hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions): Promise<V2HorizontalPodAutoscaler>;
+  replaceHpa(name: string, hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions): Promise<V2HorizontalPodAutoscaler>;
+  deleteHpa(name: string): Promise<void>;
+  listHpas(): Promise<V2HorizontalPodAutoscaler[]>;
+  listEvents(fieldSelector?: string): Promise<CoreV1Event[]>;
+  getLease(name: string): Promise<V1Lease | null>;
+  createLease(lease: V1Lease): Promise<V1Lease>;
+  replaceLease(name: string, lease: V1Lease): Promise<V1Lease>;
+  deleteLease(name: string): Promise<void>;
+  close(): void;
+}
+
+export interface KubeTarget {
+  kubeconfig?: string;
+  context?: string;
+  namespace: string;
+}
+
+/** Errors from the API server, as one readable line; `status` is the HTTP code (0 for network errors). */
+export class KubeApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly reason?: string,
+  ) {
+    super(message);
+    this.name = 'KubeApiError';
+  }
+}
+
+export async function createKubeClient(target: KubeTarget, env: Record<string, string | undefined>): Promise<KubeClient> {
+  const { KubeAdapter } = await import('./kube-adapter.js');
+  return KubeAdapter.create(target, env);
+}

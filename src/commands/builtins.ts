@@ -1,0 +1,171 @@
+import { ExitCode, UsageError } from '../core/errors.js';
+import { catalog, findEntry } from '../procedures/catalog.js';
+import { table } from '../core/table.js';
+import { journalDir, listRuns, readRun, summarize, isRunId, type JournalEvent } from '../core/journal.js';
+import { exampleConfig } from '../core/example-config.js';
+import { gateKind } from '../core/gates.js';
+import { stepRisk } from '../core/procedure.js';
+import { parseParam } from '../core/params.js';
+import { formatDuration } from '../core/duration.js';
+import type { Session } from '../core/session.js';
+import { executeProcedure, resolveTarget } from './run-procedure.js';
+import { findConfigPath, loadConfig, selectEnvironment } from '../core/config.js';
+
+export async function runBuiltin(session: Session, name: string, args: string[], opts: Record<string, unknown>): Promise<number> {
+  switch (name) {
+    case 'list':
+      return list(session);
+    case 'explain':
+      return explain(session, args);
+    case 'history':
+      return history(session, opts);
+    case 'show':
+      return show(session, args[0]);
+    case 'resume':
+      return resume(session, args[0]);
+    default:
+      throw new UsageError(`unknown command ${name}`);
+  }
+}
+
+function out(session: Session, text: string): void {
+  session.deps.io.stdout.write(session.redactor.text(text));
+}
+
+function list(session: Session): number {
+  if (session.flags.json) {
+    out(session, JSON.stringify(catalog.map(({ name, summary, risk, seed }) => ({ name, summary, risk, seed })), null, 2) + '\n');
+  } else {
+    out(session, table(['PROCEDURE', 'RISK', 'SUMMARY'], catalog.map((e) => [e.name, e.risk, e.summary])));
+  }
+  return ExitCode.ok;
+}
+
+async function explain(session: Session, words: string[]): Promise<number> {
+  const entry = findEntry(words);
+  if (!entry) throw new UsageError(`unknown procedure "${words.join(' ')}"`, 'runbook list shows them all');
+  const proc = await entry.load();
+  // Explain against the configured environment when there is one, else the built-in example.
+  let env;
+  try {
+    env = await resolveTarget(session);
+  } catch {
+    env = selectEnvironment({ config: exampleConfig, path: null }, undefined, {});
+  }
+  const params: Record<string, unknown> = {};
+  const example = proc.examples[0] ?? [];
+  for (const p of proc.params) {
+    const i = p.flag ? example.indexOf(p.flag.split(/[ ,<[]+/).find((s) => s.startsWith('--')) ?? '') : -1;
+    let raw: unknown = i >= 0 ? example[i + 1] : undefined;
+    if (p.argument && raw === undefined) raw = example.find((w) => !w.startsWith('-'));
+    try {
+      params[p.name] = parseParam(p, raw ?? p.default);
+    } catch {
+      params[p.name] = raw ?? p.default;
+    }
+  }
+  const c = session.colors;
+  const lines: string[] = [];
+  lines.push(c.bold(`runbook ${proc.name}`) + ` — ${proc.summary}`);
+  lines.push(`seed section: ${entry.seed}`);
+  lines.push(`example: runbook ${proc.name} ${example.join(' ')}`.trimEnd());
+  lines.push(`shown for environment "${env.name}"${env.config.protected ? ' (protected)' : ''}`);
+  lines.push('');
+  proc.steps.forEach((s, i) => {
+    const risk = stepRisk(s, params as never, env);
+    const kind = gateKind(risk, env.config.protected, s.severe);
+    const gate = kind === 'severe' ? `gate: type "${env.name}"` : kind === 'confirm' ? 'gate: yes/no' : 'no gate';
+    lines.push(`${i + 1}. ${c.bold(s.title)}  [${risk}; ${gate}]${s.undo ? '  (undone on failure)' : ''}`);
+    lines.push(`   why: ${s.why}`);
+    lines.push(`   by hand: ${s.equivalent(params as never, env)}`);
+  });
+  if (proc.seedFixes?.length) {
+    lines.push('');
+    lines.push(c.bold('What the seed runbook got wrong, and what this does instead:'));
+    for (const f of proc.seedFixes) lines.push(`  - ${f}`);
+  }
+  lines.push('');
+  lines.push('Try it safely: add --dry-run (reads are real, writes previewed) or --dry-run=offline (nothing contacted).');
+  if (session.flags.json) {
+    out(session, JSON.stringify({ name: proc.name, summary: proc.summary, seed: entry.seed, seedFixes: proc.seedFixes ?? [], steps: proc.steps.map((s) => ({ id: s.id, title: s.title, why: s.why, risk: stepRisk(s, params as never, env), equivalent: s.equivalent(params as never, env), compensated: Boolean(s.undo) })) }, null, 2) + '\n');
+  } else out(session, lines.join('\n') + '\n');
+  return ExitCode.ok;
+}
+
+function dir(session: Session): string {
+  return journalDir(session.deps.io.env);
+}
+
+async function history(session: Session, opts: Record<string, unknown>): Promise<number> {
+  const limit = Number(opts.limit ?? 20);
+  if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive whole number`);
+  const runs = (await listRuns(dir(session))).slice(-limit).reverse();
+  if (session.flags.json) out(session, JSON.stringify(runs, null, 2) + '\n');
+  else if (runs.length === 0) session.reporter.info(`no runs in ${dir(session)}`);
+  else
+    out(
+      session,
+      table(
+        ['RUN', 'PROCEDURE', 'ENV', 'STATUS', 'EXIT', 'DURATION', 'OPERATOR', 'STARTED'],
+        runs.map((r) => [r.runId, r.procedure, r.environment, r.dryRun !== 'off' ? `${r.status} (dry run)` : r.status, r.exitCode ?? '', r.durationMs === null ? '' : formatDuration(r.durationMs), r.operator, r.startedAt]),
+      ),
+    );
+  return ExitCode.ok;
+}
+
+async function loadRun(session: Session, runId: string | undefined): Promise<JournalEvent[]> {
+  if (!runId || !isRunId(runId)) throw new UsageError(`invalid run id "${runId ?? ''}"`, 'runbook history lists run ids');
+  try {
+    return await readRun(dir(session), runId);
+  } catch {
+    throw new UsageError(`no run ${runId} in ${dir(session)}`, 'runbook history lists run ids');
+  }
+}
+
+async function show(session: Session, runId: string | undefined): Promise<number> {
+  const events = await loadRun(session, runId);
+  if (session.flags.json) {
+    out(session, JSON.stringify({ ...summarize(runId!, events), events }, null, 2) + '\n');
+    return ExitCode.ok;
+  }
+  const s = summarize(runId!, events);
+  const lines = [
+    `run ${s.runId}: ${s.procedure} on ${s.environment} by ${s.operator}${s.dryRun !== 'off' ? ` (dry run: ${s.dryRun})` : ''}`,
+    `status ${s.status}${s.exitCode !== null ? `, exit ${s.exitCode}` : ''}${s.durationMs !== null ? `, ${formatDuration(s.durationMs)}` : ''}`,
+    `params ${JSON.stringify(events.find((e) => e.type === 'run-start')?.params ?? {})}`,
+    '',
+  ];
+  for (const e of events) {
+    const time = e.t.slice(11, 19);
+    if (e.type === 'step-end') lines.push(`${time}  ${e.step}: ${e.status}${e.error ? ` — ${e.error}` : ''}${e.data !== undefined ? `  ${JSON.stringify(e.data)}` : ''}`);
+    else if (e.type === 'gate') lines.push(`${time}  gate ${e.step}: ${e.decision}${e.by ? ` by ${e.by}` : ''}${e.reason ? ` (${e.reason})` : ''}`);
+    else if (e.type === 'compensation') lines.push(`${time}  undo ${e.step}: ${e.status}${e.error ? ` — ${e.error}` : ''}${e.byHand ? ` — by hand: ${e.byHand}` : ''}`);
+    else if (e.type === 'lock') lines.push(`${time}  lock ${e.lease}`);
+    else if (e.type === 'run-end' && e.error) lines.push(`${time}  error: ${(e.error as { message: string }).message}`);
+  }
+  out(session, lines.join('\n') + '\n');
+  return ExitCode.ok;
+}
+
+/** Continue a failed or interrupted run: completed steps are skipped, their recorded data restored. */
+async function resume(session: Session, runId: string | undefined): Promise<number> {
+  const events = await loadRun(session, runId);
+  const start = events.find((e) => e.type === 'run-start');
+  if (!start) throw new UsageError(`run ${runId} has no start record`);
+  const end = [...events].reverse().find((e) => e.type === 'run-end');
+  if (end && end.status === 'succeeded') throw new UsageError(`run ${runId} already succeeded; nothing to resume`);
+  if (start.dryRun && start.dryRun !== 'off') throw new UsageError(`run ${runId} was a dry run; run the procedure again instead`);
+  const entry = findEntry(String(start.procedure).split(' '));
+  if (!entry) throw new UsageError(`run ${runId} is of an unknown procedure "${String(start.procedure)}"`);
+  const proc = await entry.load();
+  const undone = new Set(events.filter((e) => e.type === 'compensation' && e.status === 'succeeded').map((e) => String(e.step)));
+  const completed: Record<string, unknown> = {};
+  for (const e of events) {
+    if (e.type === 'step-end' && e.status === 'succeeded' && !undone.has(String(e.step))) completed[String(e.step)] = e.data;
+  }
+  const { io } = session.deps;
+  const loaded = await loadConfig(findConfigPath(session.flags.config, io.env, io.cwd));
+  const env = selectEnvironment(loaded, String(start.environment), {});
+  session.reporter.info(`resuming run ${runId} (${proc.name} on ${env.name}); ${Object.keys(completed).length} step(s) already done`);
+  return executeProcedure(session, proc, () => start.params, { fromRun: runId!, completed, env });
+}

@@ -1,0 +1,99 @@
+import { makeClients, defaultFactories } from '../clients/index.js';
+import { findConfigPath, loadConfig, selectEnvironment, type ResolvedEnvironment } from '../core/config.js';
+import { UsageError } from '../core/errors.js';
+import { Journal, NullJournal, journalDir, newRunId } from '../core/journal.js';
+import type { Procedure } from '../core/procedure.js';
+import { TerminalPrompter } from '../core/prompter.js';
+import { renderOfflinePlan, summaryLine } from '../core/render.js';
+import type { RunResult } from '../core/reporter.js';
+import { runProcedure } from '../core/runner.js';
+import type { Session } from '../core/session.js';
+
+export async function resolveTarget(session: Session): Promise<ResolvedEnvironment> {
+  const { io } = session.deps;
+  const loaded = await loadConfig(findConfigPath(session.flags.config, io.env, io.cwd));
+  const env = selectEnvironment(loaded, session.flags.env, io.env);
+  return env;
+}
+
+/** Checks the config sections a procedure needs, before anything is contacted. */
+export function checkRequirements(proc: Procedure, env: ResolvedEnvironment): void {
+  for (const section of proc.requires) {
+    if (!env.config[section]) {
+      throw new UsageError(`${proc.name} needs a "${section}" section in environment "${env.name}"`, `add environments.${env.name}.${section} to ${env.configPath ?? 'your config'}`);
+    }
+  }
+}
+
+/** Runs a procedure for a command, prints its result, and returns the exit code. */
+export async function executeProcedure(
+  session: Session,
+  proc: Procedure,
+  parseParams: (env: ResolvedEnvironment) => unknown,
+  resume?: { fromRun: string; completed: Record<string, unknown>; env?: ResolvedEnvironment },
+): Promise<number> {
+  const { io } = session.deps;
+  const { flags } = session;
+  const env = resume?.env ?? (await resolveTarget(session));
+  if (env.builtIn && flags.dryRun !== 'offline') {
+    throw new UsageError(
+      'no config found: the built-in "example" environment only serves --dry-run=offline, explain and list',
+      'create ./runbook.yaml (see the README), or pass --config FILE or set RUNBOOK_CONFIG',
+    );
+  }
+  const params = parseParams(env);
+  proc.validate?.(params, env);
+  checkRequirements(proc, env);
+
+  const now = session.now;
+  const runId = newRunId(now());
+  const dir = journalDir(io.env, undefined);
+  const journal = flags.dryRun === 'offline' ? new NullJournal(dir, runId, session.redactor, now) : new Journal(dir, runId, session.redactor, now);
+  const clients = makeClients(env, io.env, session.deps.clientFactories ?? defaultFactories);
+  const interrupts = session.deps.interrupts ?? { signal: new AbortController().signal, hard: new AbortController().signal };
+  let result: RunResult;
+  try {
+    result = await runProcedure({
+      procedure: proc,
+      params,
+      env,
+      runId,
+      operator: session.operator,
+      dryRun: flags.dryRun,
+      gateFlags: flags.gate,
+      interactive: session.interactive,
+      io,
+      colors: session.colors,
+      reporter: session.reporter,
+      redactor: session.redactor,
+      prompter: session.deps.prompter ?? new TerminalPrompter(io),
+      clients,
+      journal,
+      interrupts,
+      timeoutMs: flags.timeoutMs,
+      now,
+      resume: resume ? { fromRun: resume.fromRun, completed: resume.completed } : undefined,
+    });
+  } finally {
+    journal.close();
+    await clients.closeAll();
+  }
+  printResult(session, proc, result);
+  return result.exitCode;
+}
+
+function printResult(session: Session, proc: Procedure, result: RunResult): void {
+  const { io } = session.deps;
+  const { redactor, reporter, colors } = session;
+  if (session.flags.json) {
+    io.stdout.write(JSON.stringify(redactor.value(result), null, 2) + '\n');
+  } else if (result.dryRun === 'offline') {
+    io.stdout.write(redactor.text(renderOfflinePlan(result, colors)));
+  } else if (proc.render && (result.status === 'succeeded' || result.status === 'check-failed')) {
+    const state: Record<string, unknown> = {};
+    for (const s of result.steps) if (s.data !== undefined) state[s.id] = s.data;
+    io.stdout.write(redactor.text(proc.render(state, colors)));
+  }
+  if (result.error) reporter.error(result.error.message, result.error.hint);
+  if (!session.flags.quiet || result.exitCode !== 0) io.stderr.write(redactor.text(summaryLine(result, proc, colors)) + '\n');
+}

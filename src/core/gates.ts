@@ -1,0 +1,74 @@
+import { GateError, UsageError } from './errors.js';
+import type { Prompter } from './prompter.js';
+import type { Risk } from './procedure.js';
+
+export type GateKind = 'none' | 'confirm' | 'severe';
+
+export interface GateFlags {
+  yes: boolean;
+  confirm?: string;
+  noInput: boolean;
+}
+
+/**
+ * A destructive step always needs approval; a write needs it in a protected environment; a
+ * destructive step in a protected environment (or one marked severe) needs the environment's name typed.
+ */
+export function gateKind(risk: Risk, protectedEnv: boolean, severe = false): GateKind {
+  if (risk === 'read') return 'none';
+  if (risk === 'destructive') return protectedEnv || severe ? 'severe' : 'confirm';
+  return protectedEnv ? (severe ? 'severe' : 'confirm') : 'none';
+}
+
+/** --confirm must name the environment being targeted; anything else is a usage error. */
+export function checkConfirmFlag(flags: GateFlags, envName: string): void {
+  if (flags.confirm !== undefined && flags.confirm !== envName) {
+    throw new UsageError(
+      `--confirm "${flags.confirm}" does not match the target environment "${envName}"`,
+      `to approve changes to ${envName}, pass --confirm ${envName}`,
+    );
+  }
+}
+
+export function approvedByFlags(kind: GateKind, flags: GateFlags, envName: string): boolean {
+  if (kind === 'none') return true;
+  // Typing the environment's name (--confirm) is the stronger approval; it covers plain gates too.
+  if (flags.confirm === envName) return true;
+  return flags.yes && kind === 'confirm';
+}
+
+export function missingApprovalHint(kind: GateKind, envName: string): string {
+  return kind === 'severe' ? `pass --yes --confirm ${envName} to approve non-interactively` : 'pass --yes to approve non-interactively';
+}
+
+export type GateDecision = 'not-needed' | 'flags' | 'prompt';
+
+/**
+ * Asks for approval. Without a terminal (or with --no-input) and without the flags it fails closed:
+ * it never waits for input and never approves on its own.
+ */
+export async function approve(opts: {
+  kind: GateKind;
+  flags: GateFlags;
+  envName: string;
+  interactive: boolean;
+  prompter: Prompter;
+  question: string;
+  signal?: AbortSignal;
+}): Promise<GateDecision> {
+  const { kind, flags, envName } = opts;
+  if (kind === 'none') return 'not-needed';
+  if (approvedByFlags(kind, flags, envName)) return 'flags';
+  if (!opts.interactive) {
+    const why = flags.noInput ? '--no-input was given' : 'no terminal to ask on';
+    throw new GateError(`approval needed for "${opts.question}" and ${why}`, missingApprovalHint(kind, envName));
+  }
+  if (kind === 'severe') {
+    const typed = await opts.prompter.text(`${opts.question}\n  Type the environment name (${envName}) to approve:`, opts.signal);
+    if (typed.trim() !== envName) throw new GateError(`declined: typed "${typed.trim()}", expected "${envName}"`);
+    return 'prompt';
+  }
+  const ok = await opts.prompter.confirm(opts.question, opts.signal);
+  if (!ok) throw new GateError(`declined: ${opts.question}`);
+  return 'prompt';
+}

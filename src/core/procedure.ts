@@ -1,0 +1,123 @@
+import type { ResolvedEnvironment } from './config.js';
+import type { Clients } from '../clients/index.js';
+import type { Reporter } from './reporter.js';
+import type { Journal } from './journal.js';
+import type { Colors, IO } from './io.js';
+import type { Redactor } from './redact.js';
+
+export type Risk = 'read' | 'write' | 'destructive';
+export type DryRunMode = 'off' | 'plan' | 'offline';
+
+/** One previewed effect of a write: what, on which target, from what to what. */
+export interface Change {
+  target: string;
+  action: string;
+  before?: string;
+  after?: string;
+  /** Set when the preview was validated by the server (Kubernetes dryRun=All). */
+  validated?: boolean;
+}
+
+/** What every step sees. `state` holds each finished step's data, keyed by step id. */
+export interface StepContext<P = unknown> {
+  params: P;
+  env: ResolvedEnvironment;
+  clients: Clients;
+  io: IO;
+  colors: Colors;
+  reporter: Reporter;
+  redactor: Redactor;
+  signal: AbortSignal;
+  dryRun: DryRunMode;
+  runId: string;
+  now(): Date;
+  state: Record<string, unknown>;
+  /** Progress lines (stderr, dropped with --quiet). */
+  log(message: string): void;
+}
+
+export interface Step<P = unknown> {
+  id: string;
+  title: string;
+  /** Why the step exists: shown by `explain` and by offline dry runs. */
+  why: string;
+  risk: Risk | ((params: P, env: ResolvedEnvironment) => Risk);
+  /** The equivalent kubectl/aws/psql/redis-cli command, for training and for doing it by hand. */
+  equivalent(params: P, env: ResolvedEnvironment): string;
+  /** A read step that only makes sense after an earlier write (a wait): previewed, not run, in a dry run. */
+  followsWrite?: boolean;
+  /** Skip the step entirely for these params or this environment. */
+  when?(params: P, env: ResolvedEnvironment): boolean;
+  /** Read-only preview of a write; an empty list means "nothing to do" and the step is skipped. */
+  plan?(ctx: StepContext<P>): Promise<Change[]>;
+  run(ctx: StepContext<P>): Promise<unknown>;
+  /** Compensation, registered once run() succeeded; receives the data run() returned. */
+  undo?(ctx: StepContext<P>, data: unknown): Promise<void>;
+  /** What an operator types to undo by hand if undo() itself fails. */
+  undoByHand?(ctx: StepContext<P>, data: unknown): string;
+  /** Step ids whose compensation is no longer needed once this step succeeded. */
+  settles?: string[];
+  /** Force a severe (typed) gate even outside a protected environment. */
+  severe?: boolean;
+}
+
+export type ParamType = 'string' | 'int' | 'duration' | 'boolean' | 'k8sName' | 'quantity' | 'list' | 'keyValue';
+
+export interface ParamSpec {
+  /** Property name in params. */
+  name: string;
+  /** Commander flag, e.g. "--replicas <n>"; omitted for positional arguments. */
+  flag?: string;
+  /** Positional argument, e.g. "<pod>" or "[hosts...]". */
+  argument?: string;
+  description: string;
+  type: ParamType;
+  required?: boolean;
+  default?: string | number | boolean;
+  min?: number;
+  max?: number;
+  choices?: readonly string[];
+}
+
+export interface ProcedureResult {
+  /** Human rendering of the run's data for stdout (tables); JSON mode prints the data instead. */
+  render?(state: Record<string, unknown>, colors: Colors): string;
+}
+
+export interface Procedure<P = any> extends ProcedureResult {
+  /** "app restart" — noun and verb. */
+  name: string;
+  summary: string;
+  /** What the seed's snippet got wrong, and what this procedure does instead (shown by `explain`). */
+  seedFixes?: string[];
+  params: ParamSpec[];
+  /** Example argument lists: shown by `explain`, and exercised by the registry-driven tests. */
+  examples: string[][];
+  /** Cross-field validation after parsing (min ≤ max, limits from config); throws UsageError. */
+  validate?(params: P, env: ResolvedEnvironment): void;
+  /** Which config sections the procedure needs; checked before anything is contacted. */
+  requires: Array<'kubernetes' | 'health' | 'aws' | 'rds' | 'postgres' | 'redis' | 'notify' | 'circuitBreaker'>;
+  /** Take a Kubernetes Lease for the run (procedures that change shared state). */
+  lock?: boolean;
+  steps: Step<P>[];
+  /** Exit code 4 when the data says a check failed (diagnostics). */
+  check?(state: Record<string, unknown>, params: P): string | null;
+}
+
+export function stepRisk<P>(step: Step<P>, params: P, env: ResolvedEnvironment): Risk {
+  return typeof step.risk === 'function' ? step.risk(params, env) : step.risk;
+}
+
+export function procedureRisk<P>(proc: Procedure<P>, params: P, env: ResolvedEnvironment): Risk {
+  const order: Risk[] = ['read', 'write', 'destructive'];
+  let max = 0;
+  for (const s of proc.steps) max = Math.max(max, order.indexOf(stepRisk(s, params, env)));
+  return order[max];
+}
+
+/** Typed identity helper so procedure files get inference on their params. */
+export function defineProcedure<P>(proc: Procedure<P>): Procedure<P> {
+  return proc;
+}
+
+export type { IO, Colors, Redactor, Journal, Reporter };

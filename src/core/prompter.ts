@@ -1,0 +1,32 @@
+import type { IO } from './io.js';
+
+/** Every question the tool asks goes through this, so tests script answers and e2e runs use a real terminal. */
+export interface Prompter {
+  confirm(message: string, signal?: AbortSignal): Promise<boolean>;
+  text(message: string, signal?: AbortSignal): Promise<string>;
+  select<T extends string>(message: string, choices: Array<{ name: string; value: T }>, signal?: AbortSignal): Promise<T>;
+}
+
+/** Prompts on the terminal with @inquirer/prompts (loaded only when a question is actually asked). */
+export class TerminalPrompter implements Prompter {
+  constructor(private readonly io: IO) {}
+
+  private context(signal?: AbortSignal) {
+    return { input: this.io.stdin, output: this.io.stderr, signal, clearPromptOnDone: false };
+  }
+
+  async confirm(message: string, signal?: AbortSignal): Promise<boolean> {
+    const { confirm } = await import('@inquirer/prompts');
+    return confirm({ message, default: false }, this.context(signal) as never);
+  }
+
+  async text(message: string, signal?: AbortSignal): Promise<string> {
+    const { input } = await import('@inquirer/prompts');
+    return input({ message }, this.context(signal) as never);
+  }
+
+  async select<T extends string>(message: string, choices: Array<{ name: string; value: T }>, signal?: AbortSignal): Promise<T> {
+    const { select } = await import('@inquirer/prompts');
+    return select<T>({ message, choices }, this.context(signal) as never);
+  }
+}

@@ -1,0 +1,43 @@
+import type { Colors } from './io.js';
+import type { Procedure } from './procedure.js';
+import type { RunResult } from './reporter.js';
+import { formatDuration } from './duration.js';
+
+/** Offline dry run: the plan is the result, so it goes to stdout. */
+export function renderOfflinePlan(result: RunResult, c: Colors): string {
+  const out: string[] = [];
+  const total = result.steps.length;
+  result.steps.forEach((s, i) => {
+    if (s.status === 'skipped') return;
+    const gate = s.gate === 'severe' ? c.red(` — gate: type "${result.environment}"`) : s.gate === 'confirm' ? c.yellow(' — gate: yes/no') : '';
+    out.push(`${c.cyan(`[${i + 1}/${total}]`)} ${c.bold(s.title)} ${c.dim(`[${s.risk}]`)}${gate}`);
+    out.push(`      why: ${s.why}`);
+    out.push(`      ${c.dim('$')} ${s.equivalent}`);
+  });
+  return out.join('\n') + '\n';
+}
+
+/** The closing line on stderr. */
+export function summaryLine(result: RunResult, proc: Procedure, c: Colors): string {
+  const took = formatDuration(result.durationMs);
+  switch (result.status) {
+    case 'succeeded':
+      return c.green(`✓ ${proc.name} succeeded in ${took} (run ${result.runId})`);
+    case 'planned':
+      return c.yellow(`DRY RUN complete: nothing was changed (${took})`);
+    case 'check-failed':
+      return c.red(`✗ ${proc.name}: check failed (run ${result.runId})`);
+    case 'declined':
+      return c.yellow(`✗ ${proc.name} stopped at a gate; nothing past it changed (run ${result.runId})`);
+    case 'partial':
+      return c.red(`✗ ${proc.name} FAILED AND COULD NOT PUT EVERYTHING BACK — act by hand (run ${result.runId}):\n${(result.byHand ?? []).map((h) => `    ${h}`).join('\n')}`);
+    case 'locked':
+      return c.red(`✗ ${proc.name} did not start: locked`);
+    case 'interrupted':
+      return c.yellow(`✗ ${proc.name} interrupted (run ${result.runId})`);
+    default: {
+      const undone = result.compensations.length ? '; its changes were put back' : '';
+      return c.red(`✗ ${proc.name} failed${undone} (run ${result.runId}); resume with: runbook resume ${result.runId}`);
+    }
+  }
+}

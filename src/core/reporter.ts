@@ -1,0 +1,127 @@
+import type { Colors } from './io.js';
+import type { Change, Risk } from './procedure.js';
+import type { Redactor } from './redact.js';
+import { formatDuration } from './duration.js';
+
+export type StepStatus = 'succeeded' | 'failed' | 'skipped' | 'planned' | 'declined' | 'not-run';
+
+export interface StepRecord {
+  id: string;
+  title: string;
+  risk: Risk;
+  status: StepStatus;
+  durationMs: number;
+  changes?: Change[];
+  data?: unknown;
+  error?: string;
+  /** Offline dry runs: why the step exists, its gate and the equivalent command. */
+  why?: string;
+  gate?: 'none' | 'confirm' | 'severe';
+  equivalent?: string;
+}
+
+export interface CompensationRecord {
+  step: string;
+  status: 'succeeded' | 'failed' | 'skipped';
+  error?: string;
+  byHand?: string;
+}
+
+/** The one JSON document `--json` prints: the run result. */
+export interface RunResult {
+  procedure: string;
+  environment: string;
+  runId: string;
+  dryRun: 'off' | 'plan' | 'offline';
+  status: 'succeeded' | 'failed' | 'declined' | 'check-failed' | 'partial' | 'locked' | 'interrupted' | 'planned';
+  exitCode: number;
+  startedAt: string;
+  durationMs: number;
+  params: unknown;
+  steps: StepRecord[];
+  compensations: CompensationRecord[];
+  error?: { message: string; hint?: string };
+  byHand?: string[];
+}
+
+export interface ReporterOptions {
+  err: NodeJS.WritableStream | { write(s: string): unknown };
+  colors: Colors;
+  quiet: boolean;
+  verbose: boolean;
+  redactor: Redactor;
+}
+
+const RISK_LABEL: Record<Risk, string> = { read: 'read', write: 'write', destructive: 'DESTRUCTIVE' };
+
+/**
+ * Renders progress for people on stderr. It never writes stdout: results are printed once, at the
+ * end, by the caller (a table, or the JSON document).
+ */
+export class Reporter {
+  constructor(private readonly opts: ReporterOptions) {}
+
+  private write(line: string): void {
+    this.opts.err.write(this.opts.redactor.text(line) + '\n');
+  }
+
+  info(message: string): void {
+    if (!this.opts.quiet) this.write(message);
+  }
+
+  verbose(message: string): void {
+    if (this.opts.verbose) this.write(this.opts.colors.dim(message));
+  }
+
+  warn(message: string): void {
+    this.write(this.opts.colors.yellow(`warning: ${message}`));
+  }
+
+  /** Always shown, even with --quiet: the target of a change is never in doubt. */
+  banner(lines: string[]): void {
+    const c = this.opts.colors;
+    for (const l of lines) this.write(c.bold(l));
+  }
+
+  dryRunNotice(mode: 'plan' | 'offline'): void {
+    const c = this.opts.colors;
+    const text =
+      mode === 'offline'
+        ? '*** DRY RUN (offline): nothing is contacted, nothing changes ***'
+        : '*** DRY RUN: reads are real, every write is only previewed, nothing changes ***';
+    this.write(c.inverse(c.yellow(text)));
+  }
+
+  stepStart(index: number, total: number, title: string, risk: Risk): void {
+    const c = this.opts.colors;
+    const tag = risk === 'read' ? c.dim(`[${RISK_LABEL[risk]}]`) : risk === 'write' ? c.yellow(`[${RISK_LABEL[risk]}]`) : c.red(`[${RISK_LABEL[risk]}]`);
+    this.info(`${c.cyan(`[${index}/${total}]`)} ${title} ${tag}`);
+  }
+
+  changes(changes: Change[], dryRun: boolean): void {
+    const c = this.opts.colors;
+    for (const ch of changes) {
+      const arrow = ch.before !== undefined || ch.after !== undefined ? `: ${ch.before ?? '∅'} → ${ch.after ?? '∅'}` : '';
+      const v = ch.validated ? c.dim(' (validated by the server)') : '';
+      this.info(`      ${dryRun ? 'would ' : ''}${ch.action} ${ch.target}${arrow}${v}`);
+    }
+  }
+
+  stepEnd(status: StepStatus, durationMs: number, note?: string): void {
+    const c = this.opts.colors;
+    const mark =
+      status === 'succeeded' ? c.green('✓') : status === 'failed' ? c.red('✗') : status === 'planned' ? c.yellow('~') : c.dim('-');
+    const extra = note ? ` ${note}` : '';
+    this.info(`      ${mark} ${status} in ${formatDuration(durationMs)}${extra}`);
+  }
+
+  progress(message: string): void {
+    this.info(`      ${this.opts.colors.dim(message)}`);
+  }
+
+  error(message: string, hint?: string): void {
+    const c = this.opts.colors;
+    this.write(`${c.red('error:')} ${message}`);
+    if (hint) this.write(`${c.dim('hint:')} ${hint}`);
+  }
+}

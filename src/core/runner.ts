@@ -1,0 +1,322 @@
+import type { Clients } from '../clients/index.js';
+import type { ResolvedEnvironment } from './config.js';
+import { CheckFailedError, ExitCode, GateError, InterruptedError, LockHeldError, RunbookError, StepError, errorMessage } from './errors.js';
+import { approve, checkConfirmFlag, gateKind, approvedByFlags, missingApprovalHint, type GateFlags } from './gates.js';
+import type { Colors, IO } from './io.js';
+import type { Journal } from './journal.js';
+import { acquireLock, leaseName, type HeldLock } from './lock.js';
+import type { Change, DryRunMode, Procedure, Step, StepContext } from './procedure.js';
+import { stepRisk, procedureRisk } from './procedure.js';
+import type { Prompter } from './prompter.js';
+import type { Redactor } from './redact.js';
+import type { CompensationRecord, Reporter, RunResult, StepRecord } from './reporter.js';
+import { targetBanner } from './banner.js';
+
+/** Signals from the operator: the first interrupt stops the run, the second also skips compensation. */
+export interface Interrupts {
+  signal: AbortSignal;
+  hard: AbortSignal;
+}
+
+export interface RunOptions<P> {
+  procedure: Procedure<P>;
+  params: P;
+  env: ResolvedEnvironment;
+  runId: string;
+  operator: string;
+  dryRun: DryRunMode;
+  gateFlags: GateFlags;
+  interactive: boolean;
+  io: IO;
+  colors: Colors;
+  reporter: Reporter;
+  redactor: Redactor;
+  prompter: Prompter;
+  clients: Clients;
+  journal: Journal;
+  interrupts: Interrupts;
+  timeoutMs?: number;
+  now(): Date;
+  /** Resume: data of steps already completed by an earlier run, keyed by step id. */
+  resume?: { fromRun: string; completed: Record<string, unknown> };
+}
+
+interface Completed<P> {
+  step: Step<P>;
+  data: unknown;
+}
+
+function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+function asRunbookError(err: unknown): RunbookError {
+  if (err instanceof RunbookError) return err;
+  const e = err as Error;
+  if (e?.name === 'TimeoutError') return new StepError('the run exceeded --timeout', 'raise --timeout, or check why the step is slow');
+  return new StepError(errorMessage(err), undefined, err);
+}
+
+const STATUS_BY_CODE: Record<number, RunResult['status']> = {
+  [ExitCode.ok]: 'succeeded',
+  [ExitCode.stepFailed]: 'failed',
+  [ExitCode.usage]: 'failed',
+  [ExitCode.gate]: 'declined',
+  [ExitCode.check]: 'check-failed',
+  [ExitCode.partial]: 'partial',
+  [ExitCode.locked]: 'locked',
+  [ExitCode.sigint]: 'interrupted',
+  [ExitCode.sigterm]: 'interrupted',
+};
+
+/**
+ * Runs a procedure: banner → lock → for each step plan → gate → run → journal; on failure,
+ * decline or interrupt, the compensations of completed steps run last-in first-out.
+ */
+export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
+  const started = o.now();
+  const t0 = performance.now();
+  const { procedure: proc, env, reporter, journal } = o;
+  const steps: StepRecord[] = proc.steps.map((s) => ({ id: s.id, title: s.title, risk: stepRisk(s, o.params, env), status: 'not-run', durationMs: 0 }));
+  const compensations: CompensationRecord[] = [];
+  const result: RunResult = {
+    procedure: proc.name,
+    environment: env.name,
+    runId: o.runId,
+    dryRun: o.dryRun,
+    status: 'succeeded',
+    exitCode: 0,
+    startedAt: started.toISOString(),
+    durationMs: 0,
+    params: o.params,
+    steps,
+    compensations,
+  };
+
+  const timeout = o.timeoutMs ? AbortSignal.timeout(o.timeoutMs) : undefined;
+  const signal = timeout ? AbortSignal.any([o.interrupts.signal, timeout]) : o.interrupts.signal;
+  const state: Record<string, unknown> = { ...(o.resume?.completed ?? {}) };
+  const ctx: StepContext<P> = {
+    params: o.params,
+    env,
+    clients: o.clients,
+    io: o.io,
+    colors: o.colors,
+    reporter,
+    redactor: o.redactor,
+    signal,
+    dryRun: o.dryRun,
+    runId: o.runId,
+    now: o.now,
+    state,
+    log: (m) => reporter.progress(m),
+  };
+
+  journal.append('run-start', {
+    runId: o.runId,
+    procedure: proc.name,
+    environment: env.name,
+    params: o.params,
+    operator: o.operator,
+    dryRun: o.dryRun,
+    config: env.configPath,
+    resumedFrom: o.resume?.fromRun,
+  });
+
+  const changesAnything = procedureRisk(proc, o.params, env) !== 'read';
+  if (o.dryRun !== 'off') reporter.dryRunNotice(o.dryRun);
+  if (changesAnything || o.dryRun !== 'off') reporter.banner(targetBanner(proc, env, o.redactor));
+
+  const done: Completed<P>[] = [];
+  let lock: HeldLock | undefined;
+  let failure: RunbookError | undefined;
+
+  try {
+    checkConfirmFlag(o.gateFlags, env.name);
+    if (o.dryRun === 'offline') {
+      renderOffline(o, steps);
+      result.status = 'planned';
+      return result;
+    }
+    if (o.dryRun === 'off') preflightGates(o);
+    if (proc.lock && o.dryRun === 'off') {
+      const kube = await o.clients.kube();
+      const target = env.config.kubernetes?.deployment ?? env.name;
+      lock = await acquireLock(kube, leaseName(proc.name, target), { operator: o.operator, runId: o.runId }, o.now);
+      journal.append('lock', { lease: lock.name, namespace: kube.namespace });
+      reporter.verbose(`lock ${lock.name} taken`);
+    }
+
+    for (let i = 0; i < proc.steps.length; i++) {
+      const step = proc.steps[i];
+      const rec = steps[i];
+      if (o.resume && step.id in o.resume.completed) {
+        rec.status = 'skipped';
+        rec.data = o.resume.completed[step.id];
+        if (step.undo) done.push({ step, data: rec.data });
+        reporter.info(`${o.colors.dim(`[${i + 1}/${steps.length}] ${step.title} — done in run ${o.resume.fromRun}`)}`);
+        continue;
+      }
+      if (signal.aborted) throw signal.reason;
+      if (step.when && !step.when(o.params, o.env)) {
+        rec.status = 'skipped';
+        continue;
+      }
+      reporter.stepStart(i + 1, steps.length, step.title, rec.risk);
+      journal.append('step-start', { step: step.id, risk: rec.risk });
+      const s0 = performance.now();
+      try {
+        const isRead = rec.risk === 'read';
+        if (!isRead || (o.dryRun === 'plan' && step.followsWrite)) {
+          const changes: Change[] = step.plan ? await raceAbort(step.plan(ctx), signal) : [{ action: step.title.toLowerCase(), target: env.name }];
+          rec.changes = changes;
+          reporter.changes(changes, o.dryRun === 'plan');
+          if (o.dryRun === 'plan') {
+            rec.status = 'planned';
+            rec.durationMs = performance.now() - s0;
+            reporter.stepEnd('planned', rec.durationMs);
+            journal.append('step-end', { step: step.id, status: 'planned', changes });
+            continue;
+          }
+          if (changes.length === 0) {
+            rec.status = 'skipped';
+            rec.durationMs = performance.now() - s0;
+            reporter.stepEnd('skipped', rec.durationMs, '(nothing to change)');
+            journal.append('step-end', { step: step.id, status: 'skipped', reason: 'nothing to change' });
+            continue;
+          }
+          const kind = gateKind(rec.risk, env.config.protected, step.severe);
+          const question = `${step.title} in ${env.name}${env.config.protected ? ' (PROTECTED)' : ''}?`;
+          try {
+            const decision = await approve({ kind, flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal });
+            if (decision !== 'not-needed') journal.append('gate', { step: step.id, kind, decision: 'approved', by: decision });
+          } catch (err) {
+            if (err instanceof GateError) {
+              rec.status = 'declined';
+              journal.append('gate', { step: step.id, kind, decision: 'declined', reason: err.message });
+            }
+            throw err;
+          }
+        }
+        const data = await raceAbort(step.run(ctx), signal);
+        state[step.id] = data;
+        rec.data = data;
+        rec.status = 'succeeded';
+        rec.durationMs = performance.now() - s0;
+        reporter.stepEnd('succeeded', rec.durationMs);
+        journal.append('step-end', { step: step.id, status: 'succeeded', durationMs: Math.round(rec.durationMs), data });
+        if (step.settles) for (let j = done.length - 1; j >= 0; j--) if (step.settles.includes(done[j].step.id)) done.splice(j, 1);
+        if (step.undo) done.push({ step, data });
+      } catch (err) {
+        if (rec.status !== 'declined') {
+          rec.status = 'failed';
+          rec.error = errorMessage(err);
+          rec.durationMs = performance.now() - s0;
+          reporter.stepEnd('failed', rec.durationMs, o.redactor.text(errorMessage(err)));
+          journal.append('step-end', { step: step.id, status: 'failed', durationMs: Math.round(rec.durationMs), error: errorMessage(err) });
+        }
+        throw err;
+      }
+    }
+    if (o.dryRun === 'plan') result.status = 'planned';
+    const checkMessage = o.dryRun === 'off' && proc.check ? proc.check(state, o.params) : null;
+    if (checkMessage) throw new CheckFailedError(checkMessage);
+  } catch (err) {
+    failure = err instanceof InterruptedError ? err : asRunbookError(err);
+    if (signal.aborted && o.interrupts.signal.aborted && !(failure instanceof InterruptedError)) {
+      failure = o.interrupts.signal.reason instanceof InterruptedError ? o.interrupts.signal.reason : failure;
+    }
+  } finally {
+    if (failure && !(failure instanceof CheckFailedError) && done.length > 0) await compensate(o, ctx, done, compensations, failure);
+    if (lock) await lock.release();
+  }
+
+  let exitCode: number = failure ? failure.exitCode : ExitCode.ok;
+  if (compensations.some((c) => c.status !== 'succeeded') && failure) exitCode = ExitCode.partial;
+  result.exitCode = exitCode;
+  if (result.status !== 'planned' || failure) result.status = STATUS_BY_CODE[exitCode] ?? 'failed';
+  if (failure) result.error = { message: o.redactor.text(failure.message), hint: failure.hint };
+  const byHand = compensations.filter((c) => c.status !== 'succeeded' && c.byHand).map((c) => c.byHand as string);
+  if (byHand.length) result.byHand = byHand;
+  result.durationMs = Math.round(performance.now() - t0);
+  journal.append('run-end', { status: result.status, exitCode, durationMs: result.durationMs, error: result.error, byHand: result.byHand });
+  return result;
+}
+
+/** Fail closed before touching anything: without a terminal, every gate must already be approved by flags. */
+function preflightGates<P>(o: RunOptions<P>): void {
+  if (o.interactive) return;
+  for (const step of o.procedure.steps) {
+    if (o.resume && step.id in o.resume.completed) continue;
+    if (step.when && !step.when(o.params, o.env)) continue;
+    const kind = gateKind(stepRisk(step, o.params, o.env), o.env.config.protected, step.severe);
+    if (!approvedByFlags(kind, o.gateFlags, o.env.name)) {
+      const why = o.gateFlags.noInput ? '--no-input was given' : 'there is no terminal to ask on';
+      throw new GateError(`step "${step.title}" needs approval and ${why}; nothing was changed`, missingApprovalHint(kind, o.env.name));
+    }
+  }
+}
+
+async function compensate<P>(
+  o: RunOptions<P>,
+  ctx: StepContext<P>,
+  done: Completed<P>[],
+  records: CompensationRecord[],
+  failure: RunbookError,
+): Promise<void> {
+  const { reporter, journal } = o;
+  const compCtx: StepContext<P> = { ...ctx, signal: o.interrupts.hard };
+  reporter.warn(`${failure instanceof GateError ? 'declined' : failure instanceof InterruptedError ? 'interrupted' : 'failed'}: putting back what this run changed (${done.length} step${done.length > 1 ? 's' : ''})${failure instanceof InterruptedError ? '; press Ctrl-C again to skip this' : ''}`);
+  for (const c of [...done].reverse()) {
+    const byHand = c.step.undoByHand?.(ctx, c.data);
+    if (o.interrupts.hard.aborted) {
+      records.push({ step: c.step.id, status: 'skipped', byHand, error: 'skipped by a second interrupt' });
+      journal.append('compensation', { step: c.step.id, status: 'skipped', byHand });
+      reporter.error(`compensation for "${c.step.title}" skipped by a second interrupt`, byHand ? `run by hand: ${byHand}` : undefined);
+      continue;
+    }
+    try {
+      reporter.info(`  ↺ undo: ${c.step.title}`);
+      await c.step.undo!(compCtx, c.data);
+      records.push({ step: c.step.id, status: 'succeeded' });
+      journal.append('compensation', { step: c.step.id, status: 'succeeded' });
+      reporter.info(`    ${o.colors.green('✓')} undone`);
+    } catch (err) {
+      const msg = errorMessage(err);
+      records.push({ step: c.step.id, status: 'failed', error: msg, byHand });
+      journal.append('compensation', { step: c.step.id, status: 'failed', error: msg, byHand });
+      reporter.error(`could not undo "${c.step.title}": ${msg}`, byHand ? `run by hand: ${byHand}` : undefined);
+    }
+  }
+}
+
+/** Offline: nothing is contacted; each step carries its reason, its gate and the equivalent command. */
+function renderOffline<P>(o: RunOptions<P>, steps: StepRecord[]): void {
+  o.procedure.steps.forEach((step, i) => {
+    const rec = steps[i];
+    if (step.when && !step.when(o.params, o.env)) {
+      rec.status = 'skipped';
+      return;
+    }
+    rec.status = 'planned';
+    rec.why = step.why;
+    rec.gate = gateKind(rec.risk, o.env.config.protected, step.severe);
+    rec.equivalent = o.redactor.text(step.equivalent(o.params, o.env));
+  });
+}
+
+export { LockHeldError };

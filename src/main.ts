@@ -1,0 +1,90 @@
+import { readFileSync } from 'node:fs';
+import { buildProgram, CommanderError } from './program.js';
+import { ExitCode, InterruptedError, RunbookError, UsageError } from './core/errors.js';
+import { processIO } from './core/io.js';
+import { makeSession, parseGlobalFlags, type Deps, type Session } from './core/session.js';
+import { Redactor } from './core/redact.js';
+import { executeProcedure } from './commands/run-procedure.js';
+
+export type { Deps } from './core/session.js';
+
+function version(): string {
+  try {
+    return JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version as string;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/**
+ * The CLI as a function: argv in, exit code out. The ONLY place where errors become exit codes.
+ * It never calls process.exit, so journals flush and compensations finish.
+ */
+export async function main(argv: string[], deps: Deps): Promise<number> {
+  const { io } = deps;
+  const verbose = argv.includes('-v') || argv.includes('--verbose');
+  let session: Session | undefined;
+  try {
+    const { program, action } = await buildProgram(argv, { stdout: (s) => io.stdout.write(s), stderr: (s) => io.stderr.write(s) }, version());
+    try {
+      await program.parseAsync(argv, { from: 'user' });
+    } catch (err) {
+      if (err instanceof CommanderError) {
+        if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
+        if (err.code === 'commander.executeSubCommandAsync') return ExitCode.ok;
+        return ExitCode.usage;
+      }
+      throw err;
+    }
+    const chosen = action();
+    if (!chosen) {
+      // A noun without a verb: show what it offers.
+      program.outputHelp();
+      return argv.length === 0 ? ExitCode.ok : ExitCode.usage;
+    }
+    const flags = parseGlobalFlags(chosen.opts);
+    session = makeSession(deps, flags);
+    if (chosen.kind === 'procedure') {
+      return await executeProcedure(session, chosen.proc, () => chosen.params());
+    }
+    const { runBuiltin } = await import('./commands/builtins.js');
+    return await runBuiltin(session, chosen.name, chosen.args, chosen.opts);
+  } catch (err) {
+    return reportError(err, deps, session, verbose);
+  }
+}
+
+function reportError(err: unknown, deps: Deps, session: Session | undefined, verbose: boolean): number {
+  const redactor = session?.redactor ?? new Redactor();
+  const write = (s: string) => deps.io.stderr.write(redactor.text(s) + '\n');
+  if (err instanceof RunbookError) {
+    write(`error: ${err.message}`);
+    if (err.hint) write(`hint: ${err.hint}`);
+    if (verbose && err.stack) write(err.stack);
+    return err.exitCode;
+  }
+  const e = err as Error;
+  write(`error: ${e?.message ?? String(err)}`);
+  if (verbose && e?.stack) write(e.stack);
+  else write('hint: run again with --verbose for details');
+  return ExitCode.stepFailed;
+}
+
+/** Entry for bin/runbook.js: real streams and signal handling (first Ctrl-C stops, second skips compensation). */
+export async function run(argv: string[]): Promise<number> {
+  const first = new AbortController();
+  const hard = new AbortController();
+  const onSignal = (sig: 'SIGINT' | 'SIGTERM') => {
+    if (!first.signal.aborted) {
+      first.abort(new InterruptedError(sig));
+    } else if (!hard.signal.aborted) {
+      process.stderr.write('\nsecond interrupt: skipping compensation — check the summary for what to do by hand\n');
+      hard.abort(new InterruptedError(sig));
+    }
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  return main(argv, { io: processIO(), interrupts: { signal: first.signal, hard: hard.signal } });
+}
+
+export { UsageError };

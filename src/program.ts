@@ -1,0 +1,125 @@
+import { Command, CommanderError, Option } from 'commander';
+import { catalog, findEntry } from './procedures/catalog.js';
+import { addProcedureParams, collectParams } from './commands/procedure-command.js';
+import type { Procedure } from './core/procedure.js';
+
+export const EXIT_CODES_HELP = `
+Exit codes:
+  0    success
+  1    a step failed; its changes were put back (or the state is as reported)
+  2    usage or config error; nothing was contacted or changed
+  3    declined at a gate, or approval missing without a terminal; nothing past the gate changed
+  4    a check failed (threshold exceeded, precondition not met, backup corrupt, cert expiring)
+  5    a step failed AND its compensation failed; the summary says what to do by hand
+  6    another operator holds the lock for this procedure and target
+  130  interrupted (SIGINT); 143 terminated (SIGTERM); compensation runs first
+`;
+
+/** What the chosen command asks main() to do once parsing succeeded. */
+export type Action =
+  | { kind: 'procedure'; proc: Procedure; opts: Record<string, unknown>; params: () => Record<string, unknown> }
+  | { kind: 'builtin'; name: 'list' | 'explain' | 'history' | 'show' | 'resume'; opts: Record<string, unknown>; args: string[] };
+
+function globalOptions(cmd: Command): Command {
+  return cmd
+    .option('-e, --env <name>', 'environment from the config (default: the config\'s "default")')
+    .option('-c, --config <file>', 'config file (else $RUNBOOK_CONFIG, ./runbook.yaml, $XDG_CONFIG_HOME/runbook/config.yaml)')
+    .addOption(new Option('-n, --dry-run [mode]', 'preview: "plan" (reads are real, writes previewed) or "offline" (nothing contacted)'))
+    .option('-y, --yes', 'approve gates without a prompt (a severe gate also needs --confirm <env>)')
+    .option('--confirm <env>', 'typed confirmation of the environment name, non-interactively')
+    .option('--no-input', 'never prompt; a gate not approved by flags fails (exit 3)')
+    .option('--json', 'print exactly one JSON document (the run result) on stdout')
+    .option('-q, --quiet', 'only errors and the target banner on stderr')
+    .option('-v, --verbose', 'more detail, and stack traces on errors')
+    .option('--no-color', 'no colour (also NO_COLOR)')
+    .option('--timeout <duration>', 'overall time limit, e.g. 10m');
+}
+
+/** Finds the command path in argv (skipping global options and their values). */
+export function commandPath(argv: string[]): string[] {
+  const takesValue = new Set(['-e', '--env', '-c', '--config', '--confirm', '--timeout']);
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') break;
+    if (a.startsWith('-')) {
+      if (takesValue.has(a)) i++;
+      continue;
+    }
+    words.push(a);
+    if (words.length === 3) break;
+  }
+  return words;
+}
+
+export interface Program {
+  program: Command;
+  action(): Action | undefined;
+}
+
+/**
+ * Builds the commander tree. Only the invoked procedure's module is loaded (for its flags);
+ * the others appear by name and summary, so help and startup never import an SDK.
+ */
+export async function buildProgram(argv: string[], out: { stdout: (s: string) => void; stderr: (s: string) => void }, version: string): Promise<Program> {
+  let chosen: Action | undefined;
+  const program = globalOptions(new Command('runbook'))
+    .description('The operations runbook as typed, safe commands: gates before destructive steps, a journal, compensation on failure.')
+    .version(version, '--version')
+    .usage('<noun> <verb> [args] [flags]')
+    .showHelpAfterError('(add --help for usage)')
+    .configureOutput({ writeOut: out.stdout, writeErr: out.stderr })
+    .addHelpText('after', EXIT_CODES_HELP)
+    .exitOverride();
+
+  const path = commandPath(argv);
+  const nouns = new Map<string, Command>();
+  for (const entry of catalog) {
+    const words = entry.name.split(' ');
+    let parent = program;
+    for (let depth = 0; depth < words.length - 1; depth++) {
+      const key = words.slice(0, depth + 1).join(' ');
+      let noun = nouns.get(key);
+      if (!noun) {
+        noun = parent.command(words[depth]).description(`${words.slice(0, depth + 1).join(' ')} procedures`);
+        noun.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride().showHelpAfterError('(add --help for usage)');
+        nouns.set(key, noun);
+      }
+      parent = noun;
+    }
+    const leaf = parent.command(words[words.length - 1]).description(`${entry.summary}  [${entry.risk}]`);
+    leaf.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride();
+    const invoked = path.slice(0, words.length).join(' ') === entry.name;
+    if (invoked) {
+      const proc = await entry.load();
+      addProcedureParams(leaf, proc);
+      leaf.addHelpText('after', EXIT_CODES_HELP);
+      leaf.action((...args: unknown[]) => {
+        const cmd = args[args.length - 1] as Command;
+        const opts = cmd.optsWithGlobals();
+        chosen = { kind: 'procedure', proc, opts, params: () => collectParams(proc, cmd.opts(), cmd.processedArgs) };
+      });
+    } else {
+      leaf.allowUnknownOption().allowExcessArguments().helpOption(false);
+    }
+  }
+
+  const builtin = (name: 'list' | 'explain' | 'history' | 'show' | 'resume', args: string, description: string) => {
+    const cmd = program.command(`${name}${args ? ` ${args}` : ''}`).description(description);
+    cmd.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride();
+    cmd.action((...a: unknown[]) => {
+      const c = a[a.length - 1] as Command;
+      chosen = { kind: 'builtin', name, opts: c.optsWithGlobals(), args: c.args };
+    });
+    return cmd;
+  };
+  builtin('list', '', 'List every procedure and what it can change');
+  builtin('explain', '<procedure...>', 'The training view: each step, why, the equivalent command, and what the seed got wrong');
+  builtin('history', '', 'Past runs from the journal').option('--limit <n>', 'how many', '20');
+  builtin('show', '<run-id>', 'One run from the journal: parameters, gates, steps and their data');
+  builtin('resume', '<run-id>', 'Continue a failed or interrupted run from its first unfinished step');
+
+  return { program, action: () => chosen };
+}
+
+export { CommanderError, findEntry };
