@@ -1,16 +1,29 @@
-import type { ResolvedEnvironment } from '../core/config.js';
+import type { ResolvedEnvironment, ValueOrRef } from '../core/config.js';
+import { resolveValue } from '../core/config.js';
 import { UsageError } from '../core/errors.js';
+import { Redactor } from '../core/redact.js';
 import type { HttpClient } from './http.js';
 import { fetchHttpClient } from './http.js';
 import type { KubeClient, KubeTarget } from './kube.js';
+import type { AwsClients, AwsTarget } from './aws.js';
+import type { PgConnection } from './postgres.js';
+import type { NotifyResult } from './notify.js';
 
 export type { KubeClient } from './kube.js';
 export type { HttpClient } from './http.js';
+export type { AwsClients } from './aws.js';
+export type { PgConnection } from './postgres.js';
 
 /** Lazily created, memoised clients for one run; an SDK is loaded only when a step first needs it. */
 export interface Clients {
   kube(): Promise<KubeClient>;
+  aws(): Promise<AwsClients>;
+  /** A new PostgreSQL connection (closed with the run); `url` defaults to the environment's primary. */
+  postgres(url?: string): Promise<PgConnection>;
   http: HttpClient;
+  /** Resolves a config value or secret reference (registering the secret for redaction). */
+  secret(ref: ValueOrRef, what: string): string;
+  notify(message: string, signal?: AbortSignal): Promise<NotifyResult[]>;
   closeAll(): Promise<void>;
 }
 
@@ -18,6 +31,8 @@ export interface Clients {
 export interface ClientFactories {
   kube(target: KubeTarget, env: Record<string, string | undefined>): Promise<KubeClient>;
   http: HttpClient;
+  aws?(target: AwsTarget, env: Record<string, string | undefined>): Promise<AwsClients>;
+  postgres?(url: string): Promise<PgConnection>;
 }
 
 export const defaultFactories: ClientFactories = {
@@ -37,8 +52,10 @@ export function makeClients(
   env: ResolvedEnvironment,
   processEnv: Record<string, string | undefined>,
   factories: ClientFactories = defaultFactories,
+  redactor: Redactor = new Redactor(),
 ): Clients {
   const made: Array<{ close(): void | Promise<void> }> = [];
+  const secret = (ref: ValueOrRef, what: string) => resolveValue(ref, what, processEnv, redactor);
   const kube = memo(async () => {
     const k = env.config.kubernetes;
     if (!k) throw new UsageError(`environment "${env.name}" has no kubernetes section`);
@@ -46,9 +63,34 @@ export function makeClients(
     made.push(client);
     return client;
   });
+  const aws = memo(async () => {
+    const a = env.config.aws;
+    if (!a) throw new UsageError(`environment "${env.name}" has no aws section`);
+    const target = { region: a.region, profile: a.profile, endpoint: a.endpoint };
+    const clients = factories.aws ? await factories.aws(target, processEnv) : (await import('./aws.js')).makeAwsClients(target, processEnv);
+    made.push(clients);
+    return clients;
+  });
   return {
     kube,
+    aws,
     http: factories.http,
+    secret,
+    async postgres(url?: string) {
+      const resolved = url ?? (env.config.postgres ? secret(env.config.postgres.url, `environments.${env.name}.postgres.url`) : undefined);
+      if (!resolved) throw new UsageError(`environment "${env.name}" has no postgres section`);
+      redactor.addUrl(resolved);
+      const conn = factories.postgres ? await factories.postgres(resolved) : await (await import('./postgres.js')).connectPostgres(resolved);
+      made.push(conn);
+      return conn;
+    },
+    async notify(message, signal) {
+      const n = env.config.notify;
+      if (!n) return [];
+      const webhookUrl = n.slack ? secret(n.slack.webhook, `environments.${env.name}.notify.slack.webhook`) : undefined;
+      const { sendNotification } = await import('./notify.js');
+      return sendNotification(n, message, { http: factories.http, webhookUrl, signal });
+    },
     async closeAll() {
       for (const c of made.splice(0)) await c.close();
     },

@@ -42,6 +42,7 @@ export async function executeProcedure(
     );
   }
   const params = parseParams(env);
+  session.redactor.registerSecretsIn(params);
   proc.validate?.(params, env);
   checkRequirements(proc, env);
 
@@ -49,7 +50,7 @@ export async function executeProcedure(
   const runId = newRunId(now());
   const dir = journalDir(io.env, undefined);
   const journal = flags.dryRun === 'offline' ? new NullJournal(dir, runId, session.redactor, now) : new Journal(dir, runId, session.redactor, now);
-  const clients = makeClients(env, io.env, session.deps.clientFactories ?? defaultFactories);
+  const clients = makeClients(env, io.env, session.deps.clientFactories ?? defaultFactories, session.redactor);
   const interrupts = session.deps.interrupts ?? { signal: new AbortController().signal, hard: new AbortController().signal };
   let result: RunResult;
   try {

@@ -36,6 +36,21 @@ export class Redactor {
     }
   }
 
+  /** Registers every value found under a secret-looking key or name/value pair inside `input`. */
+  registerSecretsIn(input: unknown, key?: string): void {
+    if (typeof input === 'string') {
+      if (key && looksSecret(key)) this.add(input);
+      return;
+    }
+    if (Array.isArray(input)) return input.forEach((x) => this.registerSecretsIn(x));
+    if (input && typeof input === 'object') {
+      const obj = input as Record<string, unknown>;
+      const pairName = pairKey(obj);
+      if (pairName && looksSecret(pairName) && typeof obj.value === 'string') this.add(obj.value);
+      for (const [k, v] of Object.entries(obj)) this.registerSecretsIn(v, k);
+    }
+  }
+
   text(input: string): string {
     let out = input.replace(URL_USERINFO, (_m, scheme: string, user: string) => `${scheme}${user}:${MASK}@`);
     // Longest first, so a secret that contains another is masked whole.
@@ -54,8 +69,9 @@ export class Redactor {
     if (Array.isArray(v)) return v.map((x) => this.walk(x, undefined));
     if (v && typeof v === 'object') {
       const obj = v as Record<string, unknown>;
-      // {name, value} pairs (Kubernetes env vars) are secret when the name is.
-      if (typeof obj.name === 'string' && 'value' in obj && looksSecret(obj.name)) {
+      // {name, value} / {key, value} pairs (env vars) are secret when the name is.
+      const pairName = pairKey(obj);
+      if (pairName && looksSecret(pairName)) {
         return { ...obj, value: typeof obj.value === 'string' && obj.value !== '' ? MASK : obj.value };
       }
       const out: Record<string, unknown> = {};
@@ -64,6 +80,13 @@ export class Redactor {
     }
     return v;
   }
+}
+
+function pairKey(obj: Record<string, unknown>): string | undefined {
+  if (!('value' in obj)) return undefined;
+  if (typeof obj.name === 'string') return obj.name;
+  if (typeof obj.key === 'string') return obj.key;
+  return undefined;
 }
 
 export const REDACTED = MASK;

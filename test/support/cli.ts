@@ -1,0 +1,71 @@
+import { PassThrough, Writable } from 'node:stream';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../../src/main.js';
+import type { ClientFactories } from '../../src/clients/index.js';
+import type { Prompter } from '../../src/core/prompter.js';
+import { ScriptedPrompter } from './prompter.js';
+
+class Capture extends Writable {
+  text = '';
+  override _write(chunk: Buffer | string, _enc: BufferEncoding, cb: () => void) {
+    this.text += chunk.toString();
+    cb();
+  }
+}
+
+export interface CliRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+  prompter: Prompter;
+}
+
+export interface CliOptions {
+  env?: Record<string, string | undefined>;
+  tty?: boolean;
+  prompter?: Prompter;
+  answers?: Array<boolean | string>;
+  clientFactories?: ClientFactories;
+  cwd?: string;
+  interrupts?: { signal: AbortSignal; hard: AbortSignal };
+  now?: () => Date;
+}
+
+/** A fresh, empty journal directory per call unless the test passes RUNBOOK_JOURNAL_DIR. */
+export function tempDir(prefix = 'runbook-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Runs the CLI in-process through main(), with captured streams and scripted prompts. */
+export async function runCli(argv: string[], opts: CliOptions = {}): Promise<CliRun> {
+  const stdout = new Capture();
+  const stderr = new Capture();
+  const prompter = opts.prompter ?? new ScriptedPrompter(opts.answers ?? []);
+  const env: Record<string, string | undefined> = {
+    HOME: tempDir('runbook-home-'),
+    RUNBOOK_JOURNAL_DIR: tempDir('runbook-journal-'),
+    NO_COLOR: '1',
+    USER: 'tester',
+    ...opts.env,
+  };
+  const code = await main(argv, {
+    io: {
+      stdin: new PassThrough(),
+      stdout,
+      stderr,
+      stdinIsTTY: Boolean(opts.tty),
+      stdoutIsTTY: Boolean(opts.tty),
+      stderrIsTTY: Boolean(opts.tty),
+      env,
+      cwd: opts.cwd ?? tempDir('runbook-cwd-'),
+    },
+    prompter,
+    clientFactories: opts.clientFactories,
+    interrupts: opts.interrupts,
+    now: opts.now,
+    operator: 'tester@test',
+  });
+  return { code, stdout: stdout.text, stderr: stderr.text, prompter };
+}

@@ -1,0 +1,199 @@
+import type { KubeClient, V1Deployment, V1Lease, V1Pod, V1ReplicaSet, V2HorizontalPodAutoscaler, WatchEvent, WriteOptions, PatchType } from '../../../src/clients/kube.js';
+import { KubeApiError } from '../../../src/clients/kube.js';
+import type { ClientFactories } from '../../../src/clients/index.js';
+import { fetchHttpClient } from '../../../src/clients/http.js';
+
+/**
+ * An in-memory KubeClient for fast unit tests of the engine and the procedures' logic. Rollouts
+ * complete at once. The real API server in test/support/kube is what integration tests use.
+ */
+export class FakeKube implements KubeClient {
+  readonly namespace = 'production';
+  readonly context = 'fake';
+  readonly server = 'https://fake.invalid';
+  deployments = new Map<string, V1Deployment>();
+  hpas = new Map<string, V2HorizontalPodAutoscaler>();
+  leases = new Map<string, V1Lease>();
+  mutations: string[] = [];
+  private failures: Array<{ op: string; times: number; status: number }> = [];
+
+  constructor(replicas = 4) {
+    this.deployments.set('app', {
+      metadata: { name: 'app', namespace: this.namespace, uid: 'uid-app', generation: 1, resourceVersion: '1', annotations: { 'deployment.kubernetes.io/revision': '1' } },
+      spec: {
+        replicas,
+        selector: { matchLabels: { app: 'api' } },
+        template: { metadata: { labels: { app: 'api' } }, spec: { containers: [{ name: 'api', image: 'api:1', env: [{ name: 'MODE', value: 'normal' }] }] } },
+      },
+      status: { observedGeneration: 1, replicas, updatedReplicas: replicas, readyReplicas: replicas, availableReplicas: replicas },
+    });
+  }
+
+  /** The next `times` calls of operation `op` (e.g. "scaleDeployment") fail with `status`. */
+  failNext(op: string, times = 1, status = 500): void {
+    this.failures.push({ op, times, status });
+  }
+
+  private check(op: string): void {
+    const f = this.failures.find((x) => x.op === op && x.times > 0);
+    if (f) {
+      f.times -= 1;
+      throw new KubeApiError(`Kubernetes API: injected failure on ${op} (${f.status})`, f.status);
+    }
+  }
+
+  private dep(name: string): V1Deployment {
+    const d = this.deployments.get(name);
+    if (!d) throw new KubeApiError(`Kubernetes API: deployments.apps "${name}" not found (404)`, 404, 'NotFound');
+    return d;
+  }
+
+  private settle(d: V1Deployment): void {
+    const r = d.spec?.replicas ?? 0;
+    d.metadata!.generation = (d.metadata!.generation ?? 0) + 1;
+    d.status = { observedGeneration: d.metadata!.generation, replicas: r, updatedReplicas: r, readyReplicas: r, availableReplicas: r };
+  }
+
+  async getDeployment(name: string) {
+    this.check('getDeployment');
+    return structuredClone(this.dep(name));
+  }
+
+  async patchDeployment(name: string, patch: unknown, type: PatchType, opts?: WriteOptions) {
+    this.check('patchDeployment');
+    const d = structuredClone(this.dep(name));
+    if (type === 'json') {
+      for (const op of patch as Array<{ op: string; path: string; value?: unknown }>) {
+        if (op.op === 'replace' && op.path === '/spec/template') d.spec!.template = op.value as never;
+        else if (op.op === 'add' || op.op === 'replace') {
+          const m = /^\/spec\/template\/spec\/containers\/(\d+)\/(env|resources)$/.exec(op.path);
+          if (m) (d.spec!.template.spec!.containers[Number(m[1])] as unknown as Record<string, unknown>)[m[2]] = op.value;
+        } else if (op.op === 'remove') {
+          const m = /^\/spec\/template\/spec\/containers\/(\d+)\/(env|resources)$/.exec(op.path);
+          if (m) delete (d.spec!.template.spec!.containers[Number(m[1])] as unknown as Record<string, unknown>)[m[2]];
+        }
+      }
+    } else {
+      const p = patch as { spec?: { template?: { metadata?: { annotations?: Record<string, string> }; spec?: { containers?: Array<Record<string, unknown>> } } } };
+      const ann = p.spec?.template?.metadata?.annotations;
+      if (ann) d.spec!.template.metadata = { ...d.spec!.template.metadata, annotations: { ...(d.spec!.template.metadata?.annotations ?? {}), ...ann } };
+      for (const c of p.spec?.template?.spec?.containers ?? []) {
+        const target = d.spec!.template.spec!.containers.find((x) => x.name === c.name) as unknown as Record<string, unknown>;
+        if (!target) throw new KubeApiError(`Kubernetes API: container ${String(c.name)} not found (422)`, 422);
+        if (c.resources) target.resources = c.resources;
+        if (Array.isArray(c.env)) {
+          let env = [...((target.env as Array<{ name: string; value?: string }>) ?? [])];
+          for (const e of c.env as Array<{ name: string; value?: string; $patch?: string }>) {
+            env = env.filter((x) => x.name !== e.name);
+            if (e.$patch !== 'delete') env.push({ name: e.name, value: e.value });
+          }
+          target.env = env;
+        }
+      }
+    }
+    if (opts?.dryRun) return d;
+    this.mutations.push(`patch deployment/${name}`);
+    this.settle(d);
+    this.deployments.set(name, d);
+    return structuredClone(d);
+  }
+
+  async scaleDeployment(name: string, replicas: number, opts?: WriteOptions) {
+    this.check('scaleDeployment');
+    const d = this.dep(name);
+    if (!opts?.dryRun) {
+      this.mutations.push(`scale deployment/${name} ${replicas}`);
+      d.spec!.replicas = replicas;
+      this.settle(d);
+    }
+    return { spec: { replicas } };
+  }
+
+  async watchDeployment(name: string, onEvent: (ev: WatchEvent<V1Deployment>) => boolean | void, signal: AbortSignal) {
+    this.check('watchDeployment');
+    while (!signal.aborted) {
+      if (onEvent({ type: 'MODIFIED', object: structuredClone(this.dep(name)) }) === true) return;
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  async listPods(): Promise<V1Pod[]> {
+    this.check('listPods');
+    const d = this.dep('app');
+    return Array.from({ length: d.spec?.replicas ?? 0 }, (_, i) => ({
+      metadata: { name: `app-${i}`, labels: { app: 'api' } },
+      spec: { containers: [{ name: 'api' }], nodeName: 'node-1' },
+      status: { phase: 'Running', containerStatuses: [{ name: 'api', ready: true, restartCount: 0, image: 'api:1', imageID: '' }] },
+    }));
+  }
+
+  async listReplicaSets(): Promise<V1ReplicaSet[]> {
+    return [];
+  }
+
+  async readPodLog(pod: string) {
+    return `${pod} started\n${pod} ready\n`;
+  }
+
+  async getHpa(name: string) {
+    this.check('getHpa');
+    return structuredClone(this.hpas.get(name) ?? null);
+  }
+
+  async createHpa(hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions) {
+    this.check('createHpa');
+    if (!opts?.dryRun) {
+      this.mutations.push(`create hpa/${hpa.metadata?.name}`);
+      this.hpas.set(hpa.metadata!.name!, structuredClone(hpa));
+    }
+    return hpa;
+  }
+
+  async replaceHpa(name: string, hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions) {
+    this.check('replaceHpa');
+    if (!opts?.dryRun) {
+      this.mutations.push(`replace hpa/${name}`);
+      this.hpas.set(name, structuredClone(hpa));
+    }
+    return hpa;
+  }
+
+  async deleteHpa(name: string) {
+    this.mutations.push(`delete hpa/${name}`);
+    this.hpas.delete(name);
+  }
+
+  async listHpas() {
+    return [...this.hpas.values()];
+  }
+
+  async listEvents() {
+    return [];
+  }
+
+  async getLease(name: string) {
+    return structuredClone(this.leases.get(name) ?? null);
+  }
+
+  async createLease(lease: V1Lease) {
+    const name = lease.metadata!.name!;
+    if (this.leases.has(name)) throw new KubeApiError('Kubernetes API: already exists (409)', 409, 'AlreadyExists');
+    this.leases.set(name, structuredClone(lease));
+    return lease;
+  }
+
+  async replaceLease(name: string, lease: V1Lease) {
+    this.leases.set(name, structuredClone(lease));
+    return lease;
+  }
+
+  async deleteLease(name: string) {
+    this.leases.delete(name);
+  }
+
+  close() {}
+}
+
+export function fakeFactories(kube: FakeKube): ClientFactories {
+  return { kube: async () => kube, http: fetchHttpClient };
+}
