@@ -32,8 +32,12 @@ export function makeAwsClients(target: AwsTarget, env: Record<string, string | u
   const made = new Map<string, Promise<Closable>>();
   const base = (region?: string) => ({
     region: region ?? target.region,
-    ...(target.endpoint ? { endpoint: target.endpoint } : {}),
+    ...(target.endpoint || env.AWS_ENDPOINT_URL ? { endpoint: target.endpoint ?? env.AWS_ENDPOINT_URL } : {}),
     ...(target.endpoint || env.AWS_ENDPOINT_URL ? { forcePathStyle: true } : {}),
+    // The run's environment (process.env in production, injected in tests) takes precedence over the chain.
+    ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+      ? { credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) } }
+      : {}),
     maxAttempts: 3,
   });
   async function get<T extends Closable>(key: string, make: () => Promise<T>): Promise<T> {

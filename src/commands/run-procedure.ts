@@ -28,12 +28,13 @@ export function checkRequirements(proc: Procedure, env: ResolvedEnvironment): vo
 /** Runs a procedure for a command, prints its result, and returns the exit code. */
 export async function executeProcedure(
   session: Session,
-  proc: Procedure,
+  given: Procedure,
   parseParams: (env: ResolvedEnvironment) => unknown,
   resume?: { fromRun: string; completed: Record<string, unknown>; env?: ResolvedEnvironment },
 ): Promise<number> {
   const { io } = session.deps;
   const { flags } = session;
+  const proc = session.deps.procedureOverride ? session.deps.procedureOverride(given) : given;
   const env = resume?.env ?? (await resolveTarget(session));
   if (env.builtIn && flags.dryRun !== 'offline') {
     throw new UsageError(

@@ -4,6 +4,7 @@ import type { Reporter } from './reporter.js';
 import type { Journal } from './journal.js';
 import type { Colors, IO } from './io.js';
 import type { Redactor } from './redact.js';
+import type { Prompter } from './prompter.js';
 
 export type Risk = 'read' | 'write' | 'destructive';
 export type DryRunMode = 'off' | 'plan' | 'offline';
@@ -34,6 +35,10 @@ export interface StepContext<P = unknown> {
   state: Record<string, unknown>;
   /** Progress lines (stderr, dropped with --quiet). */
   log(message: string): void;
+  /** For steps that must ask a question (a choice from a list); only when `interactive`. */
+  prompter: Prompter;
+  /** True when there is a terminal to ask on and --no-input was not given. */
+  interactive: boolean;
 }
 
 export interface Step<P = unknown> {

@@ -124,6 +124,8 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
     now: o.now,
     state,
     log: (m) => reporter.progress(m),
+    prompter: o.prompter,
+    interactive: o.interactive,
   };
 
   journal.append('run-start', {
@@ -167,6 +169,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
       if (o.resume && step.id in o.resume.completed) {
         rec.status = 'skipped';
         rec.data = o.resume.completed[step.id];
+        if (step.settles) for (let j = done.length - 1; j >= 0; j--) if (step.settles.includes(done[j].step.id)) done.splice(j, 1);
         if (step.undo) done.push({ step, data: rec.data });
         reporter.info(`${o.colors.dim(`[${i + 1}/${steps.length}] ${step.title} — done in run ${o.resume.fromRun}`)}`);
         continue;
@@ -212,7 +215,9 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
             throw err;
           }
         }
-        const data = await raceAbort(step.run(ctx), signal);
+        // A write already sent is not abandoned on the first interrupt: it finishes (steps may stop early on
+        // ctx.signal), its compensation is registered, and the interrupt is honoured before the next step.
+        const data = await raceAbort(step.run(ctx), rec.risk === 'read' ? signal : o.interrupts.hard);
         state[step.id] = data;
         rec.data = data;
         rec.status = 'succeeded';

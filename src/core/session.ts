@@ -2,7 +2,7 @@ import { hostname, userInfo } from 'node:os';
 import type { ClientFactories } from '../clients/index.js';
 import { colors as makeColors, colorEnabled, type Colors, type IO } from './io.js';
 import type { GateFlags } from './gates.js';
-import type { DryRunMode } from './procedure.js';
+import type { DryRunMode, Procedure } from './procedure.js';
 import type { Prompter } from './prompter.js';
 import { Redactor, looksSecret } from './redact.js';
 import { Reporter } from './reporter.js';
@@ -18,6 +18,8 @@ export interface Deps {
   now?: () => Date;
   interrupts?: Interrupts;
   operator?: string;
+  /** Test seam: lets the registry-driven tests inject a failing step into any procedure. */
+  procedureOverride?: (proc: Procedure) => Procedure;
 }
 
 /** The global flags, parsed once (DESIGN §1). */

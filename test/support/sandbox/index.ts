@@ -1,0 +1,75 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { startKubeApiServer, type KubeApiServer } from '../kube/index.js';
+import { makeTempDir } from '../services/index.js';
+import { startKubePart } from './kube-part.js';
+import type { SandboxPart, SandboxPartFactory } from './types.js';
+
+export type { SandboxPart, SandboxPartFactory, SandboxContext } from './types.js';
+
+/** Every part the full sandbox starts. Areas (database, cache, AWS, …) add their factory here. */
+export const allParts: Record<string, SandboxPartFactory> = {
+  kubernetes: startKubePart,
+};
+
+export interface Sandbox {
+  dir: string;
+  configPath: string;
+  kube: KubeApiServer;
+  parts: SandboxPart[];
+  /** Environment for runbook (RUNBOOK_CONFIG, KUBECONFIG, secrets, AWS_*). */
+  env: Record<string, string>;
+  fingerprint(): Promise<Record<string, string>>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the services and writes a config with two environments over them: `sandbox` (unprotected)
+ * and `sandbox-protected` (the same targets, protected, for gate tests).
+ */
+export async function startSandbox(opts: { parts?: string[]; readyDelayMs?: number } = {}): Promise<Sandbox> {
+  const dir = makeTempDir('runbook-sandbox-');
+  const kube = await startKubeApiServer({ readyDelayMs: opts.readyDelayMs ?? 30, namespace: 'production' });
+  const ctx = { dir, kube, namespace: 'production', deployment: 'app' };
+  const names = opts.parts ?? Object.keys(allParts);
+  const parts: SandboxPart[] = [];
+  try {
+    for (const name of names) {
+      const factory = allParts[name];
+      if (!factory) throw new Error(`unknown sandbox part ${name}`);
+      parts.push(await factory(ctx));
+    }
+  } catch (err) {
+    for (const p of parts) await p.stop().catch(() => undefined);
+    await kube.close();
+    throw err;
+  }
+  const environment = Object.assign({}, ...parts.map((p) => p.environment));
+  const config = {
+    default: 'sandbox',
+    environments: {
+      sandbox: { description: 'local sandbox services', protected: false, ...environment },
+      'sandbox-protected': { description: 'the same services, as a protected environment', protected: true, ...environment },
+    },
+  };
+  const configPath = join(dir, 'runbook.yaml');
+  writeFileSync(configPath, stringify(config));
+  const env: Record<string, string> = Object.assign({ RUNBOOK_CONFIG: configPath }, ...parts.map((p) => p.env));
+  return {
+    dir,
+    configPath,
+    kube,
+    parts,
+    env,
+    async fingerprint() {
+      const out: Record<string, string> = {};
+      for (const p of parts) out[p.name] = await p.fingerprint();
+      return out;
+    },
+    async stop() {
+      for (const p of parts.reverse()) await p.stop().catch(() => undefined);
+      await kube.close();
+    },
+  };
+}
