@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { main } from '../../src/main.js';
 import type { ClientFactories } from '../../src/clients/index.js';
 import type { Prompter } from '../../src/core/prompter.js';
+import type { Procedure } from '../../src/core/procedure.js';
 import { ScriptedPrompter } from './prompter.js';
 
 class Capture extends Writable {
@@ -31,6 +32,7 @@ export interface CliOptions {
   cwd?: string;
   interrupts?: { signal: AbortSignal; hard: AbortSignal };
   now?: () => Date;
+  procedureOverride?: (proc: Procedure) => Procedure;
 }
 
 /** A fresh, empty journal directory per call unless the test passes RUNBOOK_JOURNAL_DIR. */
@@ -65,6 +67,7 @@ export async function runCli(argv: string[], opts: CliOptions = {}): Promise<Cli
     clientFactories: opts.clientFactories,
     interrupts: opts.interrupts,
     now: opts.now,
+    procedureOverride: opts.procedureOverride,
     operator: 'tester@test',
   });
   return { code, stdout: stdout.text, stderr: stderr.text, prompter };
