@@ -55,9 +55,12 @@ const rsByRevision = (rev: number, name = 'app'): ReplicaSet | undefined => repl
 const env = (name = 'app'): unknown => deployment(name).spec.template.spec.containers[0]?.env;
 
 beforeAll(async () => {
-  [kube, dir] = await Promise.all([startKubeApiServer({ namespace: NS }), mkdtemp(join(tmpdir(), 'kube-conformance-'))]);
+  [kube, dir] = await Promise.all([startKubeApiServer({ namespace: NS, readyDelayMs: 20 }), mkdtemp(join(tmpdir(), 'kube-conformance-'))]);
   await kube.writeKubeconfig(join(dir, 'kubeconfig'));
-  await kube.seedDeployment({ namespace: NS, name: 'app', replicas: 2 });
+  await Promise.all([
+    kube.seedDeployment({ namespace: NS, name: 'app', replicas: 2 }),
+    kube.seedDeployment({ namespace: NS, name: 'stuck', replicas: 1, progressDeadlineSeconds: 2 }),
+  ]);
   kube.seedSecret(NS, 'db-credentials', { password: 's3cret' });
   kube.seedConfigMap(NS, 'app-config', { LOG_LEVEL: 'info' });
   kube.store.put({
@@ -76,7 +79,7 @@ afterAll(async () => {
 describe('kubectl against the test API server', () => {
   it('reads deployments, replicasets and pods (discovery, short names, -o json)', async () => {
     const deploys = await json<{ items: Deployment[] }>('get', 'deploy');
-    expect(deploys.items.map((d) => d.metadata.name)).toEqual(['app']);
+    expect(deploys.items.map((d) => d.metadata.name)).toEqual(['app', 'stuck']);
     const d = deploys.items[0];
     expect(d?.spec.replicas).toBe(2);
     expect(d?.status).toMatchObject({ replicas: 2, updatedReplicas: 2, readyReplicas: 2, availableReplicas: 2, observedGeneration: 1 });
@@ -85,7 +88,7 @@ describe('kubectl against the test API server', () => {
       ['Progressing', 'True', 'NewReplicaSetAvailable'],
     ]);
 
-    const rs = await json<{ items: ReplicaSet[] }>('get', 'rs');
+    const rs = await json<{ items: ReplicaSet[] }>('get', 'rs', '-l', 'app=app');
     expect(rs.items).toHaveLength(1);
     const hash = rs.items[0]?.metadata.labels?.['pod-template-hash'];
     expect(hash).toMatch(/^[a-z0-9]{6,10}$/);
@@ -105,26 +108,43 @@ describe('kubectl against the test API server', () => {
     }
 
     const table = await ok('get', 'deployments');
-    expect(table).toMatch(/^NAME\s+READY\s+UP-TO-DATE\s+AVAILABLE\s+AGE\napp\s+2\/2\s+2\s+2\s+\d+s\n$/);
+    expect(table).toMatch(/^NAME\s+READY\s+UP-TO-DATE\s+AVAILABLE\s+AGE\napp\s+2\/2\s+2\s+2\s+\d+s\nstuck\s+1\/1\s+1\s+1\s+\d+s\n$/);
   });
 
   it('reads nodes, secrets, configmaps, leases, events and hpa lists', async () => {
-    const nodes = await json<{ items: NodeObject[] }>('get', 'nodes');
+    type Data = KubeObject & { data: Record<string, string> };
+    type Ev = KubeObject & { reason: string; message: string; involvedObject: { kind: string; name: string } };
+    const [nodes, secrets, cm, leases, hpas, events, eventTable] = await Promise.all([
+      json<{ items: NodeObject[] }>('get', 'nodes'),
+      json<{ items: Data[] }>('get', 'secrets'),
+      json<Data>('get', 'cm', 'app-config'),
+      json<{ items: Array<KubeObject & { spec: { holderIdentity: string } }> }>('get', 'leases'),
+      json('get', 'hpa'),
+      json<{ items: Ev[] }>('get', 'events'),
+      ok('get', 'events'),
+    ]);
     expect(nodes.items.map((n) => n.metadata.name)).toEqual(['node-1', 'node-2', 'node-3']);
-    const secrets = await json<{ items: Array<KubeObject & { data: Record<string, string> }> }>('get', 'secrets');
-    expect(Buffer.from(secrets.items[0]?.data.password ?? '', 'base64').toString()).toBe('s3cret');
-    const cms = await json<{ items: Array<KubeObject & { data: Record<string, string> }> }>('get', 'cm', 'app-config');
-    expect(cms).toMatchObject({ kind: 'ConfigMap', data: { LOG_LEVEL: 'info' } });
-    const leases = await json<{ items: Array<KubeObject & { spec: { holderIdentity: string } }> }>('get', 'leases');
+    expect(Buffer.from(secrets.items[0]?.data['password'] ?? '', 'base64').toString()).toBe('s3cret');
+    expect(cm).toMatchObject({ kind: 'ConfigMap', data: { LOG_LEVEL: 'info' } });
     expect(leases.items[0]?.spec.holderIdentity).toBe('alice');
-    const hpas = await json('get', 'hpa');
     expect(hpas.items).toEqual([]);
-    const events = await json<{ items: Array<KubeObject & { reason: string; message: string; involvedObject: { kind: string; name: string } }> }>('get', 'events');
-    const scaling = events.items.filter((e) => e.reason === 'ScalingReplicaSet');
+    const scaling = events.items.filter((e) => e.reason === 'ScalingReplicaSet' && e.involvedObject.name === 'app');
     expect(scaling[0]?.involvedObject).toMatchObject({ kind: 'Deployment', name: 'app' });
     expect(scaling[0]?.message).toMatch(/^Scaled up replica set app-\w+ to 2 from 0$/);
     expect(events.items.some((e) => e.reason === 'Started' && e.involvedObject.kind === 'Pod')).toBe(true);
-    expect(await ok('get', 'events')).toMatch(/ScalingReplicaSet\s+deployment\/app\s+Scaled up replica set/);
+    expect(eventTable).toMatch(/ScalingReplicaSet\s+deployment\/app\s+Scaled up replica set/);
+  });
+
+  it('rollout status times out when new pods never become ready', async () => {
+    // Only the 'stuck' deployment's pods fail, so the other tests run on while its progress deadline (2s) expires.
+    kube.controller.failPods = (pod) => (pod.metadata.labels?.['app'] === 'stuck' ? 'never-ready' : undefined);
+    await ok('set', 'env', 'deployment/stuck', 'BROKEN=1');
+    const r = await kubectl('rollout', 'status', 'deployment/stuck', '--timeout=700ms');
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/Waiting for deployment "stuck" rollout to finish: 1 old replicas are pending termination/);
+    expect(r.stderr).toMatch(/timed out waiting for the condition/);
+    expect(kube.rolloutComplete(NS, 'stuck')).toBe(false);
+    expect(kube.store.get<Deployment>('deployments', NS, 'stuck')?.status).toMatchObject({ replicas: 2, updatedReplicas: 1, availableReplicas: 1, unavailableReplicas: 1 });
   });
 
   it('scale (merge patch on /scale) and rollout status', async () => {
@@ -243,7 +263,7 @@ describe('kubectl against the test API server', () => {
     });
     const hpa = await json<KubeObject>('get', 'hpa', 'app');
     expect(hpa.apiVersion).toBe('autoscaling/v2');
-    const v1 = await json<KubeObject>('get', 'hpa.v1.autoscaling', 'app');
+    const v1 = await json<KubeObject>('get', 'horizontalpodautoscalers.v1.autoscaling', 'app');
     expect(v1).toMatchObject({ apiVersion: 'autoscaling/v1', spec: { targetCPUUtilizationPercentage: 70 } });
     const again = await kubectl('autoscale', 'deployment', 'app', '--min=2', '--max=10');
     expect(again.code).toBe(1);
@@ -289,24 +309,33 @@ describe('kubectl against the test API server', () => {
     expect(await ok('top', 'nodes')).toMatch(/^NAME\s+CPU\(cores\)\s+CPU%?\(?%?\)?\s+MEMORY/);
   });
 
-  it('delete pod: the replicaset replaces it', async () => {
-    const victim = kube.store.list<Pod>('pods', { namespace: NS, labelSelector: 'app=app' })[1]?.metadata.name ?? '';
+  it('delete the crash-looping pod: the replicaset replaces it and the deployment recovers', async () => {
+    expect(kube.rolloutComplete(NS, 'app')).toBe(false);
+    const crashing = kube.store.list<Pod>('pods', { namespace: NS, labelSelector: 'app=app' }).filter((p) => p.status?.containerStatuses?.[0]?.state.waiting);
+    expect(crashing).toHaveLength(1);
+    const victim = crashing[0]?.metadata.name ?? '';
     expect(await ok('delete', 'pod', victim)).toBe(`pod "${victim}" deleted\n`);
     await kube.waitFor(() => kube.store.list<Pod>('pods', { namespace: NS, labelSelector: 'app=app' }).filter((p) => p.status?.containerStatuses?.[0]?.ready).length >= 2);
     const names = kube.store.list('pods', { namespace: NS, labelSelector: 'app=app' }).map((p) => p.metadata.name);
     expect(names).toHaveLength(3);
     expect(names).not.toContain(victim);
+    await kube.waitForRollout(NS, 'app');
   });
 
   it('server-side validation: dry run of an invalid update is 422 Invalid, nothing stored', async () => {
+    await kube.waitForRollout(NS, 'app');
     const before = deployment().metadata.resourceVersion;
+    kube.requests.length = 0;
     const bad = await kubectl('patch', 'deployment', 'app', '--dry-run=server', '-p', JSON.stringify({ spec: { template: { spec: { containers: [{ name: 'app', resources: { limits: { cpu: 'lots' } } }] } } } }));
     expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/Deployment\.apps "app" is invalid: spec\.template\.spec\.containers\[0\]\.resources\.limits\[cpu\]: Invalid value: "lots"/);
-    const negative = await kubectl('scale', 'deployment/app', '--replicas=-1', '--dry-run=server');
+    // kubectl re-renders Invalid errors from the Status details ("The <Kind> ... is invalid").
+    expect(bad.stderr).toMatch(/The Deployment "app" is invalid: spec\.template\.spec\.containers\[0\]\.resources\.limits\[cpu\]: Invalid value: "lots"/);
+    const negative = await kubectl('patch', 'deployment', 'app', '--subresource=scale', '--type=merge', '--dry-run=server', '-p', '{"spec":{"replicas":-1}}');
     expect(negative.code).toBe(1);
-    expect(kube.requests.at(-1)?.status ?? 0).toBeGreaterThanOrEqual(200);
+    expect(negative.stderr).toMatch(/spec\.replicas: Invalid value: -1: must be greater than or equal to 0/);
+    expect(kube.requests.at(-1)).toMatchObject({ method: 'PATCH', status: 422, dryRun: true });
     expect(deployment().metadata.resourceVersion).toBe(before);
+    expect(kube.mutations()).toEqual([]);
     const badName = await kubectl('create', 'configmap', 'Bad_Name', '--from-literal=a=b');
     expect(badName.stderr).toMatch(/Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain/);
   });
@@ -320,19 +349,13 @@ describe('kubectl against the test API server', () => {
     expect(await ok('scale', 'deployment/app', '--replicas=3')).toBe('deployment.apps/app scaled\n');
   });
 
-  it('rollout status times out when new pods never become ready', async () => {
-    await kube.seedDeployment({ namespace: NS, name: 'stuck', replicas: 1 });
-    kube.controller.failPods = 'never-ready';
-    try {
-      await ok('set', 'env', 'deployment/stuck', 'BROKEN=1');
-      const r = await kubectl('rollout', 'status', 'deployment/stuck', '--timeout=1s');
-      expect(r.code).toBe(1);
-      expect(r.stdout).toMatch(/Waiting for deployment "stuck" rollout to finish: 1 old replicas are pending termination/);
-      expect(r.stderr).toMatch(/timed out waiting for the condition/);
-      expect(kube.rolloutComplete(NS, 'stuck')).toBe(false);
-      expect(kube.store.get<Deployment>('deployments', NS, 'stuck')?.status).toMatchObject({ replicas: 2, updatedReplicas: 1, availableReplicas: 1, unavailableReplicas: 1 });
-    } finally {
-      kube.controller.failPods = undefined;
-    }
+  it('rollout status reports the exceeded progress deadline of the stuck rollout', async () => {
+    const stuck = (): Deployment | undefined => kube.store.get<Deployment>('deployments', NS, 'stuck');
+    await kube.waitFor(() => stuck()?.status?.conditions?.some((c) => c.reason === 'ProgressDeadlineExceeded') === true, { timeoutMs: 5000 });
+    const exceeded = await kubectl('rollout', 'status', 'deployment/stuck', '--timeout=5s');
+    expect(exceeded.code).toBe(1);
+    expect(exceeded.stderr).toMatch(/deployment "stuck" exceeded its progress deadline/);
+    expect(stuck()?.status?.conditions?.find((c) => c.type === 'Progressing')).toMatchObject({ status: 'False', reason: 'ProgressDeadlineExceeded' });
+    kube.controller.failPods = undefined;
   });
 });

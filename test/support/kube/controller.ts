@@ -9,7 +9,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { PodLogs } from './logs.js';
-import { resolveStored, type ResourceDef } from './resources.js';
+import { resolveStored, STORED, type ResourceDef } from './resources.js';
 import { matchLabelSelector } from './selectors.js';
 import { canonicalJson, timestamp, type KubeStore, type StoreChange } from './store.js';
 import {
@@ -109,7 +109,8 @@ type WorkItem =
   | { type: 'deployment' | 'replicaset' | 'hpa'; ns: string; name: string }
   | { type: 'pod-ready'; ns: string; name: string; uid: string }
   | { type: 'schedule'; ns: string; name: string }
-  | { type: 'gc'; ns: string | undefined; uid: string };
+  | { type: 'gc'; ns: string | undefined; uid: string }
+  | { type: 'gc-namespace'; ns: string };
 
 export interface ControllerOptions {
   readyDelayMs: number;
@@ -214,6 +215,9 @@ export class KubeController {
       case 'horizontalpodautoscalers':
         if (c.event.type !== 'DELETED') this.enqueue({ type: 'hpa', ns, name: o.metadata.name });
         break;
+      case 'namespaces':
+        if (c.event.type === 'DELETED') this.enqueue({ type: 'gc-namespace', ns: o.metadata.name });
+        break;
       case 'nodes':
         for (const p of this.store.list<Pod>('pods', { fieldSelector: 'spec.nodeName=' })) {
           this.enqueue({ type: 'schedule', ns: p.metadata.namespace ?? '', name: p.metadata.name });
@@ -227,7 +231,7 @@ export class KubeController {
 
   private enqueue(item: WorkItem): void {
     if (this.stopped) return;
-    const key = item.type === 'gc' ? `gc/${item.uid}` : `${item.type}/${item.ns}/${item.name}`;
+    const key = item.type === 'gc' ? `gc/${item.uid}` : item.type === 'gc-namespace' ? `gc-namespace/${item.ns}` : `${item.type}/${item.ns}/${item.name}`;
     this.queue.set(key, item);
     this.kick();
   }
@@ -297,6 +301,8 @@ export class KubeController {
         return this.syncHpa(item.ns, item.name);
       case 'gc':
         return this.collectGarbage(item.ns, item.uid);
+      case 'gc-namespace':
+        return this.deleteNamespaceContents(item.ns);
     }
   }
 
@@ -833,6 +839,13 @@ export class KubeController {
       const next = clone(raw);
       next.status = status;
       this.write(this.defs.hpa, next);
+    }
+  }
+
+  private deleteNamespaceContents(ns: string): void {
+    for (const def of STORED) {
+      if (!def.namespaced) continue;
+      for (const o of this.store.list(def.plural, { namespace: ns })) this.store.commitDelete(def, ns, o.metadata.name);
     }
   }
 

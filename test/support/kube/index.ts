@@ -62,6 +62,8 @@ export interface SeedDeploymentOptions {
   annotations?: Record<string, string>;
   /** Deployment strategy (default RollingUpdate 25%/25%). */
   strategy?: Deployment['spec']['strategy'];
+  /** spec.progressDeadlineSeconds (default 600); small values let tests see ProgressDeadlineExceeded. */
+  progressDeadlineSeconds?: number;
   /** Ready delay for this deployment's seed pods in ms (default 0: ready at once). */
   readyDelayMs?: number;
   /** Wait for the rollout to complete before resolving (default true). */
@@ -276,6 +278,7 @@ export async function startKubeApiServer(opts: StartKubeApiServerOptions = {}): 
           replicas: s.replicas,
           selector: { matchLabels: { ...labels } },
           ...(s.strategy ? { strategy: s.strategy } : {}),
+          ...(s.progressDeadlineSeconds === undefined ? {} : { progressDeadlineSeconds: s.progressDeadlineSeconds }),
           template: {
             metadata: { labels: { ...labels } },
             spec: { containers: s.containers ?? [{ name: s.name, image: `registry.example.com/${s.name}:1.0.0`, ports: [{ containerPort: 8080 }] }] },

@@ -7,12 +7,12 @@ export interface LogLine {
 
 export interface LogQuery {
   container: string;
-  previous?: boolean;
-  tailLines?: number;
-  sinceSeconds?: number;
-  sinceTime?: string;
-  timestamps?: boolean;
-  limitBytes?: number;
+  previous?: boolean | undefined;
+  tailLines?: number | undefined;
+  sinceSeconds?: number | undefined;
+  sinceTime?: string | undefined;
+  timestamps?: boolean | undefined;
+  limitBytes?: number | undefined;
 }
 
 type Listener = (line: LogLine) => void;

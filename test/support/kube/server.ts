@@ -101,9 +101,9 @@ interface Target {
   storage: ResourceDef;
   version: ResourceVersion;
   gv: string;
-  namespace?: string;
-  name?: string;
-  sub?: string;
+  namespace?: string | undefined;
+  name?: string | undefined;
+  sub?: string | undefined;
 }
 
 function qualified(def: ResourceDef): string {
@@ -215,7 +215,7 @@ export function createHandler(ctx: ServerContext): { handle: (req: IncomingMessa
     });
   }
 
-  function startWatch(t: Target, q: Record<string, string>, req: IncomingMessage, res: ServerResponse, entry: RecordedRequest): void {
+  function startWatch(t: Target, q: Record<string, string>, res: ServerResponse, entry: RecordedRequest): void {
     const byLabel = parseLabelSelector(q.labelSelector);
     const byField = parseFieldSelector(q.fieldSelector);
     const matches = (o: KubeObject): boolean =>
@@ -257,8 +257,8 @@ export function createHandler(ctx: ServerContext): { handle: (req: IncomingMessa
       if (timer) clearTimeout(timer);
       open.delete(res);
     };
+    // Note: IncomingMessage 'close' fires once the request body is consumed, so only the response's 'close' (socket gone) counts.
     res.on('close', cleanup);
-    req.on('close', cleanup);
   }
 
   /** Validates and (unless dry run) stores a create; returns the stored/would-be object. */
@@ -282,6 +282,7 @@ export function createHandler(ctx: ServerContext): { handle: (req: IncomingMessa
     if (errors.length > 0) throw invalid(t.def, name, errors);
     const prepared = ctx.store.prepare(t.storage, obj, undefined);
     if (t.storage.plural === 'deployments' || t.storage.plural === 'replicasets') delete prepared.status;
+    if (t.storage.plural === 'pods') prepared.status = { phase: 'Pending' };
     return dryRun ? prepared : ctx.store.commit(t.storage, prepared);
   }
 
@@ -454,7 +455,7 @@ export function createHandler(ctx: ServerContext): { handle: (req: IncomingMessa
       if (method === 'GET') {
         if (q.watch === 'true' || q.watch === '1') {
           entry.watch = true;
-          return startWatch(t, q, req, res, entry);
+          return startWatch(t, q, res, entry);
         }
         const items = listObjects(t, q).map((o) => external(t, o));
         const list = { kind: `${t.def.kind}List`, apiVersion: t.gv, metadata: { resourceVersion: ctx.store.resourceVersion }, items };

@@ -33,11 +33,11 @@ export function canonicalJson(v: unknown): string {
 
 export interface ListOptions {
   /** Restrict to one namespace (omit for all namespaces / cluster-scoped). */
-  namespace?: string;
+  namespace?: string | undefined;
   /** Label selector string, e.g. `app=web,tier!=db`. */
-  labelSelector?: string;
+  labelSelector?: string | undefined;
   /** Field selector string, e.g. `metadata.name=web`. */
-  fieldSelector?: string;
+  fieldSelector?: string | undefined;
 }
 
 /** A committed change, as delivered to store subscribers (the controller, watches). */

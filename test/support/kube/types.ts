@@ -15,23 +15,23 @@ export interface OwnerReference {
   kind: string;
   name: string;
   uid: string;
-  controller?: boolean;
-  blockOwnerDeletion?: boolean;
+  controller?: boolean | undefined;
+  blockOwnerDeletion?: boolean | undefined;
 }
 
 export interface ObjectMeta {
   name: string;
-  generateName?: string;
-  namespace?: string;
-  uid?: string;
-  resourceVersion?: string;
-  generation?: number;
-  creationTimestamp?: string;
-  deletionTimestamp?: string;
-  labels?: Record<string, string>;
-  annotations?: Record<string, string>;
-  ownerReferences?: OwnerReference[];
-  finalizers?: string[];
+  generateName?: string | undefined;
+  namespace?: string | undefined;
+  uid?: string | undefined;
+  resourceVersion?: string | undefined;
+  generation?: number | undefined;
+  creationTimestamp?: string | undefined;
+  deletionTimestamp?: string | undefined;
+  labels?: Record<string, string> | undefined;
+  annotations?: Record<string, string> | undefined;
+  ownerReferences?: OwnerReference[] | undefined;
+  finalizers?: string[] | undefined;
   [key: string]: unknown;
 }
 
@@ -45,141 +45,141 @@ export interface KubeObject {
 export interface LabelSelectorRequirement {
   key: string;
   operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist';
-  values?: string[];
+  values?: string[] | undefined;
 }
 
 export interface LabelSelector {
-  matchLabels?: Record<string, string>;
-  matchExpressions?: LabelSelectorRequirement[];
+  matchLabels?: Record<string, string> | undefined;
+  matchExpressions?: LabelSelectorRequirement[] | undefined;
 }
 
 export interface EnvVar {
   name: string;
-  value?: string;
-  valueFrom?: JsonObject;
+  value?: string | undefined;
+  valueFrom?: JsonObject | undefined;
 }
 
 export interface ResourceRequirements {
-  limits?: Record<string, string | number>;
-  requests?: Record<string, string | number>;
+  limits?: Record<string, string | number> | undefined;
+  requests?: Record<string, string | number> | undefined;
 }
 
 export interface Container {
   name: string;
-  image?: string;
-  env?: EnvVar[];
-  ports?: Array<{ containerPort: number; name?: string; protocol?: string }>;
-  resources?: ResourceRequirements;
-  command?: string[];
-  args?: string[];
+  image?: string | undefined;
+  env?: EnvVar[] | undefined;
+  ports?: Array<{ containerPort: number; name?: string | undefined; protocol?: string | undefined }>;
+  resources?: ResourceRequirements | undefined;
+  command?: string[] | undefined;
+  args?: string[] | undefined;
   [key: string]: unknown;
 }
 
 export interface PodSpec {
   containers: Container[];
-  initContainers?: Container[];
-  nodeName?: string;
+  initContainers?: Container[] | undefined;
+  nodeName?: string | undefined;
   [key: string]: unknown;
 }
 
 export interface PodTemplateSpec {
-  metadata?: { labels?: Record<string, string>; annotations?: Record<string, string>; [key: string]: unknown };
+  metadata?: { labels?: Record<string, string> | undefined; annotations?: Record<string, string> | undefined; [key: string]: unknown };
   spec: PodSpec;
 }
 
 export interface Condition {
   type: string;
   status: 'True' | 'False' | 'Unknown';
-  reason?: string;
-  message?: string;
-  lastUpdateTime?: string;
-  lastTransitionTime?: string;
-  lastProbeTime?: string | null;
+  reason?: string | undefined;
+  message?: string | undefined;
+  lastUpdateTime?: string | undefined;
+  lastTransitionTime?: string | undefined;
+  lastProbeTime?: string | null | undefined;
   [key: string]: unknown;
 }
 
 export interface DeploymentSpec {
-  replicas?: number;
+  replicas?: number | undefined;
   selector: LabelSelector;
   template: PodTemplateSpec;
-  paused?: boolean;
-  progressDeadlineSeconds?: number;
-  revisionHistoryLimit?: number;
-  minReadySeconds?: number;
-  strategy?: { type?: string; rollingUpdate?: { maxSurge?: number | string; maxUnavailable?: number | string } };
+  paused?: boolean | undefined;
+  progressDeadlineSeconds?: number | undefined;
+  revisionHistoryLimit?: number | undefined;
+  minReadySeconds?: number | undefined;
+  strategy?: { type?: string | undefined; rollingUpdate?: { maxSurge?: number | string | undefined; maxUnavailable?: number | string | undefined } };
   [key: string]: unknown;
 }
 
 export interface DeploymentStatus {
-  observedGeneration?: number;
-  replicas?: number;
-  updatedReplicas?: number;
-  readyReplicas?: number;
-  availableReplicas?: number;
-  unavailableReplicas?: number;
-  conditions?: Condition[];
-  collisionCount?: number;
+  observedGeneration?: number | undefined;
+  replicas?: number | undefined;
+  updatedReplicas?: number | undefined;
+  readyReplicas?: number | undefined;
+  availableReplicas?: number | undefined;
+  unavailableReplicas?: number | undefined;
+  conditions?: Condition[] | undefined;
+  collisionCount?: number | undefined;
   [key: string]: unknown;
 }
 
 export interface Deployment extends KubeObject {
   spec: DeploymentSpec;
-  status?: DeploymentStatus;
+  status?: DeploymentStatus | undefined;
 }
 
 export interface ReplicaSetStatus {
   replicas: number;
-  fullyLabeledReplicas?: number;
-  readyReplicas?: number;
-  availableReplicas?: number;
-  observedGeneration?: number;
+  fullyLabeledReplicas?: number | undefined;
+  readyReplicas?: number | undefined;
+  availableReplicas?: number | undefined;
+  observedGeneration?: number | undefined;
   [key: string]: unknown;
 }
 
 export interface ReplicaSet extends KubeObject {
-  spec: { replicas?: number; selector: LabelSelector; template: PodTemplateSpec; minReadySeconds?: number; [key: string]: unknown };
-  status?: ReplicaSetStatus;
+  spec: { replicas?: number | undefined; selector: LabelSelector; template: PodTemplateSpec; minReadySeconds?: number | undefined; [key: string]: unknown };
+  status?: ReplicaSetStatus | undefined;
 }
 
 export interface ContainerState {
-  running?: { startedAt?: string };
-  waiting?: { reason?: string; message?: string };
-  terminated?: { exitCode: number; reason?: string; message?: string; startedAt?: string; finishedAt?: string; containerID?: string };
+  running?: { startedAt?: string | undefined };
+  waiting?: { reason?: string | undefined; message?: string | undefined };
+  terminated?: { exitCode: number; reason?: string | undefined; message?: string | undefined; startedAt?: string | undefined; finishedAt?: string | undefined; containerID?: string | undefined };
 }
 
 export interface ContainerStatus {
   name: string;
   ready: boolean;
-  started?: boolean;
+  started?: boolean | undefined;
   restartCount: number;
   image: string;
   imageID: string;
-  containerID?: string;
+  containerID?: string | undefined;
   state: ContainerState;
   lastState: ContainerState;
   [key: string]: unknown;
 }
 
 export interface PodStatus {
-  phase?: string;
-  conditions?: Condition[];
-  hostIP?: string;
-  podIP?: string;
+  phase?: string | undefined;
+  conditions?: Condition[] | undefined;
+  hostIP?: string | undefined;
+  podIP?: string | undefined;
   podIPs?: Array<{ ip: string }>;
-  startTime?: string;
-  containerStatuses?: ContainerStatus[];
-  qosClass?: string;
+  startTime?: string | undefined;
+  containerStatuses?: ContainerStatus[] | undefined;
+  qosClass?: string | undefined;
   [key: string]: unknown;
 }
 
 export interface Pod extends KubeObject {
   spec: PodSpec;
-  status?: PodStatus;
+  status?: PodStatus | undefined;
 }
 
 export interface NodeObject extends KubeObject {
-  spec?: { unschedulable?: boolean; taints?: JsonObject[]; podCIDR?: string; [key: string]: unknown };
-  status?: JsonObject;
+  spec?: { unschedulable?: boolean | undefined; taints?: JsonObject[] | undefined; podCIDR?: string | undefined; [key: string]: unknown };
+  status?: JsonObject | undefined;
 }
 
 /** A watch event as sent on the wire. */

@@ -1,0 +1,145 @@
+// The built CLI (bin/runbook.js → dist/), spawned as a user would: real streams, real signals, and a
+// pseudo-terminal for prompts.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as pty from 'node-pty';
+import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
+import { tempDir } from '../support/cli.js';
+import type { Deployment } from '../support/kube/index.js';
+
+const root = join(import.meta.dirname, '..', '..');
+const bin = join(root, 'bin', 'runbook.js');
+let sb: Sandbox;
+let baseEnv: Record<string, string>;
+
+beforeAll(async () => {
+  if (!existsSync(join(root, 'dist', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does it first)');
+  sb = await startSandbox({ parts: ['kubernetes'] });
+  baseEnv = { PATH: process.env.PATH ?? '', HOME: tempDir('e2e-home-'), RUNBOOK_JOURNAL_DIR: tempDir('e2e-journal-'), USER: 'e2e', ...sb.env };
+});
+afterAll(async () => {
+  await sb?.stop();
+});
+
+/** Spawns asynchronously: the Kubernetes API server lives in this process and must keep answering. */
+function run(args: string[], env: Record<string, string> = {}, opts: { nodeArgs?: string[]; cwd?: string; replaceEnv?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), bin, ...args], { env: opts.replaceEnv ? env : { ...baseEnv, ...env }, cwd: opts.cwd ?? root });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const replicas = () => sb.kube.store.get<Deployment>('deployments', 'production', 'app')!.spec.replicas;
+
+/** Runs the CLI under a pseudo-terminal and answers prompts as they appear. */
+function runInTerminal(args: string[], answers: Array<{ when: RegExp; send: string }>, env: Record<string, string> = {}): Promise<{ code: number; screen: string }> {
+  return new Promise((resolve) => {
+    const term = pty.spawn(process.execPath, [bin, ...args], { cols: 120, rows: 40, cwd: root, env: { ...baseEnv, ...env } });
+    let screen = '';
+    const pending = [...answers];
+    term.onData((d) => {
+      screen += d;
+      const next = pending[0];
+      if (next && next.when.test(screen)) {
+        pending.shift();
+        setTimeout(() => term.write(next.send), 50);
+      }
+    });
+    term.onExit(({ exitCode }) => resolve({ code: exitCode, screen }));
+  });
+}
+
+describe('the built CLI', () => {
+  it('--help lists commands and exit codes, and loads no SDK, no schema library and no procedure', async () => {
+    const trace = join(tempDir('trace-'), 'imports.txt');
+    const r = await run(['--help'], { TRACE_IMPORTS_FILE: trace }, { nodeArgs: ['--import', join(root, 'test/support/trace-imports.mjs')] });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('Exit codes:');
+    const loaded = readFileSync(trace, 'utf8');
+    expect(loaded).toContain('dist/main.js');
+    for (const heavy of ['@kubernetes', '@aws-sdk', '/pg/', 'ioredis', 'zod', '/yaml/', '@inquirer', 'execa', 'dist/procedures/app-']) expect(loaded, heavy).not.toContain(heavy);
+  });
+
+  it('an offline dry run loads no SDK either, and prints the plan on stdout', async () => {
+    const trace = join(tempDir('trace-'), 'imports.txt');
+    const cwd = tempDir('e2e-empty-');
+    const env = { PATH: baseEnv.PATH, HOME: baseEnv.HOME, RUNBOOK_JOURNAL_DIR: baseEnv.RUNBOOK_JOURNAL_DIR, TRACE_IMPORTS_FILE: trace };
+    const r = await run(['app', 'restart', '--dry-run=offline'], env, { nodeArgs: ['--import', join(root, 'test/support/trace-imports.mjs')], cwd, replaceEnv: true });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('$ kubectl rollout restart deployment/app -n production');
+    expect(r.stderr).toContain('DRY RUN');
+    const loaded = readFileSync(trace, 'utf8');
+    for (const heavy of ['@kubernetes', '@aws-sdk', 'zod', '/yaml/', '@inquirer', 'execa']) expect(loaded, heavy).not.toContain(heavy);
+  });
+
+  it('--json: stdout is exactly one JSON document, progress goes to stderr', async () => {
+    const r = await run(['app', 'scaling', '--json']);
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc).toMatchObject({ procedure: 'app scaling', environment: 'sandbox', status: 'succeeded' });
+    expect(r.stderr).toContain('succeeded');
+  });
+
+  it('without a terminal a gated change fails closed with exit 3 and names the flag', async () => {
+    const r = await run(['app', 'scale', '--replicas', '0', '--env', 'sandbox-protected']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/--yes --confirm sandbox-protected/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(replicas()).toBe(3);
+  });
+
+  it('usage errors exit 2 with one line and a hint; --verbose adds the stack', async () => {
+    const r = await run(['app', 'scale', '--replicas', '-3']);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim().split('\n')[0]).toBe('error: --replicas must be at least 0, got -3');
+    const v = await run(['app', 'scale', '--replicas', '-3', '--verbose']);
+    expect(v.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('on a terminal, a severe gate asks for the environment name; typing it approves', async () => {
+    const r = await runInTerminal(['app', 'scale', '--replicas', '0', '--env', 'sandbox-protected'], [{ when: /Type the environment name/, send: 'sandbox-protected\r' }]);
+    expect(r.screen).toContain('sandbox-protected');
+    expect(r.code).toBe(0);
+    expect(replicas()).toBe(0);
+    const back = await run(['app', 'scale', '--replicas', '3']);
+    expect(back.code).toBe(0);
+  });
+
+  it('on a terminal, answering no at a yes/no gate exits 3 and changes nothing', async () => {
+    const r = await runInTerminal(['app', 'scale', '--replicas', '5', '--env', 'sandbox-protected'], [{ when: /\(y\/N\)/, send: 'n\r' }]);
+    expect(r.code).toBe(3);
+    expect(replicas()).toBe(3);
+  });
+
+  it('colour on a terminal, none with NO_COLOR', async () => {
+    const coloured = await runInTerminal(['app', 'scaling'], []);
+    expect(coloured.code).toBe(0);
+    expect(coloured.screen).toMatch(/\u001b\[\d+m/);
+    const plain = await runInTerminal(['app', 'scaling'], [], { NO_COLOR: '1' });
+    expect(plain.screen).not.toMatch(/\u001b\[\d+m/);
+  });
+
+  it('SIGINT mid-run puts back what the run changed and exits 130', async () => {
+    sb.kube.controller.failPods = 'never-ready';
+    try {
+      const child = spawn(process.execPath, [bin, 'app', 'scale', '--replicas', '7', '--rollout-timeout', '60s'], { env: { ...baseEnv }, cwd: root });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      await sb.kube.waitFor(() => replicas() === 7, { timeoutMs: 20_000 });
+      child.kill('SIGINT');
+      const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+      expect(code, stderr).toBe(130);
+      expect(stderr).toMatch(/interrupted/);
+      expect(replicas()).toBe(3);
+    } finally {
+      sb.kube.controller.failPods = undefined;
+    }
+  });
+});
