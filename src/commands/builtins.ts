@@ -1,4 +1,5 @@
 import { ExitCode, UsageError } from '../core/errors.js';
+import { REDACTED } from '../core/redact.js';
 import { catalog, findEntry } from '../procedures/catalog.js';
 import { table } from '../core/table.js';
 import { journalDir, listRuns, readRun, summarize, isRunId, type JournalEvent } from '../core/journal.js';
@@ -155,6 +156,9 @@ async function resume(session: Session, runId: string | undefined): Promise<numb
   const end = [...events].reverse().find((e) => e.type === 'run-end');
   if (end && end.status === 'succeeded') throw new UsageError(`run ${runId} already succeeded; nothing to resume`);
   if (start.dryRun && start.dryRun !== 'off') throw new UsageError(`run ${runId} was a dry run; run the procedure again instead`);
+  if (JSON.stringify(start.params ?? {}).includes(REDACTED)) {
+    throw new UsageError(`run ${runId} was given secret values, which the journal never keeps`, `run the command again instead: runbook ${String(start.procedure)} …`);
+  }
   const entry = findEntry(String(start.procedure).split(' '));
   if (!entry) throw new UsageError(`run ${runId} is of an unknown procedure "${String(start.procedure)}"`);
   const proc = await entry.load();
