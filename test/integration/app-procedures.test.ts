@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runCli } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
-import type { Deployment } from '../support/kube/index.js';
+import type { Deployment, Pod, KubeObject } from '../support/kube/index.js';
+
+type Hpa = KubeObject & { spec: { minReplicas: number; maxReplicas: number } };
 
 let sb: Sandbox;
 const NS = 'production';
@@ -49,10 +51,10 @@ describe('app procedures against the Kubernetes API server', () => {
     expect(sb.kube.rolloutComplete(NS, 'app')).toBe(true);
     // The rollout was watched, not polled.
     expect(sb.kube.requests.some((q) => q.watch && q.path.endsWith('/deployments'))).toBe(true);
-    const newHash = sb.kube.store.list<{ metadata: { labels: Record<string, string> } }>('pods', { namespace: NS, labelSelector: 'app=api' });
+    const newHash = sb.kube.store.list<Pod>('pods', { namespace: NS, labelSelector: 'app=api' });
     const logPods = doc.steps[4].data.pods.map((p: { pod: string }) => p.pod);
     expect(logPods.length).toBeGreaterThan(0);
-    for (const p of logPods) expect(newHash.some((x: { metadata: { name?: string } }) => x.metadata.name === p)).toBe(true);
+    for (const p of logPods) expect(newHash.some((x) => x.metadata.name === p)).toBe(true);
   });
 
   it('app restart --dry-run: reads are real, the patch is validated by the server with dryRun=All, nothing persists', async () => {
@@ -85,8 +87,8 @@ describe('app procedures against the Kubernetes API server', () => {
       sb.kube.controller.failPods = undefined;
     }
     // Let the stuck rollout finish for the next tests.
-    const pods = sb.kube.store.list<{ metadata: { name: string } }>('pods', { namespace: NS, labelSelector: 'app=api' });
-    for (const p of pods) sb.kube.controller.markReady(NS, p.metadata.name);
+    const pods = sb.kube.store.list<Pod>('pods', { namespace: NS, labelSelector: 'app=api' });
+    for (const p of pods) sb.kube.controller.markReady(NS, p.metadata.name!);
   });
 
   it('app scale: scales through the /scale subresource and waits until the pods are ready', async () => {
@@ -145,11 +147,11 @@ describe('app procedures against the Kubernetes API server', () => {
   it('app autoscale creates an autoscaling/v2 HPA, then updates it in place; app scaling shows it', async () => {
     const r1 = await cli(['app', 'autoscale', '--min', '2', '--max', '10', '--cpu-percent', '70']);
     expect(r1.code).toBe(0);
-    const hpa = sb.kube.store.get<{ apiVersion: string; spec: { minReplicas: number; maxReplicas: number } }>('horizontalpodautoscalers', NS, 'app')!;
+    const hpa = sb.kube.store.get<Hpa>('horizontalpodautoscalers', NS, 'app')!;
     expect(hpa.spec).toMatchObject({ minReplicas: 2, maxReplicas: 10 });
     const r2 = await cli(['app', 'autoscale', '--min', '3', '--max', '12', '--cpu-percent', '60']);
     expect(r2.code).toBe(0);
-    expect(sb.kube.store.get<{ spec: { minReplicas: number; maxReplicas: number } }>('horizontalpodautoscalers', NS, 'app')!.spec).toMatchObject({ minReplicas: 3, maxReplicas: 12 });
+    expect(sb.kube.store.get<Hpa>('horizontalpodautoscalers', NS, 'app')!.spec).toMatchObject({ minReplicas: 3, maxReplicas: 12 });
     const s = await cli(['app', 'scaling']);
     expect(s.code).toBe(0);
     expect(s.stdout).toMatch(/HPA\s+MIN\s+MAX/);
@@ -203,6 +205,19 @@ describe('app procedures against the Kubernetes API server', () => {
     const unknown = await cli(['app', 'rollback', '--to-revision', '999']);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toMatch(/revision 999 not found/);
+  });
+
+  it('app circuit-breaker: reads the state, switches it, verifies, and skips when already there', async () => {
+    const on = await cli(['app', 'circuit-breaker', 'enable', '--json']);
+    expect(on.code, on.stderr).toBe(0);
+    expect(JSON.parse(on.stdout).steps[1].data).toEqual({ previous: false, now: true });
+    const again = await cli(['app', 'circuit-breaker', 'enable', '--json']);
+    expect(JSON.parse(again.stdout).steps[1].status).toBe('skipped');
+    const off = await cli(['app', 'circuit-breaker', 'disable']);
+    expect(off.code).toBe(0);
+    const bad = await cli(['app', 'circuit-breaker', 'toggle']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/one of enable, disable/);
   });
 
   it('two operators: a held lease makes the second run exit 6 naming the holder', async () => {

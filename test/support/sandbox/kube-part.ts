@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { startHttpService } from '../services/index.js';
 import type { SandboxContext, SandboxPart } from './types.js';
+import type { KubeObject } from '../kube/index.js';
 
 /** The Kubernetes side: an `app` deployment of 3 ready pods, and a health URL answering 200. */
 export async function startKubePart(ctx: SandboxContext): Promise<SandboxPart> {
@@ -13,12 +14,24 @@ export async function startKubePart(ctx: SandboxContext): Promise<SandboxPart> {
     labels: { app: 'api' },
     containers: [{ name: 'api', image: 'registry.example.com/api:1.0.0', env: [{ name: 'MODE', value: 'normal' }], resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } } }],
   } as never);
-  const health = await startHttpService((req) => (req.pathname === '/health' ? { status: 200, body: { status: 'ok' } } : { status: 404, body: { error: 'not found' } }));
+  // The application's own HTTP endpoints: health and the circuit-breaker admin API.
+  const breaker = { enabled: false };
+  const health = await startHttpService((req) => {
+    if (req.pathname === '/health') return { status: 200, body: { status: 'ok' } };
+    if (req.pathname === '/admin/circuit-breaker' && req.method === 'GET') return { status: 200, body: breaker };
+    const m = /^\/admin\/circuit-breaker\/(enable|disable)$/.exec(req.pathname);
+    if (m && req.method === 'POST') {
+      breaker.enabled = m[1] === 'enable';
+      return { status: 200, body: breaker };
+    }
+    return { status: 404, body: { error: 'not found' } };
+  });
   return {
     name: 'kubernetes',
     environment: {
       kubernetes: { kubeconfig, context: 'sandbox', namespace: ctx.namespace, deployment: ctx.deployment, selector: 'app=api' },
       health: { url: `${health.url}/health`, attempts: 5, interval: '100ms', timeout: '2s' },
+      circuitBreaker: { url: `${health.url}/admin/circuit-breaker` },
       rollout: { timeout: '30s' },
       limits: { maxReplicas: 20 },
     },
@@ -28,11 +41,11 @@ export async function startKubePart(ctx: SandboxContext): Promise<SandboxPart> {
       // Leases are a run's own lock, taken and released by every changing run: not a change.
       const state = ['deployments', 'horizontalpodautoscalers', 'nodes', 'secrets', 'configmaps'].map((resource) =>
         ctx.kube.store
-          .list<{ metadata: { namespace?: string; name?: string; labels?: unknown }; spec?: unknown; data?: unknown }>(resource, {})
+          .list<KubeObject & { spec?: unknown; data?: unknown }>(resource, {})
           .map((o) => JSON.stringify([resource, o.metadata.namespace, o.metadata.name, o.metadata.labels, o.spec, o.data]))
           .sort(),
       );
-      return JSON.stringify(state);
+      return JSON.stringify({ state, breaker });
     },
     stop: () => health.stop(),
   };
