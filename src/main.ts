@@ -32,6 +32,9 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
       if (err instanceof CommanderError) {
         if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
         if (err.code === 'commander.executeSubCommandAsync') return ExitCode.ok;
+        if (argv.includes('--json')) {
+          io.stdout.write(JSON.stringify({ status: 'error', exitCode: ExitCode.usage, error: { message: err.message.replace(/^error: /, '') } }, null, 2) + '\n');
+        }
         return ExitCode.usage;
       }
       throw err;
@@ -50,24 +53,24 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
     const { runBuiltin } = await import('./commands/builtins.js');
     return await runBuiltin(session, chosen.name, chosen.args, chosen.opts);
   } catch (err) {
-    return reportError(err, deps, session, verbose);
+    return reportError(err, deps, session, verbose, argv.includes('--json'));
   }
 }
 
-function reportError(err: unknown, deps: Deps, session: Session | undefined, verbose: boolean): number {
+function reportError(err: unknown, deps: Deps, session: Session | undefined, verbose: boolean, json: boolean): number {
   const redactor = session?.redactor ?? new Redactor();
   const write = (s: string) => deps.io.stderr.write(redactor.text(s) + '\n');
-  if (err instanceof RunbookError) {
-    write(`error: ${err.message}`);
-    if (err.hint) write(`hint: ${err.hint}`);
-    if (verbose && err.stack) write(err.stack);
-    return err.exitCode;
-  }
+  const known = err instanceof RunbookError;
   const e = err as Error;
-  write(`error: ${e?.message ?? String(err)}`);
+  const message = e?.message ?? String(err);
+  const hint = known ? (err as RunbookError).hint : verbose ? undefined : 'run again with --verbose for details';
+  const exitCode = known ? (err as RunbookError).exitCode : ExitCode.stepFailed;
+  write(`error: ${message}`);
+  if (hint) write(`hint: ${hint}`);
   if (verbose && e?.stack) write(e.stack);
-  else write('hint: run again with --verbose for details');
-  return ExitCode.stepFailed;
+  // Scripts reading --json always get one document, even when nothing ran.
+  if (json) deps.io.stdout.write(JSON.stringify({ status: 'error', exitCode, error: { message: redactor.text(message), hint } }, null, 2) + '\n');
+  return exitCode;
 }
 
 /** Entry for bin/runbook.js: real streams and signal handling (first Ctrl-C stops, second skips compensation). */

@@ -190,6 +190,13 @@ describe('CLI contract', () => {
     expect(r.stderr).toContain('kubectl scale deployment/app --replicas=4 -n production');
   });
 
+  it('json mode prints one JSON document even for a usage error', async () => {
+    const { opts } = setup();
+    const r = await runCli(['app', 'scale', '--replicas', 'x', '--json'], opts());
+    expect(r.code).toBe(2);
+    expect(JSON.parse(r.stdout)).toMatchObject({ status: 'error', exitCode: 2, error: { message: '--replicas must be a whole number, got "x"' } });
+  });
+
   it('json mode prints exactly one JSON document on stdout', async () => {
     const { opts } = setup();
     const r = await runCli(['app', 'scaling', '--json'], opts());
