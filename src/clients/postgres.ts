@@ -49,3 +49,9 @@ export async function connectPostgres(url: string, opts: { connectTimeoutMs?: nu
     },
   };
 }
+
+/** Quotes an SQL identifier with node-postgres' own escapeIdentifier (for names that cannot be bind parameters). */
+export async function escapeIdentifier(name: string): Promise<string> {
+  const pg = (await import('pg')).default;
+  return pg.escapeIdentifier(name);
+}

@@ -1,0 +1,66 @@
+import type { ResolvedEnvironment } from '../../core/config.js';
+import { describeRef } from '../../core/config.js';
+import { StepError } from '../../core/errors.js';
+import type { Step, StepContext } from '../../core/procedure.js';
+
+export interface AnnounceOptions<P> {
+  id: string;
+  title: string;
+  why?: string;
+  /** The message; built at run time, so it can use earlier steps' data (ctx.state). */
+  message(ctx: Pick<StepContext<P>, 'params' | 'env' | 'state' | 'runId'>): string;
+  /** Fail the run when no channel accepted the message (default: warn and carry on). */
+  required?: boolean;
+}
+
+function channels(env: ResolvedEnvironment): string {
+  const n = env.config.notify;
+  const out: string[] = [];
+  if (n?.slack) out.push(`slack webhook ${describeRef(n.slack.webhook)}${n.slack.channel ? ` (${n.slack.channel})` : ''}`);
+  if (n?.command) out.push(`command ${n.command[0]}`);
+  return out.join(' + ') || '(none)';
+}
+
+function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Step: tell people through the environment's `notify` section (a Slack-compatible webhook and/or a
+ * command). A message is an outside effect, so a dry run only previews it; the step is skipped when the
+ * environment configures no notify channel.
+ */
+export function announceStep<P>(opts: AnnounceOptions<P>): Step<P> {
+  const preview = (params: P, env: ResolvedEnvironment) => opts.message({ params, env, state: {}, runId: '<run-id>' });
+  return {
+    id: opts.id,
+    title: opts.title,
+    why: opts.why ?? 'People who depend on the system hear about the change from the tool, not from the outage.',
+    risk: 'read',
+    // Sending is previewed, never done, in a dry run.
+    followsWrite: true,
+    when: (_p, env) => Boolean(env.config.notify),
+    equivalent(params, env) {
+      const n = env.config.notify;
+      const msg = preview(params, env);
+      const parts: string[] = [];
+      if (n?.slack) {
+        const body = JSON.stringify({ text: msg, ...(n.slack.channel ? { channel: n.slack.channel } : {}) });
+        parts.push(`curl -fsS -X POST -H 'content-type: application/json' -d ${shellQuote(body)} "${describeRef(n.slack.webhook)}"`);
+      }
+      if (n?.command) parts.push([...n.command, msg].map(shellQuote).join(' '));
+      return parts.join(' && ') || '(no notify channel configured)';
+    },
+    plan: async (ctx) => [{ action: 'announce', target: channels(ctx.env), after: JSON.stringify(opts.message(ctx)) }],
+    async run(ctx) {
+      const message = opts.message(ctx);
+      const results = await ctx.clients.notify(message, ctx.signal);
+      const failed = results.filter((r) => !r.ok);
+      for (const f of failed) ctx.reporter.warn(`notification via ${f.channel} failed: ${f.detail}`);
+      if (opts.required && (results.length === 0 || failed.length === results.length)) {
+        throw new StepError(`could not announce "${message}": ${failed.map((f) => `${f.channel}: ${f.detail}`).join('; ') || 'no channel'}`, 'check environments.<env>.notify, or tell people by hand and run again');
+      }
+      return { message, sent: results.filter((r) => r.ok).map((r) => r.channel), failed: failed.map((f) => ({ channel: f.channel, detail: f.detail })) };
+    },
+  };
+}

@@ -1,0 +1,293 @@
+/**
+ * db restart and resume against real services: the Kubernetes API server, moto (RDS), PostgreSQL
+ * and a local Slack webhook. Faults are injected for real (moto instance deleted mid-run, a closed
+ * PostgreSQL port, Kubernetes 500s, interrupts at each step).
+ */
+import { execa } from 'execa';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { InterruptedError } from '../../src/core/errors.js';
+import { freePort } from '../support/services/index.js';
+import { runCli, tempDir, type CliOptions } from '../support/cli.js';
+import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
+import { deleteRdsInstance, type DatabasePart } from '../support/sandbox/database-part.js';
+import type { Deployment } from '../support/kube/index.js';
+import { databasePart, derivedConfig, journalText, tappedFactories, until } from './db-support.js';
+
+const NS = 'production';
+const LEASE = 'runbook-db-restart-app';
+let sb: Sandbox;
+let db: DatabasePart;
+const journal = tempDir('runbook-db-journal-');
+const outputs: string[] = [];
+
+function replicas(): number {
+  return sb.kube.store.get<Deployment>('deployments', NS, 'app')!.spec.replicas ?? -1;
+}
+
+async function cli(argv: string[], extra: CliOptions = {}) {
+  const r = await runCli(argv, { ...extra, env: { ...sb.env, RUNBOOK_JOURNAL_DIR: journal, ...(extra.env ?? {}) } });
+  outputs.push(r.stdout, r.stderr);
+  return r;
+}
+
+function interrupts(): { ctl: AbortController; hard: AbortController; opts: { signal: AbortSignal; hard: AbortSignal } } {
+  const ctl = new AbortController();
+  const hard = new AbortController();
+  return { ctl, hard, opts: { signal: ctl.signal, hard: hard.signal } };
+}
+
+function runIdOf(stderr: string): string {
+  const m = /run (\d{8}T\d{6}-[0-9a-f]{4})/.exec(stderr);
+  if (!m) throw new Error(`no run id in: ${stderr}`);
+  return m[1];
+}
+
+beforeAll(async () => {
+  sb = await startSandbox({ parts: ['kubernetes', 'database'] });
+  db = databasePart(sb);
+});
+afterAll(async () => {
+  await sb?.stop();
+});
+beforeEach(async () => {
+  sb.kube.faults.clear();
+  db.slack.onMessage = undefined;
+  await db.reseedRds();
+  if (replicas() !== 3) sb.kube.store.put({ ...sb.kube.store.get<Deployment>('deployments', NS, 'app')!, spec: { ...sb.kube.store.get<Deployment>('deployments', NS, 'app')!.spec, replicas: 3 } });
+  await sb.kube.waitForRollout(NS, 'app', { timeoutMs: 20_000 });
+});
+
+describe('db restart', () => {
+  it('announces, scales to 0, reboots, waits, SELECT 1, restores the recorded count, watches the rollout, announces done', async () => {
+    sb.kube.store.put({ ...sb.kube.store.get<Deployment>('deployments', NS, 'app')!, spec: { ...sb.kube.store.get<Deployment>('deployments', NS, 'app')!.spec, replicas: 5 } });
+    await sb.kube.waitForRollout(NS, 'app', { timeoutMs: 20_000 });
+    const events: string[] = [];
+    const before = db.slack.requests.length;
+    const r = await cli(['db', 'restart', '--yes', '--json'], { clientFactories: tappedFactories((e) => void events.push(e)) });
+    expect(r.stderr).toContain('rds prod-db');
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.steps.map((s: { id: string; status: string }) => `${s.id}:${s.status}`)).toEqual([
+      'announce:succeeded',
+      'record:succeeded',
+      'scale-down:succeeded',
+      'drained:succeeded',
+      'reboot:succeeded',
+      'wait-available:succeeded',
+      'select-1:succeeded',
+      'scale-back:succeeded',
+      'rollout:succeeded',
+      'announce-done:succeeded',
+    ]);
+    expect(doc.steps[1].data.replicas).toBe(5);
+    // The order of the real calls: scale to 0 before the reboot, SELECT 1 before scaling back to the recorded 5.
+    const order = ['kube:scaleDeployment:0', 'rds:RebootDBInstanceCommand', 'pg:connect', 'kube:scaleDeployment:5'].map((e) => events.indexOf(e));
+    expect(order.every((i) => i >= 0)).toBe(true);
+    expect([...order].sort((a, b) => a - b)).toEqual(order);
+    expect(replicas()).toBe(5);
+    expect(sb.kube.rolloutComplete(NS, 'app')).toBe(true);
+    const texts = db.slack.requests.slice(before).map((q) => (q.json as { text: string; channel: string }).text);
+    expect(texts).toHaveLength(2);
+    expect(texts[0]).toMatch(/Database restart of prod-db \(sandbox\) starting/);
+    expect(texts[1]).toMatch(/done; the app is back at 5 replica/);
+    // The lease was taken for the run and released after it.
+    expect(sb.kube.mutations().some((m) => m.method === 'POST' && m.path.endsWith('/leases'))).toBe(true);
+    expect(sb.kube.store.get('leases', NS, LEASE)).toBeUndefined();
+  });
+
+  it('--dry-run reads for real, previews every write (server-validated scale), changes nothing and announces nothing', async () => {
+    const before = await sb.fingerprint();
+    const r = await cli(['db', 'restart', '--dry-run']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('DRY RUN');
+    expect(r.stderr).toMatch(/would scale deployment\/app: 3 → 0 \(validated by the server\)/);
+    expect(r.stderr).toMatch(/would reboot rds\/prod-db: available → rebooting → available/);
+    expect(r.stderr).toMatch(/would scale deployment\/app: 0 \(after the scale-down\) → 3 \(recorded\)/);
+    expect(r.stderr).toMatch(/would announce slack webhook \$SLACK_WEBHOOK_URL/);
+    expect(await sb.fingerprint()).toEqual(before);
+  });
+
+  it('fails closed without a terminal (exit 3) and a declined reboot gate puts the replicas back (exit 3)', async () => {
+    const before = await sb.fingerprint();
+    const r = await cli(['db', 'restart']);
+    expect(r.code).toBe(3);
+    expect(r.stderr).toMatch(/--yes/);
+    expect(await sb.fingerprint()).toEqual(before);
+
+    // Protected: both destructive gates are severe (typed). Approve the scale-down, refuse the reboot.
+    const events: string[] = [];
+    const p = await cli(['db', 'restart', '--env', 'sandbox-protected'], { tty: true, answers: ['sandbox-protected', 'nope'], clientFactories: tappedFactories((e) => void events.push(e)) });
+    expect(p.code).toBe(3);
+    expect(p.stderr).toMatch(/declined: typed "nope", expected "sandbox-protected"/);
+    expect(events).toContain('kube:scaleDeployment:0');
+    expect(events).not.toContain('rds:RebootDBInstanceCommand');
+    expect(events).toContain('kube:scaleDeployment:3');
+    expect(replicas()).toBe(3);
+  });
+
+  it('RDS reboot error (the instance vanished) → the recorded count is restored, exit 1', async () => {
+    const r = await cli(['db', 'restart', '--yes'], {
+      clientFactories: tappedFactories(async (e) => {
+        if (e === 'rds:RebootDBInstanceCommand') await deleteRdsInstance(db.rds, 'prod-db');
+      }),
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/RDS reboot failed: instance prod-db not found/);
+    expect(r.stderr).toMatch(/undo: Scale the app to 0/);
+    expect(replicas()).toBe(3);
+  });
+
+  it('an unknown RDS instance in the config fails before anything changes', async () => {
+    const env = derivedConfig(sb, (e) => {
+      (e.rds as Record<string, unknown>).instance = 'no-such-db';
+    });
+    sb.kube.requests.length = 0;
+    const r = await cli(['db', 'restart', '--yes'], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/RDS instance no-such-db not found/);
+    expect(sb.kube.mutations().filter((m) => m.path.includes('/deployments'))).toEqual([]);
+    expect(replicas()).toBe(3);
+  });
+
+  it('PostgreSQL not answering before the timeout → the recorded count is restored, exit 1; resume after the fix completes', async () => {
+    const closed = await freePort();
+    const env = derivedConfig(sb, (e) => {
+      const rds = e.rds as Record<string, unknown>;
+      rds.url = { env: 'CLOSED_DATABASE_URL' };
+      rds.connectTimeout = '1500ms';
+    });
+    env.CLOSED_DATABASE_URL = `postgres://postgres:${db.pg.password}@127.0.0.1:${closed}/postgres`;
+    const r = await cli(['db', 'restart', '--yes'], { env });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/did not answer SELECT 1 within 1\.5s/);
+    expect(replicas()).toBe(3);
+
+    // Resume with the working config: done steps are skipped, the undone scale-down runs again.
+    const id = runIdOf(r.stderr);
+    const resumed = await cli(['resume', id, '--yes']);
+    expect(resumed.code).toBe(0);
+    expect(resumed.stderr).toMatch(/Reboot the RDS instance — done in run/);
+    expect(resumed.stderr).toMatch(/\[3\/10\] Scale the app to 0/);
+    expect(replicas()).toBe(3);
+  });
+
+  it('Kubernetes 500 on the scale-back: compensation restores the recorded count (exit 1); if that fails too, exit 5 with the exact command', async () => {
+    const fault = (times: number) =>
+      tappedFactories((e) => {
+        if (e === 'rds:RebootDBInstanceCommand') sb.kube.faults.add({ method: 'PATCH', path: /\/deployments\/app\/scale$/, times, status: 500 });
+      });
+    const r = await cli(['db', 'restart', '--yes'], { clientFactories: fault(1) });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/✓ undone/);
+    expect(replicas()).toBe(3);
+
+    const p = await cli(['db', 'restart', '--yes', '--json'], { clientFactories: fault(2) });
+    expect(p.code).toBe(5);
+    const doc = JSON.parse(p.stdout);
+    expect(doc.byHand).toEqual(['kubectl scale deployment/app --replicas=3 -n production']);
+    expect(p.stderr).toMatch(/run by hand: kubectl scale deployment\/app --replicas=3 -n production/);
+    expect(replicas()).toBe(0);
+    // The instruction is exact: the real kubectl run with it puts the app back.
+    const [file, ...args] = doc.byHand[0].split(' ');
+    await execa(file, [...args, '--cache-dir', tempDir('kubectl-cache-')], { env: { ...process.env, KUBECONFIG: sb.env.KUBECONFIG } });
+    expect(replicas()).toBe(3);
+  });
+
+  const interruptAt: Array<[string, (events: string[]) => boolean]> = [
+    ['announce', (ev) => ev.filter((e) => e.startsWith('slack:')).length === 1],
+    ['record', (ev) => ev.includes('kube:getDeployment') && !ev.includes('kube:scaleDeployment:0')],
+    ['scale-down', (ev) => ev[ev.length - 1] === 'kube:scaleDeployment:0'],
+    ['drained', (ev) => ev[ev.length - 1] === 'kube:watchDeployment' && !ev.includes('rds:RebootDBInstanceCommand')],
+    ['reboot', (ev) => ev[ev.length - 1] === 'rds:RebootDBInstanceCommand'],
+    ['wait-available', (ev) => ev.includes('rds:RebootDBInstanceCommand') && ev[ev.length - 1] === 'rds:DescribeDBInstancesCommand'],
+    ['select-1', (ev) => ev[ev.length - 1] === 'pg:connect'],
+    ['scale-back', (ev) => ev[ev.length - 1] === 'kube:scaleDeployment:3'],
+    ['rollout', (ev) => ev.includes('kube:scaleDeployment:3') && ev[ev.length - 1] === 'kube:watchDeployment'],
+    ['announce-done', (ev) => ev.filter((e) => e.startsWith('slack:')).length === 2],
+  ];
+
+  it.each(interruptAt)('SIGINT during %s: exit 130 and the app ends at its recorded count', async (step, when) => {
+    const { ctl, opts } = interrupts();
+    const events: string[] = [];
+    const hit = (e: string) => {
+      events.push(e);
+      if (!ctl.signal.aborted && when(events)) ctl.abort(new InterruptedError('SIGINT'));
+    };
+    db.slack.onMessage = (text) => hit(`slack:${text}`);
+    const r = await cli(['db', 'restart', '--yes', '--json'], { interrupts: opts, clientFactories: tappedFactories(hit) });
+    expect(ctl.signal.aborted).toBe(true);
+    expect(r.code).toBe(130);
+    const doc = JSON.parse(r.stdout);
+    const status = Object.fromEntries(doc.steps.map((s: { id: string; status: string }) => [s.id, s.status]));
+    // The interrupt lands in that step, or (for a write, which is let finish) right after it.
+    const ids = doc.steps.map((s: { id: string }) => s.id);
+    const at = ids.indexOf(step);
+    expect(['failed', 'succeeded']).toContain(status[step]);
+    for (const later of ids.slice(at + 2)) expect(status[later]).toBe('not-run');
+    expect(doc.compensations.every((c: { status: string }) => c.status === 'succeeded')).toBe(true);
+    expect(replicas()).toBe(3);
+    expect(sb.kube.store.get('leases', NS, LEASE)).toBeUndefined();
+  });
+
+  it('a second interrupt skips compensation: exit 5 with the command; resume brings the recorded count back from the journal', async () => {
+    const { ctl, hard, opts } = interrupts();
+    const r = await cli(['db', 'restart', '--yes', '--json'], {
+      interrupts: opts,
+      clientFactories: tappedFactories((e) => {
+        if (e === 'pg:connect') {
+          ctl.abort(new InterruptedError('SIGINT'));
+          hard.abort(new InterruptedError('SIGINT'));
+        }
+      }),
+    });
+    expect(r.code).toBe(5);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.byHand).toEqual(['kubectl scale deployment/app --replicas=3 -n production']);
+    expect(replicas()).toBe(0);
+
+    // The deployment now says 0: only the journal knows the count was 3.
+    const resumed = await cli(['resume', doc.runId, '--yes', '--json']);
+    expect(resumed.code).toBe(0);
+    const rdoc = JSON.parse(resumed.stdout);
+    const byId = Object.fromEntries(rdoc.steps.map((s: { id: string; status: string; data?: unknown }) => [s.id, s]));
+    expect(byId.record.status).toBe('skipped');
+    expect(byId.record.data.replicas).toBe(3);
+    expect(byId['scale-down'].status).toBe('skipped');
+    expect(byId['select-1'].status).toBe('succeeded');
+    expect(byId['scale-back'].status).toBe('succeeded');
+    expect(replicas()).toBe(3);
+    const show = await cli(['show', rdoc.runId]);
+    expect(show.stdout).toMatch(/scale-back: succeeded/);
+  });
+
+  it('two concurrent runs: the second exits 6 naming the holder, run id and since when; a crashed run\'s lease expires', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    db.slack.onMessage = () => held;
+    const first = cli(['db', 'restart', '--yes']);
+    await until('the lease', () => sb.kube.store.get('leases', NS, LEASE) !== undefined);
+    const second = await cli(['db', 'restart', '--yes']);
+    release();
+    expect(second.code).toBe(6);
+    expect(second.stderr).toMatch(/runbook-db-restart-app is held by tester@test run \d{8}T\d{6}-[0-9a-f]{4} since \d{4}-\d\d-\d\dT/);
+    const a = await first;
+    expect(a.code).toBe(0);
+
+    const old = new Date(Date.now() - 10 * 60_000).toISOString();
+    sb.kube.store.put({
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: LEASE, namespace: NS },
+      spec: { holderIdentity: 'crashed@laptop run 20200101T000000-dead', leaseDurationSeconds: 60, acquireTime: old, renewTime: old },
+    } as never);
+    const after = await cli(['db', 'restart', '--yes']);
+    expect(after.code).toBe(0);
+  });
+
+  it('no password from a URL appears in any output or journal line', () => {
+    const everything = outputs.join('\n') + journalText(journal);
+    expect(everything.length).toBeGreaterThan(1000);
+    expect(everything).not.toContain(db.pg.password);
+    expect(everything).not.toContain('sandbox-master-pw');
+  });
+});
