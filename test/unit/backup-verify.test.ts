@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { libpqEnv, scratchDatabaseName } from '../../src/procedures/backup-verify.js';
+import { parseS3Url } from '../../src/clients/s3-objects.js';
+
+describe('backup verify helpers', () => {
+  it('generates scratch database names that are safe identifiers and unique', () => {
+    const now = new Date('2025-03-04T05:06:07Z');
+    const a = scratchDatabaseName(now);
+    expect(a).toMatch(/^runbook_restore_20250304050607_[0-9a-f]{6}$/);
+    expect(a.length).toBeLessThanOrEqual(63);
+    expect(scratchDatabaseName(now)).not.toBe(a);
+  });
+
+  it('passes the password to pg_restore through the environment, not argv', () => {
+    expect(libpqEnv('postgres://ops:p%40ss@db.test:6543/postgres?sslmode=require', 'scratch')).toEqual({
+      PGHOST: 'db.test',
+      PGPORT: '6543',
+      PGUSER: 'ops',
+      PGPASSWORD: 'p@ss',
+      PGDATABASE: 'scratch',
+      PGSSLMODE: 'require',
+    });
+  });
+
+  it('parses S3 URLs', () => {
+    expect(parseS3Url('s3://backup-bucket/database')).toEqual({ bucket: 'backup-bucket', prefix: 'database/' });
+    expect(parseS3Url('s3://backup-bucket')).toEqual({ bucket: 'backup-bucket', prefix: '' });
+    expect(() => parseS3Url('s3://Bad_Bucket/x')).toThrow();
+  });
+});
