@@ -1,0 +1,45 @@
+import { defineProcedure } from '../core/procedure.js';
+import { table } from '../core/table.js';
+import { fmtInt, formatBytes, formatRate, readStats, redisCli, type CacheStats } from './steps/cache-redis.js';
+
+export default defineProcedure<Record<string, never>>({
+  name: 'cache stats',
+  summary: 'Hit rate, keys per database, memory, evictions and ops/s of the cache',
+  seedFixes: [
+    '`redis-cli INFO stats | grep hit_rate` finds nothing: INFO has no hit rate. It is computed here from keyspace_hits and keyspace_misses.',
+    'A cluster is summed over every master instead of showing one node.',
+  ],
+  params: [],
+  examples: [[]],
+  requires: ['redis'],
+  steps: [
+    {
+      id: 'stats',
+      title: 'Read INFO from every master',
+      why: 'One snapshot of what the cache is doing: hit rate, size, memory and evictions.',
+      risk: 'read',
+      equivalent: (_p, env) => `${redisCli(env)} INFO everything`,
+      async run(ctx): Promise<CacheStats & { target: string }> {
+        const client = await ctx.clients.redis();
+        return { target: client.target, ...(await readStats(client.masters())) };
+      },
+    },
+  ],
+  render(state) {
+    const s = state.stats as CacheStats & { target: string };
+    const rows: Array<[string, string]> = [
+      ['target', s.target + (s.nodes.length > 1 ? ` (${s.nodes.length} masters)` : '')],
+      ['hit rate', formatRate(s.hitRate)],
+      ['hits', fmtInt(s.hits)],
+      ['misses', fmtInt(s.misses)],
+      ['memory used', formatBytes(s.usedMemory)],
+      ['memory peak', formatBytes(s.peakMemory)],
+      ['evicted keys', fmtInt(s.evictedKeys)],
+      ['expired keys', fmtInt(s.expiredKeys)],
+      ['ops/s', fmtInt(s.opsPerSec)],
+    ];
+    const dbs = Object.entries(s.keyspace).sort(([a], [b]) => Number(a.slice(2)) - Number(b.slice(2)));
+    const keyspace = dbs.length ? table(['DB', 'KEYS', 'WITH TTL'], dbs.map(([db, v]) => [db, fmtInt(v.keys), fmtInt(v.expires)])) : 'no keys\n';
+    return `${table(['METRIC', 'VALUE'], rows)}\n${keyspace}`;
+  },
+});
