@@ -8,11 +8,13 @@ import type { KubeClient, KubeTarget } from './kube.js';
 import type { AwsClients, AwsTarget } from './aws.js';
 import type { PgConnection } from './postgres.js';
 import type { NotifyResult } from './notify.js';
+import type { RedisClient, RedisConnectOptions } from './redis.js';
 
 export type { KubeClient } from './kube.js';
 export type { HttpClient } from './http.js';
 export type { AwsClients } from './aws.js';
 export type { PgConnection } from './postgres.js';
+export type { RedisClient, RedisNode } from './redis.js';
 
 /** Lazily created, memoised clients for one run; an SDK is loaded only when a step first needs it. */
 export interface Clients {
@@ -20,6 +22,8 @@ export interface Clients {
   aws(): Promise<AwsClients>;
   /** A new PostgreSQL connection (closed with the run); `url` defaults to the environment's primary. */
   postgres(url?: string): Promise<PgConnection>;
+  /** The environment's Redis server or cluster (one connection per run). */
+  redis(): Promise<RedisClient>;
   http: HttpClient;
   /** Resolves a config value or secret reference (registering the secret for redaction). */
   secret(ref: ValueOrRef, what: string): string;
@@ -33,6 +37,7 @@ export interface ClientFactories {
   http: HttpClient;
   aws?(target: AwsTarget, env: Record<string, string | undefined>): Promise<AwsClients>;
   postgres?(url: string): Promise<PgConnection>;
+  redis?(opts: RedisConnectOptions): Promise<RedisClient>;
 }
 
 export const defaultFactories: ClientFactories = {
@@ -71,9 +76,19 @@ export function makeClients(
     made.push(clients);
     return clients;
   });
+  const redis = memo(async () => {
+    const r = env.config.redis;
+    if (!r) throw new UsageError(`environment "${env.name}" has no redis section`);
+    const mod = await import('./redis.js');
+    const opts = mod.redisOptions(r, `environments.${env.name}.redis`, secret);
+    const client = factories.redis ? await factories.redis(opts) : await mod.connectRedis(opts);
+    made.push(client);
+    return client;
+  });
   return {
     kube,
     aws,
+    redis,
     http: factories.http,
     secret,
     async postgres(url?: string) {

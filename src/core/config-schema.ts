@@ -14,6 +14,11 @@ const k8sName = z
   .max(253)
   .regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, 'a lowercase RFC 1123 name');
 const url = z.string().url();
+/** RDS DB instance identifiers: a letter, then letters, digits and single hyphens, at most 63. */
+const rdsIdentifier = z
+  .string()
+  .max(63)
+  .regex(/^[A-Za-z](?!.*--)[A-Za-z0-9-]*[A-Za-z0-9]$|^[A-Za-z]$/, 'an RDS identifier: a letter, then letters, digits and hyphens');
 
 const kubernetes = z.strictObject({
   kubeconfig: z.string().optional(),
@@ -37,6 +42,91 @@ const notify = z.strictObject({
   command: z.array(z.string().min(1)).min(1).optional(),
 });
 
+// --- dr, backups, certs, logs (issue 5) ---
+const s3Url = z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'an S3 URL such as s3://bucket/prefix');
+/** A Route 53 change batch: a file path (relative to the config file) or inline; validated by `dr` before anything is contacted. */
+const changeBatch = z.union([z.string().min(1), z.record(z.string(), z.unknown())]);
+const drHealth = z.strictObject({
+  url,
+  attempts: z.number().int().min(1).max(1000).default(10),
+  interval: duration.default('30s'),
+  timeout: duration.default('5s'),
+  expectStatus: z.number().int().min(100).max(599).default(200),
+});
+const ecsSide = z.strictObject({
+  region: z.string().min(1),
+  cluster: z.string().min(1),
+  service: z.string().min(1),
+  /** Desired count while this side serves traffic (failover scales DR to it; failback scales the primary to it). */
+  desiredCount: z.number().int().min(1).max(10_000).optional(),
+  /** Desired count when this side is stopped (default 0). */
+  standbyCount: z.number().int().min(0).max(10_000).default(0),
+  health: drHealth.optional(),
+});
+const dr = z.strictObject({
+  route53: z.strictObject({
+    hostedZoneId: z.string().min(1),
+    failover: changeBatch,
+    failback: changeBatch.optional(),
+    syncTimeout: duration.default('5m'),
+    syncInterval: duration.default('5s'),
+  }),
+  primary: ecsSide,
+  dr: ecsSide,
+});
+const backups = z.strictObject({
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name'),
+  prefix: z.string().default(''),
+  region: z.string().min(1).optional(),
+  /** The newest backup must be younger than this (a nightly job: e.g. 26h). */
+  maxAge: duration.optional(),
+  pgRestore: z.string().min(1).default('pg_restore'),
+  restoreTest: z
+    .strictObject({
+      /** The TEST PostgreSQL (a role allowed to CREATE DATABASE); never production. */
+      url: valueOrRef,
+      table: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/, 'a table name, optionally schema-qualified'),
+      minRows: z.number().int().min(0).default(1),
+    })
+    .optional(),
+});
+const certs = z.strictObject({
+  hosts: z.array(z.string().min(1)).default([]),
+  minDays: z.number().int().min(0).max(3650).default(14),
+  /** Extra CA bundle (PEM file) trusted besides the system roots. */
+  ca: z.string().min(1).optional(),
+  timeout: duration.default('10s'),
+  certbot: z.array(z.string().min(1)).min(1).default(['certbot', 'renew']),
+  reload: z.array(z.string().min(1)).min(1).default(['nginx', '-s', 'reload']),
+  /** Certificate files certbot writes (checked after renewal, before the reload). */
+  files: z.array(z.string().min(1)).default([]),
+});
+
+/** Redis: one server (`url`, `rediss://` for TLS, `/N` or `db` for the database) or a cluster's seed nodes. */
+const redis = z
+  .strictObject({
+    url: valueOrRef.optional(),
+    nodes: z.array(z.string().regex(/^[^\s:/@]+:\d{1,5}$/, 'host:port')).min(1).optional(),
+    username: valueOrRef.optional(),
+    password: secretRef.optional(),
+    db: z.number().int().min(0).max(100_000).optional(),
+    /** TLS for `nodes` (a `rediss://` URL turns it on by itself); `ca` is a PEM file. */
+    tls: z
+      .union([z.boolean(), z.strictObject({ ca: z.string().min(1).optional(), servername: z.string().min(1).optional(), insecure: z.boolean().optional() })])
+      .optional(),
+    connectTimeout: duration.optional(),
+  })
+  .refine((r) => (r.url === undefined) !== (r.nodes === undefined), { message: "give exactly one of url (one server) or nodes (a cluster's seed nodes)" })
+  .refine((r) => r.nodes === undefined || !r.db, { message: 'a Redis Cluster has only database 0', path: ['db'] });
+
+/** `cache warm`: per type, the warmer commands (argument arrays, never shell strings). */
+const cache = z.strictObject({
+  warmers: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, . _ -'), z.array(z.array(z.string().min(1)).min(1)).min(1)).default({}),
+  /** Limit for each warmer command. */
+  timeout: duration.default('10m'),
+  cwd: z.string().min(1).optional(),
+});
+
 const environment = z.strictObject({
   description: z.string().optional(),
   protected: z.boolean().default(false),
@@ -46,20 +136,63 @@ const environment = z.strictObject({
     .strictObject({ maxReplicas: z.number().int().min(1).max(10_000).default(50) })
     .default({ maxReplicas: 50 }),
   rollout: z.strictObject({ timeout: duration.default('5m') }).default({ timeout: '5m' }),
-  logs: z.strictObject({ tail: z.number().int().min(1).max(100_000).default(100) }).partial().optional(),
+  logs: z
+    .strictObject({
+      tail: z.number().int().min(1).max(100_000).default(100),
+      /** `logs rotate`: the directory, thresholds, archive (s3://bucket/prefix) and an optional logrotate command. */
+      dir: z.string().min(1),
+      compressAfter: duration,
+      deleteAfter: duration,
+      archive: s3Url,
+      logrotate: z.array(z.string().min(1)).min(1),
+      parallel: z.number().int().min(1).max(64),
+    })
+    .partial()
+    .optional(),
   aws: z.strictObject({ region: z.string().min(1), profile: z.string().optional(), endpoint: url.optional() }).optional(),
-  rds: z.strictObject({ instance: z.string().min(1) }).optional(),
+  rds: z
+    .strictObject({
+      instance: rdsIdentifier,
+      /** The PostgreSQL served by this instance, for `SELECT 1` after a reboot (default: postgres.url). */
+      url: valueOrRef.optional(),
+      /** How long to wait for the instance to report `available`, and how often to ask. */
+      waitTimeout: duration.default('20m'),
+      pollInterval: duration.default('10s'),
+      /** How long `SELECT 1` is retried once the instance is available. */
+      connectTimeout: duration.default('5m'),
+      recovery: z
+        .strictObject({
+          /** The restored instance (default: <instance>-recovered). */
+          instance: rdsIdentifier.optional(),
+          /** The restored database for the verify query (default: rds.url or postgres.url with the restored endpoint's host and port). */
+          url: valueOrRef.optional(),
+          /** Run read-only on the restored database (default: SELECT count(*) FROM <verifyTable>). */
+          verifyQuery: z.string().min(1).optional(),
+          verifyTable: z
+            .string()
+            .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'a table name, optionally schema-qualified (schema.table)')
+            .default('users'),
+          /** The deployment variable that points the app at its database. */
+          hostVariable: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').default('DATABASE_HOST'),
+        })
+        .default({ verifyTable: 'users', hostVariable: 'DATABASE_HOST' }),
+    })
+    .optional(),
   postgres: z
     .strictObject({
       url: valueOrRef,
       replicas: z.array(z.strictObject({ name: z.string().optional(), url: valueOrRef })).default([]),
     })
     .optional(),
-  redis: z.strictObject({ url: valueOrRef, password: secretRef.optional() }).optional(),
+  redis: redis.optional(),
+  cache: cache.optional(),
   notify: notify.optional(),
   circuitBreaker: z
     .strictObject({ url, token: secretRef.optional(), method: z.enum(['POST', 'PUT']).default('POST') })
     .optional(),
+  dr: dr.optional(),
+  backups: backups.optional(),
+  certs: certs.optional(),
 });
 
 export const configSchema = z.strictObject({

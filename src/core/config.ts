@@ -77,6 +77,8 @@ function rejectInlineSecrets(config: ConfigFile, path: string): void {
   for (const [name, env] of Object.entries(config.environments)) {
     const base = `environments.${name}`;
     check(env.postgres?.url, `${base}.postgres.url`);
+    check(env.rds?.url, `${base}.rds.url`);
+    check(env.rds?.recovery.url, `${base}.rds.recovery.url`);
     env.postgres?.replicas.forEach((r, i) => check(r.url, `${base}.postgres.replicas.${i}.url`));
     check(env.redis?.url, `${base}.redis.url`);
     check(env.notify?.slack?.webhook, `${base}.notify.slack.webhook`);

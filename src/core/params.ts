@@ -89,7 +89,7 @@ export function parseParam(spec: ParamSpec, raw: unknown): unknown {
           .map((x) => x.trim())
           .filter(Boolean);
       case 'string':
-        if (typeof v === 'string' && v.trim() === '') throw new UsageError(`${what} must not be empty`);
+        if (typeof v === 'string' && v.trim() === '') throw new UsageError(`${what} must not be empty`, spec.description);
         if (spec.choices && !spec.choices.includes(v)) throw new UsageError(`${what} must be one of ${spec.choices.join(', ')}, got "${v}"`);
         return v;
     }

@@ -4,6 +4,9 @@ import { stringify } from 'yaml';
 import { startKubeApiServer, type KubeApiServer } from '../kube/index.js';
 import { makeTempDir } from '../services/index.js';
 import { startKubePart } from './kube-part.js';
+import { startDrPart } from './dr-part.js';
+import { startDatabasePart } from './database-part.js';
+import { startCachePart } from './cache-part.js';
 import type { SandboxPart, SandboxPartFactory } from './types.js';
 
 export type { SandboxPart, SandboxPartFactory, SandboxContext } from './types.js';
@@ -11,6 +14,9 @@ export type { SandboxPart, SandboxPartFactory, SandboxContext } from './types.js
 /** Every part the full sandbox starts. Areas (database, cache, AWS, …) add their factory here. */
 export const allParts: Record<string, SandboxPartFactory> = {
   kubernetes: startKubePart,
+  dr: startDrPart,
+  database: startDatabasePart,
+  cache: startCachePart,
 };
 
 export interface Sandbox {
