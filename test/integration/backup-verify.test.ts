@@ -1,5 +1,5 @@
 /** backup verify against moto S3, real pg_dump/pg_restore and a real test PostgreSQL; alerts to a local webhook. */
-import { readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -58,6 +58,9 @@ async function databases(): Promise<string[]> {
   await c.end();
   return r.rows.map((x) => x.datname);
 }
+// A private temp directory for this file's process, so parallel test files cannot disturb the count.
+process.env.TMPDIR = tempDir('backup-tmp-');
+chmodSync(process.env.TMPDIR, 0o755); // the postgres user creates its data directory in here
 const leftovers = () => readdirSync(tmpdir()).filter((f) => f.startsWith('runbook-backup-'));
 
 describe('backup verify', () => {

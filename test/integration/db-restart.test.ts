@@ -242,7 +242,9 @@ describe('db restart', () => {
     });
     expect(r.code).toBe(5);
     const doc = JSON.parse(r.stdout);
-    expect(doc.byHand).toEqual(['kubectl scale deployment/app --replicas=3 -n production']);
+    expect(doc.byHand[0]).toBe('kubectl scale deployment/app --replicas=3 -n production');
+    // The announcement's "stopped" follow-up was skipped too, so it is listed for the operator.
+    expect(doc.byHand.slice(1)).toEqual([expect.stringMatching(/^tell the people you announced to/)]);
     expect(replicas()).toBe(0);
 
     // The deployment now says 0: only the journal knows the count was 3.

@@ -186,7 +186,16 @@ describe('kubectl against the test API server', () => {
     expect(restartedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
     expect(deployment().metadata.generation).toBe(3);
 
-    const status = await ok('rollout', 'status', 'deployment/app', '--timeout=30s');
+    // Hold the controller until kubectl is watching, so the wait is observed even on a slow machine.
+    kube.controller.pause();
+    const pending = ok('rollout', 'status', 'deployment/app', '--timeout=30s');
+    try {
+      // waitFor re-checks on store changes only, and the paused controller makes none: poll the log.
+      for (let i = 0; i < 400 && !kube.requests.some((q) => q.watch && q.path.includes('/deployments')); i++) await new Promise((r) => setTimeout(r, 50));
+    } finally {
+      kube.controller.resume();
+    }
+    const status = await pending;
     expect(status).toMatch(/Waiting for deployment "app" rollout to finish/);
     expect(status).toMatch(/deployment "app" successfully rolled out\n$/);
     const d = deployment();
