@@ -2,6 +2,7 @@ import type { AwsClients } from './aws.js';
 import { awsErrorMessage } from './aws.js';
 import { StepError } from '../core/errors.js';
 import { formatDuration } from '../core/duration.js';
+import { sleep } from '../core/sleep.js';
 
 /** What the procedures need to know about one DB instance. */
 export interface RdsInstance {
@@ -49,20 +50,6 @@ function scoped<T>(signal: AbortSignal | undefined, call: (s: AbortSignal | unde
   return call(ctl.signal).finally(() => signal.removeEventListener('abort', forward));
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** The RDS calls of the database procedures, over the SDK client (loaded on first use). */
 export class RdsApi {

@@ -1,7 +1,8 @@
 import type { PgConnection } from '../clients/postgres.js';
 import { StepError, UsageError } from '../core/errors.js';
 import { defineProcedure } from '../core/procedure.js';
-import { primaryRef, sleep, withPg } from './steps/db-common.js';
+import { primaryRef, withPg } from './steps/db-common.js';
+import { sleep } from '../core/sleep.js';
 
 export interface DbMaxConnectionsParams {
   value: number;

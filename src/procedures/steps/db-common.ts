@@ -5,6 +5,7 @@ import { describeRef } from '../../core/config.js';
 import { formatDuration } from '../../core/duration.js';
 import { StepError, UsageError } from '../../core/errors.js';
 import type { StepContext } from '../../core/procedure.js';
+import { sleep } from '../../core/sleep.js';
 
 type Ctx = Pick<StepContext<unknown>, 'clients' | 'env' | 'signal'>;
 
@@ -48,20 +49,6 @@ export async function withPg<T>(ctx: Pick<StepContext<unknown>, 'clients'>, fn: 
   }
 }
 
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal!.reason);
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /**
  * `SELECT 1` until it answers or `timeoutMs` passes, backing off from 250 ms to 5 s between tries:

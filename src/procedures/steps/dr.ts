@@ -7,6 +7,7 @@ import { CheckFailedError, StepError, UsageError } from '../../core/errors.js';
 import type { Change, Procedure, Step, StepContext } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { loadChangeBatch } from './dr-batch.js';
+import { sleep } from '../../core/sleep.js';
 
 type DrConfig = NonNullable<EnvironmentConfig['dr']>;
 type Side = DrConfig['primary'];
@@ -103,20 +104,6 @@ export function validateDr(env: ResolvedEnvironment, d: Direction): void {
 const awsLine = (err: unknown) => awsErrorMessage(err);
 const errName = (err: unknown) => (err as { name?: string })?.name ?? '';
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 async function inspect(ctx: StepContext<DrParams>, d: Direction): Promise<Inspection> {
   const { getHostedZone, findRecordSet, sameRecord } = await import('../../clients/route53.js');

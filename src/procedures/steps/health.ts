@@ -1,21 +1,8 @@
 import { StepError } from '../../core/errors.js';
 import { parseDuration } from '../../core/duration.js';
 import type { Step, StepContext } from '../../core/procedure.js';
+import { sleep } from '../../core/sleep.js';
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    };
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 /** Polls a health URL until it answers the expected status, or the attempts run out. */
 export async function checkHealth(ctx: StepContext<unknown>): Promise<{ url: string; status: number; attempts: number; latencyMs: number }> {
