@@ -8,6 +8,7 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Real services start per file; two cores, so keep parallelism modest.
     maxWorkers: 2,
-    reporters: ['default'],
+    // The JSON file lets .ci/run print a plain 'N passed, N failed' closing line.
+    reporters: ['default', ['json', { outputFile: '.test-results/vitest.json' }]],
   },
 });

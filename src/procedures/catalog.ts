@@ -29,14 +29,8 @@ export const catalog: CatalogEntry[] = [
   def('app resources', 'Change a container\'s CPU/memory requests and limits and wait for the rollout', 'write', 'Scaling › Vertical', () => import('./app-resources.js')),
   def('app rollback', 'Roll the deployment back to the previous (or a given) revision', 'write', 'Incident › High Error Rate', () => import('./app-rollback.js')),
   def('app env set', 'Set environment variables on the deployment (KEY=VALUE …)', 'write', 'Incident › High Error Rate', () => import('./app-env-set.js')),
-  def('app circuit-breaker', 'Enable or disable the application\'s circuit breaker', 'write', 'Incident › High Error Rate', () => import('./app-circuit-breaker.js')),
   def('app env unset', 'Remove environment variables from the deployment (KEY …)', 'write', 'Incident › High Error Rate', () => import('./app-env-unset.js')),
-  def('dr failover', 'Fail over to the DR region: DNS, scale DR, DR health, then (gated) stop the primary', 'destructive', 'Disaster Recovery › Regional Failover', () => import('./dr-failover.js')),
-  def('dr failback', 'Fail back to the primary region: DNS, scale the primary, its health, then (gated) scale DR down', 'destructive', 'Disaster Recovery › Regional Failover', () => import('./dr-failback.js')),
-  def('backup verify', 'Verify the newest database backup in S3 (download, pg_restore --list, optional restore test); exit 4 and alert on failure', 'write', 'Maintenance › Backup Verification', () => import('./backup-verify.js')),
-  def('cert check', 'Expiry, names and trust of served TLS certificates; exit 4 below --min-days', 'read', 'Maintenance › Certificate Renewal', () => import('./cert-check.js')),
-  def('cert renew', 'certbot renew, check the renewed files, reload the web server (gated), check what is served', 'destructive', 'Maintenance › Certificate Renewal', () => import('./cert-renew.js')),
-  def('logs rotate', 'Compress old logs on all cores, archive to S3 (never deleting remote unless --prune), delete old local archives (gated)', 'destructive', 'Maintenance › Log Rotation', () => import('./logs-rotate.js')),
+  def('app circuit-breaker', 'Enable or disable the application\'s circuit breaker', 'write', 'Incident › High Error Rate', () => import('./app-circuit-breaker.js')),
   def('db restart', 'Reboot the RDS instance with the app scaled to 0, then bring the app back to the count it had', 'destructive', 'Service Restart › Database', () => import('./db-restart.js')),
   def('db connections', 'Connections: total against max_connections, by state, by application and user, longest idle and active', 'read', 'Database Issues › Connection Pool Exhaustion', () => import('./db-connections.js')),
   def('db kill-idle', 'Terminate sessions idle longer than a threshold (lists them first)', 'write', 'Database Issues › Connection Pool Exhaustion', () => import('./db-kill-idle.js')),
@@ -49,6 +43,12 @@ export const catalog: CatalogEntry[] = [
   def('cache flush', 'Delete the keys matching a pattern (streamed SCAN + UNLINK), or the whole database with --all', 'destructive', 'Cache Operations › Clear Redis Cache', () => import('./cache-flush.js')),
   def('cache stats', 'Hit rate, keys per database, memory, evictions and ops/s of the cache', 'read', 'Cache Operations › Clear Redis Cache', () => import('./cache-stats.js')),
   def('cache warm', 'Run the configured cache warmers for a type, in parallel, and show the hit rate before and after', 'write', 'Cache Operations › Warm Cache', () => import('./cache-warm.js')),
+  def('dr failover', 'Fail over to the DR region: DNS, scale DR, DR health, then (gated) stop the primary', 'destructive', 'Disaster Recovery › Regional Failover', () => import('./dr-failover.js')),
+  def('dr failback', 'Fail back to the primary region: DNS, scale the primary, its health, then (gated) scale DR down', 'destructive', 'Disaster Recovery › Regional Failover', () => import('./dr-failback.js')),
+  def('backup verify', 'Verify the newest database backup in S3 (download, pg_restore --list, optional restore test); exit 4 and alert on failure', 'write', 'Maintenance › Backup Verification', () => import('./backup-verify.js')),
+  def('cert check', 'Expiry, names and trust of served TLS certificates; exit 4 below --min-days', 'read', 'Maintenance › Certificate Renewal', () => import('./cert-check.js')),
+  def('cert renew', 'certbot renew, check the renewed files, reload the web server (gated), check what is served', 'destructive', 'Maintenance › Certificate Renewal', () => import('./cert-renew.js')),
+  def('logs rotate', 'Compress old logs on all cores, archive to S3 (never deleting remote unless --prune), delete old local archives (gated)', 'destructive', 'Maintenance › Log Rotation', () => import('./logs-rotate.js')),
 ];
 
 export function findEntry(path: string[]): CatalogEntry | undefined {
