@@ -93,16 +93,21 @@ async function explain(session: Session, words: string[]): Promise<number> {
   return ExitCode.ok;
 }
 
-function dir(session: Session): string {
-  return journalDir(session.deps.io.env);
+/** $RUNBOOK_JOURNAL_DIR, else the config's journal.dir, else $XDG_STATE_HOME/runbook. */
+async function dir(session: Session): Promise<string> {
+  const { io } = session.deps;
+  const path = findConfigPath(session.flags.config, io.env, io.cwd);
+  const configured = path ? (await loadConfig(path)).config.journal?.dir : undefined;
+  return journalDir(io.env, configured);
 }
 
 async function history(session: Session, opts: Record<string, unknown>): Promise<number> {
   const limit = Number(opts.limit ?? 20);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive whole number`);
-  const runs = (await listRuns(dir(session))).slice(-limit).reverse();
+  const where = await dir(session);
+  const runs = (await listRuns(where)).slice(-limit).reverse();
   if (session.flags.json) out(session, JSON.stringify(runs, null, 2) + '\n');
-  else if (runs.length === 0) session.reporter.info(`no runs in ${dir(session)}`);
+  else if (runs.length === 0) session.reporter.info(`no runs in ${where}`);
   else
     out(
       session,
@@ -116,10 +121,11 @@ async function history(session: Session, opts: Record<string, unknown>): Promise
 
 async function loadRun(session: Session, runId: string | undefined): Promise<JournalEvent[]> {
   if (!runId || !isRunId(runId)) throw new UsageError(`invalid run id "${runId ?? ''}"`, 'runbook history lists run ids');
+  const where = await dir(session);
   try {
-    return await readRun(dir(session), runId);
+    return await readRun(where, runId);
   } catch {
-    throw new UsageError(`no run ${runId} in ${dir(session)}`, 'runbook history lists run ids');
+    throw new UsageError(`no run ${runId} in ${where}`, 'runbook history lists run ids');
   }
 }
 

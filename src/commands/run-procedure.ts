@@ -49,7 +49,7 @@ export async function executeProcedure(
 
   const now = session.now;
   const runId = newRunId(now());
-  const dir = journalDir(io.env, undefined);
+  const dir = journalDir(io.env, env.journalDir);
   const journal = flags.dryRun === 'offline' ? new NullJournal(dir, runId, session.redactor, now) : new Journal(dir, runId, session.redactor, now);
   const clients = makeClients(env, io.env, session.deps.clientFactories ?? defaultFactories, session.redactor);
   const interrupts = session.deps.interrupts ?? { signal: new AbortController().signal, hard: new AbortController().signal };

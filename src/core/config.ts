@@ -21,6 +21,8 @@ export interface ResolvedEnvironment {
   /** True for the built-in example: only offline work is possible with it. */
   builtIn: boolean;
   configPath: string | null;
+  /** The config's journal.dir, if set. */
+  journalDir?: string;
 }
 
 /** Flag > $RUNBOOK_CONFIG > ./runbook.yaml > $XDG_CONFIG_HOME/runbook/config.yaml > built-in example. */
@@ -98,7 +100,7 @@ export function selectEnvironment(
     const where = loaded.path ?? 'the built-in example config';
     throw new UsageError(`unknown environment "${name}" in ${where}`, `known environments: ${names.join(', ') || '(none)'}`);
   }
-  return { name, config, builtIn: loaded.path === null, configPath: loaded.path };
+  return { name, config, builtIn: loaded.path === null, configPath: loaded.path, journalDir: loaded.config.journal?.dir };
 }
 
 /** Reads a plain value or a secret reference; secrets are registered with the redactor first. */

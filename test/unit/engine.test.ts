@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, tempDir } from '../support/cli.js';
 import { writeConfig, twoEnvironments } from '../support/config.js';
@@ -41,6 +41,18 @@ describe('engine', () => {
     expect(JSON.parse(a.stdout).environment).toBe('production');
     const b = await runCli(['app', 'scaling', '--json', '-e', 'staging'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_ENV: 'production' } });
     expect(JSON.parse(b.stdout).environment).toBe('staging');
+  });
+
+  it('the config\'s journal.dir holds the journal when $RUNBOOK_JOURNAL_DIR is not set; history reads it', async () => {
+    const kube = new FakeKube();
+    const journal = tempDir();
+    const { dir } = writeConfig({ ...twoEnvironments(), journal: { dir: journal } });
+    const r = await runCli(['app', 'scale', '--replicas', '5', '--json'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: undefined } });
+    expect(r.code).toBe(0);
+    const runId = JSON.parse(r.stdout).runId;
+    expect(readdirSync(join(journal, 'runs'))).toEqual([`${runId}.ndjson`]);
+    const h = await runCli(['history', '--json'], { cwd: dir, env: { RUNBOOK_JOURNAL_DIR: undefined } });
+    expect(JSON.parse(h.stdout).map((x: { runId: string }) => x.runId)).toEqual([runId]);
   });
 
   it('--timeout stops a run that takes too long and compensates (exit 1)', async () => {
