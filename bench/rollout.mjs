@@ -24,46 +24,44 @@ const env = { ...process.env, RUNBOOK_CONFIG: config, RUNBOOK_JOURNAL_DIR: journ
 
 function run(file, args) {
   return new Promise((resolve) => {
-    const child = spawn(file, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    child.on('exit', (code) => resolve({ code, at: performance.timeOrigin + performance.now() }));
+    const child = spawn(file, args, { env, stdio: 'ignore' });
+    child.on('exit', (code) => resolve({ code }));
   });
 }
 
-/** Wall-clock time the server's state first showed the rollout complete. */
-async function completedAt() {
-  await kube.waitForRollout('production', 'app', { timeoutMs: 60_000 });
-  return performance.timeOrigin + performance.now();
-}
+// Every moment the server's state turns from "rolling out" to "complete", sampled every 2 ms.
+const transitions = [];
+let wasComplete = kube.rolloutComplete('production', 'app');
+const sampler = setInterval(() => {
+  const now = kube.rolloutComplete('production', 'app');
+  if (now && !wasComplete) transitions.push(Date.now());
+  wasComplete = now;
+}, 2);
+const lastTransitionSince = (index, until) => transitions.slice(index).filter((t) => t <= until + 5).at(-1);
 
 const ours = [];
 const theirs = [];
 let replicas = 2;
 for (let i = 0; i < 5; i++) {
-  replicas = replicas === 2 ? 4 : 2;
   // runbook: the journal's rollout step-end time vs the server's completion time.
-  const done = completedAtAfterChange();
+  replicas = replicas === 2 ? 4 : 2;
+  let mark = transitions.length;
   await run(process.execPath, [join(root, 'bin/runbook.js'), 'app', 'scale', '--replicas', String(replicas)]);
-  const serverDone = await done;
   const runs = readdirSync(join(journal, 'runs')).sort();
   const events = readFileSync(join(journal, 'runs', runs.at(-1)), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-  const end = events.find((e) => e.type === 'step-end' && e.step === 'rollout');
-  ours.push(new Date(end.t).getTime() - serverDone);
+  const end = new Date(events.find((e) => e.type === 'step-end' && e.step === 'rollout').t).getTime();
+  ours.push(end - lastTransitionSince(mark, end));
 
-  // kubectl: scale with kubectl, then time rollout status's exit after completion.
+  // kubectl: scale, then rollout status; its exit time vs the server's completion time.
   replicas = replicas === 2 ? 4 : 2;
+  mark = transitions.length;
   await run('kubectl', ['scale', 'deployment/app', `--replicas=${replicas}`, '-n', 'production', '--cache-dir', join(dir, 'kcache')]);
-  const kdone = completedAtAfterChange();
   const k = await run('kubectl', ['rollout', 'status', 'deployment/app', '-n', 'production', '--timeout=60s', '--cache-dir', join(dir, 'kcache')]);
-  theirs.push(k.at - (await kdone));
+  const exitAt = Date.now();
+  theirs.push(exitAt - lastTransitionSince(mark, exitAt));
+  if (k.code !== 0) throw new Error('kubectl rollout status failed');
 }
-
-function completedAtAfterChange() {
-  // Wait until the change is observed as in progress, then until it completes.
-  return (async () => {
-    await kube.waitFor(() => !kube.rolloutComplete('production', 'app'), { timeoutMs: 20_000 }).catch(() => undefined);
-    return completedAt();
-  })();
-}
+clearInterval(sampler);
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 console.log('rollout completion reported after the last pod became ready (median of 5)');
