@@ -36,7 +36,7 @@ export async function executeProcedure(
   const { flags } = session;
   const proc = session.deps.procedureOverride ? session.deps.procedureOverride(given) : given;
   const env = resume?.env ?? (await resolveTarget(session));
-  if (env.builtIn && flags.dryRun !== 'offline') {
+  if (env.builtIn && flags.dryRun !== 'offline' && !proc.worksWithoutConfig) {
     throw new UsageError(
       'no config found: the built-in "example" environment only serves --dry-run=offline, explain and list',
       'create ./runbook.yaml (see the README), or pass --config FILE or set RUNBOOK_CONFIG',
@@ -94,7 +94,7 @@ function printResult(session: Session, proc: Procedure, result: RunResult): void
   } else if (proc.render && (result.status === 'succeeded' || result.status === 'check-failed')) {
     const state: Record<string, unknown> = {};
     for (const s of result.steps) if (s.data !== undefined) state[s.id] = s.data;
-    io.stdout.write(redactor.text(proc.render(state, colors)));
+    io.stdout.write(redactor.text(proc.render(state, colors, result.params)));
   }
   if (result.error) reporter.error(result.error.message, result.error.hint);
   if (!session.flags.quiet || result.exitCode !== 0) io.stderr.write(redactor.text(summaryLine(result, proc, colors)) + '\n');

@@ -86,7 +86,7 @@ export interface ParamSpec {
 
 export interface ProcedureResult {
   /** Human rendering of the run's data for stdout (tables); JSON mode prints the data instead. */
-  render?(state: Record<string, unknown>, colors: Colors): string;
+  render?(state: Record<string, unknown>, colors: Colors, params: unknown): string;
 }
 
 export interface Procedure<P = any> extends ProcedureResult {
@@ -102,6 +102,8 @@ export interface Procedure<P = any> extends ProcedureResult {
   validate?(params: P, env: ResolvedEnvironment): void;
   /** Which config sections the procedure needs; checked before anything is contacted. */
   requires: Array<'kubernetes' | 'health' | 'aws' | 'rds' | 'postgres' | 'redis' | 'notify' | 'circuitBreaker'>;
+  /** Runs with the built-in example environment too (it reads only local data: config, journal). */
+  worksWithoutConfig?: boolean;
   /** Take a Kubernetes Lease for the run (procedures that change shared state). */
   lock?: boolean;
   steps: Step<P>[];

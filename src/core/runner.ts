@@ -180,7 +180,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         continue;
       }
       reporter.stepStart(i + 1, steps.length, step.title, rec.risk);
-      journal.append('step-start', { step: step.id, risk: rec.risk });
+      journal.append('step-start', { step: step.id, title: step.title, risk: rec.risk });
       const s0 = performance.now();
       try {
         const isRead = rec.risk === 'read';
@@ -223,7 +223,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         rec.status = 'succeeded';
         rec.durationMs = performance.now() - s0;
         reporter.stepEnd('succeeded', rec.durationMs);
-        journal.append('step-end', { step: step.id, status: 'succeeded', durationMs: Math.round(rec.durationMs), data });
+        journal.append('step-end', { step: step.id, status: 'succeeded', durationMs: Math.round(rec.durationMs), data, ...(rec.changes ? { changes: rec.changes } : {}) });
         if (step.settles) for (let j = done.length - 1; j >= 0; j--) if (step.settles.includes(done[j].step.id)) done.splice(j, 1);
         if (step.undo) done.push({ step, data });
       } catch (err) {

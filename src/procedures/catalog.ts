@@ -49,6 +49,7 @@ export const catalog: CatalogEntry[] = [
   def('cert check', 'Expiry, names and trust of served TLS certificates; exit 4 below --min-days', 'read', 'Maintenance › Certificate Renewal', () => import('./cert-check.js')),
   def('cert renew', 'certbot renew, check the renewed files, reload the web server (gated), check what is served', 'destructive', 'Maintenance › Certificate Renewal', () => import('./cert-renew.js')),
   def('logs rotate', 'Compress old logs on all cores, archive to S3 (never deleting remote unless --prune), delete old local archives (gated)', 'destructive', 'Maintenance › Log Rotation', () => import('./logs-rotate.js')),
+  def('report new', "Draft the post-incident report, its timeline filled from the journal", 'read', 'Post-Incident', () => import('./report-new.js')),
 ];
 
 export function findEntry(path: string[]): CatalogEntry | undefined {
