@@ -1,4 +1,17 @@
 import type { IO } from './io.js';
+import { InterruptedError } from './errors.js';
+
+/** Ctrl-C at a prompt is an interrupt (compensation runs, exit 130), not a crash. */
+async function asked<T>(ask: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  try {
+    return await ask();
+  } catch (err) {
+    const name = (err as Error)?.name;
+    if (name === 'ExitPromptError') throw new InterruptedError('SIGINT');
+    if (name === 'AbortPromptError' && signal?.aborted) throw signal.reason;
+    throw err;
+  }
+}
 
 /** Every question the tool asks goes through this, so tests script answers and e2e runs use a real terminal. */
 export interface Prompter {
@@ -17,16 +30,16 @@ export class TerminalPrompter implements Prompter {
 
   async confirm(message: string, signal?: AbortSignal): Promise<boolean> {
     const { confirm } = await import('@inquirer/prompts');
-    return confirm({ message, default: false }, this.context(signal) as never);
+    return asked(() => confirm({ message, default: false }, this.context(signal) as never), signal);
   }
 
   async text(message: string, signal?: AbortSignal): Promise<string> {
     const { input } = await import('@inquirer/prompts');
-    return input({ message }, this.context(signal) as never);
+    return asked(() => input({ message }, this.context(signal) as never), signal);
   }
 
   async select<T extends string>(message: string, choices: Array<{ name: string; value: T }>, signal?: AbortSignal): Promise<T> {
     const { select } = await import('@inquirer/prompts');
-    return select<T>({ message, choices }, this.context(signal) as never);
+    return asked(() => select<T>({ message, choices }, this.context(signal) as never), signal);
   }
 }

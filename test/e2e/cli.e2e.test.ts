@@ -118,6 +118,13 @@ describe('the built CLI', () => {
     expect(replicas()).toBe(3);
   });
 
+  it('Ctrl-C at a prompt interrupts (exit 130) and changes nothing', async () => {
+    const r = await runInTerminal(['app', 'scale', '--replicas', '5', '--env', 'sandbox-protected'], [{ when: /\(y\/N\)/, send: '\u0003' }]);
+    expect(r.code).toBe(130);
+    expect(r.screen).not.toMatch(/\n\s+at /);
+    expect(replicas()).toBe(3);
+  });
+
   it('colour on a terminal, none with NO_COLOR', async () => {
     const coloured = await runInTerminal(['app', 'scaling'], []);
     expect(coloured.code).toBe(0);
