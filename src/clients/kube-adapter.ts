@@ -4,13 +4,16 @@ import {
   CoreV1Api,
   AutoscalingV2Api,
   CoordinationV1Api,
+  CustomObjectsApi,
   Watch,
   PatchStrategy,
   setHeaderOptions,
   ApiException,
 } from '@kubernetes/client-node';
 import type { V1Deployment, V2HorizontalPodAutoscaler, V1Lease } from '@kubernetes/client-node';
-import { KubeApiError, type KubeClient, type KubeTarget, type PatchType, type WatchEvent, type WriteOptions } from './kube.js';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
+import { pipeline } from 'node:stream/promises';
+import { KubeApiError, type KubeClient, type KubeTarget, type PatchType, type PodMetrics, type WatchEvent, type WriteOptions } from './kube.js';
 
 const CONTENT_TYPE: Record<PatchType, string> = {
   strategic: PatchStrategy.StrategicMergePatch,
@@ -53,6 +56,7 @@ export class KubeAdapter implements KubeClient {
     private readonly core: CoreV1Api,
     private readonly autoscaling: AutoscalingV2Api,
     private readonly coordination: CoordinationV1Api,
+    private readonly custom: CustomObjectsApi,
   ) {}
 
   static create(target: KubeTarget, env: Record<string, string | undefined>): KubeAdapter {
@@ -81,6 +85,7 @@ export class KubeAdapter implements KubeClient {
       kc.makeApiClient(CoreV1Api),
       kc.makeApiClient(AutoscalingV2Api),
       kc.makeApiClient(CoordinationV1Api),
+      kc.makeApiClient(CustomObjectsApi),
     );
   }
 
@@ -183,9 +188,9 @@ export class KubeAdapter implements KubeClient {
     return list.items;
   }
 
-  async readPodLog(pod: string, opts: { container?: string; tailLines?: number; previous?: boolean } = {}) {
+  async readPodLog(pod: string, opts: { container?: string; tailLines?: number; previous?: boolean; sinceSeconds?: number; timestamps?: boolean } = {}) {
     const text = await this.call(() =>
-      this.core.readNamespacedPodLog({ name: pod, namespace: this.namespace, container: opts.container, tailLines: opts.tailLines, previous: opts.previous }),
+      this.core.readNamespacedPodLog({ name: pod, namespace: this.namespace, container: opts.container, tailLines: opts.tailLines, previous: opts.previous, sinceSeconds: opts.sinceSeconds, timestamps: opts.timestamps }),
     );
     return typeof text === 'string' ? text : String(text ?? '');
   }
@@ -218,6 +223,75 @@ export class KubeAdapter implements KubeClient {
   async listEvents(fieldSelector?: string) {
     const list = await this.call(() => this.core.listNamespacedEvent({ namespace: this.namespace, fieldSelector }));
     return list.items;
+  }
+
+  /** Plain HTTPS GET of /log piped to `out`, so a large log never sits in memory (client-node's Log drops stream errors). */
+  async streamPodLog(pod: string, out: NodeJS.WritableStream, opts: { container?: string; previous?: boolean; sinceSeconds?: number } = {}) {
+    const url = new URL(`${this.server.replace(/\/$/, '')}/api/v1/namespaces/${encodeURIComponent(this.namespace)}/pods/${encodeURIComponent(pod)}/log`);
+    if (opts.container) url.searchParams.set('container', opts.container);
+    if (opts.previous) url.searchParams.set('previous', 'true');
+    if (opts.sinceSeconds) url.searchParams.set('sinceSeconds', String(opts.sinceSeconds));
+    const options: RequestOptions = { method: 'GET' };
+    await this.kc.applyToHTTPSOptions(options);
+    await new Promise<void>((resolve, reject) => {
+      const req = httpsRequest(url, options, (res) => {
+        if (res.statusCode !== 200) {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c.length + body.length < 4096 ? c : ''));
+          res.on('end', () => {
+            let message = `HTTP ${res.statusCode}`;
+            try {
+              message = String(JSON.parse(body).message ?? message);
+            } catch {
+              if (body.trim()) message = body.trim().slice(0, 200);
+            }
+            reject(new KubeApiError(`Kubernetes API: ${message} (${res.statusCode})`, res.statusCode ?? 0));
+          });
+          return;
+        }
+        pipeline(res, out).then(resolve, (err) => reject(toKubeError(err, this.server)));
+      });
+      req.on('error', (err) => reject(toKubeError(err, this.server)));
+      req.end();
+    });
+  }
+
+  getNode(name: string) {
+    return this.orNull(() => this.core.readNode({ name }));
+  }
+
+  async listNodes(labelSelector?: string) {
+    const list = await this.call(() => this.core.listNode({ labelSelector }));
+    return list.items;
+  }
+
+  patchNode(name: string, patch: unknown, type: PatchType, opts?: WriteOptions) {
+    return this.call(() =>
+      this.core.patchNode({ name, body: patch, dryRun: dry(opts), fieldManager: 'runbook' }, setHeaderOptions('Content-Type', CONTENT_TYPE[type])),
+    );
+  }
+
+  getPod(name: string) {
+    return this.orNull(() => this.core.readNamespacedPod({ name, namespace: this.namespace }));
+  }
+
+  async getSecretKeys(name: string) {
+    // Only the key names leave this method: secret values are never handed to the procedures.
+    const s = await this.orNull(() => this.core.readNamespacedSecret({ name, namespace: this.namespace }));
+    return s ? [...Object.keys(s.data ?? {}), ...Object.keys(s.stringData ?? {})] : null;
+  }
+
+  async getConfigMapKeys(name: string) {
+    const c = await this.orNull(() => this.core.readNamespacedConfigMap({ name, namespace: this.namespace }));
+    return c ? [...Object.keys(c.data ?? {}), ...Object.keys(c.binaryData ?? {})] : null;
+  }
+
+  async listPodMetrics(labelSelector?: string): Promise<PodMetrics[]> {
+    const list = (await this.call(() =>
+      this.custom.listNamespacedCustomObject({ group: 'metrics.k8s.io', version: 'v1beta1', namespace: this.namespace, plural: 'pods', labelSelector }),
+    )) as { items?: Array<{ metadata?: { name?: string }; timestamp?: string; window?: string; containers?: PodMetrics['containers'] }> };
+    return (list.items ?? []).map((m) => ({ name: m.metadata?.name ?? '', timestamp: m.timestamp, window: m.window, containers: m.containers ?? [] }));
   }
 
   getLease(name: string) {

@@ -6,9 +6,10 @@ import type {
   V2HorizontalPodAutoscaler,
   V1Lease,
   CoreV1Event,
+  V1Node,
 } from '@kubernetes/client-node';
 
-export type { V1Deployment, V1Pod, V1ReplicaSet, V1Scale, V2HorizontalPodAutoscaler, V1Lease, CoreV1Event };
+export type { V1Deployment, V1Pod, V1ReplicaSet, V1Scale, V2HorizontalPodAutoscaler, V1Lease, CoreV1Event, V1Node };
 
 export type PatchType = 'strategic' | 'merge' | 'json';
 
@@ -41,18 +42,40 @@ export interface KubeClient {
   ): Promise<void>;
   listPods(labelSelector?: string): Promise<V1Pod[]>;
   listReplicaSets(labelSelector?: string): Promise<V1ReplicaSet[]>;
-  readPodLog(pod: string, opts?: { container?: string; tailLines?: number; previous?: boolean }): Promise<string>;
+  readPodLog(pod: string, opts?: { container?: string; tailLines?: number; previous?: boolean; sinceSeconds?: number; timestamps?: boolean }): Promise<string>;
   getHpa(name: string): Promise<V2HorizontalPodAutoscaler | null>;
   createHpa(hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions): Promise<V2HorizontalPodAutoscaler>;
   replaceHpa(name: string, hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions): Promise<V2HorizontalPodAutoscaler>;
   deleteHpa(name: string): Promise<void>;
   listHpas(): Promise<V2HorizontalPodAutoscaler[]>;
   listEvents(fieldSelector?: string): Promise<CoreV1Event[]>;
+  /** Streams one container's log (current or previous instance) into `out`; resolves once all of it is written. */
+  streamPodLog(pod: string, out: NodeJS.WritableStream, opts?: { container?: string; previous?: boolean; sinceSeconds?: number }): Promise<void>;
+  /** Cluster-scoped: null when the node does not exist. */
+  getNode(name: string): Promise<V1Node | null>;
+  listNodes(labelSelector?: string): Promise<V1Node[]>;
+  patchNode(name: string, patch: unknown, type: PatchType, opts?: WriteOptions): Promise<V1Node>;
+  /** One pod by name, or null when it does not exist. */
+  getPod(name: string): Promise<V1Pod | null>;
+  /** The key names of a Secret (never its values), or null when it does not exist. */
+  getSecretKeys(name: string): Promise<string[] | null>;
+  /** The key names of a ConfigMap (data and binaryData), or null when it does not exist. */
+  getConfigMapKeys(name: string): Promise<string[] | null>;
+  /** Current usage from metrics.k8s.io/v1beta1 for the namespace's pods (optionally by label). */
+  listPodMetrics(labelSelector?: string): Promise<PodMetrics[]>;
   getLease(name: string): Promise<V1Lease | null>;
   createLease(lease: V1Lease): Promise<V1Lease>;
   replaceLease(name: string, lease: V1Lease): Promise<V1Lease>;
   deleteLease(name: string): Promise<void>;
   close(): void;
+}
+
+/** A pod's usage from metrics.k8s.io, per container (quantities as the server sends them). */
+export interface PodMetrics {
+  name: string;
+  timestamp?: string;
+  window?: string;
+  containers: Array<{ name: string; usage: { cpu: string; memory: string } }>;
 }
 
 export interface KubeTarget {

@@ -127,6 +127,46 @@ const cache = z.strictObject({
   cwd: z.string().min(1).optional(),
 });
 
+// --- incident and outage ---
+/** The metrics endpoint (GET, JSON); `errorRateField` is a dot path into the answer, else found by name. */
+const metrics = z.strictObject({
+  url,
+  token: secretRef.optional(),
+  errorRateField: z.string().min(1).optional(),
+  /** How the endpoint reports the rate: 0.05 (fraction) or 5 (percent). */
+  errorRateUnit: z.enum(['fraction', 'percent']).default('fraction'),
+  timeout: duration.default('10s'),
+});
+const accessLogs = z.strictObject({
+  files: z.array(z.string().min(1)).min(1),
+  format: z.enum(['nginx-combined']).default('nginx-combined'),
+});
+/** A status page API base, e.g. https://api.statuspage.io/v1/pages/PAGE_ID. */
+const statuspage = z.strictObject({ url, token: secretRef, timeout: duration.default('10s') });
+const dependency = z.strictObject({ name: z.string().min(1), url, timeout: duration.default('5s'), expectStatus: z.number().int().min(100).max(599).optional() });
+
+// --- quick reference (runbook info) ---
+const quickContact = z.strictObject({
+  role: z.string().min(1),
+  name: z.string().min(1),
+  phone: z.string().min(1).optional(),
+  email: z.string().min(1).optional(),
+  slack: z.string().min(1).optional(),
+});
+/** `credentials` says how to sign in (SSO, MFA, a vault path): never a password. */
+const quickResource = z.strictObject({ name: z.string().min(1), url, credentials: z.string().min(1).optional() });
+
+/** `security …`: secret rotation commands (argument arrays), where evidence goes, and who hears of a breach. */
+const security = z.strictObject({
+  rotate: z.array(z.array(z.string().min(1)).min(1)).default([]),
+  /** Limit for each rotation command. */
+  rotateTimeout: duration.default('10m'),
+  /** Parent folder of evidence folders (default: <journal dir>/evidence). */
+  evidenceDir: z.string().min(1).optional(),
+  /** Put in front of the breach announcement, e.g. "@security-oncall". */
+  notifyMention: z.string().min(1).optional(),
+});
+
 const environment = z.strictObject({
   description: z.string().optional(),
   protected: z.boolean().default(false),
@@ -193,6 +233,16 @@ const environment = z.strictObject({
   dr: dr.optional(),
   backups: backups.optional(),
   certs: certs.optional(),
+  security: security.optional(),
+  /** `runbook info`: who to call, and where the critical consoles are (the seed's Quick Reference). */
+  contacts: z.array(quickContact).optional(),
+  resources: z.array(quickResource).optional(),
+  metrics: metrics.optional(),
+  accessLogs: accessLogs.optional(),
+  statuspage: statuspage.optional(),
+  /** `outage start`: the services whose pods are listed (label app=<name>). */
+  services: z.array(k8sName.max(63)).optional(),
+  dependencies: z.array(dependency).optional(),
 });
 
 export const configSchema = z.strictObject({

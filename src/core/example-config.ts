@@ -9,6 +9,20 @@ export const exampleConfig: ConfigFile = {
   environments: {
     example: {
       description: 'built-in example from the seed runbook (offline dry runs only)',
+      contacts: [
+        { role: 'On-Call Primary', name: 'Rotation', phone: 'See PagerDuty', email: 'oncall@example.com', slack: '@oncall' },
+        { role: 'On-Call Backup', name: 'Rotation', phone: 'See PagerDuty', email: 'backup@example.com', slack: '@backup' },
+        { role: 'Team Lead', name: 'John Doe', phone: '+1-XXX-XXX-XXXX', email: 'john@example.com', slack: '@john' },
+        { role: 'DevOps Lead', name: 'Jane Smith', phone: '+1-XXX-XXX-XXXX', email: 'jane@example.com', slack: '@jane' },
+        { role: 'Security Team', name: 'Security', phone: '+1-XXX-XXX-XXXX', email: 'security@example.com', slack: '@security' },
+      ],
+      resources: [
+        { name: 'Production Dashboard', url: 'https://grafana.example.com', credentials: 'SSO' },
+        { name: 'AWS Console', url: 'https://console.aws.amazon.com', credentials: 'MFA Required' },
+        { name: 'PagerDuty', url: 'https://example.pagerduty.com', credentials: 'SSO' },
+        { name: 'Status Page', url: 'https://status.example.com', credentials: 'Admin panel' },
+        { name: 'Runbook Wiki', url: 'https://wiki.example.com/runbook', credentials: 'SSO' },
+      ],
       protected: true,
       kubernetes: { context: 'prod', namespace: 'production', deployment: 'app', selector: 'app=api' },
       health: { url: 'https://api.example.com/health', attempts: 10, interval: '3s', timeout: '5s', expectStatus: 200 },
@@ -19,6 +33,7 @@ export const exampleConfig: ConfigFile = {
       postgres: { url: { env: 'DATABASE_URL' }, replicas: [{ name: 'replica', url: { env: 'REPLICA_URL' } }] },
       redis: { url: 'redis://redis.example.com:6379' },
       cache: { warmers: { product: [['./scripts/warm-cache.sh', '--type=product']] }, timeout: '10m' },
+      security: { rotate: [['./scripts/rotate-all-secrets.sh', '--emergency']], rotateTimeout: '10m', notifyMention: '@security' },
       notify: { slack: { webhook: { env: 'SLACK_WEBHOOK_URL' } } },
       circuitBreaker: { url: 'https://api.example.com/admin/circuit-breaker', method: 'POST' },
       dr: {

@@ -48,8 +48,20 @@ export const catalog: CatalogEntry[] = [
   def('backup verify', 'Verify the newest database backup in S3 (download, pg_restore --list, optional restore test); exit 4 and alert on failure', 'write', 'Maintenance › Backup Verification', () => import('./backup-verify.js')),
   def('cert check', 'Expiry, names and trust of served TLS certificates; exit 4 below --min-days', 'read', 'Maintenance › Certificate Renewal', () => import('./cert-check.js')),
   def('cert renew', 'certbot renew, check the renewed files, reload the web server (gated), check what is served', 'destructive', 'Maintenance › Certificate Renewal', () => import('./cert-renew.js')),
+  def('incident errors', 'Diagnose a high error rate: metrics, rollout history, error types from pod logs, 5xx by endpoint; suggests the next command', 'read', 'Incident › High Error Rate', () => import('./incident-errors.js')),
+  def('incident latency', 'Diagnose high latency: slow queries, lock chains, replication lag, pod CPU, cache hit rate; suggests the command for each finding', 'read', 'Incident › High Latency', () => import('./incident-latency.js')),
+  def('outage start', 'Open a status-page incident, list pods per service, check dependencies, then turn maintenance mode on', 'write', 'Incident › Service Outage', () => import('./outage-start.js')),
+  def('outage recover', 'Scale back up in stages with health checks between, maintenance mode off, resolve the incident outage start opened', 'write', 'Incident › Service Outage', () => import('./outage-recover.js')),
   def('logs rotate', 'Compress old logs on all cores, archive to S3 (never deleting remote unless --prune), delete old local archives (gated)', 'destructive', 'Maintenance › Log Rotation', () => import('./logs-rotate.js')),
+  def('pod diagnose', 'Why a pod (or the deployment\'s pods, worst first) is unhealthy: status, last exit, events, previous logs, usage, missing secrets/config maps, probes; exit 4 when unhealthy', 'read', 'Troubleshooting › Pod CrashLoopBackOff', () => import('./pod-diagnose.js')),
+  def('pod memory', 'Memory use of the deployment\'s pods against their limits, highest first; exit 4 above 90% of a limit', 'read', 'Troubleshooting › Memory Leaks', () => import('./pod-memory.js')),
   def('report new', "Draft the post-incident report, its timeline filled from the journal", 'read', 'Post-Incident', () => import('./report-new.js')),
+  def('security isolate', 'Cordon nodes and label them quarantine=true (undo puts back exactly what was there)', 'write', 'Security Incidents › Suspected Breach', () => import('./security-isolate.js')),
+  def('security evidence', 'Copy all container logs and the events of the namespace into a new folder with a sha256 manifest', 'read', 'Security Incidents › Suspected Breach', () => import('./security-evidence.js')),
+  def('security rotate-secrets', 'Run the configured credential rotation commands (typed confirmation)', 'destructive', 'Security Incidents › Suspected Breach', () => import('./security-rotate-secrets.js')),
+  def('security audit-mode', 'Turn debug and audit logging on, or off again (restoring what was there), and wait for the rollout', 'write', 'Security Incidents › Suspected Breach', () => import('./security-audit-mode.js')),
+  def('security breach', 'Suspected breach: isolate nodes, preserve evidence, rotate credentials, audit logging on, notify security', 'destructive', 'Security Incidents › Suspected Breach', () => import('./security-breach.js')),
+  def('info', 'Quick reference: emergency contacts and critical resources of the environment (no network)', 'read', 'Quick Reference', () => import('./info.js')),
 ];
 
 export function findEntry(path: string[]): CatalogEntry | undefined {

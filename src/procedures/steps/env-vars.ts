@@ -44,7 +44,7 @@ export function envPatch(container: string, change: EnvChange): unknown {
   return { spec: { template: { spec: { containers: [{ name: container, env }] } } } };
 }
 
-export function changeEnvStep<P extends { container?: string }>(opts: { title: string; why: string; change: (p: P) => EnvChange; equivalent: Step<P>['equivalent'] }): Step<P> {
+export function changeEnvStep<P extends { container?: string }>(opts: { title: string; why: string; change: (p: P, state: Record<string, unknown>) => EnvChange; equivalent: Step<P>['equivalent'] }): Step<P> {
   return {
     id: 'apply',
     title: opts.title,
@@ -53,7 +53,7 @@ export function changeEnvStep<P extends { container?: string }>(opts: { title: s
     equivalent: opts.equivalent,
     async plan(ctx) {
       const cur = ctx.state.current as EnvState;
-      const change = opts.change(ctx.params);
+      const change = opts.change(ctx.params, ctx.state);
       for (const s of change.set) if (looksSecret(s.key)) ctx.redactor.add(s.value);
       const before = new Map((cur.env ?? []).map((e) => [e.name, e.value]));
       const changes = [
@@ -68,7 +68,7 @@ export function changeEnvStep<P extends { container?: string }>(opts: { title: s
     async run(ctx) {
       const cur = ctx.state.current as EnvState;
       const kube = await ctx.clients.kube();
-      await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, opts.change(ctx.params)), 'strategic');
+      await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, opts.change(ctx.params, ctx.state)), 'strategic');
       return { container: cur.container, index: cur.index, previous: cur.env };
     },
     async undo(ctx, data) {

@@ -1,4 +1,4 @@
-import type { KubeClient, V1Deployment, V1Lease, V1Pod, V1ReplicaSet, V2HorizontalPodAutoscaler, WatchEvent, WriteOptions, PatchType } from '../../../src/clients/kube.js';
+import type { CoreV1Event, KubeClient, PodMetrics, V1Node, V1Deployment, V1Lease, V1Pod, V1ReplicaSet, V2HorizontalPodAutoscaler, WatchEvent, WriteOptions, PatchType } from '../../../src/clients/kube.js';
 import { KubeApiError } from '../../../src/clients/kube.js';
 import type { ClientFactories } from '../../../src/clients/index.js';
 import { fetchHttpClient } from '../../../src/clients/http.js';
@@ -15,6 +15,18 @@ export class FakeKube implements KubeClient {
   hpas = new Map<string, V2HorizontalPodAutoscaler>();
   leases = new Map<string, V1Lease>();
   mutations: string[] = [];
+  /** Extra pods (by name), listed after the deployment's synthesized ones. */
+  pods = new Map<string, V1Pod>();
+  events: CoreV1Event[] = [];
+  /** Secret and ConfigMap key names by object name. */
+  secrets = new Map<string, string[]>();
+  configMaps = new Map<string, string[]>();
+  /** Usage per pod; pods missing here have no metrics. `null` makes the metrics API unavailable. */
+  podMetrics: Map<string, PodMetrics> | null = new Map();
+  /** Logs of previous container instances, keyed "pod/container" (or "pod"). */
+  previousLogs = new Map<string, string>();
+  /** Cluster nodes by name (node-1..3, schedulable, unlabelled). */
+  nodes = new Map<string, V1Node>(['node-1', 'node-2', 'node-3'].map((n) => [n, { metadata: { name: n, labels: { 'kubernetes.io/hostname': n } }, spec: {} }]));
   private failures: Array<{ op: string; times: number; status: number }> = [];
 
   constructor(replicas = 4) {
@@ -120,18 +132,45 @@ export class FakeKube implements KubeClient {
   async listPods(): Promise<V1Pod[]> {
     this.check('listPods');
     const d = this.dep('app');
-    return Array.from({ length: d.spec?.replicas ?? 0 }, (_, i) => ({
+    const synthesized: V1Pod[] = Array.from({ length: d.spec?.replicas ?? 0 }, (_, i) => ({
       metadata: { name: `app-${i}`, labels: { app: 'api' } },
       spec: { containers: [{ name: 'api' }], nodeName: 'node-1' },
       status: { phase: 'Running', containerStatuses: [{ name: 'api', ready: true, restartCount: 0, image: 'api:1', imageID: '' }] },
     }));
+    return [...synthesized, ...structuredClone([...this.pods.values()])];
+  }
+
+  async getPod(name: string) {
+    this.check('getPod');
+    return (await this.listPods()).find((p) => p.metadata?.name === name) ?? null;
+  }
+
+  async getSecretKeys(name: string) {
+    this.check('getSecretKeys');
+    return this.secrets.get(name) ?? null;
+  }
+
+  async getConfigMapKeys(name: string) {
+    this.check('getConfigMapKeys');
+    return this.configMaps.get(name) ?? null;
+  }
+
+  async listPodMetrics() {
+    this.check('listPodMetrics');
+    if (!this.podMetrics) throw new KubeApiError('Kubernetes API: the server could not find the requested resource (404)', 404, 'NotFound');
+    return structuredClone([...this.podMetrics.values()]);
   }
 
   async listReplicaSets(): Promise<V1ReplicaSet[]> {
     return [];
   }
 
-  async readPodLog(pod: string) {
+  async readPodLog(pod: string, opts: { container?: string; tailLines?: number; previous?: boolean } = {}) {
+    if (opts.previous) {
+      const text = this.previousLogs.get(`${pod}/${opts.container ?? ''}`) ?? this.previousLogs.get(pod);
+      if (text === undefined) throw new KubeApiError(`Kubernetes API: previous terminated container in pod "${pod}" not found (400)`, 400, 'BadRequest');
+      return text;
+    }
     return `${pod} started\n${pod} ready\n`;
   }
 
@@ -167,8 +206,47 @@ export class FakeKube implements KubeClient {
     return [...this.hpas.values()];
   }
 
-  async listEvents() {
-    return [];
+  async listEvents(fieldSelector?: string) {
+    const name = /involvedObject\.name=([^,]+)/.exec(fieldSelector ?? '')?.[1];
+    return structuredClone(this.events.filter((e) => name === undefined || e.involvedObject.name === name));
+  }
+
+  async streamPodLog(pod: string, out: NodeJS.WritableStream, opts: { container?: string; previous?: boolean } = {}) {
+    this.check('streamPodLog');
+    const text = await this.readPodLog(pod, opts);
+    await new Promise<void>((resolve) => out.end(text, () => resolve()));
+  }
+
+  async getNode(name: string) {
+    this.check('getNode');
+    return structuredClone(this.nodes.get(name) ?? null);
+  }
+
+  async listNodes() {
+    return [...this.nodes.values()].map((n) => structuredClone(n));
+  }
+
+  /** Node patches as the tool sends them: spec.unschedulable (null removes) and metadata.labels (null removes). */
+  async patchNode(name: string, patch: unknown, _type: PatchType, opts?: WriteOptions) {
+    this.check('patchNode');
+    const cur = this.nodes.get(name);
+    if (!cur) throw new KubeApiError(`Kubernetes API: nodes "${name}" not found (404)`, 404, 'NotFound');
+    const n = structuredClone(cur);
+    const p = patch as { spec?: { unschedulable?: boolean | null }; metadata?: { labels?: Record<string, string | null> } };
+    if (p.spec && 'unschedulable' in p.spec) {
+      if (p.spec.unschedulable === null || p.spec.unschedulable === undefined) delete n.spec!.unschedulable;
+      else n.spec = { ...n.spec, unschedulable: p.spec.unschedulable };
+    }
+    for (const [k, v] of Object.entries(p.metadata?.labels ?? {})) {
+      const labels = (n.metadata!.labels ??= {});
+      if (v === null) delete labels[k];
+      else labels[k] = v;
+    }
+    if (!opts?.dryRun) {
+      this.mutations.push(`patch node/${name}`);
+      this.nodes.set(name, n);
+    }
+    return structuredClone(n);
   }
 
   async getLease(name: string) {

@@ -7,6 +7,8 @@ import { startKubePart } from './kube-part.js';
 import { startDrPart } from './dr-part.js';
 import { startDatabasePart } from './database-part.js';
 import { startCachePart } from './cache-part.js';
+import { startSecurityPart } from './security-part.js';
+import { startIncidentPart } from './incident-part.js';
 import type { SandboxPart, SandboxPartFactory } from './types.js';
 
 export type { SandboxPart, SandboxPartFactory, SandboxContext } from './types.js';
@@ -17,6 +19,8 @@ export const allParts: Record<string, SandboxPartFactory> = {
   dr: startDrPart,
   database: startDatabasePart,
   cache: startCachePart,
+  security: startSecurityPart,
+  incident: startIncidentPart,
 };
 
 export interface Sandbox {
