@@ -4,7 +4,6 @@ import { ExitCode, InterruptedError, RunbookError, UsageError } from './core/err
 import { processIO } from './core/io.js';
 import { makeSession, parseGlobalFlags, type Deps, type Session } from './core/session.js';
 import { Redactor } from './core/redact.js';
-import { executeProcedure } from './commands/run-procedure.js';
 
 export type { Deps } from './core/session.js';
 
@@ -48,6 +47,8 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
     const flags = parseGlobalFlags(chosen.opts);
     session = makeSession(deps, flags);
     if (chosen.kind === 'procedure') {
+      // The engine loads only when a procedure runs: --help and usage errors never pay for it.
+      const { executeProcedure } = await import('./commands/run-procedure.js');
       return await executeProcedure(session, chosen.proc, () => chosen.params());
     }
     const { runBuiltin } = await import('./commands/builtins.js');

@@ -1,4 +1,4 @@
-// The built CLI (bin/runbook.js → dist/), spawned as a user would: real streams, real signals, and a
+// The built CLI (bin/runbook.js → bundle/), spawned as a user would: real streams, real signals, and a
 // pseudo-terminal for prompts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
@@ -15,7 +15,7 @@ let sb: Sandbox;
 let baseEnv: Record<string, string>;
 
 beforeAll(async () => {
-  if (!existsSync(join(root, 'dist', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` (npm test does it first)');
+  if (!existsSync(join(root, 'bundle', 'main.js'))) throw new Error('bundle/ is missing: run `npm run build` (npm test does it first)');
   sb = await startSandbox({ parts: ['kubernetes'] });
   baseEnv = { PATH: process.env.PATH ?? '', HOME: tempDir('e2e-home-'), RUNBOOK_JOURNAL_DIR: tempDir('e2e-journal-'), USER: 'e2e', ...sb.env };
 });
@@ -63,8 +63,9 @@ describe('the built CLI', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('Exit codes:');
     const loaded = readFileSync(trace, 'utf8');
-    expect(loaded).toContain('dist/main.js');
-    for (const heavy of ['@kubernetes', '@aws-sdk', '/pg/', 'ioredis', 'zod', '/yaml/', '@inquirer', 'execa', 'dist/procedures/app-']) expect(loaded, heavy).not.toContain(heavy);
+    expect(loaded).toContain('bundle/main.js');
+    // No SDK, no schema library, and no procedure chunk (they are named after their module).
+    for (const heavy of ['@kubernetes', '@aws-sdk', '/pg/', 'ioredis', 'zod', '/yaml/', '@inquirer', 'execa', 'bundle/app-', 'bundle/db-']) expect(loaded, heavy).not.toContain(heavy);
   });
 
   it('an offline dry run loads no SDK either, and prints the plan on stdout', async () => {
