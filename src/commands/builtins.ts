@@ -72,7 +72,15 @@ async function explain(session: Session, words: string[]): Promise<number> {
   lines.push(`example: runbook ${proc.name} ${example.join(' ')}`.trimEnd());
   lines.push(`shown for environment "${env.name}"${env.config.protected ? ' (protected)' : ''}`);
   lines.push('');
-  proc.steps.forEach((s, i) => {
+  // The steps this example would run (a step's `when` may leave it out for these arguments).
+  const steps = proc.steps.filter((s) => {
+    try {
+      return !s.when || s.when(params as never, env);
+    } catch {
+      return true;
+    }
+  });
+  steps.forEach((s, i) => {
     const risk = stepRisk(s, params as never, env);
     const kind = gateKind(risk, env.config.protected, s.severe);
     const gate = kind === 'severe' ? `gate: type "${env.name}"` : kind === 'confirm' ? 'gate: yes/no' : 'no gate';
@@ -88,7 +96,7 @@ async function explain(session: Session, words: string[]): Promise<number> {
   lines.push('');
   lines.push('Try it safely: add --dry-run (reads are real, writes previewed) or --dry-run=offline (nothing contacted).');
   if (session.flags.json) {
-    out(session, JSON.stringify({ name: proc.name, summary: proc.summary, seed: entry.seed, seedFixes: proc.seedFixes ?? [], steps: proc.steps.map((s) => ({ id: s.id, title: s.title, why: s.why, risk: stepRisk(s, params as never, env), equivalent: s.equivalent(params as never, env), compensated: Boolean(s.undo) })) }, null, 2) + '\n');
+    out(session, JSON.stringify({ name: proc.name, summary: proc.summary, seed: entry.seed, seedFixes: proc.seedFixes ?? [], steps: steps.map((s) => ({ id: s.id, title: s.title, why: s.why, risk: stepRisk(s, params as never, env), equivalent: s.equivalent(params as never, env), compensated: Boolean(s.undo) })) }, null, 2) + '\n');
   } else out(session, lines.join('\n') + '\n');
   return ExitCode.ok;
 }

@@ -6,9 +6,9 @@ import { formatDuration } from './duration.js';
 /** Offline dry run: the plan is the result, so it goes to stdout. */
 export function renderOfflinePlan(result: RunResult, c: Colors): string {
   const out: string[] = [];
-  const total = result.steps.length;
-  result.steps.forEach((s, i) => {
-    if (s.status === 'skipped') return;
+  const shown = result.steps.filter((s) => s.status !== 'skipped');
+  const total = shown.length;
+  shown.forEach((s, i) => {
     const gate = s.gate === 'severe' ? c.red(` — gate: type "${result.environment}"`) : s.gate === 'confirm' ? c.yellow(' — gate: yes/no') : '';
     out.push(`${c.cyan(`[${i + 1}/${total}]`)} ${c.bold(s.title)} ${c.dim(`[${s.risk}]`)}${gate}`);
     out.push(`      why: ${s.why}`);

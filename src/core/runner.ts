@@ -144,6 +144,10 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   if (changesAnything || o.dryRun !== 'off') reporter.banner(targetBanner(proc, env, o.redactor));
 
   const done: Completed<P>[] = [];
+  // Progress counts only the steps these arguments run ("[2/3]", not "[2/6]").
+  const runsStep = (s: Step<P>) => !s.when || s.when(o.params, env);
+  const totalShown = proc.steps.filter(runsStep).length;
+  let shown = 0;
   let lock: HeldLock | undefined;
   let failure: RunbookError | undefined;
 
@@ -171,7 +175,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         rec.data = o.resume.completed[step.id];
         if (step.settles) for (let j = done.length - 1; j >= 0; j--) if (step.settles.includes(done[j].step.id)) done.splice(j, 1);
         if (step.undo) done.push({ step, data: rec.data });
-        reporter.info(`${o.colors.dim(`[${i + 1}/${steps.length}] ${step.title} — done in run ${o.resume.fromRun}`)}`);
+        reporter.info(`${o.colors.dim(`[${++shown}/${totalShown}] ${step.title} — done in run ${o.resume.fromRun}`)}`);
         continue;
       }
       if (signal.aborted) throw signal.reason;
@@ -179,7 +183,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         rec.status = 'skipped';
         continue;
       }
-      reporter.stepStart(i + 1, steps.length, step.title, rec.risk);
+      reporter.stepStart(++shown, totalShown, step.title, rec.risk);
       journal.append('step-start', { step: step.id, title: step.title, risk: rec.risk });
       const s0 = performance.now();
       try {
