@@ -50,6 +50,8 @@ export interface ReporterOptions {
   quiet: boolean;
   verbose: boolean;
   redactor: Redactor;
+  /** stderr is a terminal: progress may rewrite one line in place. */
+  liveProgress?: boolean;
 }
 
 const RISK_LABEL: Record<Risk, string> = { read: 'read', write: 'write', destructive: 'DESTRUCTIVE' };
@@ -108,6 +110,7 @@ export class Reporter {
   }
 
   stepEnd(status: StepStatus, durationMs: number, note?: string): void {
+    this.endLive();
     const c = this.opts.colors;
     const mark =
       status === 'succeeded' ? c.green('✓') : status === 'failed' ? c.red('✗') : status === 'planned' ? c.yellow('~') : c.dim('-');
@@ -116,7 +119,28 @@ export class Reporter {
   }
 
   progress(message: string): void {
+    this.endLive();
     this.info(`      ${this.opts.colors.dim(message)}`);
+  }
+
+  private live = false;
+
+  /** Whether a step may show in-place progress (a terminal, and not --quiet). */
+  get canShowLive(): boolean {
+    return Boolean(this.opts.liveProgress) && !this.opts.quiet;
+  }
+
+  /** Rewrites the current terminal line (no-op unless canShowLive). */
+  liveLine(message: string): void {
+    if (!this.canShowLive) return;
+    this.opts.err.write(`\r\u001b[2K      ${this.opts.redactor.text(message)}`);
+    this.live = true;
+  }
+
+  /** Clears an in-place progress line so the next line starts clean. */
+  endLive(): void {
+    if (this.live) this.opts.err.write('\r\u001b[2K');
+    this.live = false;
   }
 
   error(message: string, hint?: string): void {

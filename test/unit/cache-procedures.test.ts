@@ -200,12 +200,17 @@ describe('cache flush --pattern (fake Redis)', () => {
     expect(nodes[0].deleted).toBe(30);
   });
 
-  it('shows progress on a terminal and clears it afterwards', async () => {
+  it('shows progress on a terminal and clears it afterwards; none with --quiet', async () => {
     const { run } = setup([new FakeNode('fake:6379', keys('user', 3000))]);
     const r = await run(['flush', '--pattern', 'user:*', '--yes'], { tty: true });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/\r\u001b\[2K {6}deleted [\d,]+ of 3,000 \(\d+%\) keys · [\d,]+ keys\/s/);
     expect(r.stderr).toMatch(/\r\u001b\[2K {6}✓ succeeded/);
+    const again = setup([new FakeNode('fake:6379', keys('user', 3000))]);
+    const quiet = await again.run(['flush', '--pattern', 'user:*', '--yes', '--quiet', '--json'], { tty: true });
+    expect(quiet.code).toBe(0);
+    expect(dataOf(quiet.stdout, 'unlink')).toMatchObject({ deleted: 3000 });
+    expect(quiet.stderr).not.toMatch(/keys\/s/);
   });
 });
 
@@ -226,7 +231,7 @@ describe('cache flush --all (fake Redis)', () => {
 describe('Progress', () => {
   it('logs at a modest rate without a terminal', () => {
     const logged: string[] = [];
-    const ctx = { io: { stderrIsTTY: false, stderr: new Writable({ write: (_c, _e, cb) => cb() }) }, log: (m: string) => logged.push(m) } as unknown as StepContext<unknown>;
+    const ctx = { reporter: { canShowLive: false, endLive: () => undefined }, log: (m: string) => logged.push(m) } as unknown as StepContext<unknown>;
     const p = new Progress(ctx, 'deleted', 1000);
     for (let i = 0; i < 1000; i++) p.add(1);
     p.end();

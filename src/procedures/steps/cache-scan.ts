@@ -108,7 +108,6 @@ export class Progress {
   private done = 0;
   private readonly t0 = performance.now();
   private last = 0;
-  private shown = false;
   private readonly tty: boolean;
 
   constructor(
@@ -116,7 +115,7 @@ export class Progress {
     private readonly verb: string,
     private readonly total?: number,
   ) {
-    this.tty = ctx.io.stderrIsTTY;
+    this.tty = ctx.reporter.canShowLive;
   }
 
   get count(): number {
@@ -135,16 +134,13 @@ export class Progress {
     this.last = now;
     const of = this.total ? ` of ${fmtInt(this.total)} (${Math.min(100, Math.floor((this.done / this.total) * 100))}%)` : '';
     const line = `${this.verb} ${fmtInt(this.done)}${of} keys · ${fmtInt(Math.round(this.rate()))} keys/s`;
-    if (this.tty) {
-      this.ctx.io.stderr.write(`\r\u001b[2K      ${line}`);
-      this.shown = true;
-    } else this.ctx.log(line);
+    if (this.tty) this.ctx.reporter.liveLine(line);
+    else this.ctx.log(line);
   }
 
   /** Clears the terminal line so the step's result line starts clean. */
   end(): void {
-    if (this.shown) this.ctx.io.stderr.write('\r\u001b[2K');
-    this.shown = false;
+    this.ctx.reporter.endLive();
   }
 }
 
