@@ -167,6 +167,30 @@ const security = z.strictObject({
   notifyMention: z.string().min(1).optional(),
 });
 
+/** One WAFv2 rule as UpdateWebACL takes it (other members are passed through as written). */
+export const wafRuleSchema = z.looseObject({
+  Name: z.string().min(1).max(128),
+  Priority: z.number().int().min(0),
+  Statement: z.record(z.string(), z.unknown()),
+  VisibilityConfig: z.strictObject({ SampledRequestsEnabled: z.boolean(), CloudWatchMetricsEnabled: z.boolean(), MetricName: z.string().min(1) }),
+});
+/** `security ddos`: Shield DRT role, emergency WAF rules (inline, or a JSON file path), rate limit, replicas. */
+const ddos = z.strictObject({
+  shield: z.strictObject({ drtRoleArn: z.string().regex(/^arn:aws[\w-]*:iam::\d{12}:role\/.+$/, 'an IAM role ARN') }).optional(),
+  waf: z
+    .strictObject({
+      scope: z.enum(['CLOUDFRONT', 'REGIONAL']),
+      name: z.string().min(1),
+      id: z.string().min(1),
+      region: z.string().min(1).optional(),
+      rules: z.union([z.array(wafRuleSchema).min(1), z.string().min(1)]),
+    })
+    .optional(),
+  rateLimit: z.strictObject({ requests: z.number().int().min(1).default(10), window: z.number().int().min(1).default(60) }).default({ requests: 10, window: 60 }),
+  replicas: z.number().int().min(1).optional(),
+});
+const cloudflare = z.strictObject({ api: url.default('https://api.cloudflare.com/client/v4'), zoneId: z.string().regex(/^[A-Za-z0-9]+$/, 'a zone id'), token: secretRef });
+
 const environment = z.strictObject({
   description: z.string().optional(),
   protected: z.boolean().default(false),
@@ -243,6 +267,8 @@ const environment = z.strictObject({
   /** `outage start`: the services whose pods are listed (label app=<name>). */
   services: z.array(k8sName.max(63)).optional(),
   dependencies: z.array(dependency).optional(),
+  ddos: ddos.optional(),
+  cloudflare: cloudflare.optional(),
 });
 
 export const configSchema = z.strictObject({

@@ -61,6 +61,8 @@ export const catalog: CatalogEntry[] = [
   def('security rotate-secrets', 'Run the configured credential rotation commands (typed confirmation)', 'destructive', 'Security Incidents › Suspected Breach', () => import('./security-rotate-secrets.js')),
   def('security audit-mode', 'Turn debug and audit logging on, or off again (restoring what was there), and wait for the rollout', 'write', 'Security Incidents › Suspected Breach', () => import('./security-audit-mode.js')),
   def('security breach', 'Suspected breach: isolate nodes, preserve evidence, rotate credentials, audit logging on, notify security', 'destructive', 'Security Incidents › Suspected Breach', () => import('./security-breach.js')),
+  def('security ddos', 'DDoS mitigation: Shield DRT role, emergency WAF rules merged in (lock token read), rate limiting, scale up, Cloudflare under_attack', 'write', 'Security Incidents › DDoS Attack', () => import('./security-ddos.js')),
+  def('security ddos-revert', 'After a DDoS: emergency WAF rules out, rate limiting off, replicas and Cloudflare level back (from the journal)', 'write', 'Security Incidents › DDoS Attack', () => import('./security-ddos-revert.js')),
   def('info', 'Quick reference: emergency contacts and critical resources of the environment (no network)', 'read', 'Quick Reference', () => import('./info.js')),
 ];
 

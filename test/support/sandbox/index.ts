@@ -9,6 +9,7 @@ import { startDatabasePart } from './database-part.js';
 import { startCachePart } from './cache-part.js';
 import { startSecurityPart } from './security-part.js';
 import { startIncidentPart } from './incident-part.js';
+import { startDdosPart } from './ddos-part.js';
 import type { SandboxPart, SandboxPartFactory } from './types.js';
 
 export type { SandboxPart, SandboxPartFactory, SandboxContext } from './types.js';
@@ -21,6 +22,7 @@ export const allParts: Record<string, SandboxPartFactory> = {
   cache: startCachePart,
   security: startSecurityPart,
   incident: startIncidentPart,
+  ddos: startDdosPart,
 };
 
 export interface Sandbox {
