@@ -8,6 +8,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     // Real services start per file; two cores, so keep parallelism modest.
     maxWorkers: 2,
+    // Test helpers create AWS SDK clients directly; the CLI silences this notice itself.
+    env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     // The JSON file lets .ci/run print a plain 'N passed, N failed' closing line.
     reporters: ['default', ['json', { outputFile: '.test-results/vitest.json' }]],
   },
