@@ -19,7 +19,7 @@ import {
   type Spawned,
 } from './util.js';
 
-export const MOTO_INSTALL_HINT = "apt-get install -y python3-moto (or: pip install 'moto[server]')";
+export const MOTO_INSTALL_HINT = "pip install 'moto[server]'";
 
 export interface MotoService {
   /** http://127.0.0.1:PORT */
