@@ -104,7 +104,7 @@ export interface Procedure<P = any> extends ProcedureResult {
   requires: Array<'kubernetes' | 'health' | 'aws' | 'rds' | 'postgres' | 'redis' | 'notify' | 'circuitBreaker'>;
   /** Runs with the built-in example environment too (it reads only local data: config, journal). */
   worksWithoutConfig?: boolean;
-  /** Take a Kubernetes Lease for the run (procedures that change shared state). */
+  /** Take a Kubernetes Lease for the run (procedures that change shared state), where the environment has a cluster. */
   lock?: boolean;
   steps: Step<P>[];
   /** Exit code 4 when the data says a check failed (diagnostics). */

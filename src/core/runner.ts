@@ -47,7 +47,11 @@ interface Completed<P> {
 }
 
 function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
+  if (signal.aborted) {
+    // The work has already started; its own rejection (usually the same interrupt) is expected.
+    work.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
@@ -159,7 +163,10 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
       return result;
     }
     if (o.dryRun === 'off') preflightGates(o);
-    if (proc.lock && o.dryRun === 'off') {
+    // Kubernetes is the coordination engine: where the environment has a cluster, the lease guards
+    // every changing run of a locking procedure, whatever systems it changes.
+    if (proc.lock && o.dryRun === 'off' && !env.config.kubernetes) reporter.verbose('no kubernetes section: running without the cross-operator lock');
+    if (proc.lock && o.dryRun === 'off' && env.config.kubernetes) {
       const kube = await o.clients.kube();
       const target = env.config.kubernetes?.deployment ?? env.name;
       lock = await acquireLock(kube, leaseName(proc.name, target), { operator: o.operator, runId: o.runId }, o.now);

@@ -97,6 +97,7 @@ export default defineProcedure<CacheFlushParams>({
   ],
   examples: [['--pattern', 'user:*'], ['--pattern', 'session:*', '--yes'], ['--all']],
   requires: ['redis'],
+  lock: true,
   validate(p) {
     if (p.pattern !== undefined && p.all) throw new UsageError('--pattern and --all cannot be combined', 'use --pattern to delete some keys, or --all for every key');
     if (p.pattern === undefined && !p.all) throw new UsageError('cache flush needs --pattern <glob> or --all', "e.g. runbook cache flush --pattern 'user:*'");

@@ -19,6 +19,7 @@ export default defineProcedure<DbKillIdleParams>({
   ],
   examples: [['--idle-for', '10m'], ['--idle-for', '30s', '--in-transaction']],
   requires: ['postgres'],
+  lock: true,
   validate: (p) => atLeastOneSecond(p.olderThan, '--idle-for'),
   steps: [listSessionsStep<DbKillIdleParams>('idle'), endSessionsStep<DbKillIdleParams>('idle')],
   render: (state) => renderSessions(state, 'idle'),

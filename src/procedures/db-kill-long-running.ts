@@ -19,6 +19,7 @@ export default defineProcedure<DbKillLongRunningParams>({
   ],
   examples: [['--older-than', '5m'], ['--older-than', '1m', '--cancel']],
   requires: ['postgres'],
+  lock: true,
   validate: (p) => atLeastOneSecond(p.olderThan, '--older-than'),
   steps: [listSessionsStep<DbKillLongRunningParams>('long-running'), endSessionsStep<DbKillLongRunningParams>('long-running')],
   render: (state) => renderSessions(state, 'long-running'),

@@ -58,6 +58,7 @@ export default defineProcedure<DbMaxConnectionsParams>({
   params: [{ name: 'value', argument: '<n>', description: `the new max_connections (1..${MAX_CONNECTIONS_LIMIT})`, type: 'int', required: true, min: 1, max: MAX_CONNECTIONS_LIMIT }],
   examples: [['200']],
   requires: ['postgres'],
+  lock: true,
   steps: [
     {
       id: 'current',

@@ -433,6 +433,7 @@ export function switchProcedure(d: Direction, extra: Pick<Procedure<DrParams>, '
     ...extra,
     params: [{ name: 'keep', flag: d.keepFlag, description: `do not stop the ${sideLabel(d.from)} service at the end`, type: 'boolean', default: false }],
     requires: ['aws'],
+    lock: true,
     validate: (_p, env) => validateDr(env, d),
     steps: switchSteps(d),
     render: renderSwitch,
