@@ -7,10 +7,7 @@ import {
   LOOPBACK,
   StartError,
   freePort,
-  makeTempDir,
-  onProcessExit,
-  once,
-  removeDirSync,
+  processGroup,
   requireBinary,
   spawnService,
   startupError,
@@ -42,17 +39,7 @@ export interface MotoService {
 export async function startMoto(): Promise<MotoService> {
   const t0 = performance.now();
   const motoServer = requireBinary('moto_server', MOTO_INSTALL_HINT);
-  const dir = makeTempDir('moto');
-  const procs: Spawned[] = [];
-  const unregister = onProcessExit(() => {
-    for (const p of procs) p.killSync();
-    removeDirSync(dir);
-  });
-  const stop = once(async () => {
-    unregister();
-    await Promise.all(procs.map((p) => p.kill()));
-    removeDirSync(dir);
-  });
+  const { dir, procs, stop } = processGroup('moto');
   try {
     const port = await withPortRetry(async () => {
       const p = await freePort();

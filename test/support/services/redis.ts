@@ -11,10 +11,7 @@ import {
   LOOPBACK,
   StartError,
   freePort,
-  makeTempDir,
-  onProcessExit,
-  once,
-  removeDirSync,
+  processGroup,
   requireBinary,
   spawnService,
   startupError,
@@ -213,19 +210,9 @@ export interface RedisService {
 
 export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisService> {
   const t0 = performance.now();
-  const dir = makeTempDir('redis');
+  const { dir, procs, stop } = processGroup('redis');
   const username = opts.username;
   const password = opts.password ?? (username ? randomBytes(12).toString('hex') : undefined);
-  const procs: Spawned[] = [];
-  const unregister = onProcessExit(() => {
-    for (const p of procs) p.killSync();
-    removeDirSync(dir);
-  });
-  const stop = once(async () => {
-    unregister();
-    await Promise.all(procs.map((p) => p.kill()));
-    removeDirSync(dir);
-  });
   try {
     const { port, proc } = await spawnRedis(
       'redis-server',
@@ -286,17 +273,7 @@ export async function startRedisCluster(opts: StartRedisClusterOptions = {}): Pr
   const masters = opts.masters ?? 3;
   if (masters < 3) throw new Error('a redis cluster needs at least 3 masters');
   const redisCli = requireBinary('redis-cli', REDIS_INSTALL_HINT);
-  const dir = makeTempDir('redis-cluster');
-  const procs: Spawned[] = [];
-  const unregister = onProcessExit(() => {
-    for (const p of procs) p.killSync();
-    removeDirSync(dir);
-  });
-  const stop = once(async () => {
-    unregister();
-    await Promise.all(procs.map((p) => p.kill()));
-    removeDirSync(dir);
-  });
+  const { dir, procs, stop } = processGroup('redis-cluster');
   try {
     const settled = await Promise.allSettled(
       Array.from({ length: masters }, (_, i) =>

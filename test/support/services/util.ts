@@ -366,3 +366,22 @@ export function once(fn: () => Promise<void>): () => Promise<void> {
   let p: Promise<void> | undefined;
   return () => (p ??= fn());
 }
+
+/**
+ * A temp directory and the processes started in it, torn down together: killed and removed on
+ * `stop()` (idempotent), or synchronously if the test process exits first.
+ */
+export function processGroup(prefix: string): { dir: string; procs: Spawned[]; stop: () => Promise<void> } {
+  const dir = makeTempDir(prefix);
+  const procs: Spawned[] = [];
+  const unregister = onProcessExit(() => {
+    for (const p of procs) p.killSync();
+    removeDirSync(dir);
+  });
+  const stop = once(async () => {
+    unregister();
+    await Promise.all(procs.map((p) => p.kill()));
+    removeDirSync(dir);
+  });
+  return { dir, procs, stop };
+}
