@@ -9,11 +9,12 @@ import {
   PatchStrategy,
   setHeaderOptions,
   ApiException,
+  V1MicroTime,
 } from '@kubernetes/client-node';
 import type { V1Deployment, V2HorizontalPodAutoscaler, V1Lease } from '@kubernetes/client-node';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { pipeline } from 'node:stream/promises';
-import { KubeApiError, type KubeClient, type KubeTarget, type PatchType, type PodMetrics, type WatchEvent, type WriteOptions } from './kube.js';
+import { KubeApiError, type KubeClient, type KubeTarget, type LeaseRecord, type PatchType, type PodMetrics, type WatchEvent, type WriteOptions } from './kube.js';
 
 const CONTENT_TYPE: Record<PatchType, string> = {
   strategic: PatchStrategy.StrategicMergePatch,
@@ -44,6 +45,32 @@ function toKubeError(err: unknown, server: string): KubeApiError {
   const code = e?.code ?? e?.cause?.code;
   if (code) return new KubeApiError(`cannot reach the Kubernetes API at ${server}: ${code}`, 0);
   return new KubeApiError(`Kubernetes API: ${e?.message ?? String(err)}`, 0);
+}
+
+// MicroTime on the wire has exactly six fractional digits; a plain Date serialises three, and a real
+// API server answers 400 to a Lease written that way.
+const micro = (d: Date | undefined) => (d ? new V1MicroTime(d.getTime()) : undefined);
+
+function toLease(l: LeaseRecord): V1Lease {
+  return {
+    apiVersion: 'coordination.k8s.io/v1',
+    kind: 'Lease',
+    metadata: { name: l.name, resourceVersion: l.resourceVersion, labels: l.labels },
+    spec: { holderIdentity: l.holder, acquireTime: micro(l.acquireTime), renewTime: micro(l.renewTime), leaseDurationSeconds: l.durationSeconds },
+  };
+}
+
+function fromLease(l: V1Lease): LeaseRecord {
+  const date = (d: Date | string | undefined) => (d === undefined ? undefined : new Date(d));
+  return {
+    name: l.metadata?.name ?? '',
+    holder: l.spec?.holderIdentity,
+    acquireTime: date(l.spec?.acquireTime),
+    renewTime: date(l.spec?.renewTime),
+    durationSeconds: l.spec?.leaseDurationSeconds,
+    resourceVersion: l.metadata?.resourceVersion,
+    labels: l.metadata?.labels,
+  };
 }
 
 export class KubeAdapter implements KubeClient {
@@ -294,20 +321,21 @@ export class KubeAdapter implements KubeClient {
     return (list.items ?? []).map((m) => ({ name: m.metadata?.name ?? '', timestamp: m.timestamp, window: m.window, containers: m.containers ?? [] }));
   }
 
-  getLease(name: string) {
-    return this.orNull(() => this.coordination.readNamespacedLease({ name, namespace: this.namespace }));
+  async getLease(name: string) {
+    const l = await this.orNull(() => this.coordination.readNamespacedLease({ name, namespace: this.namespace }));
+    return l ? fromLease(l) : null;
   }
 
-  createLease(lease: V1Lease) {
-    return this.call(() => this.coordination.createNamespacedLease({ namespace: this.namespace, body: lease }));
+  async createLease(lease: LeaseRecord) {
+    return fromLease(await this.call(() => this.coordination.createNamespacedLease({ namespace: this.namespace, body: toLease(lease), fieldManager: 'runbook' })));
   }
 
-  replaceLease(name: string, lease: V1Lease) {
-    return this.call(() => this.coordination.replaceNamespacedLease({ name, namespace: this.namespace, body: lease }));
+  async updateLease(lease: LeaseRecord & { resourceVersion: string }) {
+    return fromLease(await this.call(() => this.coordination.replaceNamespacedLease({ name: lease.name, namespace: this.namespace, body: toLease(lease), fieldManager: 'runbook' })));
   }
 
-  async deleteLease(name: string) {
-    await this.call(() => this.coordination.deleteNamespacedLease({ name, namespace: this.namespace }));
+  async deleteLease(name: string, resourceVersion: string) {
+    await this.call(() => this.coordination.deleteNamespacedLease({ name, namespace: this.namespace, body: { preconditions: { resourceVersion } } }));
   }
 
   close() {}

@@ -63,11 +63,28 @@ export interface KubeClient {
   getConfigMapKeys(name: string): Promise<string[] | null>;
   /** Current usage from metrics.k8s.io/v1beta1 for the namespace's pods (optionally by label). */
   listPodMetrics(labelSelector?: string): Promise<PodMetrics[]>;
-  getLease(name: string): Promise<V1Lease | null>;
-  createLease(lease: V1Lease): Promise<V1Lease>;
-  replaceLease(name: string, lease: V1Lease): Promise<V1Lease>;
-  deleteLease(name: string): Promise<void>;
+  getLease(name: string): Promise<LeaseRecord | null>;
+  /** 409 when it already exists. */
+  createLease(lease: LeaseRecord): Promise<LeaseRecord>;
+  /** Optimistic: 409 when `resourceVersion` is no longer the stored one (someone else wrote it). */
+  updateLease(lease: LeaseRecord & { resourceVersion: string }): Promise<LeaseRecord>;
+  /** Deletes only the version given (a precondition), so a lease another run took is never deleted. */
+  deleteLease(name: string, resourceVersion: string): Promise<void>;
   close(): void;
+}
+
+/**
+ * A coordination.k8s.io Lease as the lock sees it. Times are Dates here; the adapter writes them
+ * as MicroTime (six fractional digits), which is what a real API server accepts.
+ */
+export interface LeaseRecord {
+  name: string;
+  holder?: string;
+  acquireTime?: Date;
+  renewTime?: Date;
+  durationSeconds?: number;
+  resourceVersion?: string;
+  labels?: Record<string, string>;
 }
 
 /** A pod's usage from metrics.k8s.io, per container (quantities as the server sends them). */

@@ -1,4 +1,4 @@
-import type { KubeClient } from '../clients/kube.js';
+import type { KubeClient, LeaseRecord } from '../clients/kube.js';
 import { KubeApiError } from '../clients/kube.js';
 import { LockHeldError, StepError } from './errors.js';
 
@@ -9,6 +9,8 @@ export interface LockHolder {
 
 export interface HeldLock {
   name: string;
+  /** Aborted (with a StepError) once the lease can no longer be renewed or another run took it. */
+  lost: AbortSignal;
   release(): Promise<void>;
 }
 
@@ -24,74 +26,98 @@ function holderIdentity(h: LockHolder): string {
   return `${h.operator} run ${h.runId}`;
 }
 
-function expired(spec: { renewTime?: Date | string; acquireTime?: Date | string; leaseDurationSeconds?: number }, now: Date): boolean {
-  const last = spec.renewTime ?? spec.acquireTime;
+function expired(l: LeaseRecord, now: Date): boolean {
+  const last = l.renewTime ?? l.acquireTime;
   if (!last) return true;
-  const at = new Date(last).getTime();
-  return at + (spec.leaseDurationSeconds ?? DURATION_S) * 1000 < now.getTime();
+  return last.getTime() + (l.durationSeconds ?? DURATION_S) * 1000 < now.getTime();
+}
+
+const isConflict = (err: unknown) => err instanceof KubeApiError && (err.status === 409 || err.status === 422);
+
+export interface LockOptions {
+  /** Renewal period in ms (default a third of the lease's duration). */
+  renewEveryMs?: number;
 }
 
 /**
  * A coordination.k8s.io Lease named after the procedure and its target, renewed while the run lasts,
- * so two operators cannot run the same procedure on the same target at once. A crashed run's lease
- * expires after its duration.
+ * so two operators cannot run the same procedure on the same target at once. Every write carries the
+ * resourceVersion it read (optimistic concurrency), so two runs racing for an expired lease cannot
+ * both win. A crashed run's lease expires after its duration; a run whose renewals fail until the
+ * lease would have expired, or that finds another holder, is told through `lost`.
  */
-export async function acquireLock(kube: KubeClient, name: string, holder: LockHolder, now: () => Date): Promise<HeldLock> {
+export async function acquireLock(kube: KubeClient, name: string, holder: LockHolder, now: () => Date, opts: LockOptions = {}): Promise<HeldLock> {
   const identity = holderIdentity(holder);
-  const spec = () => ({
-    holderIdentity: identity,
-    leaseDurationSeconds: DURATION_S,
-    acquireTime: now() as unknown as Date,
-    renewTime: now() as unknown as Date,
-  });
-  const existing = await kube.getLease(name);
+  const fresh = (): LeaseRecord => ({ name, holder: identity, durationSeconds: DURATION_S, acquireTime: now(), renewTime: now(), labels: { 'app.kubernetes.io/managed-by': 'runbook' } });
+  let current: LeaseRecord;
   try {
+    const existing = await kube.getLease(name);
     if (!existing) {
-      await kube.createLease({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, labels: { 'app.kubernetes.io/managed-by': 'runbook' } }, spec: spec() });
-    } else if (existing.spec?.holderIdentity && existing.spec.holderIdentity !== identity && !expired(existing.spec, now())) {
-      throw held(name, existing.spec.holderIdentity, existing.spec.acquireTime);
+      current = await kube.createLease(fresh());
+    } else if (existing.holder && existing.holder !== identity && !expired(existing, now())) {
+      throw held(name, existing.holder, existing.acquireTime);
     } else {
-      await kube.replaceLease(name, { ...existing, spec: spec() });
+      current = await kube.updateLease({ ...fresh(), resourceVersion: existing.resourceVersion ?? '' });
     }
   } catch (err) {
-    if (err instanceof KubeApiError && (err.status === 409 || err.status === 422)) {
-      const now2 = await kube.getLease(name);
-      throw held(name, now2?.spec?.holderIdentity ?? 'another run', now2?.spec?.acquireTime);
-    }
     if (err instanceof LockHeldError) throw err;
+    if (isConflict(err)) {
+      const winner = await kube.getLease(name).catch(() => null);
+      throw held(name, winner?.holder ?? 'another run', winner?.acquireTime);
+    }
     throw new StepError(`could not take the lock ${name}: ${(err as Error).message}`);
   }
 
+  const lostCtl = new AbortController();
+  let lastRenewed = now().getTime();
   let stopped = false;
+  let inflight: Promise<void> | undefined;
+  const lose = (why: string) => {
+    if (lostCtl.signal.aborted) return;
+    stopped = true;
+    clearInterval(timer);
+    lostCtl.abort(new StepError(`lost the lock ${name}: ${why}`, 'another operator may now run this procedure on the same target; check before going on'));
+  };
   const renew = async () => {
     if (stopped) return;
     try {
-      const cur = await kube.getLease(name);
-      if (cur && cur.spec?.holderIdentity === identity) {
-        await kube.replaceLease(name, { ...cur, spec: { ...cur.spec, renewTime: now() as unknown as Date } });
+      current = await kube.updateLease({ ...current, holder: identity, renewTime: now(), resourceVersion: current.resourceVersion ?? '' });
+      lastRenewed = now().getTime();
+    } catch (err) {
+      if (isConflict(err)) {
+        const cur = await kube.getLease(name).catch(() => null);
+        if (cur && cur.holder === identity) {
+          current = cur; // our own earlier write landed; retry with its version next tick
+          return;
+        }
+        return lose(cur ? `${cur.holder} holds it now` : 'it was deleted');
       }
-    } catch {
-      // A missed renewal is retried at the next tick; the lease lasts three ticks.
+      // A failed renewal is retried at the next tick; the lease lasts three ticks.
+      if (now().getTime() - lastRenewed > (DURATION_S * 1000 * 2) / 3) lose(`renewals keep failing (${(err as Error).message})`);
     }
   };
-  const timer = setInterval(() => void renew(), (DURATION_S * 1000) / 3);
+  const timer = setInterval(() => {
+    if (!inflight) inflight = renew().finally(() => (inflight = undefined));
+  }, opts.renewEveryMs ?? (DURATION_S * 1000) / 3);
   timer.unref();
   return {
     name,
+    lost: lostCtl.signal,
     async release() {
       stopped = true;
       clearInterval(timer);
+      await inflight;
+      if (lostCtl.signal.aborted) return;
       try {
-        const cur = await kube.getLease(name);
-        if (cur && cur.spec?.holderIdentity === identity) await kube.deleteLease(name);
+        await kube.deleteLease(name, current.resourceVersion ?? '');
       } catch {
-        // It expires on its own.
+        // Another version (a renewal in flight) or gone already: it expires on its own.
       }
     },
   };
 }
 
-function held(name: string, holder: string, since?: Date | string): LockHeldError {
-  const when = since ? ` since ${new Date(since).toISOString()}` : '';
+function held(name: string, holder: string, since?: Date): LockHeldError {
+  const when = since ? ` since ${since.toISOString()}` : '';
   return new LockHeldError(`${name} is held by ${holder}${when}`, 'wait for that run to finish, or ask its operator; a crashed run\'s lock expires within a minute');
 }

@@ -186,6 +186,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         continue;
       }
       if (signal.aborted) throw signal.reason;
+      if (lock?.lost.aborted) throw lock.lost.reason;
       if (step.when && !step.when(o.params, o.env)) {
         rec.status = 'skipped';
         continue;

@@ -1,7 +1,9 @@
 // `npm run sandbox`: every local service in the foreground, and the export lines to use them.
 import { startSandbox } from './sandbox/index.js';
+import { startControlPlane } from './cluster/control-plane.js';
 
-const sandbox = await startSandbox();
+// A control plane of its own, and the namespace named as the README says: kubectl -n production.
+const sandbox = await startSandbox({ controlPlane: await startControlPlane(), exactNamespace: true });
 const lines = Object.entries(sandbox.env).map(([k, v]) => `export ${k}=${JSON.stringify(v)}`);
 process.stdout.write(
   [

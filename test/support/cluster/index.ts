@@ -286,13 +286,15 @@ export interface StartKubeOptions {
   nodes?: number;
   /** A control plane of its own (for faults that affect the whole cluster). */
   controlPlane?: ControlPlane;
+  /** Use the namespace name as given (`npm run sandbox`, which owns its control plane). */
+  exactNamespace?: boolean;
 }
 
 export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarness> {
   const cp = opts.controlPlane ?? (await sharedControlPlane());
   const info = cp.info;
   const admin = new AdminClient(info);
-  const namespace = `${opts.namespace ?? 'test'}-${rand()}`;
+  const namespace = opts.exactNamespace ? (opts.namespace ?? 'default') : `${opts.namespace ?? 'test'}-${rand()}`;
   const dir = makeTempDir('runbook-kube-');
   const unregister = onProcessExit(() => removeDirSync(dir));
   const operatorKubeconfig = mintUserKubeconfig(info, join(dir, 'operator.kubeconfig'), { name: 'operator', groups: ['system:masters'] });
@@ -375,7 +377,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
   };
   writeFileSync(join(logsDir, 'empty.log'), '');
 
-  await create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { 'runbook.test/harness': 'true' } } } as KubeObject);
+  if (!(await get('namespaces', undefined, namespace))) await create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { 'runbook.test/harness': 'true' } } } as KubeObject);
   // Pods need the namespace's default ServiceAccount, which the controller-manager creates.
   await waitFor(async () => Boolean(await get('serviceaccounts', namespace, 'default')), { what: `serviceaccount ${namespace}/default`, timeoutMs: 30_000 });
 

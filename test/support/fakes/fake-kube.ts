@@ -1,4 +1,4 @@
-import type { CoreV1Event, KubeClient, PodMetrics, V1Node, V1Deployment, V1Lease, V1Pod, V1ReplicaSet, V2HorizontalPodAutoscaler, WatchEvent, WriteOptions, PatchType } from '../../../src/clients/kube.js';
+import type { CoreV1Event, KubeClient, LeaseRecord, PodMetrics, V1Node, V1Deployment, V1Pod, V1ReplicaSet, V2HorizontalPodAutoscaler, WatchEvent, WriteOptions, PatchType } from '../../../src/clients/kube.js';
 import { KubeApiError } from '../../../src/clients/kube.js';
 import type { ClientFactories } from '../../../src/clients/index.js';
 import { fetchHttpClient } from '../../../src/clients/http.js';
@@ -13,7 +13,8 @@ export class FakeKube implements KubeClient {
   readonly server = 'https://fake.invalid';
   deployments = new Map<string, V1Deployment>();
   hpas = new Map<string, V2HorizontalPodAutoscaler>();
-  leases = new Map<string, V1Lease>();
+  leases = new Map<string, LeaseRecord>();
+  private leaseVersion = 0;
   mutations: string[] = [];
   /** Extra pods (by name), listed after the deployment's synthesized ones. */
   pods = new Map<string, V1Pod>();
@@ -253,19 +254,25 @@ export class FakeKube implements KubeClient {
     return structuredClone(this.leases.get(name) ?? null);
   }
 
-  async createLease(lease: V1Lease) {
-    const name = lease.metadata!.name!;
-    if (this.leases.has(name)) throw new KubeApiError('Kubernetes API: already exists (409)', 409, 'AlreadyExists');
-    this.leases.set(name, structuredClone(lease));
-    return lease;
+  async createLease(lease: LeaseRecord) {
+    if (this.leases.has(lease.name)) throw new KubeApiError('Kubernetes API: already exists (409)', 409, 'AlreadyExists');
+    const stored = { ...structuredClone(lease), resourceVersion: String(++this.leaseVersion) };
+    this.leases.set(lease.name, stored);
+    return structuredClone(stored);
   }
 
-  async replaceLease(name: string, lease: V1Lease) {
-    this.leases.set(name, structuredClone(lease));
-    return lease;
+  async updateLease(lease: LeaseRecord & { resourceVersion: string }) {
+    const cur = this.leases.get(lease.name);
+    if (!cur) throw new KubeApiError('Kubernetes API: not found (404)', 404, 'NotFound');
+    if (cur.resourceVersion !== lease.resourceVersion) throw new KubeApiError('Kubernetes API: the object has been modified (409)', 409, 'Conflict');
+    const stored = { ...structuredClone(lease), resourceVersion: String(++this.leaseVersion) };
+    this.leases.set(lease.name, stored);
+    return structuredClone(stored);
   }
 
-  async deleteLease(name: string) {
+  async deleteLease(name: string, resourceVersion: string) {
+    const cur = this.leases.get(name);
+    if (cur && cur.resourceVersion !== resourceVersion) throw new KubeApiError('Kubernetes API: precondition failed (409)', 409, 'Conflict');
     this.leases.delete(name);
   }
 

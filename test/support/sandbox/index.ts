@@ -1,7 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { startKubeApiServer, type KubeApiServer } from '../kube/index.js';
+import { startKube, type KubeHarness } from '../cluster/index.js';
+import type { ControlPlane } from '../cluster/control-plane.js';
 import { makeTempDir } from '../services/index.js';
 import { startKubePart } from './kube-part.js';
 import { startDrPart } from './dr-part.js';
@@ -28,7 +29,9 @@ export const allParts: Record<string, SandboxPartFactory> = {
 export interface Sandbox {
   dir: string;
   configPath: string;
-  kube: KubeApiServer;
+  kube: KubeHarness;
+  /** The Kubernetes namespace the environments target (unique per sandbox on a shared control plane). */
+  namespace: string;
   parts: SandboxPart[];
   /** Environment for runbook (RUNBOOK_CONFIG, KUBECONFIG, secrets, AWS_*). */
   env: Record<string, string>;
@@ -40,10 +43,10 @@ export interface Sandbox {
  * Starts the services and writes a config with two environments over them: `sandbox` (unprotected)
  * and `sandbox-protected` (the same targets, protected, for gate tests).
  */
-export async function startSandbox(opts: { parts?: string[]; readyDelayMs?: number } = {}): Promise<Sandbox> {
+export async function startSandbox(opts: { parts?: string[]; controlPlane?: ControlPlane; exactNamespace?: boolean } = {}): Promise<Sandbox> {
   const dir = makeTempDir('runbook-sandbox-');
-  const kube = await startKubeApiServer({ readyDelayMs: opts.readyDelayMs ?? 30, namespace: 'production' });
-  const ctx = { dir, kube, namespace: 'production', deployment: 'app' };
+  const kube = await startKube({ namespace: 'production', controlPlane: opts.controlPlane, exactNamespace: opts.exactNamespace });
+  const ctx = { dir, kube, namespace: kube.namespace, deployment: 'app' };
   const names = opts.parts ?? Object.keys(allParts);
   const parts: SandboxPart[] = [];
   try {
@@ -72,6 +75,7 @@ export async function startSandbox(opts: { parts?: string[]; readyDelayMs?: numb
     dir,
     configPath,
     kube,
+    namespace: kube.namespace,
     parts,
     env,
     async fingerprint() {

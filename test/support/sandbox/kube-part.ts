@@ -1,19 +1,18 @@
 import { join } from 'node:path';
 import { startHttpService } from '../services/index.js';
 import type { SandboxContext, SandboxPart } from './types.js';
-import type { KubeObject } from '../kube/index.js';
+import type { KubeObject } from '../cluster/index.js';
 
 /** The Kubernetes side: an `app` deployment of 3 ready pods, and a health URL answering 200. */
 export async function startKubePart(ctx: SandboxContext): Promise<SandboxPart> {
   const kubeconfig = join(ctx.dir, 'kubeconfig');
   await ctx.kube.writeKubeconfig(kubeconfig, { context: 'sandbox', namespace: ctx.namespace });
   await ctx.kube.seedDeployment({
-    namespace: ctx.namespace,
     name: ctx.deployment,
     replicas: 3,
     labels: { app: 'api' },
     containers: [{ name: 'api', image: 'registry.example.com/api:1.0.0', env: [{ name: 'MODE', value: 'normal' }], resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } } }],
-  } as never);
+  });
   // The application's own HTTP endpoints: health and the circuit-breaker admin API.
   const breaker = { enabled: false };
   const health = await startHttpService((req) => {
@@ -39,11 +38,12 @@ export async function startKubePart(ctx: SandboxContext): Promise<SandboxPart> {
     async fingerprint() {
       // What procedures change: workload specs, autoscalers, nodes, secrets and config maps.
       // Leases are a run's own lock, taken and released by every changing run: not a change.
-      const state = ['deployments', 'horizontalpodautoscalers', 'nodes', 'secrets', 'configmaps'].map((resource) =>
-        ctx.kube.store
-          .list<KubeObject & { spec?: unknown; data?: unknown }>(resource, {})
-          .map((o) => JSON.stringify([resource, o.metadata.namespace, o.metadata.name, o.metadata.labels, o.spec, o.data]))
-          .sort(),
+      const state = await Promise.all(
+        ['deployments', 'horizontalpodautoscalers', 'nodes', 'secrets', 'configmaps'].map(async (resource) =>
+          (await ctx.kube.list<KubeObject & { spec?: unknown; data?: unknown }>(resource, resource === 'nodes' ? { labelSelector: `runbook.test/namespace=${ctx.namespace}` } : { namespace: ctx.namespace }))
+            .map((o) => JSON.stringify([resource, o.metadata.namespace, o.metadata.name, o.metadata.labels, o.spec, o.data]))
+            .sort(),
+        ),
       );
       return JSON.stringify({ state, breaker });
     },

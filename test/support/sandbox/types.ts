@@ -1,4 +1,4 @@
-import type { KubeApiServer } from '../kube/index.js';
+import type { KubeHarness } from '../cluster/index.js';
 
 /**
  * One slice of the sandbox (Kubernetes, PostgreSQL, Redis, AWS, …): the services it started, the
@@ -19,7 +19,7 @@ export interface SandboxPart {
 export interface SandboxContext {
   /** A private directory for this sandbox (configs, kubeconfig, data). */
   dir: string;
-  kube: KubeApiServer;
+  kube: KubeHarness;
   /** The Kubernetes namespace and deployment the environments target. */
   namespace: string;
   deployment: string;
