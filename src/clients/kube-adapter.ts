@@ -14,6 +14,7 @@ import {
 import type { V1Deployment, V2HorizontalPodAutoscaler, V1Lease } from '@kubernetes/client-node';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { pipeline } from 'node:stream/promises';
+import { existsSync } from 'node:fs';
 import { KubeApiError, type KubeClient, type KubeTarget, type LeaseRecord, type PatchType, type PodMetrics, type WatchEvent, type WriteOptions } from './kube.js';
 
 const CONTENT_TYPE: Record<PatchType, string> = {
@@ -39,7 +40,7 @@ function toKubeError(err: unknown, server: string): KubeApiError {
     } catch {
       if (typeof err.body === 'string' && err.body.trim()) message = err.body.trim().slice(0, 200);
     }
-    return new KubeApiError(`Kubernetes API: ${message} (${err.code})`, err.code, reason);
+    return new KubeApiError(`Kubernetes API at ${server}: ${message} (${err.code})`, err.code, reason);
   }
   const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
   const code = e?.code ?? e?.cause?.code;
@@ -73,6 +74,38 @@ function fromLease(l: V1Lease): LeaseRecord {
   };
 }
 
+/**
+ * Several kubeconfig files merged the way kubectl merges $KUBECONFIG: the first file to define a
+ * cluster, user or context name wins, and the current context is the first file's that sets one.
+ */
+function mergeKubeconfigs(files: string[]): KubeConfig {
+  const kc = new KubeConfig();
+  let current: string | undefined;
+  const clusters = new Map<string, KubeConfig['clusters'][number]>();
+  const users = new Map<string, KubeConfig['users'][number]>();
+  const contexts = new Map<string, KubeConfig['contexts'][number]>();
+  for (const f of files) {
+    const one = new KubeConfig();
+    one.loadFromFile(f);
+    current ??= one.currentContext || undefined;
+    for (const c of one.clusters) if (!clusters.has(c.name)) clusters.set(c.name, c);
+    for (const u of one.users) if (!users.has(u.name)) users.set(u.name, u);
+    for (const c of one.contexts) if (!contexts.has(c.name)) contexts.set(c.name, c);
+  }
+  kc.loadFromOptions({ clusters: [...clusters.values()], users: [...users.values()], contexts: [...contexts.values()], currentContext: current ?? '' });
+  return kc;
+}
+
+/** ~/.kube/config of the given environment's HOME, else in-cluster credentials. */
+function defaultKubeconfig(env: Record<string, string | undefined>): KubeConfig {
+  const home = env.HOME ?? env.USERPROFILE;
+  const path = home ? `${home}/.kube/config` : undefined;
+  if (path && existsSync(path)) return mergeKubeconfigs([path]);
+  const kc = new KubeConfig();
+  kc.loadFromDefault();
+  return kc;
+}
+
 export class KubeAdapter implements KubeClient {
   private constructor(
     private readonly kc: KubeConfig,
@@ -87,11 +120,11 @@ export class KubeAdapter implements KubeClient {
   ) {}
 
   static create(target: KubeTarget, env: Record<string, string | undefined>): KubeAdapter {
-    const kc = new KubeConfig();
-    const file = target.kubeconfig ?? env.KUBECONFIG?.split(':').find(Boolean);
+    const files = target.kubeconfig ? [target.kubeconfig] : (env.KUBECONFIG ?? '').split(':').filter(Boolean);
+    const file = files.join(':');
+    let kc: KubeConfig;
     try {
-      if (file) kc.loadFromFile(file);
-      else kc.loadFromDefault();
+      kc = files.length ? mergeKubeconfigs(files) : defaultKubeconfig(env);
     } catch (err) {
       throw new KubeApiError(`cannot load kubeconfig${file ? ` ${file}` : ''}: ${(err as Error).message}`, 0);
     }
@@ -155,17 +188,32 @@ export class KubeAdapter implements KubeClient {
     );
   }
 
+  /**
+   * List, then watch from the list's resourceVersion (not the object's, which may be long compacted),
+   * as kubectl's `rollout status` does. A watch the server ends is resumed from the last version seen
+   * (bookmarks keep it fresh); 410 Gone means that version is compacted: list again. Only repeated
+   * failures of other kinds give up.
+   */
   async watchDeployment(name: string, onEvent: (ev: WatchEvent<V1Deployment>) => boolean | void, signal: AbortSignal) {
     const watch = new Watch(this.kc);
     const path = `/apis/apps/v1/namespaces/${this.namespace}/deployments`;
+    const fieldSelector = `metadata.name=${name}`;
     let failures = 0;
+    let resourceVersion: string | undefined;
     while (!signal.aborted) {
-      const current = await this.getDeployment(name);
-      if (onEvent({ type: 'ADDED', object: current }) === true) return;
-      const outcome = await new Promise<'done' | 'ended' | 'error'>((resolve) => {
+      if (resourceVersion === undefined) {
+        const list = await this.call(() => this.apps.listNamespacedDeployment({ namespace: this.namespace, fieldSelector }));
+        const current = list.items[0];
+        if (!current) throw new KubeApiError(`deployment ${name} not found in namespace ${this.namespace} (${this.server})`, 404, 'NotFound');
+        current.apiVersion ??= 'apps/v1';
+        current.kind ??= 'Deployment';
+        if (onEvent({ type: 'ADDED', object: current }) === true) return;
+        resourceVersion = list.metadata?.resourceVersion;
+      }
+      const outcome = await new Promise<'done' | 'ended' | 'gone' | 'error'>((resolve) => {
         let settled = false;
         let ctrl: AbortController | undefined;
-        const finish = (how: 'done' | 'ended' | 'error') => {
+        const finish = (how: 'done' | 'ended' | 'gone' | 'error') => {
           if (settled) return;
           settled = true;
           signal.removeEventListener('abort', onAbort);
@@ -177,30 +225,36 @@ export class KubeAdapter implements KubeClient {
         watch
           .watch(
             path,
-            { fieldSelector: `metadata.name=${name}`, resourceVersion: current.metadata?.resourceVersion, allowWatchBookmarks: true },
-            (phase, obj) => {
+            { fieldSelector, resourceVersion, allowWatchBookmarks: true },
+            (phase, obj: { code?: number; metadata?: { resourceVersion?: string } }) => {
               if (settled) return;
-              if (phase === 'ERROR') return finish('error');
+              if (phase === 'ERROR') return finish(obj?.code === 410 ? 'gone' : 'error');
+              if (obj?.metadata?.resourceVersion) resourceVersion = obj.metadata.resourceVersion;
               if (phase === 'BOOKMARK') return;
+              failures = 0;
               if (onEvent({ type: phase as WatchEvent<V1Deployment>['type'], object: obj as V1Deployment }) === true) finish('done');
             },
-            (err) => finish(err ? 'error' : 'ended'),
+            (err: unknown) => {
+              const code = (err as { statusCode?: number; code?: number } | null)?.statusCode ?? (err as { code?: number } | null)?.code;
+              finish(err ? (code === 410 ? 'gone' : 'error') : 'ended');
+            },
           )
           .then(
             (c) => {
               ctrl = c;
               if (settled) c.abort();
             },
-            () => finish('error'),
+            (err: unknown) => finish((err as { statusCode?: number })?.statusCode === 410 ? 'gone' : 'error'),
           );
       });
       if (outcome === 'done') return;
-      if (outcome === 'error') {
+      if (outcome === 'gone') {
+        resourceVersion = undefined;
+      } else if (outcome === 'error') {
         failures += 1;
-        if (failures > 5) throw new KubeApiError(`watch on deployment/${name} keeps failing`, 0);
+        if (failures > 5) throw new KubeApiError(`watch on deployment/${name} at ${this.server} keeps failing`, 0);
+        resourceVersion = undefined;
         await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** failures)));
-      } else {
-        failures = 0;
       }
     }
   }
@@ -222,8 +276,9 @@ export class KubeAdapter implements KubeClient {
     return typeof text === 'string' ? text : String(text ?? '');
   }
 
-  getHpa(name: string) {
-    return this.orNull(() => this.autoscaling.readNamespacedHorizontalPodAutoscaler({ name, namespace: this.namespace }));
+  async findHpasFor(deployment: string) {
+    const list = await this.call(() => this.autoscaling.listNamespacedHorizontalPodAutoscaler({ namespace: this.namespace }));
+    return list.items.filter((h) => h.spec?.scaleTargetRef?.kind === 'Deployment' && h.spec.scaleTargetRef.name === deployment);
   }
 
   createHpa(hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions) {
@@ -232,9 +287,12 @@ export class KubeAdapter implements KubeClient {
     );
   }
 
-  replaceHpa(name: string, hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions) {
+  patchHpaSpec(name: string, spec: V2HorizontalPodAutoscaler['spec'], opts?: WriteOptions) {
     return this.call(() =>
-      this.autoscaling.replaceNamespacedHorizontalPodAutoscaler({ name, namespace: this.namespace, body: hpa, dryRun: dry(opts), fieldManager: 'runbook' }),
+      this.autoscaling.patchNamespacedHorizontalPodAutoscaler(
+        { name, namespace: this.namespace, body: { spec }, dryRun: dry(opts), fieldManager: 'runbook' },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      ),
     );
   }
 
@@ -273,7 +331,7 @@ export class KubeAdapter implements KubeClient {
             } catch {
               if (body.trim()) message = body.trim().slice(0, 200);
             }
-            reject(new KubeApiError(`Kubernetes API: ${message} (${res.statusCode})`, res.statusCode ?? 0));
+            reject(new KubeApiError(`Kubernetes API at ${this.server}: ${message} (${res.statusCode})`, res.statusCode ?? 0));
           });
           return;
         }

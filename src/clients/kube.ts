@@ -43,9 +43,14 @@ export interface KubeClient {
   listPods(labelSelector?: string): Promise<V1Pod[]>;
   listReplicaSets(labelSelector?: string): Promise<V1ReplicaSet[]>;
   readPodLog(pod: string, opts?: { container?: string; tailLines?: number; previous?: boolean; sinceSeconds?: number; timestamps?: boolean }): Promise<string>;
-  getHpa(name: string): Promise<V2HorizontalPodAutoscaler | null>;
+  /** The autoscalers whose scaleTargetRef is this deployment, whatever their names. */
+  findHpasFor(deployment: string): Promise<V2HorizontalPodAutoscaler[]>;
   createHpa(hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions): Promise<V2HorizontalPodAutoscaler>;
-  replaceHpa(name: string, hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions): Promise<V2HorizontalPodAutoscaler>;
+  /**
+   * JSON merge patch of the autoscaler's spec: no resourceVersion to go stale while the HPA
+   * controller keeps writing status (a PUT of what was read answers 409 on a live cluster).
+   */
+  patchHpaSpec(name: string, spec: V2HorizontalPodAutoscaler['spec'], opts?: WriteOptions): Promise<V2HorizontalPodAutoscaler>;
   deleteHpa(name: string): Promise<void>;
   listHpas(): Promise<V2HorizontalPodAutoscaler[]>;
   listEvents(fieldSelector?: string): Promise<CoreV1Event[]>;

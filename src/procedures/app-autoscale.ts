@@ -1,5 +1,5 @@
 import type { V2HorizontalPodAutoscaler } from '../clients/kube.js';
-import { UsageError } from '../core/errors.js';
+import { StepError, UsageError } from '../core/errors.js';
 import { defineProcedure } from '../core/procedure.js';
 import { deploymentName, ns } from './steps/pods.js';
 
@@ -55,11 +55,20 @@ export default defineProcedure<AppAutoscaleParams>({
       title: 'Read the current autoscaler',
       why: 'To update rather than fail when one exists, and to be able to put its settings back.',
       risk: 'read',
-      equivalent: (_p, env) => `kubectl get hpa/${deploymentName(env)} -n ${ns(env)}`,
+      equivalent: (_p, env) => `kubectl get hpa -n ${ns(env)}  # the one whose target is deployment/${deploymentName(env)}`,
       async run(ctx): Promise<Current> {
         const kube = await ctx.clients.kube();
-        await kube.getDeployment(deploymentName(ctx.env));
-        const hpa = await kube.getHpa(deploymentName(ctx.env));
+        const name = deploymentName(ctx.env);
+        await kube.getDeployment(name);
+        // Found by what it scales, not by name: an HPA named otherwise would otherwise get a rival.
+        const found = await kube.findHpasFor(name);
+        if (found.length > 1) {
+          throw new StepError(
+            `${found.length} autoscalers target deployment/${name}: ${found.map((h) => h.metadata?.name).join(', ')}`,
+            'two HPAs fight over one deployment; delete all but one (kubectl delete hpa/<name>) and run this again',
+          );
+        }
+        const hpa = found[0] ?? null;
         return { exists: Boolean(hpa), hpa };
       },
     },
@@ -75,31 +84,30 @@ export default defineProcedure<AppAutoscaleParams>({
         const cur = ctx.state.current as Current;
         const spec = desired(name, ctx.params);
         if (cur.hpa && describe(cur.hpa.spec) === describe(spec)) return [];
-        if (cur.hpa) await kube.replaceHpa(name, { ...cur.hpa, spec }, { dryRun: true });
+        if (cur.hpa) await kube.patchHpaSpec(cur.hpa.metadata!.name!, spec, { dryRun: true });
         else await kube.createHpa(hpaObject(name, spec), { dryRun: true });
-        return [{ action: cur.hpa ? 'update' : 'create', target: `hpa/${name}`, before: describe(cur.hpa?.spec), after: describe(spec), validated: true }];
+        return [{ action: cur.hpa ? 'update' : 'create', target: `hpa/${cur.hpa?.metadata?.name ?? name}`, before: describe(cur.hpa?.spec), after: describe(spec), validated: true }];
       },
       async run(ctx) {
         const kube = await ctx.clients.kube();
         const name = deploymentName(ctx.env);
         const cur = ctx.state.current as Current;
         const spec = desired(name, ctx.params);
-        if (cur.hpa) await kube.replaceHpa(name, { ...cur.hpa, spec });
+        const hpaName = cur.hpa?.metadata?.name ?? name;
+        if (cur.hpa) await kube.patchHpaSpec(hpaName, spec);
         else await kube.createHpa(hpaObject(name, spec));
-        return { created: !cur.hpa, previous: cur.hpa?.spec ?? null, now: describe(spec) };
+        return { created: !cur.hpa, hpa: hpaName, previous: cur.hpa?.spec ?? null, now: describe(spec) };
       },
       async undo(ctx, data) {
         const kube = await ctx.clients.kube();
-        const name = deploymentName(ctx.env);
-        const d = data as { created: boolean; previous: V2HorizontalPodAutoscaler['spec'] | null };
-        if (d.created) return kube.deleteHpa(name);
-        const now = await kube.getHpa(name);
-        if (now && d.previous) await kube.replaceHpa(name, { ...now, spec: d.previous });
+        const d = data as { created: boolean; hpa: string; previous: V2HorizontalPodAutoscaler['spec'] | null };
+        if (d.created) return kube.deleteHpa(d.hpa);
+        if (d.previous) await kube.patchHpaSpec(d.hpa, d.previous);
       },
       undoByHand: (ctx, data) =>
         (data as { created: boolean }).created
-          ? `kubectl delete hpa/${deploymentName(ctx.env)} -n ${ns(ctx.env)}`
-          : `kubectl edit hpa/${deploymentName(ctx.env)} -n ${ns(ctx.env)}  # restore: ${describe((data as { previous: V2HorizontalPodAutoscaler['spec'] }).previous)}`,
+          ? `kubectl delete hpa/${(data as { hpa: string }).hpa} -n ${ns(ctx.env)}`
+          : `kubectl edit hpa/${(data as { hpa: string }).hpa} -n ${ns(ctx.env)}  # restore: ${describe((data as { previous: V2HorizontalPodAutoscaler['spec'] }).previous)}`,
     },
   ],
 });

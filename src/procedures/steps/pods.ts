@@ -13,11 +13,31 @@ export interface PodSummary {
   revision?: string;
 }
 
+/** The deployment's selector as a label-selector string: matchLabels and matchExpressions both. */
 export function selectorOf(d: V1Deployment): string {
-  const labels = d.spec?.selector?.matchLabels ?? {};
-  return Object.entries(labels)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(',');
+  const sel = d.spec?.selector;
+  const parts = Object.entries(sel?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`);
+  for (const e of sel?.matchExpressions ?? []) {
+    const values = (e.values ?? []).join(',');
+    if (e.operator === 'In') parts.push(`${e.key} in (${values})`);
+    else if (e.operator === 'NotIn') parts.push(`${e.key} notin (${values})`);
+    else if (e.operator === 'Exists') parts.push(e.key);
+    else if (e.operator === 'DoesNotExist') parts.push(`!${e.key}`);
+  }
+  return parts.join(',');
+}
+
+/**
+ * The container whose log `kubectl logs` would show: the configured one, else the pod's
+ * kubectl.kubernetes.io/default-container, else the first. A pod with sidecars refuses a log
+ * request that names no container.
+ */
+export function logContainerOf(p: V1Pod, configured: string | undefined): string | undefined {
+  const names = p.spec?.containers.map((c) => c.name) ?? [];
+  if (configured && names.includes(configured)) return configured;
+  const annotated = p.metadata?.annotations?.['kubectl.kubernetes.io/default-container'];
+  if (annotated && names.includes(annotated)) return annotated;
+  return names[0];
 }
 
 function age(from: Date | string | undefined, now: Date): string {
@@ -122,13 +142,14 @@ export function recentLogsStep<P>(opts: { tail?: number } = {}): Step<P> {
       const sets = await ownedReplicaSets(kube, d);
       const newest = sets[sets.length - 1];
       const hash = newest?.metadata?.labels?.['pod-template-hash'];
-      const pods = (await kube.listPods(selectorOf(d))).filter((p) => !hash || p.metadata?.labels?.['pod-template-hash'] === hash).slice(0, 5);
-      const container = ctx.env.config.kubernetes?.container;
+      const pods = (await kube.listPods(selectorOf(d)))
+        .filter((p) => !p.metadata?.deletionTimestamp && (!hash || p.metadata?.labels?.['pod-template-hash'] === hash))
+        .slice(0, 5);
       const logs = await Promise.all(
         pods.map(async (p) => {
           const name = p.metadata!.name!;
           try {
-            const text = await kube.readPodLog(name, { tailLines: tailOf(ctx.env), container });
+            const text = await kube.readPodLog(name, { tailLines: tailOf(ctx.env), container: logContainerOf(p, ctx.env.config.kubernetes?.container) });
             return { pod: name, lines: text.split('\n').filter((l) => l !== '') };
           } catch (err) {
             return { pod: name, lines: [], error: (err as Error).message };

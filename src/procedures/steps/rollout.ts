@@ -1,4 +1,5 @@
-import type { V1Deployment } from '../../clients/kube.js';
+import type { KubeClient, V1Deployment } from '../../clients/kube.js';
+import { ownedReplicaSets, selectorOf } from './pods.js';
 import { StepError } from '../../core/errors.js';
 import { parseDuration, formatDuration } from '../../core/duration.js';
 import type { Step, StepContext } from '../../core/procedure.js';
@@ -15,6 +16,10 @@ export function rolloutStatus(d: V1Deployment): RolloutState {
   const st = d.status ?? {};
   const generation = d.metadata?.generation ?? 0;
   if ((st.observedGeneration ?? 0) < generation) return { done: false, message: 'waiting for the deployment spec update to be observed' };
+  // A paused rollout never finishes by waiting; kubectl waits forever, an operator at 3 a.m. should not.
+  if (d.spec?.paused) return { done: false, failed: true, message: `the deployment is paused (resume it with: kubectl rollout resume deployment/${d.metadata?.name} -n ${d.metadata?.namespace})` };
+  const replicaFailure = st.conditions?.find((c) => c.type === 'ReplicaFailure' && c.status === 'True');
+  if (replicaFailure) return { done: false, failed: true, message: `pods cannot be created: ${replicaFailure.message ?? replicaFailure.reason ?? ''}`.trim() };
   const progressing = st.conditions?.find((c) => c.type === 'Progressing');
   if (progressing?.reason === 'ProgressDeadlineExceeded') {
     return { done: false, failed: true, message: `deployment exceeded its progress deadline: ${progressing.message ?? ''}`.trim() };
@@ -28,7 +33,31 @@ export function rolloutStatus(d: V1Deployment): RolloutState {
   return { done: true, message: `${updated} of ${spec} updated, ${available} available` };
 }
 
-/** Watches the deployment (no polling) until the rollout completes, fails or times out. */
+/** Waiting reasons of a container that no amount of waiting fixes: the kubelet is already backing off. */
+const STUCK = new Set(['CrashLoopBackOff', 'ImagePullBackOff', 'ErrImageNeverPull', 'InvalidImageName', 'CreateContainerConfigError', 'CreateContainerError']);
+
+/** The first new-revision pod stuck in a back-off, as one line, or undefined. */
+export async function stuckNewPod(kube: KubeClient, d: V1Deployment): Promise<string | undefined> {
+  const sets = await ownedReplicaSets(kube, d);
+  const hash = sets[sets.length - 1]?.metadata?.labels?.['pod-template-hash'];
+  if (!hash) return undefined;
+  const pods = await kube.listPods(`${selectorOf(d)},pod-template-hash=${hash}`);
+  for (const p of pods) {
+    if (p.metadata?.deletionTimestamp) continue;
+    for (const c of p.status?.containerStatuses ?? []) {
+      const w = c.state?.waiting;
+      if (w?.reason && STUCK.has(w.reason)) return `pod ${p.metadata?.name} container ${c.name}: ${w.reason}${w.message ? ` (${w.message})` : ''}`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Watches the deployment (no polling) until the rollout completes, fails or times out. A rollout
+ * that cannot finish fails at once rather than at the timeout: paused, pods that cannot be created
+ * (ReplicaFailure, e.g. a ResourceQuota), or new pods in CrashLoopBackOff or ImagePullBackOff
+ * (checked each second while the rollout is not done).
+ */
 export async function waitForRollout(ctx: StepContext<unknown>, name: string, timeoutMs: number): Promise<{ replicas: number; available: number; waitedMs: number }> {
   const kube = await ctx.clients.kube();
   const t0 = performance.now();
@@ -37,6 +66,20 @@ export async function waitForRollout(ctx: StepContext<unknown>, name: string, ti
   let last = '';
   let final: V1Deployment | undefined;
   let failure: string | undefined;
+  let latest: V1Deployment | undefined;
+  const stop = new AbortController();
+  const watchSignal = AbortSignal.any([signal, stop.signal]);
+  const podCheck = (async () => {
+    while (!watchSignal.aborted) {
+      await new Promise((r) => setTimeout(r, 1000).unref());
+      if (watchSignal.aborted || !latest) continue;
+      const stuck = await stuckNewPod(kube, latest).catch(() => undefined);
+      if (stuck && !watchSignal.aborted) {
+        failure = `the new pods cannot start: ${stuck}`;
+        stop.abort();
+      }
+    }
+  })();
   await kube.watchDeployment(
     name,
     (ev) => {
@@ -44,6 +87,7 @@ export async function waitForRollout(ctx: StepContext<unknown>, name: string, ti
         failure = `deployment ${name} was deleted during the rollout`;
         return true;
       }
+      latest = ev.object;
       const s = rolloutStatus(ev.object);
       if (s.message !== last) {
         last = s.message;
@@ -59,8 +103,10 @@ export async function waitForRollout(ctx: StepContext<unknown>, name: string, ti
       }
       return false;
     },
-    signal,
+    watchSignal,
   );
+  stop.abort();
+  await podCheck;
   if (failure) throw new StepError(`rollout of deployment/${name} failed: ${failure}`, `kubectl rollout status deployment/${name} -n ${kube.namespace}`);
   if (!final) {
     if (ctx.signal.aborted) throw ctx.signal.reason;

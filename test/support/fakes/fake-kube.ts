@@ -175,9 +175,9 @@ export class FakeKube implements KubeClient {
     return `${pod} started\n${pod} ready\n`;
   }
 
-  async getHpa(name: string) {
-    this.check('getHpa');
-    return structuredClone(this.hpas.get(name) ?? null);
+  async findHpasFor(deployment: string) {
+    this.check('findHpasFor');
+    return [...this.hpas.values()].filter((h) => h.spec?.scaleTargetRef?.kind === 'Deployment' && h.spec.scaleTargetRef.name === deployment).map((h) => structuredClone(h));
   }
 
   async createHpa(hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions) {
@@ -189,13 +189,16 @@ export class FakeKube implements KubeClient {
     return hpa;
   }
 
-  async replaceHpa(name: string, hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions) {
-    this.check('replaceHpa');
+  async patchHpaSpec(name: string, spec: V2HorizontalPodAutoscaler['spec'], opts?: WriteOptions) {
+    this.check('patchHpaSpec');
+    const cur = this.hpas.get(name);
+    if (!cur) throw new KubeApiError(`Kubernetes API: horizontalpodautoscalers.autoscaling "${name}" not found (404)`, 404, 'NotFound');
+    const next = { ...structuredClone(cur), spec: { ...cur.spec!, ...structuredClone(spec) } };
     if (!opts?.dryRun) {
-      this.mutations.push(`replace hpa/${name}`);
-      this.hpas.set(name, structuredClone(hpa));
+      this.mutations.push(`patch hpa/${name}`);
+      this.hpas.set(name, next);
     }
-    return hpa;
+    return next;
   }
 
   async deleteHpa(name: string) {
