@@ -117,3 +117,16 @@ export async function sharedControlPlane(): Promise<ControlPlane> {
   if (shared) return { info: JSON.parse(shared) as ControlPlaneInfo, stop: async () => undefined };
   return startControlPlane();
 }
+
+/** Compacts etcd to its current revision: every older resourceVersion is gone (watches from one answer 410). */
+export async function compactEtcd(info: ControlPlaneInfo): Promise<number> {
+  const post = async (path: string, body: unknown) => {
+    const res = await fetch(`${info.etcd}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+    if (!res.ok) throw new Error(`etcd ${path}: ${res.status} ${await res.text()}`);
+    return (await res.json()) as { header?: { revision?: string } };
+  };
+  const range = await post('/v3/kv/range', { key: Buffer.from('\0').toString('base64') });
+  const revision = Number(range.header?.revision ?? 0);
+  await post('/v3/kv/compaction', { revision, physical: true });
+  return revision;
+}

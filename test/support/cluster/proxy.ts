@@ -36,6 +36,8 @@ export interface Fault {
   method?: string;
   /** Exact path, or a RegExp tested against the path (no query string). */
   path: string | RegExp;
+  /** Query parameters that must all be present with these values (e.g. { watch: 'true' }). */
+  query?: Record<string, string>;
   /** How many matching requests it affects (default 1; Infinity for all). */
   times?: number;
   /** Answer with this status (default 500) and a Status body, without asking the server. */
@@ -81,8 +83,14 @@ export async function startFaultProxy(info: ControlPlaneInfo, who: ClientIdentit
   const hung = new Set<ServerResponse>();
   const sockets = new Set<Socket>();
 
-  const match = (method: string, path: string) => {
-    const f = faults.find((x) => x.remaining > 0 && (!x.method || x.method === method) && (typeof x.path === 'string' ? x.path === path : x.path.test(path)));
+  const match = (method: string, path: string, query: URLSearchParams) => {
+    const f = faults.find(
+      (x) =>
+        x.remaining > 0 &&
+        (!x.method || x.method === method) &&
+        (typeof x.path === 'string' ? x.path === path : x.path.test(path)) &&
+        Object.entries(x.query ?? {}).every(([k, v]) => query.get(k) === v),
+    );
     if (f) f.remaining -= 1;
     return f;
   };
@@ -117,7 +125,7 @@ export async function startFaultProxy(info: ControlPlaneInfo, who: ClientIdentit
         /* not JSON */
       }
     }
-    const fault = match(method, url.pathname);
+    const fault = match(method, url.pathname, url.searchParams);
     if (fault?.delayMs) await new Promise((r) => setTimeout(r, fault.delayMs));
     if (fault?.reset) {
       req.socket.destroy();

@@ -1,0 +1,39 @@
+/** The test control plane itself, driven by the real kubectl through the harness: pods run, logs and exec come from kwok, fault stages hold, metrics are served. */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { startKube, type KubeHarness } from '../support/cluster/index.js';
+let kube: KubeHarness;
+beforeAll(async () => { kube = await startKube({ namespace: 'smoke' }); }, 120_000);
+afterAll(async () => { await kube?.close(); });
+it('runs a deployment, logs and kubectl through the proxy', async () => {
+  await kube.seedDeployment({ name: 'app', replicas: 2 });
+  const pods = await kube.list('pods', { namespace: kube.namespace });
+  expect(pods.length).toBe(2);
+  await kube.setPodLogs(pods[0]!.metadata.name, ['hello', 'ERROR boom']);
+  const r = await kube.kubectl(['logs', pods[0]!.metadata.name]);
+  expect(r.stdout).toContain('ERROR boom');
+  const s = await kube.kubectl(['scale', 'deploy/app', '--replicas=3']);
+  expect(s.code).toBe(0);
+  await kube.waitForRollout('app');
+  expect(kube.mutations().some((m) => m.path.endsWith('/scale'))).toBe(true);
+  await kube.failPods('never-ready');
+  await kube.kubectl(['rollout', 'restart', 'deploy/app']);
+  await new Promise((r) => setTimeout(r, 2000));
+  expect(await kube.rolloutComplete('app')).toBe(false);
+  await kube.failPods(undefined);
+  const now = await kube.list<any>('pods', { namespace: kube.namespace });
+  await kube.crashLoop(now.find((p) => p.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True') && !p.metadata.deletionTimestamp).metadata.name);
+  const top = await kube.kubectl(['top', 'pods']);
+  expect(top.code).toBe(0);
+});
+it('image pull failures hold, exec runs locally', async () => {
+  await kube.failPods('image-pull');
+  await kube.kubectl(['rollout', 'restart', 'deploy/app']);
+  await new Promise((r) => setTimeout(r, 3000));
+  const pods = await kube.list<any>('pods', { namespace: kube.namespace });
+  expect(pods.some((p) => p.status?.containerStatuses?.[0]?.state?.waiting?.reason === 'ImagePullBackOff')).toBe(true);
+  await kube.failPods(undefined);
+  const running = pods.find((p) => p.status?.phase === 'Running');
+  await kube.enableExec(running.metadata.name);
+  const r = await kube.kubectl(['exec', running.metadata.name, '--', 'sh', '-c', 'echo in-pod']);
+  expect(r.stdout).toContain('in-pod');
+});
