@@ -7,10 +7,9 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runCli, tempDir, type CliOptions } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { deleteRdsInstance, RECOVERED_USERS, type DatabasePart } from '../support/sandbox/database-part.js';
-import type { Deployment } from '../support/kube/index.js';
+import type { Deployment } from '../support/cluster/index.js';
 import { databasePart, derivedConfig, journalText } from './db-support.js';
 
-const NS = 'production';
 let sb: Sandbox;
 let db: DatabasePart;
 const journal = tempDir('runbook-db-journal-');
@@ -22,9 +21,9 @@ async function cli(argv: string[], extra: CliOptions = {}) {
   return r;
 }
 
-function hostVar(): string | undefined {
-  const d = sb.kube.store.get<Deployment>('deployments', NS, 'app')!;
-  return d.spec.template.spec.containers[0].env?.find((e) => e.name === 'DATABASE_HOST')?.value;
+async function hostVar(): Promise<string | undefined> {
+  const d = (await sb.kube.get<Deployment>('deployments', sb.namespace, 'app'))!;
+  return d.spec.template.spec.containers[0]!.env?.find((e) => e.name === 'DATABASE_HOST')?.value;
 }
 
 async function instances(): Promise<string[]> {
@@ -41,15 +40,15 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   sb.kube.faults.clear();
-  sb.kube.controller.failPods = undefined;
+  await sb.kube.failPods(undefined);
   if ((await instances()).includes('prod-db-recovered')) await deleteRdsInstance(db.rds, 'prod-db-recovered');
-  if (hostVar() !== undefined) {
-    const d = sb.kube.store.get<Deployment>('deployments', NS, 'app')!;
-    const c = d.spec.template.spec.containers[0];
+  if ((await hostVar()) !== undefined) {
+    const d = (await sb.kube.get<Deployment>('deployments', sb.namespace, 'app'))!;
+    const c = d.spec.template.spec.containers[0]!;
     c.env = (c.env ?? []).filter((e) => e.name !== 'DATABASE_HOST');
-    sb.kube.store.put(d);
+    await sb.kube.put(d);
   }
-  await sb.kube.waitForRollout(NS, 'app', { timeoutMs: 20_000 });
+  await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
 });
 
 describe('db recover', () => {
@@ -63,8 +62,8 @@ describe('db recover', () => {
     const endpoint = byId['wait-available'].data.endpoint.address;
     expect(endpoint).toMatch(/^prod-db-recovered\./);
     expect(await instances()).toContain('prod-db-recovered');
-    expect(hostVar()).toBe(endpoint);
-    expect(sb.kube.rolloutComplete(NS, 'app')).toBe(true);
+    expect(await hostVar()).toBe(endpoint);
+    expect(await sb.kube.rolloutComplete('app')).toBe(true);
 
     const again = await cli(['db', 'recover', '--snapshot', 'prod-db-snap-1', '--yes', '--json']);
     expect(again.code).toBe(0);
@@ -82,13 +81,13 @@ describe('db recover', () => {
   });
 
   it('asks which snapshot on a terminal; a declined switch leaves the app as it was (exit 3)', async () => {
-    const before = hostVar();
+    const before = await hostVar();
     const r = await cli(['db', 'recover'], { tty: true, answers: ['prod-db-snap-2', false] });
     expect(r.code).toBe(3);
     expect(r.prompter).toBeDefined();
     expect(r.stderr).toMatch(/SNAPSHOT\s+CREATED/);
     expect(r.stderr).toMatch(/verify result: \{"count":"20"\}/);
-    expect(hostVar()).toBe(before);
+    expect(await hostVar()).toBe(before);
     // Fails closed without a terminal: no prompt, no change.
     const fp = await sb.fingerprint();
     expect((await cli(['db', 'recover', '--snapshot', 'prod-db-snap-2', '--env', 'sandbox-protected'])).code).toBe(3);
@@ -111,15 +110,17 @@ describe('db recover', () => {
 
   it('a rollout that fails after the switch puts the previous DATABASE_HOST back (exit 1); the restored instance is kept', async () => {
     const env = derivedConfig(sb, (e) => {
-      e.rollout = { timeout: '1s' };
+      // Long enough for a healthy rollout on the real cluster: what fails it is the never-ready pod.
+      e.rollout = { timeout: '6s' };
     });
-    sb.kube.controller.failPods = 'never-ready';
+    await sb.kube.failPods('never-ready');
     const r = await cli(['db', 'recover', '--snapshot', 'prod-db-snap-1', '--yes'], { env });
-    sb.kube.controller.failPods = undefined;
+    await sb.kube.failPods(undefined);
     expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/rollout of deployment\/app not complete after 6(\.0)?s: 1 of 3 updated replicas/);
     expect(r.stderr).toMatch(/undo: Point the app at the restored database/);
     expect(r.stderr).toMatch(/✓ undone/);
-    expect(hostVar()).toBeUndefined();
+    expect(await hostVar()).toBeUndefined();
     expect(await instances()).toContain('prod-db-recovered');
   });
 
@@ -131,16 +132,16 @@ describe('db recover', () => {
     expect(r.code).toBe(1);
     // "Users" quoted keeps its case, so it is not the users table: proof the name went through escapeIdentifier.
     expect(r.stderr).toMatch(/the verify query failed on the restored database: relation "public.Users" does not exist/);
-    expect(hostVar()).toBeUndefined();
+    expect(await hostVar()).toBeUndefined();
   });
 
   it('refuses to reuse an instance restored from another snapshot', async () => {
     expect((await cli(['db', 'recover', '--snapshot', 'prod-db-snap-2', '--yes'])).code).toBe(0);
-    const host = hostVar();
+    const host = await hostVar();
     const r = await cli(['db', 'recover', '--snapshot', 'prod-db-snap-1', '--yes']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/rds\/prod-db-recovered already exists \(restored from prod-db-snap-2\)/);
-    expect(hostVar()).toBe(host);
+    expect(await hostVar()).toBe(host);
   });
 
   it('no password from a URL appears in any output or journal line', () => {

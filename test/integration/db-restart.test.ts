@@ -10,19 +10,24 @@ import { freePort } from '../support/services/index.js';
 import { runCli, tempDir, type CliOptions } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { deleteRdsInstance, type DatabasePart } from '../support/sandbox/database-part.js';
-import type { Deployment } from '../support/kube/index.js';
+import type { Deployment } from '../support/cluster/index.js';
 import { databasePart, derivedConfig, journalText, tappedFactories, until } from './db-support.js';
 
-const NS = 'production';
 const LEASE = 'runbook-db-restart-app';
 let sb: Sandbox;
 let db: DatabasePart;
 const journal = tempDir('runbook-db-journal-');
 const outputs: string[] = [];
 
-function replicas(): number {
-  return sb.kube.store.get<Deployment>('deployments', NS, 'app')!.spec.replicas ?? -1;
+async function replicas(): Promise<number> {
+  return (await sb.kube.get<Deployment>('deployments', sb.namespace, 'app'))!.spec.replicas ?? -1;
 }
+
+async function setReplicas(n: number): Promise<void> {
+  await sb.kube.patch('deployments', sb.namespace, 'app', { spec: { replicas: n } });
+}
+
+const lease = () => sb.kube.get('leases', sb.namespace, LEASE);
 
 async function cli(argv: string[], extra: CliOptions = {}) {
   const r = await runCli(argv, { ...extra, env: { ...sb.env, RUNBOOK_JOURNAL_DIR: journal, ...(extra.env ?? {}) } });
@@ -53,14 +58,14 @@ beforeEach(async () => {
   sb.kube.faults.clear();
   db.slack.onMessage = undefined;
   await db.reseedRds();
-  if (replicas() !== 3) sb.kube.store.put({ ...sb.kube.store.get<Deployment>('deployments', NS, 'app')!, spec: { ...sb.kube.store.get<Deployment>('deployments', NS, 'app')!.spec, replicas: 3 } });
-  await sb.kube.waitForRollout(NS, 'app', { timeoutMs: 20_000 });
+  if ((await replicas()) !== 3) await setReplicas(3);
+  await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
 });
 
 describe('db restart', () => {
   it('announces, scales to 0, reboots, waits, SELECT 1, restores the recorded count, watches the rollout, announces done', async () => {
-    sb.kube.store.put({ ...sb.kube.store.get<Deployment>('deployments', NS, 'app')!, spec: { ...sb.kube.store.get<Deployment>('deployments', NS, 'app')!.spec, replicas: 5 } });
-    await sb.kube.waitForRollout(NS, 'app', { timeoutMs: 20_000 });
+    await setReplicas(5);
+    await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
     const events: string[] = [];
     const before = db.slack.requests.length;
     const r = await cli(['db', 'restart', '--yes', '--json'], { clientFactories: tappedFactories((e) => void events.push(e)) });
@@ -84,15 +89,15 @@ describe('db restart', () => {
     const order = ['kube:scaleDeployment:0', 'rds:RebootDBInstanceCommand', 'pg:connect', 'kube:scaleDeployment:5'].map((e) => events.indexOf(e));
     expect(order.every((i) => i >= 0)).toBe(true);
     expect([...order].sort((a, b) => a - b)).toEqual(order);
-    expect(replicas()).toBe(5);
-    expect(sb.kube.rolloutComplete(NS, 'app')).toBe(true);
+    expect(await replicas()).toBe(5);
+    expect(await sb.kube.rolloutComplete('app')).toBe(true);
     const texts = db.slack.requests.slice(before).map((q) => (q.json as { text: string; channel: string }).text);
     expect(texts).toHaveLength(2);
     expect(texts[0]).toMatch(/Database restart of prod-db \(sandbox\) starting/);
     expect(texts[1]).toMatch(/done; the app is back at 5 replica/);
     // The lease was taken for the run and released after it.
     expect(sb.kube.mutations().some((m) => m.method === 'POST' && m.path.endsWith('/leases'))).toBe(true);
-    expect(sb.kube.store.get('leases', NS, LEASE)).toBeUndefined();
+    expect(await lease()).toBeUndefined();
   });
 
   it('--dry-run reads for real, previews every write (server-validated scale), changes nothing and announces nothing', async () => {
@@ -122,7 +127,7 @@ describe('db restart', () => {
     expect(events).toContain('kube:scaleDeployment:0');
     expect(events).not.toContain('rds:RebootDBInstanceCommand');
     expect(events).toContain('kube:scaleDeployment:3');
-    expect(replicas()).toBe(3);
+    expect(await replicas()).toBe(3);
   });
 
   it('RDS reboot error (the instance vanished) → the recorded count is restored, exit 1', async () => {
@@ -134,7 +139,7 @@ describe('db restart', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/RDS reboot failed: instance prod-db not found/);
     expect(r.stderr).toMatch(/undo: Scale the app to 0/);
-    expect(replicas()).toBe(3);
+    expect(await replicas()).toBe(3);
   });
 
   it('an unknown RDS instance in the config fails before anything changes', async () => {
@@ -146,7 +151,7 @@ describe('db restart', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/RDS instance no-such-db not found/);
     expect(sb.kube.mutations().filter((m) => m.path.includes('/deployments'))).toEqual([]);
-    expect(replicas()).toBe(3);
+    expect(await replicas()).toBe(3);
   });
 
   it('PostgreSQL not answering before the timeout → the recorded count is restored, exit 1; resume after the fix completes', async () => {
@@ -160,7 +165,7 @@ describe('db restart', () => {
     const r = await cli(['db', 'restart', '--yes'], { env });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/did not answer SELECT 1 within 1\.5s/);
-    expect(replicas()).toBe(3);
+    expect(await replicas()).toBe(3);
 
     // Resume with the working config: done steps are skipped, the undone scale-down runs again.
     const id = runIdOf(r.stderr);
@@ -168,7 +173,7 @@ describe('db restart', () => {
     expect(resumed.code).toBe(0);
     expect(resumed.stderr).toMatch(/Reboot the RDS instance — done in run/);
     expect(resumed.stderr).toMatch(/\[3\/10\] Scale the app to 0/);
-    expect(replicas()).toBe(3);
+    expect(await replicas()).toBe(3);
   });
 
   it('Kubernetes 500 on the scale-back: compensation restores the recorded count (exit 1); if that fails too, exit 5 with the exact command', async () => {
@@ -179,18 +184,18 @@ describe('db restart', () => {
     const r = await cli(['db', 'restart', '--yes'], { clientFactories: fault(1) });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/✓ undone/);
-    expect(replicas()).toBe(3);
+    expect(await replicas()).toBe(3);
 
     const p = await cli(['db', 'restart', '--yes', '--json'], { clientFactories: fault(2) });
     expect(p.code).toBe(5);
     const doc = JSON.parse(p.stdout);
-    expect(doc.byHand).toEqual(['kubectl scale deployment/app --replicas=3 -n production']);
-    expect(p.stderr).toMatch(/run by hand: kubectl scale deployment\/app --replicas=3 -n production/);
-    expect(replicas()).toBe(0);
+    expect(doc.byHand).toEqual([`kubectl scale deployment/app --replicas=3 -n ${sb.namespace}`]);
+    expect(p.stderr).toContain(`run by hand: kubectl scale deployment/app --replicas=3 -n ${sb.namespace}`);
+    expect(await replicas()).toBe(0);
     // The instruction is exact: the real kubectl run with it puts the app back.
     const [file, ...args] = doc.byHand[0].split(' ');
     await execa(file, [...args, '--cache-dir', tempDir('kubectl-cache-')], { env: { ...process.env, KUBECONFIG: sb.env.KUBECONFIG } });
-    expect(replicas()).toBe(3);
+    expect(await replicas()).toBe(3);
   });
 
   const interruptAt: Array<[string, (events: string[]) => boolean]> = [
@@ -225,8 +230,8 @@ describe('db restart', () => {
     expect(['failed', 'succeeded']).toContain(status[step]);
     for (const later of ids.slice(at + 2)) expect(status[later]).toBe('not-run');
     expect(doc.compensations.every((c: { status: string }) => c.status === 'succeeded')).toBe(true);
-    expect(replicas()).toBe(3);
-    expect(sb.kube.store.get('leases', NS, LEASE)).toBeUndefined();
+    expect(await replicas()).toBe(3);
+    expect(await lease()).toBeUndefined();
   });
 
   it('a second interrupt skips compensation: exit 5 with the command; resume brings the recorded count back from the journal', async () => {
@@ -242,10 +247,10 @@ describe('db restart', () => {
     });
     expect(r.code).toBe(5);
     const doc = JSON.parse(r.stdout);
-    expect(doc.byHand[0]).toBe('kubectl scale deployment/app --replicas=3 -n production');
+    expect(doc.byHand[0]).toBe(`kubectl scale deployment/app --replicas=3 -n ${sb.namespace}`);
     // The announcement's "stopped" follow-up was skipped too, so it is listed for the operator.
     expect(doc.byHand.slice(1)).toEqual([expect.stringMatching(/^tell the people you announced to/)]);
-    expect(replicas()).toBe(0);
+    expect(await replicas()).toBe(0);
 
     // The deployment now says 0: only the journal knows the count was 3.
     const resumed = await cli(['resume', doc.runId, '--yes', '--json']);
@@ -257,7 +262,7 @@ describe('db restart', () => {
     expect(byId['scale-down'].status).toBe('skipped');
     expect(byId['select-1'].status).toBe('succeeded');
     expect(byId['scale-back'].status).toBe('succeeded');
-    expect(replicas()).toBe(3);
+    expect(await replicas()).toBe(3);
     const show = await cli(['show', rdoc.runId]);
     expect(show.stdout).toMatch(/scale-back: succeeded/);
   });
@@ -267,7 +272,7 @@ describe('db restart', () => {
     const held = new Promise<void>((r) => (release = r));
     db.slack.onMessage = () => held;
     const first = cli(['db', 'restart', '--yes']);
-    await until('the lease', () => sb.kube.store.get('leases', NS, LEASE) !== undefined);
+    await until('the lease', async () => (await lease()) !== undefined, 30_000);
     const second = await cli(['db', 'restart', '--yes']);
     release();
     expect(second.code).toBe(6);
@@ -275,11 +280,12 @@ describe('db restart', () => {
     const a = await first;
     expect(a.code).toBe(0);
 
-    const old = new Date(Date.now() - 10 * 60_000).toISOString();
-    sb.kube.store.put({
+    // A Lease's times are MicroTime on the wire: exactly six fractional digits.
+    const old = new Date(Date.now() - 10 * 60_000).toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
+    await sb.kube.put({
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
-      metadata: { name: LEASE, namespace: NS },
+      metadata: { name: LEASE, namespace: sb.namespace },
       spec: { holderIdentity: 'crashed@laptop run 20200101T000000-dead', leaseDurationSeconds: 60, acquireTime: old, renewTime: old },
     } as never);
     const after = await cli(['db', 'restart', '--yes']);

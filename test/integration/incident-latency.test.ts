@@ -7,12 +7,11 @@ import { runCli } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import type { DatabasePart } from '../support/sandbox/database-part.js';
 import type { CachePart } from '../support/sandbox/cache-part.js';
-import type { Pod } from '../support/kube/index.js';
+import type { Pod } from '../support/cluster/index.js';
 
 let sb: Sandbox;
 let db: DatabasePart;
 let cache: CachePart;
-const NS = 'production';
 
 function cli(argv: string[], extra: Parameters<typeof runCli>[1] = {}) {
   return runCli(argv, { ...extra, env: { ...sb.env, ...(extra.env ?? {}) } });
@@ -32,7 +31,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   sb.kube.faults.clear();
-  await sb.kube.waitForRollout(NS, 'app', { timeoutMs: 20_000 });
+  await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
 });
 
 describe('incident latency against real PostgreSQL (primary + replica), Redis and the Kubernetes API server', () => {
@@ -51,8 +50,8 @@ describe('incident latency against real PostgreSQL (primary + replica), Redis an
       waiting = waiter.query('SELECT count(*) FROM latency_lock').catch(() => undefined);
       await new Promise((r) => setTimeout(r, 1200));
       // Hot pods: 450m of a 500m limit each.
-      const pods = sb.kube.store.list<Pod>('pods', { namespace: NS, labelSelector: 'app=api' });
-      for (const p of pods) sb.kube.metrics.setPodUsage(NS, p.metadata.name, { api: { cpu: '450m', memory: '200Mi' } });
+      const pods = await sb.kube.list<Pod>('pods', { namespace: sb.namespace, labelSelector: 'app=api' });
+      for (const p of pods) await sb.kube.setPodUsage(p.metadata.name, { api: { cpu: '450m', memory: '200Mi' } });
       // A cold cache: misses outnumber hits.
       await cache.commands([['CONFIG', 'RESETSTAT'], ['GET', 'user:1'], ...Array.from({ length: 9 }, (_, i) => ['GET', `missing:${i}`])]);
 
@@ -83,7 +82,7 @@ describe('incident latency against real PostgreSQL (primary + replica), Redis an
   });
 
   it('nothing wrong → nothing suggested; --dry-run reads and changes nothing', async () => {
-    for (const p of sb.kube.store.list<Pod>('pods', { namespace: NS, labelSelector: 'app=api' })) sb.kube.metrics.setPodUsage(NS, p.metadata.name, { api: { cpu: '50m', memory: '100Mi' } });
+    for (const p of await sb.kube.list<Pod>('pods', { namespace: sb.namespace, labelSelector: 'app=api' })) await sb.kube.setPodUsage(p.metadata.name, { api: { cpu: '50m', memory: '100Mi' } });
     await cache.commands([['CONFIG', 'RESETSTAT'], ['GET', 'user:1'], ['GET', 'user:2']]);
     const before = await sb.fingerprint();
     const r = await cli(['incident', 'latency', '--min-mean-ms', '60000', '--dry-run', '--json']);

@@ -1,18 +1,19 @@
-// pod diagnose and pod memory against the Kubernetes API server in test/support/kube: a crash loop made
-// by its controller, a pod whose secret does not exist, metrics.k8s.io usage, faults on the metrics API.
+// pod diagnose and pod memory against the real control plane (test/support/cluster): a crash loop
+// made by a kwok stage with its previous log, a pod whose secret does not exist, metrics.k8s.io usage
+// through the real APIService, transport faults on the metrics API.
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { runCli, tempDir } from '../support/cli.js';
 import { writeConfig } from '../support/config.js';
-import { startKubeApiServer, type KubeApiServer, type Pod } from '../support/kube/index.js';
+import { startKube, type KubeHarness, type KubeObject, type Pod } from '../support/cluster/index.js';
 
-const NS = 'production';
-let kube: KubeApiServer;
+let kube: KubeHarness;
+let NS: string;
 let cwd: string;
 
-function podsOf(app: string): string[] {
-  return kube.store
-    .list<Pod>('pods', { namespace: NS, labelSelector: `app=${app}` })
+async function podsOf(app: string): Promise<string[]> {
+  return (await kube.list<Pod>('pods', { namespace: NS, labelSelector: `app=${app}` }))
+    .filter((p) => !p.metadata.deletionTimestamp)
     .map((p) => p.metadata.name)
     .sort();
 }
@@ -23,16 +24,38 @@ function cli(argv: string[]) {
 
 const stepData = (doc: { steps: Array<{ id: string; data: unknown }> }) => Object.fromEntries(doc.steps.map((s) => [s.id, s.data])) as Record<string, any>;
 
+/** The BackOff event the kubelet records for a crash-looping container (kwok runs no kubelet that would). */
+async function backOffEvent(pod: string, container: string, count: number): Promise<void> {
+  const p = (await kube.get<Pod>('pods', NS, pod))!;
+  const now = new Date().toISOString();
+  const node = (p.spec as { nodeName?: string }).nodeName;
+  await kube.create({
+    apiVersion: 'v1',
+    kind: 'Event',
+    metadata: { name: `${pod}.backoff`, namespace: NS },
+    involvedObject: { apiVersion: 'v1', kind: 'Pod', name: pod, namespace: NS, uid: p.metadata.uid, fieldPath: `spec.containers{${container}}` },
+    reason: 'BackOff',
+    message: `Back-off restarting failed container ${container} in pod ${pod}_${NS}(${p.metadata.uid})`,
+    type: 'Warning',
+    source: { component: 'kubelet', host: node },
+    reportingComponent: 'kubelet',
+    reportingInstance: node,
+    firstTimestamp: now,
+    lastTimestamp: now,
+    count,
+  } as KubeObject);
+}
+
 beforeAll(async () => {
-  kube = await startKubeApiServer({ namespace: NS, readyDelayMs: 0 });
+  kube = await startKube({ namespace: 'production' });
+  NS = kube.namespace;
   const dir = tempDir('runbook-pod-');
   const kubeconfig = join(dir, 'kubeconfig');
   await kube.writeKubeconfig(kubeconfig, { context: 'test', namespace: NS });
-  kube.seedSecret(NS, 'db-creds', { password: 'hunter2-s3cret' });
-  kube.seedConfigMap(NS, 'app-config', { LOG_LEVEL: 'info' });
+  await kube.seedSecret('db-creds', { password: 'hunter2-s3cret' });
+  await kube.seedConfigMap('app-config', { LOG_LEVEL: 'info' });
   const resources = { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } };
   await kube.seedDeployment({
-    namespace: NS,
     name: 'app',
     replicas: 3,
     labels: { app: 'api' },
@@ -47,19 +70,18 @@ beforeAll(async () => {
         resources,
       },
     ],
-  } as never);
+  });
   await kube.seedDeployment({
-    namespace: NS,
     name: 'worker',
     replicas: 1,
     labels: { app: 'worker' },
     containers: [{ name: 'worker', image: 'registry.example.com/worker:1.0.0', envFrom: [{ secretRef: { name: 'worker-creds' } }], resources }],
-  } as never);
+  });
   cwd = writeConfig({
     default: 'prod',
     environments: { prod: { protected: true, kubernetes: { kubeconfig, context: 'test', namespace: NS, deployment: 'app', selector: 'app=api' } } },
   }).dir;
-}, 60_000);
+}, 120_000);
 
 afterAll(async () => {
   await kube?.close();
@@ -71,7 +93,7 @@ beforeEach(() => {
 
 describe('pod diagnose against the Kubernetes API server', () => {
   it('a healthy pod exits 0 and says so; its secret and config map are found (keys only, no value printed)', async () => {
-    const [name] = podsOf('api');
+    const [name] = await podsOf('api');
     const r = await cli(['pod', 'diagnose', name]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`pod ${name} is healthy`));
@@ -84,8 +106,10 @@ describe('pod diagnose against the Kubernetes API server', () => {
   });
 
   it('a crash-looping pod: CrashLoopBackOff, last exit code, previous logs, the BackOff event, exit 4', async () => {
-    const name = podsOf('api')[1];
-    kube.controller.crashLoop(NS, name, { exitCode: 3, reason: 'Error', restartCount: 6, previousLogs: ['level=info msg=starting', 'level=error msg="cannot open /data/db: permission denied"'] });
+    const name = (await podsOf('api'))[1]!;
+    await kube.crashLoop(name, { exitCode: 3, reason: 'Error', restartCount: 6 });
+    await kube.setPodLogs(name, ['level=info msg=starting', 'level=error msg="cannot open /data/db: permission denied"'], { previous: true });
+    await backOffEvent(name, 'api', 6);
     const r = await cli(['pod', 'diagnose', name, '--json']);
     expect(r.code, r.stderr).toBe(4);
     const doc = JSON.parse(r.stdout);
@@ -113,7 +137,7 @@ describe('pod diagnose against the Kubernetes API server', () => {
   });
 
   it('without a pod name: the deployment\'s pods worst first, details for the unhealthy one only, exit 4', async () => {
-    const bad = podsOf('api')[1];
+    const bad = (await podsOf('api'))[1]!;
     const r = await cli(['pod', 'diagnose', '--json']);
     expect(r.code, r.stderr).toBe(4);
     const d = stepData(JSON.parse(r.stdout));
@@ -121,22 +145,28 @@ describe('pod diagnose against the Kubernetes API server', () => {
     expect(d.pods.pods).toHaveLength(3);
     expect(Object.keys(d.events)).toEqual([bad]);
     const text = await cli(['pod', 'diagnose']);
-    expect(text.stdout).toMatch(/deployment\/app in production: 3 pod\(s\), worst first/);
-    expect(text.stdout.indexOf(bad)).toBeLessThan(text.stdout.indexOf(podsOf('api')[0]));
+    expect(text.stdout).toContain(`deployment/app in ${NS}: 3 pod(s), worst first`);
+    expect(text.stdout.indexOf(bad)).toBeLessThan(text.stdout.indexOf((await podsOf('api'))[0]!));
   });
 
   it('a pod referencing a secret missing from the namespace: critical finding, exit 4', async () => {
-    const [name] = podsOf('worker');
+    const [name] = await podsOf('worker');
     const r = await cli(['pod', 'diagnose', name, '--json']);
     expect(r.code, r.stderr).toBe(4);
     const d = stepData(JSON.parse(r.stdout));
-    expect(d.references).toEqual([expect.objectContaining({ kind: 'secret', name: 'worker-creds', status: 'missing', usedBy: ['envFrom (worker)'] })]);
+    // A real pod also mounts its service-account token, whose projected volume needs the CA bundle the
+    // controller-manager publishes in every namespace: found, so not a finding.
+    expect(d.references).toEqual([
+      expect.objectContaining({ kind: 'secret', name: 'worker-creds', status: 'missing', usedBy: ['envFrom (worker)'] }),
+      expect.objectContaining({ kind: 'configmap', name: 'kube-root-ca.crt', keys: ['ca.crt'], status: 'ok', usedBy: [expect.stringMatching(/^volume kube-api-access-/)] }),
+    ]);
     expect(d.findings.findings[0]).toMatchObject({ severity: 'critical', problem: `secret worker-creds does not exist in namespace ${NS}` });
     expect(d.findings.unhealthy).toBe('secret worker-creds is missing');
+    expect(d.findings.findings.filter((f: { problem: string }) => f.problem.includes('kube-root-ca.crt'))).toEqual([]);
   });
 
   it('metrics.k8s.io failing does not stop the diagnosis: usage is reported unavailable', async () => {
-    const [name] = podsOf('api');
+    const [name] = await podsOf('api');
     kube.faults.add({ path: /^\/apis\/metrics\.k8s\.io\//, status: 503, message: 'the server is currently unable to handle the request', times: Infinity });
     const r = await cli(['pod', 'diagnose', name, '--json']);
     expect(r.code, r.stderr).toBe(0);
@@ -148,7 +178,7 @@ describe('pod diagnose against the Kubernetes API server', () => {
   it('an unknown pod is one clear line (exit 1); a bad name is exit 2 with nothing contacted', async () => {
     const r = await cli(['pod', 'diagnose', 'app-nope-12345']);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/pod "app-nope-12345" not found in namespace production \(context test\)/);
+    expect(r.stderr).toContain(`pod "app-nope-12345" not found in namespace ${NS} (context test)`);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     const seen = kube.requests.length;
     const bad = await cli(['pod', 'diagnose', 'App_Pod']);
@@ -165,7 +195,7 @@ describe('pod diagnose against the Kubernetes API server', () => {
     const seen = kube.requests.length;
     const off = await cli(['pod', 'diagnose', '--dry-run=offline']);
     expect(off.code, off.stderr).toBe(0);
-    expect(off.stdout).toMatch(/kubectl logs <pod> -n production --previous --tail=30/);
+    expect(off.stdout).toContain(`kubectl logs <pod> -n ${NS} --previous --tail=30`);
     expect(kube.requests.length).toBe(seen);
     expect(kube.mutations().length).toBe(before);
   });
@@ -173,9 +203,9 @@ describe('pod diagnose against the Kubernetes API server', () => {
 
 describe('pod memory against the Kubernetes API server', () => {
   it('sorts by share of the limit and flags a container over 90% (exit 4)', async () => {
-    const [a, b, c] = podsOf('api');
-    kube.metrics.setPodUsage(NS, a, { api: { cpu: '100m', memory: '100Mi' } });
-    kube.metrics.setPodUsage(NS, c, { api: { cpu: '100m', memory: '480Mi' } });
+    const [a, b, c] = (await podsOf('api')) as [string, string, string];
+    await kube.setPodUsage(a, { api: { cpu: '100m', memory: '100Mi' } });
+    await kube.setPodUsage(c, { api: { cpu: '100m', memory: '480Mi' } });
     const r = await cli(['pod', 'memory', '--containers', '--json']);
     expect(r.code, r.stderr).toBe(4);
     const data = JSON.parse(r.stdout).steps[0].data;
@@ -187,7 +217,7 @@ describe('pod memory against the Kubernetes API server', () => {
     expect(r.stderr).toMatch(new RegExp(`${c}/api above 90% of the memory limit`));
     const text = await cli(['pod', 'memory']);
     expect(text.stdout).toMatch(new RegExp(`${c}\\s+480Mi\\s+256Mi\\s+512Mi\\s+93.8%\\s+> 90%`));
-    kube.metrics.setPodUsage(NS, c, { api: { cpu: '100m', memory: '200Mi' } });
+    await kube.setPodUsage(c, { api: { cpu: '100m', memory: '200Mi' } });
     const ok = await cli(['pod', 'memory']);
     expect(ok.code, ok.stderr).toBe(0);
   });
