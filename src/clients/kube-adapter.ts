@@ -5,6 +5,7 @@ import {
   AutoscalingV2Api,
   CoordinationV1Api,
   CustomObjectsApi,
+  AuthorizationV1Api,
   Watch,
   PatchStrategy,
   setHeaderOptions,
@@ -15,7 +16,7 @@ import type { V1Deployment, V2HorizontalPodAutoscaler, V1Lease } from '@kubernet
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { pipeline } from 'node:stream/promises';
 import { existsSync } from 'node:fs';
-import { KubeApiError, type KubeClient, type KubeTarget, type LeaseRecord, type PatchType, type PodMetrics, type WatchEvent, type WriteOptions } from './kube.js';
+import { KubeApiError, type KubeClient, type KubePermission, type KubeTarget, type LeaseRecord, type PatchType, type PodMetrics, type WatchEvent, type WriteOptions } from './kube.js';
 
 const CONTENT_TYPE: Record<PatchType, string> = {
   strategic: PatchStrategy.StrategicMergePatch,
@@ -117,6 +118,7 @@ export class KubeAdapter implements KubeClient {
     private readonly autoscaling: AutoscalingV2Api,
     private readonly coordination: CoordinationV1Api,
     private readonly custom: CustomObjectsApi,
+    private readonly authz: AuthorizationV1Api,
   ) {}
 
   static create(target: KubeTarget, env: Record<string, string | undefined>): KubeAdapter {
@@ -146,6 +148,7 @@ export class KubeAdapter implements KubeClient {
       kc.makeApiClient(AutoscalingV2Api),
       kc.makeApiClient(CoordinationV1Api),
       kc.makeApiClient(CustomObjectsApi),
+      kc.makeApiClient(AuthorizationV1Api),
     );
   }
 
@@ -394,6 +397,24 @@ export class KubeAdapter implements KubeClient {
 
   async deleteLease(name: string, resourceVersion: string) {
     await this.call(() => this.coordination.deleteNamespacedLease({ name, namespace: this.namespace, body: { preconditions: { resourceVersion } } }));
+  }
+
+  async cannotDo(permissions: KubePermission[]) {
+    const answers = await Promise.all(
+      permissions.map(async (p) => {
+        const review = await this.call(() =>
+          this.authz.createSelfSubjectAccessReview({
+            body: {
+              apiVersion: 'authorization.k8s.io/v1',
+              kind: 'SelfSubjectAccessReview',
+              spec: { resourceAttributes: { verb: p.verb, group: p.group, resource: p.resource, subresource: p.subresource, namespace: p.cluster ? undefined : this.namespace } },
+            },
+          }),
+        );
+        return review.status?.allowed ? null : p;
+      }),
+    );
+    return answers.filter((p): p is KubePermission => p !== null);
   }
 
   close() {}

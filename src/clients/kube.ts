@@ -75,6 +75,8 @@ export interface KubeClient {
   updateLease(lease: LeaseRecord & { resourceVersion: string }): Promise<LeaseRecord>;
   /** Deletes only the version given (a precondition), so a lease another run took is never deleted. */
   deleteLease(name: string, resourceVersion: string): Promise<void>;
+  /** The permissions among these that the current identity lacks (SelfSubjectAccessReview each). */
+  cannotDo(permissions: KubePermission[]): Promise<KubePermission[]>;
   close(): void;
 }
 
@@ -98,6 +100,89 @@ export interface PodMetrics {
   timestamp?: string;
   window?: string;
   containers: Array<{ name: string; usage: { cpu: string; memory: string } }>;
+}
+
+/** One RBAC permission: a verb on a resource (and subresource) of an API group. */
+export interface KubePermission {
+  verb: string;
+  group: string;
+  resource: string;
+  subresource?: string;
+  /** Cluster-scoped (nodes): granted by a ClusterRole, not the namespace's Role. */
+  cluster?: boolean;
+}
+
+/** The KubeClient calls a procedure can declare (everything but its identity fields). */
+export type KubeMethod = Exclude<keyof KubeClient, 'namespace' | 'context' | 'server' | 'close' | 'cannotDo'>;
+
+const apps = (verb: string, subresource?: string): KubePermission => ({ verb, group: 'apps', resource: 'deployments', ...(subresource ? { subresource } : {}) });
+const core = (verb: string, resource: string, subresource?: string): KubePermission => ({ verb, group: '', resource, ...(subresource ? { subresource } : {}) });
+const hpa = (verb: string): KubePermission => ({ verb, group: 'autoscaling', resource: 'horizontalpodautoscalers' });
+const lease = (verb: string): KubePermission => ({ verb, group: 'coordination.k8s.io', resource: 'leases' });
+const node = (verb: string): KubePermission => ({ verb, group: '', resource: 'nodes', cluster: true });
+
+/**
+ * What each KubeClient call needs from RBAC. `runbook rbac` and the permission preflight are
+ * derived from this and from each procedure's `kube` declaration; the compiler keeps the table
+ * complete, and tests run with declarations enforced, so neither can drift from the code.
+ */
+export const KUBE_PERMISSIONS: Record<KubeMethod, KubePermission[]> = {
+  getDeployment: [apps('get')],
+  patchDeployment: [apps('patch')],
+  scaleDeployment: [apps('patch', 'scale')],
+  watchDeployment: [apps('list'), apps('watch')],
+  listPods: [core('list', 'pods')],
+  listReplicaSets: [{ verb: 'list', group: 'apps', resource: 'replicasets' }],
+  readPodLog: [core('get', 'pods', 'log')],
+  streamPodLog: [core('get', 'pods', 'log')],
+  findHpasFor: [hpa('list')],
+  createHpa: [hpa('create')],
+  patchHpaSpec: [hpa('patch')],
+  deleteHpa: [hpa('delete')],
+  listHpas: [hpa('list')],
+  listEvents: [core('list', 'events')],
+  getNode: [node('get')],
+  listNodes: [node('list')],
+  patchNode: [node('patch')],
+  getPod: [core('get', 'pods')],
+  getSecretKeys: [core('get', 'secrets')],
+  getConfigMapKeys: [core('get', 'configmaps')],
+  listPodMetrics: [{ verb: 'list', group: 'metrics.k8s.io', resource: 'pods' }],
+  getLease: [lease('get')],
+  createLease: [lease('create')],
+  updateLease: [lease('update')],
+  deleteLease: [lease('delete')],
+};
+
+/** The lock's calls, added to every procedure that takes one. */
+export const LOCK_METHODS: KubeMethod[] = ['getLease', 'createLease', 'updateLease', 'deleteLease'];
+
+export function permissionsOf(methods: readonly KubeMethod[]): KubePermission[] {
+  const seen = new Map<string, KubePermission>();
+  for (const m of methods) for (const p of KUBE_PERMISSIONS[m]) seen.set(`${p.verb} ${p.group}/${p.resource}/${p.subresource ?? ''}`, p);
+  return [...seen.values()];
+}
+
+export function describePermission(p: KubePermission, namespace: string): string {
+  const res = `${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.group ? `.${p.group}` : ''}`;
+  return `${p.verb} ${res}${p.cluster ? ' (cluster-wide)' : ` in namespace ${namespace}`}`;
+}
+
+/**
+ * A KubeClient that refuses calls the procedure did not declare: tests run with it, so a
+ * declaration (and the RBAC derived from it) cannot miss a call the code makes.
+ */
+export function declaredOnly(kube: KubeClient, allowed: readonly KubeMethod[], procedure: string): KubeClient {
+  const ok = new Set<string>(allowed);
+  return new Proxy(kube, {
+    get(target, prop, receiver) {
+      const v = Reflect.get(target, prop, receiver);
+      if (typeof prop === 'string' && prop in KUBE_PERMISSIONS && !ok.has(prop)) {
+        return () => Promise.reject(new Error(`${procedure} calls KubeClient.${prop} without declaring it in its kube list (a bug: runbook rbac would miss it)`));
+      }
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
 }
 
 export interface KubeTarget {

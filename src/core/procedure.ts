@@ -1,5 +1,6 @@
 import type { ResolvedEnvironment } from './config.js';
 import type { Clients } from '../clients/index.js';
+import type { KubeMethod } from '../clients/kube.js';
 import type { Reporter } from './reporter.js';
 import type { Journal } from './journal.js';
 import type { Colors, IO } from './io.js';
@@ -104,6 +105,11 @@ export interface Procedure<P = any> extends ProcedureResult {
   requires: Array<'kubernetes' | 'health' | 'aws' | 'rds' | 'postgres' | 'redis' | 'notify' | 'circuitBreaker'>;
   /** Runs with the built-in example environment too (it reads only local data: config, journal). */
   worksWithoutConfig?: boolean;
+  /**
+   * The Kubernetes calls the procedure makes (its steps and their undo). `runbook rbac` derives the
+   * least-privilege Role from these, and changing runs check them with the API server first.
+   */
+  kube?: readonly KubeMethod[];
   /** Take a Kubernetes Lease for the run (procedures that change shared state), where the environment has a cluster. */
   lock?: boolean;
   steps: Step<P>[];

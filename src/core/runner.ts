@@ -1,6 +1,7 @@
 import type { Clients } from '../clients/index.js';
+import { declaredOnly, describePermission, LOCK_METHODS, permissionsOf, type KubeMethod } from '../clients/kube.js';
 import type { ResolvedEnvironment } from './config.js';
-import { CheckFailedError, ExitCode, GateError, InterruptedError, LockHeldError, RunbookError, StepError, errorMessage } from './errors.js';
+import { CheckFailedError, ExitCode, GateError, InterruptedError, LockHeldError, RunbookError, StepError, UsageError, errorMessage } from './errors.js';
 import { approve, checkConfirmFlag, gateKind, approvedByFlags, missingApprovalHint, type GateFlags } from './gates.js';
 import type { Colors, IO } from './io.js';
 import type { Journal } from './journal.js';
@@ -114,10 +115,13 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   const timeout = o.timeoutMs ? AbortSignal.timeout(o.timeoutMs) : undefined;
   const signal = timeout ? AbortSignal.any([o.interrupts.signal, timeout]) : o.interrupts.signal;
   const state: Record<string, unknown> = { ...(o.resume?.completed ?? {}) };
+  const declared: KubeMethod[] = [...(proc.kube ?? []), ...(proc.lock ? LOCK_METHODS : [])];
+  // Tests hold every procedure to its declaration, so the RBAC derived from it is complete.
+  const clients: Clients = o.io.env.RUNBOOK_STRICT_KUBE === '1' ? { ...o.clients, kube: async () => declaredOnly(await o.clients.kube(), declared, proc.name) } : o.clients;
   const ctx: StepContext<P> = {
     params: o.params,
     env,
-    clients: o.clients,
+    clients,
     io: o.io,
     colors: o.colors,
     reporter,
@@ -163,6 +167,17 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
       return result;
     }
     if (o.dryRun === 'off') preflightGates(o);
+    // A missing permission found half-way leaves things half-done: ask the API server first.
+    if (changesAnything && env.config.kubernetes && declared.length > 0) {
+      const kube = await o.clients.kube();
+      const missing = await kube.cannotDo(permissionsOf(o.dryRun === 'off' ? declared : declared.filter((m) => !LOCK_METHODS.includes(m))));
+      if (missing.length > 0) {
+        throw new UsageError(
+          `not allowed to ${missing.map((p) => describePermission(p, kube.namespace)).join('; ')} (as the kubeconfig's user on ${kube.server}); nothing was changed`,
+          `ask for the Role that \`runbook rbac -e ${env.name}\` prints`,
+        );
+      }
+    }
     // Kubernetes is the coordination engine: where the environment has a cluster, the lease guards
     // every changing run of a locking procedure, whatever systems it changes.
     if (proc.lock && o.dryRun === 'off' && !env.config.kubernetes) reporter.verbose('no kubernetes section: running without the cross-operator lock');

@@ -43,6 +43,7 @@ export default defineProcedure<AppAutoscaleParams>({
   ],
   examples: [['--min', '2', '--max', '10', '--cpu-percent', '70']],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'findHpasFor', 'createHpa', 'patchHpaSpec', 'deleteHpa'],
   lock: true,
   validate(p, env) {
     if (p.min > p.max) throw new UsageError(`--min ${p.min} is greater than --max ${p.max}`);

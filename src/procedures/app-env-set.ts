@@ -24,6 +24,7 @@ export default defineProcedure<AppEnvSetParams>({
   ],
   examples: [['RATE_LIMIT=100']],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   steps: [
     readEnvStep(),

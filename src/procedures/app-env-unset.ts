@@ -21,6 +21,7 @@ export default defineProcedure<AppEnvUnsetParams>({
   ],
   examples: [['RATE_LIMIT']],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   validate(p) {
     for (const k of p.keys) validateEnvName(k);

@@ -45,6 +45,28 @@ export function checkRequestsWithinLimits(r: V1ResourceRequirements): string | n
   return null;
 }
 
+/** The same amount however written: the API server stores `1000m` as `1` and `0.5Gi` as `512Mi`. */
+function sameQuantity(x: string, y: string): boolean {
+  if (x === y) return true;
+  const a = quantityValue(x);
+  const b = quantityValue(y);
+  return Number.isFinite(a) && Number.isFinite(b) && Math.abs(a - b) <= 1e-9 * Math.max(Math.abs(a), Math.abs(b));
+}
+
+function sameAmounts(a: Record<string, unknown> | undefined, b: Record<string, unknown> | undefined): boolean {
+  const keys = new Set([...Object.keys(a ?? {}), ...Object.keys(b ?? {})]);
+  for (const k of keys) {
+    const x = a?.[k];
+    const y = b?.[k];
+    if (x === undefined || y === undefined || !sameQuantity(String(x), String(y))) return false;
+  }
+  return true;
+}
+
+export function sameResources(a: V1ResourceRequirements | null | undefined, b: V1ResourceRequirements | null | undefined): boolean {
+  return sameAmounts(a?.requests, b?.requests) && sameAmounts(a?.limits, b?.limits);
+}
+
 function describe(r: V1ResourceRequirements | null | undefined): string {
   if (!r) return 'none';
   const f = (o?: Record<string, unknown>) => (o ? Object.entries(o).map(([k, v]) => `${k}=${v}`).join(',') : '-');
@@ -68,6 +90,7 @@ export default defineProcedure<AppResourcesParams>({
   ],
   examples: [['--cpu-request', '500m', '--memory-request', '512Mi', '--cpu-limit', '1000m', '--memory-limit', '1Gi']],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   validate(p) {
     if (!p.cpuRequest && !p.memoryRequest && !p.cpuLimit && !p.memoryLimit) {
@@ -106,7 +129,7 @@ export default defineProcedure<AppResourcesParams>({
       async plan(ctx) {
         const cur = ctx.state.current as Current;
         const next = merged(cur.resources, ctx.params);
-        if (describe(next) === describe(cur.resources)) return [];
+        if (sameResources(next, cur.resources)) return [];
         const kube = await ctx.clients.kube();
         await kube.patchDeployment(deploymentName(ctx.env), patchFor(cur.container, next), 'strategic', { dryRun: true });
         return [{ action: 'update', target: `deployment/${deploymentName(ctx.env)} container ${cur.container}`, before: describe(cur.resources), after: describe(next), validated: true }];

@@ -20,6 +20,7 @@ export default defineProcedure<AppRestartParams>({
   params: [{ name: 'rolloutTimeout', flag: '--rollout-timeout <duration>', description: 'how long to wait for the rollout (default: the environment\'s rollout.timeout)', type: 'duration' }],
   examples: [[]],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets', 'readPodLog'],
   lock: true,
   steps: [
     podStatusStep(),

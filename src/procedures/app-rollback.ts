@@ -42,6 +42,7 @@ export default defineProcedure<AppRollbackParams>({
   ],
   examples: [[]],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   steps: [
     {

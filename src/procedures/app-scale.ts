@@ -22,6 +22,7 @@ export default defineProcedure<AppScaleParams>({
   ],
   examples: [['--replicas', '3']],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'listHpas', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   validate(p, env) {
     const max = env.config.limits.maxReplicas;

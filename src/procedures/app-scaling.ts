@@ -15,6 +15,7 @@ export default defineProcedure<Record<string, never>>({
   params: [],
   examples: [[]],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'listHpas', 'listPods', 'listReplicaSets'],
   steps: [
     {
       id: 'scaling',

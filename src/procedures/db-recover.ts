@@ -89,6 +89,7 @@ export default defineProcedure<DbRecoverParams>({
   ],
   examples: [['--snapshot', 'prod-db-snap-1'], []],
   requires: ['kubernetes', 'aws', 'rds'],
+  kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   validate(p) {
     if (p.snapshot !== undefined && !SNAPSHOT_ID.test(p.snapshot)) {

@@ -38,6 +38,7 @@ export default defineProcedure<DbRestartParams>({
   ],
   examples: [[], ['--wait-timeout', '30m']],
   requires: ['kubernetes', 'aws', 'rds'],
+  kube: ['getDeployment', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   steps: [
     announceStep<DbRestartParams>({

@@ -148,6 +148,7 @@ export default defineProcedure<IncidentErrorsParams>({
   ],
   examples: [[], ['--since', '30m', '--max-error-rate', '5%'], ['--pattern', String.raw`level=error kind=(?<type>\w+)`]],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'listPods', 'listReplicaSets', 'readPodLog'],
   validate(p) {
     if (p.pattern !== undefined) compileErrorPattern(p.pattern);
     if (p.maxErrorRate !== undefined) parseRate(p.maxErrorRate);

@@ -98,6 +98,7 @@ export default defineProcedure<IncidentLatencyParams>({
   ],
   examples: [[], ['--min-mean-ms', '200', '--older-than', '1m']],
   requires: [],
+  kube: ['getDeployment', 'listPodMetrics', 'listPods', 'listReplicaSets'],
   validate(_p, env) {
     const c = env.config;
     if (!c.postgres && !c.kubernetes && !c.redis) throw new UsageError(`incident latency needs at least one of postgres, kubernetes or redis in environment "${env.name}"`);

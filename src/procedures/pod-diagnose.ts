@@ -61,6 +61,7 @@ export default defineProcedure<Params>({
   ],
   examples: [[], ['app-7d9f8b6c5d-x2kqp'], ['app-7d9f8b6c5d-x2kqp', '--tail', '100', '--json']],
   requires: ['kubernetes'],
+  kube: ['getConfigMapKeys', 'getDeployment', 'getPod', 'getSecretKeys', 'listEvents', 'listPodMetrics', 'listPods', 'listReplicaSets', 'readPodLog'],
   steps: [
     {
       id: 'pods',

@@ -67,6 +67,7 @@ export default defineProcedure<Params>({
   ],
   examples: [[], ['--containers'], ['--threshold', '80', '--json']],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'listPodMetrics', 'listPods', 'listReplicaSets'],
   steps: [
     {
       id: 'memory',

@@ -21,6 +21,7 @@ export default defineProcedure<SecurityAuditModeParams>({
   ],
   examples: [['on'], ['off']],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   steps: auditSteps<SecurityAuditModeParams>((p) => p.mode),
   render(state) {

@@ -33,6 +33,7 @@ export default defineProcedure<SecurityBreachParams>({
   ],
   examples: [['--nodes', 'node-1,node-2']],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'getNode', 'patchNode', 'listEvents', 'listPods', 'listReplicaSets', 'patchDeployment', 'watchDeployment', 'streamPodLog'],
   lock: true,
   validate: (p) => validateNodeNames(p),
   steps: [

@@ -23,6 +23,7 @@ export default defineProcedure<SecurityDdosRevertParams>({
   ],
   examples: [[]],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'patchDeployment', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   validate: (_p, env) => validateDdos(env),
   steps: [

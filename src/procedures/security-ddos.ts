@@ -29,6 +29,7 @@ export default defineProcedure<SecurityDdosParams>({
   ],
   examples: [[], ['--replicas', '10']],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'patchDeployment', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   validate: (p, env) => validateDdos(env, p.replicas),
   steps: [

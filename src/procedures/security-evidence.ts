@@ -21,6 +21,7 @@ export default defineProcedure<SecurityEvidenceParams>({
   ],
   examples: [[], ['--since', '1h', '--dir', './evidence']],
   requires: ['kubernetes'],
+  kube: ['getDeployment', 'listEvents', 'listPods', 'listReplicaSets', 'streamPodLog'],
   steps: [evidenceStep()],
   render: (state) => (state.evidence ? renderEvidence(state.evidence as EvidenceData) : ''),
 });

@@ -28,6 +28,7 @@ export default defineProcedure<SecurityIsolateParams>({
   params: [{ name: 'nodes', flag: '--nodes <names>', description: 'comma-separated node names', type: 'list', required: true }],
   examples: [['--nodes', 'node-1,node-2']],
   requires: ['kubernetes'],
+  kube: ['getNode', 'patchNode'],
   lock: true,
   validate: (p) => validateNodeNames(p),
   steps: [readNodesStep(), isolateStep({ compensate: true })],

@@ -50,6 +50,8 @@ export async function runCli(argv: string[], opts: CliOptions = {}): Promise<Cli
     RUNBOOK_JOURNAL_DIR: tempDir('runbook-journal-'),
     NO_COLOR: '1',
     USER: 'tester',
+    // Every procedure is held to its declared Kubernetes calls (the source of `runbook rbac`).
+    RUNBOOK_STRICT_KUBE: '1',
     ...opts.env,
   };
   const code = await main(argv, {

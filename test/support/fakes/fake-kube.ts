@@ -1,4 +1,4 @@
-import type { CoreV1Event, KubeClient, LeaseRecord, PodMetrics, V1Node, V1Deployment, V1Pod, V1ReplicaSet, V2HorizontalPodAutoscaler, WatchEvent, WriteOptions, PatchType } from '../../../src/clients/kube.js';
+import type { CoreV1Event, KubeClient, KubePermission, LeaseRecord, PodMetrics, V1Node, V1Deployment, V1Pod, V1ReplicaSet, V2HorizontalPodAutoscaler, WatchEvent, WriteOptions, PatchType } from '../../../src/clients/kube.js';
 import { KubeApiError } from '../../../src/clients/kube.js';
 import type { ClientFactories } from '../../../src/clients/index.js';
 import { fetchHttpClient } from '../../../src/clients/http.js';
@@ -277,6 +277,13 @@ export class FakeKube implements KubeClient {
     const cur = this.leases.get(name);
     if (cur && cur.resourceVersion !== resourceVersion) throw new KubeApiError('Kubernetes API: precondition failed (409)', 409, 'Conflict');
     this.leases.delete(name);
+  }
+
+  /** Permissions a test took away: { verb, resource } pairs answered "denied". */
+  denied: Array<{ verb: string; resource: string }> = [];
+
+  async cannotDo(permissions: KubePermission[]) {
+    return permissions.filter((p) => this.denied.some((d) => d.verb === p.verb && d.resource === p.resource));
   }
 
   close() {}
