@@ -18,7 +18,7 @@ Exit codes:
 /** What the chosen command asks main() to do once parsing succeeded. */
 export type Action =
   | { kind: 'procedure'; proc: Procedure; opts: Record<string, unknown>; params: () => Record<string, unknown> }
-  | { kind: 'builtin'; name: 'list' | 'explain' | 'history' | 'show' | 'resume'; opts: Record<string, unknown>; args: string[] };
+  | { kind: 'builtin'; name: 'list' | 'explain' | 'history' | 'show' | 'resume' | 'rbac'; opts: Record<string, unknown>; args: string[] };
 
 function globalOptions(cmd: Command): Command {
   return cmd
@@ -104,7 +104,7 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
     }
   }
 
-  const builtin = (name: 'list' | 'explain' | 'history' | 'show' | 'resume', args: string, description: string) => {
+  const builtin = (name: 'list' | 'explain' | 'history' | 'show' | 'resume' | 'rbac', args: string, description: string) => {
     const cmd = program.command(`${name}${args ? ` ${args}` : ''}`).description(description);
     cmd.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride();
     cmd.action((...a: unknown[]) => {
@@ -118,6 +118,9 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
   builtin('history', '', 'Past runs from the journal').option('--limit <n>', 'how many', '20');
   builtin('show', '<run-id>', 'One run from the journal: parameters, gates, steps and their data');
   builtin('resume', '<run-id>', 'Continue a failed or interrupted run from its first unfinished step');
+  builtin('rbac', '[procedure...]', "The least-privilege Kubernetes Role (and ClusterRole for nodes) the procedures need, derived from what they call")
+    .option('--name <name>', 'name of the Role and bindings', 'runbook-operator')
+    .option('--group <group>', 'the group the bindings grant it to', 'runbook-operators');
 
   return { program, action: () => chosen };
 }

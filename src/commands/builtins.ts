@@ -24,6 +24,8 @@ export async function runBuiltin(session: Session, name: string, args: string[],
       return show(session, args[0]);
     case 'resume':
       return resume(session, args[0]);
+    case 'rbac':
+      return rbac(session, args, opts);
     default:
       throw new UsageError(`unknown command ${name}`);
   }
@@ -186,4 +188,33 @@ async function resume(session: Session, runId: string | undefined): Promise<numb
   const env = selectEnvironment(loaded, String(start.environment), {});
   session.reporter.info(`resuming run ${runId} (${proc.name} on ${env.name}); ${Object.keys(completed).length} step(s) already done`);
   return executeProcedure(session, proc, () => start.params, { fromRun: runId!, completed, env });
+}
+
+/** Prints the Role for the environment's namespace (the example's without a config). */
+async function rbac(session: Session, args: string[], opts: Record<string, unknown>): Promise<number> {
+  let env;
+  try {
+    env = await resolveTarget(session);
+  } catch {
+    env = selectEnvironment({ config: exampleConfig, path: null }, undefined, {});
+  }
+  const namespace = env.config.kubernetes?.namespace;
+  if (!namespace) throw new UsageError(`environment ${env.name} has no kubernetes section`, 'the Role is for the namespace in environments.<env>.kubernetes.namespace');
+  const { rbacManifests } = await import('./rbac.js');
+  const words = args.length ? splitProcedures(args) : undefined;
+  out(session, await rbacManifests({ namespace, procedures: words, name: opts.name as string, group: opts.group as string }));
+  return ExitCode.ok;
+}
+
+/** "app scale db restart" → [["app","scale"],["db","restart"]] (longest procedure name first). */
+function splitProcedures(args: string[]): string[][] {
+  const words = args.flatMap((a) => a.split(/\s+/)).filter(Boolean);
+  const out: string[][] = [];
+  for (let i = 0; i < words.length; ) {
+    const n = [3, 2].find((k) => i + k <= words.length && findEntry(words.slice(i, i + k))?.name === words.slice(i, i + k).join(' ')) ?? 0;
+    if (!n) throw new UsageError(`unknown procedure near "${words.slice(i).join(' ')}"`, 'runbook list shows them all');
+    out.push(words.slice(i, i + n));
+    i += n;
+  }
+  return out;
 }

@@ -137,6 +137,7 @@ const RESOURCES: Record<string, ResourceDef> = {
   validatingadmissionpolicybindings: { base: '/apis/admissionregistration.k8s.io/v1', namespaced: false, kind: 'ValidatingAdmissionPolicyBinding' },
   stages: { base: '/apis/kwok.x-k8s.io/v1alpha1', namespaced: false, kind: 'Stage' },
   logs: { base: '/apis/kwok.x-k8s.io/v1alpha1', namespaced: true, kind: 'Logs' },
+  clusterlogs: { base: '/apis/kwok.x-k8s.io/v1alpha1', namespaced: false, kind: 'ClusterLogs' },
   execs: { base: '/apis/kwok.x-k8s.io/v1alpha1', namespaced: true, kind: 'Exec' },
   portforwards: { base: '/apis/kwok.x-k8s.io/v1alpha1', namespaced: true, kind: 'PortForward' },
 };
@@ -372,7 +373,13 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
       apiVersion: 'kwok.x-k8s.io/v1alpha1',
       kind: 'Logs',
       metadata: { name: pod, namespace },
-      spec: { logs: [...containers.entries()].map(([c, f]) => ({ containers: [c], logsFile: f.current ?? join(logsDir, 'empty.log'), ...(f.previous ? { previousLogsFile: f.previous } : {}), follow: false })) },
+      spec: {
+        logs: [
+          ...[...containers.entries()].map(([c, f]) => ({ containers: [c], logsFile: f.current ?? join(logsDir, 'empty.log'), ...(f.previous ? { previousLogsFile: f.previous } : {}), follow: false })),
+          // The pod's other containers: empty logs, as a kubelet serves them.
+          { logsFile: join(logsDir, 'empty.log') },
+        ],
+      },
     } as KubeObject);
   };
   writeFileSync(join(logsDir, 'empty.log'), '');
@@ -474,10 +481,9 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
     async appendPodLogs(pod, lines, o = {}) {
       const container = o.container ?? (await firstContainer(pod));
       const cur = logState.get(pod)?.get(container)?.current;
-      const prev = cur ? readFileSync(cur, 'utf8') : '';
-      const file = join(logsDir, `${pod}.${container}.current.log`);
-      writeFileSync(file, prev + criLines(lines));
-      if (!cur) await harness.setPodLogs(pod, [], { container });
+      // No log yet: setPodLogs writes the file and the kwok Logs object (it would truncate one written first).
+      if (!cur) return harness.setPodLogs(pod, lines, { container });
+      writeFileSync(cur, readFileSync(cur, 'utf8') + criLines(lines));
     },
     async enableExec(pod, o = {}) {
       await put({

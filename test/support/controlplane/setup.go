@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/pem"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -47,7 +49,7 @@ var stageGVR = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1a
 
 // setupCluster installs what the components expect before they start: kwok's CRDs and its
 // default (no-delay) node and pod stages, and the metrics.k8s.io APIService.
-func setupCluster(ctx context.Context, kubeconfig string, metricsPort int) error {
+func setupCluster(ctx context.Context, kubeconfig string, metricsPort int, dir string) error {
 	cfg, err := restConfig(kubeconfig)
 	if err != nil {
 		return err
@@ -106,6 +108,22 @@ func setupCluster(ctx context.Context, kubeconfig string, metricsPort int) error
 		}); err != nil {
 			return fmt.Errorf("stage %s: %w", obj.GetName(), err)
 		}
+	}
+
+	// A kubelet serves every container's log, empty until it writes one; kwok answers 400 for a
+	// container it has no log file for, so every container starts with an empty one.
+	empty := filepath.Join(dir, "empty-container.log")
+	if err := os.WriteFile(empty, nil, 0o644); err != nil {
+		return err
+	}
+	clusterLogsGVR := schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "clusterlogs"}
+	defaultLogs := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs",
+		"metadata": map[string]any{"name": "every-container"},
+		"spec":     map[string]any{"logs": []any{map[string]any{"logsFile": empty}}},
+	}}
+	if _, err := dyn.Resource(clusterLogsGVR).Create(ctx, defaultLogs, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("default container logs: %w", err)
 	}
 
 	kube, err := kubernetes.NewForConfig(cfg)

@@ -287,7 +287,7 @@ func runUp(args []string) error {
 	admin := filepath.Join(dir, "admin.kubeconfig")
 	nodes := strings.Split(*nodesFlag, ",")
 
-	if err := setupCluster(ctx, admin, ports["metrics"]); err != nil {
+	if err := setupCluster(ctx, admin, ports["metrics"], dir); err != nil {
 		return fmt.Errorf("setting up the cluster: %w", err)
 	}
 
