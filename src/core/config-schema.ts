@@ -23,7 +23,8 @@ const rdsIdentifier = z
 const kubernetes = z.strictObject({
   kubeconfig: z.string().optional(),
   context: z.string().optional(),
-  namespace: k8sName.max(63),
+  /** Default: the kubeconfig context's namespace, else "default" (as kubectl). */
+  namespace: k8sName.max(63).optional(),
   deployment: k8sName,
   container: k8sName.optional(),
   selector: z.string().optional(),
@@ -278,7 +279,11 @@ export const configSchema = z.strictObject({
 });
 
 export type ConfigFile = z.output<typeof configSchema>;
-export type EnvironmentConfig = z.output<typeof environment>;
+type ParsedEnvironment = z.output<typeof environment>;
+type KubernetesSection = NonNullable<ParsedEnvironment['kubernetes']>;
+/** An environment as procedures see it: the Kubernetes namespace is always resolved. */
+export type EnvironmentConfig = Omit<ParsedEnvironment, 'kubernetes'> & { kubernetes?: KubernetesSection & { namespace: string } };
+export type ParsedEnvironmentConfig = ParsedEnvironment;
 export type SecretRef = z.output<typeof secretRef>;
 export type ValueOrRef = z.output<typeof valueOrRef>;
 

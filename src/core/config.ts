@@ -7,6 +7,9 @@ import type { ConfigFile, EnvironmentConfig, ValueOrRef } from './config-schema.
 import type { Redactor } from './redact.js';
 import { exampleConfig } from './example-config.js';
 
+/** Set once loadConfig has imported yaml (it stays off the --help path); kubeconfigs are YAML too. */
+let parseYaml: ((text: string) => unknown) | undefined;
+
 export type { ConfigFile, EnvironmentConfig, ValueOrRef } from './config-schema.js';
 
 export interface LoadedConfig {
@@ -51,6 +54,7 @@ export async function loadConfig(path: string | null): Promise<LoadedConfig> {
     import('yaml'),
     import('./config-schema.js'),
   ]);
+  parseYaml = (t) => parse(t);
   let raw: unknown;
   try {
     raw = parse(text, { prettyErrors: true });
@@ -95,12 +99,36 @@ export function selectEnvironment(
   const names = Object.keys(loaded.config.environments);
   const name = flag || env.RUNBOOK_ENV || loaded.config.default || (names.length === 1 ? names[0] : undefined);
   if (!name) throw new UsageError('no environment selected', `pass --env <name> (one of: ${names.join(', ')}) or set "default" in the config`);
-  const config = loaded.config.environments[name];
-  if (!config) {
+  const parsed = loaded.config.environments[name];
+  if (!parsed) {
     const where = loaded.path ?? 'the built-in example config';
     throw new UsageError(`unknown environment "${name}" in ${where}`, `known environments: ${names.join(', ') || '(none)'}`);
   }
+  const k = parsed.kubernetes;
+  const config: EnvironmentConfig = { ...parsed, kubernetes: k ? { ...k, namespace: k.namespace ?? contextNamespace(k, env) } : undefined };
   return { name, config, builtIn: loaded.path === null, configPath: loaded.path, journalDir: loaded.config.journal?.dir };
+}
+
+/**
+ * The namespace kubectl would use: the chosen (or current) context's, read from the kubeconfig
+ * files ($KUBECONFIG merged, first definition wins), else "default".
+ */
+function contextNamespace(k: { kubeconfig?: string; context?: string }, env: Record<string, string | undefined>): string {
+  const files = k.kubeconfig ? [k.kubeconfig] : env.KUBECONFIG ? env.KUBECONFIG.split(':').filter(Boolean) : [join(env.HOME || homedir(), '.kube', 'config')];
+  let current = k.context;
+  for (const f of files) {
+    let doc: { 'current-context'?: string; contexts?: Array<{ name?: string; context?: { namespace?: string } }> } | undefined;
+    try {
+      const text = readFileSync(f, 'utf8');
+      doc = (parseYaml ? parseYaml(text) : JSON.parse(text)) as typeof doc;
+    } catch {
+      continue; // unreadable here: the Kubernetes client reports it when it is used
+    }
+    current ??= doc?.['current-context'] || undefined;
+    const ctx = doc?.contexts?.find((c) => c.name === current);
+    if (ctx) return ctx.context?.namespace || 'default';
+  }
+  return 'default';
 }
 
 /** Reads a plain value or a secret reference; secrets are registered with the redactor first. */

@@ -91,6 +91,15 @@ describe('kubeconfig as kubectl reads it', () => {
     expect((await merged.getDeployment('app')).metadata?.name).toBe('app');
   });
 
+  it('no namespace in the config: the kubeconfig context\'s namespace, as kubectl uses it', async () => {
+    const cfg = join(dir, 'runbook.yaml');
+    writeFileSync(cfg, stringify({ default: 'k', environments: { k: { kubernetes: { kubeconfig: join(dir, 'kubeconfig'), deployment: 'app' } } } }));
+    const r = await runCli(['app', 'scaling', '--json'], { env: { RUNBOOK_CONFIG: cfg } });
+    // deployment/app exists only in the harness's namespace (the context's): "default" would be a 404.
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).procedure).toBe('app scaling');
+  });
+
   it('an exec credential plugin (as EKS uses) supplies the token; a failing plugin is one clear error', async () => {
     await kube.create({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'exec-user', namespace: kube.namespace } });
     await kube.create({
