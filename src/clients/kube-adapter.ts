@@ -203,6 +203,7 @@ export class KubeAdapter implements KubeClient {
     const fieldSelector = `metadata.name=${name}`;
     let failures = 0;
     let resourceVersion: string | undefined;
+    let denied: number | undefined;
     while (!signal.aborted) {
       if (resourceVersion === undefined) {
         const list = await this.call(() => this.apps.listNamespacedDeployment({ namespace: this.namespace, fieldSelector }));
@@ -239,6 +240,7 @@ export class KubeAdapter implements KubeClient {
             },
             (err: unknown) => {
               const code = (err as { statusCode?: number; code?: number } | null)?.statusCode ?? (err as { code?: number } | null)?.code;
+              if (code === 401 || code === 403) denied = code;
               finish(err ? (code === 410 ? 'gone' : 'error') : 'ended');
             },
           )
@@ -251,6 +253,8 @@ export class KubeAdapter implements KubeClient {
           );
       });
       if (outcome === 'done') return;
+      // Retrying a refusal only hides it: say what was refused.
+      if (denied) throw new KubeApiError(`Kubernetes API at ${this.server}: ${denied === 403 ? 'forbidden' : 'unauthorized'}: watch deployments in namespace ${this.namespace} (${denied})`, denied);
       if (outcome === 'gone') {
         resourceVersion = undefined;
       } else if (outcome === 'error') {

@@ -239,7 +239,7 @@ export default defineProcedure<DbRecoverParams>({
         if (verify) ctx.log(`verify result: ${JSON.stringify(verify.first)}`);
         if (after !== undefined) {
           const kube = await ctx.clients.kube();
-          await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, { set: [{ key, value: after }], unset: [] }), 'strategic', { dryRun: true });
+          await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, { set: [{ key, value: after }], unset: [] }, cur.env), 'strategic', { dryRun: true });
         }
         return [{ action: 'set', target: `${key} in ${cur.container}`, before: shown(key, before), after: after === undefined ? '<restored endpoint>' : shown(key, after), validated: after !== undefined }];
       },
@@ -247,7 +247,7 @@ export default defineProcedure<DbRecoverParams>({
         const cur = ctx.state.current as EnvState;
         const restored = ctx.state['wait-available'] as Restored;
         const kube = await ctx.clients.kube();
-        await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, { set: [{ key: hostVariable(ctx.env), value: restored.endpoint.address }], unset: [] }), 'strategic');
+        await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, { set: [{ key: hostVariable(ctx.env), value: restored.endpoint.address }], unset: [] }, cur.env), 'strategic');
         return { container: cur.container, index: cur.index, previous: cur.env, host: restored.endpoint.address };
       },
       async undo(ctx, data) {

@@ -2,7 +2,7 @@ import { StepError } from '../core/errors.js';
 import { formatDuration, parseDuration } from '../core/duration.js';
 import { defineProcedure, type StepContext } from '../core/procedure.js';
 import { table } from '../core/table.js';
-import { deploymentName, ns, ownedReplicaSets, revisionOf, selectorOf } from './steps/pods.js';
+import { deploymentName, logContainerOf, ns, ownedReplicaSets, revisionOf, selectorOf } from './steps/pods.js';
 import {
   asFraction,
   compileErrorPattern,
@@ -198,13 +198,14 @@ export default defineProcedure<IncidentErrorsParams>({
         const d = await kube.getDeployment(deploymentName(ctx.env));
         const pods = (await kube.listPods(selectorOf(d))).filter((p) => p.status?.phase !== 'Pending');
         if (pods.length > MAX_PODS) ctx.reporter.warn(`${pods.length} pods; reading the logs of the first ${MAX_PODS}`);
-        const container = ctx.env.config.kubernetes?.container;
+        const configured = ctx.env.config.kubernetes?.container;
         const sinceSeconds = Math.max(1, Math.round(ctx.params.since / 1000));
         const read = await Promise.all(
           pods.slice(0, MAX_PODS).map(async (p) => {
             const pod = p.metadata!.name!;
             try {
-              return { pod, text: await kube.readPodLog(pod, { container, sinceSeconds, timestamps: true }) };
+              // A pod with sidecars refuses a log request that names no container: name the one kubectl logs would.
+              return { pod, text: await kube.readPodLog(pod, { container: logContainerOf(p, configured), sinceSeconds, timestamps: true }) };
             } catch (err) {
               if (ctx.signal.aborted) throw ctx.signal.reason;
               return { pod, text: '', error: (err as Error).message };

@@ -3,17 +3,20 @@ import { join } from 'node:path';
 import { runCli } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { writeAccessLog } from '../support/sandbox/incident-part.js';
-import type { Pod } from '../support/kube/index.js';
+import type { KubeObject, Pod } from '../support/cluster/index.js';
 
 let sb: Sandbox;
-const NS = 'production';
 
 function cli(argv: string[], extra: Parameters<typeof runCli>[1] = {}) {
   return runCli(argv, { ...extra, env: { ...sb.env, ...(extra.env ?? {}) } });
 }
 
-function pods(): string[] {
-  return sb.kube.store.list<Pod>('pods', { namespace: NS, labelSelector: 'app=api' }).filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name);
+/** The deployment's pods that are running (not those of an old ReplicaSet still terminating). */
+async function pods(): Promise<string[]> {
+  return (await sb.kube.list<Pod>('pods', { namespace: sb.namespace, labelSelector: 'app=api' }))
+    .filter((p) => !p.metadata.deletionTimestamp && p.status?.phase === 'Running')
+    .map((p) => p.metadata.name)
+    .sort();
 }
 
 beforeAll(async () => {
@@ -24,21 +27,22 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   sb.kube.faults.clear();
-  await sb.kube.waitForRollout(NS, 'app', { timeoutMs: 20_000 });
+  await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
 });
 
 describe('incident errors against the Kubernetes API server, a metrics endpoint and an access log', () => {
   it('groups error lines by type across pods, reads the metrics, counts endpoint × status, and suggests no rollback when there is no earlier revision', async () => {
-    const [a, b, c] = pods();
-    sb.kube.setPodLogs(NS, a, [
+    const [a, b, c] = await pods();
+    expect(c).toBeDefined();
+    await sb.kube.setPodLogs(a!, [
       'GET /api/orders 200',
       '2026-01-01 12:00:01 ERROR DatabaseTimeout: query exceeded 5s',
       '[ERROR] DatabaseTimeout: again',
       '{"level":"error","msg":"payment failed","error":{"type":"PaymentGatewayError","code":502}}',
       '{"level":"info","msg":"fine","error":null}',
     ]);
-    sb.kube.setPodLogs(NS, b, ['ERROR DatabaseTimeout pool exhausted', 'ERROR   NullPointerException at Checkout.java:42']);
-    sb.kube.setPodLogs(NS, c, ['all quiet']);
+    await sb.kube.setPodLogs(b!, ['ERROR DatabaseTimeout pool exhausted', 'ERROR   NullPointerException at Checkout.java:42']);
+    await sb.kube.setPodLogs(c!, ['all quiet']);
     const r = await cli(['incident', 'errors', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
@@ -79,9 +83,9 @@ describe('incident errors against the Kubernetes API server, a metrics endpoint 
   });
 
   it('a custom --pattern decides what an error line is, through its named group "type"', async () => {
-    const [a] = pods();
-    sb.kube.setPodLogs(NS, a, ['ts=1 level=error kind=Timeout msg=x', 'ts=2 level=error kind=Timeout', 'ts=3 level=warn kind=Slow', 'ERROR NotCountedHere']);
-    for (const p of pods().slice(1)) sb.kube.setPodLogs(NS, p, ['ok']);
+    const [a, ...rest] = await pods();
+    await sb.kube.setPodLogs(a!, ['ts=1 level=error kind=Timeout msg=x', 'ts=2 level=error kind=Timeout', 'ts=3 level=warn kind=Slow', 'ERROR NotCountedHere']);
+    for (const p of rest) await sb.kube.setPodLogs(p, ['ok']);
     const r = await cli(['incident', 'errors', '--pattern', String.raw`level=error kind=(?<type>\w+)`, '--json']);
     expect(r.code, r.stderr).toBe(0);
     const logs = JSON.parse(r.stdout).steps.find((s: { id: string }) => s.id === 'logs').data;
@@ -91,9 +95,11 @@ describe('incident errors against the Kubernetes API server, a metrics endpoint 
   it('a recent rollout followed by errors suggests the rollback to the previous revision', async () => {
     const set = await cli(['app', 'env', 'set', 'FEATURE_X=on', '--yes']);
     expect(set.code, set.stderr).toBe(0);
-    await sb.kube.waitForRollout(NS, 'app', { timeoutMs: 20_000 });
+    await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
     await new Promise((r) => setTimeout(r, 1100));
-    for (const p of pods()) sb.kube.appendPodLogs(NS, p, ['ERROR CheckoutFailed: nil cart']);
+    const current = await pods();
+    expect(current).toHaveLength(3);
+    for (const p of current) await sb.kube.appendPodLogs(p, ['ERROR CheckoutFailed: nil cart']);
     const r = await cli(['incident', 'errors', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
@@ -114,7 +120,41 @@ describe('incident errors against the Kubernetes API server, a metrics endpoint 
     expect(await sb.fingerprint()).toEqual(before);
     const off = await cli(['incident', 'errors', '--dry-run=offline'], { env: { KUBECONFIG: '/nonexistent' } });
     expect(off.code, off.stderr).toBe(0);
-    expect(off.stdout).toMatch(/kubectl rollout history deployment\/app -n production/);
+    expect(off.stdout).toContain(`kubectl rollout history deployment/app -n ${sb.namespace}`);
+  });
+
+  it('pods with a sidecar: reads the container kubectl logs would (default-container annotation), not a refused request per pod', async () => {
+    const { writeFileSync, readFileSync } = await import('node:fs');
+    const { parse, stringify } = await import('yaml');
+    await sb.kube.seedDeployment({
+      name: 'web',
+      replicas: 2,
+      containers: [
+        { name: 'log-shipper', image: 'registry.example.com/shipper:2.1' },
+        { name: 'api', image: 'registry.example.com/api:1.0.0' },
+      ],
+    });
+    await sb.kube.patch('deployments', sb.namespace, 'web', { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/default-container': 'api' } } } } }, 'strategic');
+    await sb.kube.waitForRollout('web', { timeoutMs: 30_000 });
+    try {
+      const webPods = (await sb.kube.list<Pod>('pods', { namespace: sb.namespace, labelSelector: 'app=web' })).filter((p) => !p.metadata.deletionTimestamp && p.status?.phase === 'Running');
+      expect(webPods).toHaveLength(2);
+      for (const p of webPods) {
+        await sb.kube.setPodLogs(p.metadata.name, ['ERROR ShipperBackpressure: buffer full'], { container: 'log-shipper' });
+        await sb.kube.setPodLogs(p.metadata.name, ['ERROR OrderRejected: stock'], { container: 'api' });
+      }
+      const cfg = parse(readFileSync(sb.configPath, 'utf8'));
+      Object.assign(cfg.environments.sandbox.kubernetes, { deployment: 'web', selector: 'app=web' });
+      const path = join(sb.dir, 'runbook-web.yaml');
+      writeFileSync(path, stringify(cfg));
+      const r = await cli(['incident', 'errors', '--json'], { env: { RUNBOOK_CONFIG: path } });
+      expect(r.code, r.stderr).toBe(0);
+      const logs = JSON.parse(r.stdout).steps.find((s: { id: string }) => s.id === 'logs').data;
+      expect(logs.pods.filter((p: { error?: string }) => p.error)).toEqual([]);
+      expect(logs.groups.map((g: { type: string; count: number }) => [g.type, g.count])).toEqual([['OrderRejected', 2]]);
+    } finally {
+      await sb.kube.remove('deployments', sb.namespace, 'web');
+    }
   });
 
   it('bad input is rejected before anything is contacted (exit 2)', async () => {
@@ -128,16 +168,38 @@ describe('incident errors against the Kubernetes API server, a metrics endpoint 
   });
 
   it('failures: unreadable pod logs fail with one clear line; a metrics endpoint that is down and a missing access log are reported, not fatal', async () => {
-    sb.kube.faults.add({ method: 'GET', path: /\/pods\/[^/]+\/log$/, times: Infinity, status: 403, message: 'pods "x" is forbidden: cannot get resource "pods/log"' });
-    const r = await cli(['incident', 'errors']);
-    expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/could not read the logs of any pod: .*forbidden/);
-    expect(r.stderr).not.toMatch(/\n\s+at /);
-    sb.kube.faults.clear();
-
-    // A config of our own: metrics at a closed port, one access log missing, one present.
     const { writeFileSync, readFileSync } = await import('node:fs');
     const { parse, stringify } = await import('yaml');
+    // An on-call identity that may read deployments and pods but not pods/log (real RBAC, real 403).
+    const user = 'oncall-no-logs';
+    await sb.kube.put({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: user, namespace: sb.namespace },
+      rules: [
+        { apiGroups: [''], resources: ['pods', 'events'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: ['apps'], resources: ['deployments', 'replicasets'], verbs: ['get', 'list', 'watch'] },
+      ],
+    } as KubeObject);
+    await sb.kube.put({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: user, namespace: sb.namespace },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: user },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }],
+    } as KubeObject);
+    const kubeconfig = sb.kube.userKubeconfig(join(sb.dir, `${user}.kubeconfig`), { name: user, context: 'sandbox', namespace: sb.namespace });
+    const limited = parse(readFileSync(sb.configPath, 'utf8'));
+    limited.environments.sandbox.kubernetes.kubeconfig = kubeconfig;
+    const limitedPath = join(sb.dir, 'runbook-no-logs.yaml');
+    writeFileSync(limitedPath, stringify(limited));
+    const r = await cli(['incident', 'errors'], { env: { RUNBOOK_CONFIG: limitedPath, KUBECONFIG: kubeconfig } });
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/could not read the logs of any pod: .*forbidden/);
+    expect(r.stderr).toMatch(/pods\/log/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+
+    // A config of our own: metrics at a closed port, one access log missing, one present.
     const cfg = parse(readFileSync(sb.configPath, 'utf8'));
     const log = join(sb.dir, 'access-2.log');
     writeAccessLog(log, [{ method: 'GET', path: '/x', status: 503, agoMs: 1000 }, { method: 'GET', path: '/x', status: 200, agoMs: 1000 }]);

@@ -6,21 +6,22 @@ import { runCli, tempDir } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { STATUSPAGE_TOKEN } from '../support/sandbox/incident-part.js';
 import { startHttpService, type HttpService } from '../support/services/index.js';
-import type { Deployment } from '../support/kube/index.js';
+import type { Deployment } from '../support/cluster/index.js';
 
 let sb: Sandbox;
-const NS = 'production';
 
 function cli(argv: string[], extra: Parameters<typeof runCli>[1] = {}) {
   return runCli(argv, { ...extra, env: { ...sb.env, ...(extra.env ?? {}) } });
 }
 
-function deployment(): Deployment {
-  return sb.kube.store.get<Deployment>('deployments', NS, 'app')!;
+async function deployment(): Promise<Deployment> {
+  const d = await sb.kube.get<Deployment>('deployments', sb.namespace, 'app');
+  if (!d) throw new Error('deployment app is gone');
+  return d;
 }
 
-function envVar(name: string): string | undefined {
-  return deployment().spec.template.spec.containers[0].env?.find((e) => e.name === name)?.value;
+async function envVar(name: string): Promise<string | undefined> {
+  return (await deployment()).spec.template.spec.containers[0]!.env?.find((e) => e.name === name)?.value;
 }
 
 /** The fake status page, reached through the sandbox part's fingerprint and HTTP API. */
@@ -54,8 +55,8 @@ let healthyUpTo = Infinity;
 beforeAll(async () => {
   sb = await startSandbox({ parts: ['kubernetes', 'incident'] });
   // A health URL that fails once the deployment has more replicas than the test allows.
-  health = await startHttpService((req) =>
-    req.pathname === '/health' && (deployment().spec.replicas ?? 0) <= healthyUpTo ? { status: 200, body: { ok: true } } : { status: 503, body: { ok: false } },
+  health = await startHttpService(async (req) =>
+    req.pathname === '/health' && ((await deployment()).spec.replicas ?? 0) <= healthyUpTo ? { status: 200, body: { ok: true } } : { status: 503, body: { ok: false } },
   );
 }, 60_000);
 afterAll(async () => {
@@ -65,7 +66,7 @@ afterAll(async () => {
 beforeEach(async () => {
   sb.kube.faults.clear();
   healthyUpTo = Infinity;
-  await sb.kube.waitForRollout(NS, 'app', { timeoutMs: 20_000 });
+  await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
 });
 
 describe('outage start / recover against the Kubernetes API server and a Statuspage API', () => {
@@ -90,8 +91,8 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     expect(created).toMatchObject({ name: 'Checkout down', status: 'investigating' });
     expect(data.services.services).toEqual([{ service: 'api', pods: 3, ready: 3, notReady: [] }]);
     expect(data.dependencies.dependencies.map((d: { name: string; ok: boolean }) => `${d.name}:${d.ok}`)).toEqual(['payment-gateway:true', 'auth-service:true', 'cdn:true']);
-    expect(envVar('MAINTENANCE_MODE')).toBe('true');
-    expect(sb.kube.rolloutComplete(NS, 'app')).toBe(true);
+    expect(await envVar('MAINTENANCE_MODE')).toBe('true');
+    expect(await sb.kube.rolloutComplete('app')).toBe(true);
     // The incident id is in the journal; the token is nowhere.
     const files = readdirSync(join(journal, 'runs'));
     const text = readFileSync(join(journal, 'runs', files[0]), 'utf8');
@@ -107,9 +108,10 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     expect(rdata['find-incident']).toMatchObject({ source: 'journal', incident: { id: data.incident.id, status: 'investigating' } });
     expect(rdata.scale.stages.map((s: { replicas: number }) => s.replicas)).toEqual([1, 2, 4]);
     expect(rdata.scale.stages.every((s: { healthAttempts: number }) => s.healthAttempts >= 1)).toBe(true);
-    expect(deployment().spec.replicas).toBe(4);
-    expect(envVar('MAINTENANCE_MODE')).toBeUndefined();
-    expect(deployment().spec.template.spec.containers[0].env?.find((e) => e.name === 'MODE')?.value).toBe('normal');
+    expect((await deployment()).spec.replicas).toBe(4);
+    expect(await envVar('MAINTENANCE_MODE')).toBeUndefined();
+    expect(await envVar('MODE')).toBe('normal');
+    expect(await sb.kube.rolloutComplete('app')).toBe(true);
     const resolved = (await incidents()).find((i) => i.id === data.incident.id)!;
     expect(resolved.status).toBe('resolved');
     // Each scale went through the scale subresource, in order.
@@ -122,7 +124,7 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     const steps = JSON.parse(again.stdout).steps.map((s: { id: string; status: string }) => `${s.id}:${s.status}`);
     expect(steps).toContain('scale:skipped');
     expect(steps).toContain('resolve:skipped');
-    expect(deployment().spec.replicas).toBe(4);
+    expect((await deployment()).spec.replicas).toBe(4);
   });
 
   it('--dry-run changes nothing (no incident, no patch persisted); declined gate and missing --yes exit 3 with no change', async () => {
@@ -153,9 +155,16 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
   it('start: when maintenance mode cannot be set, the incident is resolved as opened in error (exit 1)', async () => {
     const before = await sb.fingerprint();
     const count = (await incidents()).length;
-    sb.kube.faults.add({ method: 'PATCH', path: '/apis/apps/v1/namespaces/production/deployments/app', times: Infinity, status: 500, message: 'etcd unavailable' });
-    const r = await cli(['outage', 'start', '--json']);
+    // The real server refuses every change to the deployment (an admission policy), dry runs included.
+    const allow = await sb.kube.denyWrites({ resources: ['deployments'], apiGroups: ['apps'], operations: ['UPDATE'], message: 'deployments are frozen for the audit' });
+    let r;
+    try {
+      r = await cli(['outage', 'start', '--json']);
+    } finally {
+      await allow();
+    }
     expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/deployments are frozen for the audit/);
     const doc = JSON.parse(r.stdout);
     expect(doc.compensations).toEqual([{ step: 'incident', status: 'succeeded' }]);
     const all = await incidents();
@@ -190,15 +199,15 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     expect(r.stderr).toMatch(/runbook outage recover --steps 4/);
     expect(r.stderr).toMatch(/last healthy at 2: runbook app scale --replicas 2/);
     expect(JSON.parse(r.stdout).compensations).toEqual([]);
-    expect(deployment().spec.replicas).toBe(4);
-    expect(envVar('MAINTENANCE_MODE')).toBe('true');
+    expect((await deployment()).spec.replicas).toBe(4);
+    expect(await envVar('MAINTENANCE_MODE')).toBe('true');
     expect((await incidents()).find((i) => i.id === id)!.status).toBe('investigating');
 
     // Fixed: the rest of the recovery, with the incident named explicitly this time.
     healthyUpTo = Infinity;
     const done = await cli(['outage', 'recover', '--steps', '4', '--incident', id], { env: { RUNBOOK_CONFIG: path } });
     expect(done.code, done.stderr).toBe(0);
-    expect(envVar('MAINTENANCE_MODE')).toBeUndefined();
+    expect(await envVar('MAINTENANCE_MODE')).toBeUndefined();
     expect((await incidents()).find((i) => i.id === id)!.status).toBe('resolved');
   });
 

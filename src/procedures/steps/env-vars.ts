@@ -20,6 +20,18 @@ export function shown(key: string, value: string | undefined): string {
   return looksSecret(key) ? REDACTED : JSON.stringify(value);
 }
 
+/** A variable as it is now: its value (masked if secret-looking), or where `valueFrom` takes it from. */
+export function shownVar(e: V1EnvVar | undefined): string {
+  if (!e) return '∅';
+  const from = e.valueFrom;
+  if (!from) return shown(e.name, e.value ?? '');
+  if (from.secretKeyRef) return `from secret ${from.secretKeyRef.name} key ${from.secretKeyRef.key}`;
+  if (from.configMapKeyRef) return `from configmap ${from.configMapKeyRef.name} key ${from.configMapKeyRef.key}`;
+  if (from.fieldRef) return `from field ${from.fieldRef.fieldPath}`;
+  if (from.resourceFieldRef) return `from resource ${from.resourceFieldRef.resource}${from.resourceFieldRef.containerName ? ` of ${from.resourceFieldRef.containerName}` : ''}`;
+  return 'from a valueFrom reference';
+}
+
 export function readEnvStep<P extends { container?: string }>(): Step<P> {
   return {
     id: 'current',
@@ -38,10 +50,28 @@ export function readEnvStep<P extends { container?: string }>(): Step<P> {
   };
 }
 
-/** Strategic merge on env by name: set values, or `$patch: delete` to remove — what `kubectl set env` sends. */
-export function envPatch(container: string, change: EnvChange): unknown {
-  const env = [...change.set.map((s) => ({ name: s.key, value: s.value })), ...change.unset.map((k) => ({ name: k, $patch: 'delete' }))];
-  return { spec: { template: { spec: { containers: [{ name: container, env }] } } } };
+/**
+ * Strategic merge on env by name: set values, or `$patch: delete` to remove — what `kubectl set env` sends.
+ * With the current list known, `$setElementOrder/env` keeps the variables where they are and puts new ones
+ * last, as kubectl does: without it the API server inserts new variables after the last one the patch
+ * names, ahead of variables they may reference with $(NAME). A variable that takes its value from a
+ * secret, config map or field gets `valueFrom: null` too: the plain value replaces the reference, as
+ * with kubectl (the API server refuses a variable with both).
+ */
+export function envPatch(container: string, change: EnvChange, current: V1EnvVar[] | null = null): unknown {
+  const from = new Set((current ?? []).filter((e) => e.valueFrom).map((e) => e.name));
+  const env = [
+    ...change.set.map((s) => ({ name: s.key, value: s.value, ...(from.has(s.key) ? { valueFrom: null } : {}) })),
+    ...change.unset.map((k) => ({ name: k, $patch: 'delete' })),
+  ];
+  const patch: Record<string, unknown> = { name: container, env };
+  if (current) {
+    const gone = new Set(change.unset);
+    const names = new Set(current.map((e) => e.name).filter((n) => !gone.has(n)));
+    for (const s of change.set) names.add(s.key);
+    patch['$setElementOrder/env'] = [...names].map((name) => ({ name }));
+  }
+  return { spec: { template: { spec: { containers: [patch] } } } };
 }
 
 export function changeEnvStep<P extends { container?: string }>(opts: { title: string; why: string; change: (p: P, state: Record<string, unknown>) => EnvChange; equivalent: Step<P>['equivalent'] }): Step<P> {
@@ -55,20 +85,24 @@ export function changeEnvStep<P extends { container?: string }>(opts: { title: s
       const cur = ctx.state.current as EnvState;
       const change = opts.change(ctx.params, ctx.state);
       for (const s of change.set) if (looksSecret(s.key)) ctx.redactor.add(s.value);
-      const before = new Map((cur.env ?? []).map((e) => [e.name, e.value]));
+      const before = new Map((cur.env ?? []).map((e) => [e.name, e]));
+      const unchanged = (key: string, value: string) => {
+        const e = before.get(key);
+        return e !== undefined && !e.valueFrom && (e.value ?? '') === value;
+      };
       const changes = [
-        ...change.set.filter((s) => before.get(s.key) !== s.value || !before.has(s.key)).map((s) => ({ action: 'set', target: `${s.key} in ${cur.container}`, before: shown(s.key, before.get(s.key)), after: shown(s.key, s.value) })),
-        ...change.unset.filter((k) => before.has(k)).map((k) => ({ action: 'unset', target: `${k} in ${cur.container}`, before: shown(k, before.get(k)), after: '∅' })),
+        ...change.set.filter((s) => !unchanged(s.key, s.value)).map((s) => ({ action: 'set', target: `${s.key} in ${cur.container}`, before: shownVar(before.get(s.key)), after: shown(s.key, s.value) })),
+        ...change.unset.filter((k) => before.has(k)).map((k) => ({ action: 'unset', target: `${k} in ${cur.container}`, before: shownVar(before.get(k)), after: '∅' })),
       ];
       if (!changes.length) return [];
       const kube = await ctx.clients.kube();
-      await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, change), 'strategic', { dryRun: true });
+      await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, change, cur.env), 'strategic', { dryRun: true });
       return changes.map((c) => ({ ...c, validated: true }));
     },
     async run(ctx) {
       const cur = ctx.state.current as EnvState;
       const kube = await ctx.clients.kube();
-      await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, opts.change(ctx.params, ctx.state)), 'strategic');
+      await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, opts.change(ctx.params, ctx.state), cur.env), 'strategic');
       return { container: cur.container, index: cur.index, previous: cur.env };
     },
     async undo(ctx, data) {
