@@ -144,6 +144,57 @@ describe('watching a rollout on a real server', () => {
     await k?.close();
   });
 
+  const configFor = (deployment: string, kubeconfig: string) => {
+    const cfg = join(dir, `runbook-${deployment}.yaml`);
+    writeFileSync(cfg, stringify({ default: 'w', environments: { w: { kubernetes: { kubeconfig, namespace: k.namespace, deployment }, rollout: { timeout: '20s' } } } }));
+    return { RUNBOOK_CONFIG: cfg };
+  };
+
+  it('a stalled controller-manager: the rollout times out, the scale is put back, nothing hangs', async () => {
+    await k.seedDeployment({ name: 'stall', replicas: 1 });
+    const kc = join(dir, 'stall.kubeconfig');
+    await k.writeKubeconfig(kc);
+    k.pauseControllers();
+    let r;
+    try {
+      r = await runCli(['app', 'scale', '--replicas', '2', '--yes', '--rollout-timeout', '3s'], { env: configFor('stall', kc) });
+    } finally {
+      k.resumeControllers();
+    }
+    expect(r.code, r.stderr).toBe(1);
+    expect(r.stderr).toMatch(/rollout of deployment\/stall not complete after 3(\.0)?s/);
+    const d = await k.get<import('../support/cluster/index.js').Deployment>('deployments', k.namespace, 'stall');
+    expect(d?.spec.replicas).toBe(1);
+  });
+
+  it('selectors with matchExpressions: pods that match only the labels are not the deployment\'s', async () => {
+    await k.create({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'expr', namespace: k.namespace },
+      spec: {
+        replicas: 2,
+        minReadySeconds: 1,
+        selector: { matchLabels: { app: 'expr' }, matchExpressions: [{ key: 'tier', operator: 'In', values: ['web'] }] },
+        template: { metadata: { labels: { app: 'expr', tier: 'web' } }, spec: { containers: [{ name: 'web', image: 'registry.example.com/web:1' }] } },
+      },
+    } as never);
+    await k.create({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'expr-decoy', namespace: k.namespace, labels: { app: 'expr', tier: 'db' } }, spec: { containers: [{ name: 'db', image: 'registry.example.com/db:1' }] } } as never);
+    await k.waitForRollout('expr', { timeoutMs: 30_000 });
+    const kc = join(dir, 'expr.kubeconfig');
+    await k.writeKubeconfig(kc);
+    const r = await runCli(['app', 'scaling', '--json'], { env: configFor('expr', kc) });
+    expect(r.code, r.stderr).toBe(0);
+    const pods = JSON.stringify(JSON.parse(r.stdout).steps);
+    expect(pods).not.toContain('expr-decoy');
+    expect((pods.match(/"name":"expr-[a-z0-9]+-[a-z0-9]+"/g) ?? []).length).toBe(2);
+    // minReadySeconds: the rollout counts pods only once they have been ready that long.
+    const s = await runCli(['app', 'scale', '--replicas', '3', '--yes'], { env: configFor('expr', kc) });
+    expect(s.code, s.stderr).toBe(0);
+    const d = await k.get<import('../support/cluster/index.js').Deployment>('deployments', k.namespace, 'expr');
+    expect(d?.status?.availableReplicas).toBe(3);
+  });
+
   it('relists after 410 Gone (a compacted resourceVersion) and still sees the rollout finish', async () => {
     await k.seedDeployment({ name: 'web', replicas: 1 });
     const kc = join(dir, 'watch.kubeconfig');
@@ -162,7 +213,7 @@ describe('watching a rollout on a real server', () => {
     await new Promise((r) => setTimeout(r, 2500));
     await k.patch('deployments', k.namespace, 'web', { spec: { replicas: 2 } });
     await done;
-    const onDeployments = k.requests.filter((q) => q.method === 'GET' && q.path.endsWith('/deployments'));
+    const onDeployments = k.requests.filter((q) => q.method === 'GET' && q.path.endsWith('/deployments') && q.query.fieldSelector === 'metadata.name=web');
     const first = onDeployments.findIndex((q) => q.watch);
     // The held-back watch asked for a version etcd no longer has (410), and the client listed again
     // before watching from the new list's version.

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalog } from '../../src/procedures/catalog.js';
+import type { Procedure, Step } from '../../src/core/procedure.js';
 import { runCli, tempDir } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import type { Deployment, KubeObject } from '../support/cluster/index.js';
@@ -83,6 +84,41 @@ describe('runbook rbac', () => {
       expect(await sb.kube.list('leases', { namespace: sb.namespace })).toEqual([]);
     } finally {
       await admin(['apply', '-f', '-'], stringify(role));
+    }
+  });
+
+  it('a permission taken away mid-run (after the scale): the 403 is named, the scale-back is impossible, exit 5 with the command to run by hand', async () => {
+    await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
+    const before = (await sb.kube.get<Deployment>('deployments', sb.namespace, 'app'))!.spec.replicas ?? 1;
+    const binding = `runbook-${sb.namespace}`;
+    const revoke: Step = {
+      id: 'revoke',
+      title: 'Another admin revokes the binding',
+      why: 'test',
+      risk: 'read',
+      equivalent: () => 'kubectl delete rolebinding',
+      run: async () => {
+        const d = await admin(['delete', 'rolebinding', binding, '-n', sb.namespace]);
+        expect(d.code, d.stderr).toBe(0);
+        // RBAC changes reach the authorizer's cache within a moment.
+        await new Promise((r) => setTimeout(r, 1500));
+        return {};
+      },
+    };
+    const override = (proc: Procedure): Procedure => {
+      const i = proc.steps.findIndex((st) => st.id === 'scale');
+      return { ...proc, steps: [...proc.steps.slice(0, i + 1), revoke, ...proc.steps.slice(i + 1)] };
+    };
+    try {
+      const r = await runCli(['app', 'scale', '--replicas', String(before + 1), '--yes'], { env: limitedEnv, procedureOverride: override });
+      expect(r.code, r.stderr).toBe(5);
+      expect(r.stderr).toMatch(/forbidden/);
+      expect(r.stderr).not.toMatch(/keeps failing/);
+      expect(r.stderr).toContain(`kubectl scale deployment/app --replicas=${before} -n ${sb.namespace}`);
+    } finally {
+      await admin(['apply', '-f', '-'], manifests);
+      await sb.kube.patch('deployments', sb.namespace, 'app', { spec: { replicas: before } });
+      await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
     }
   });
 
