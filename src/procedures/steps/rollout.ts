@@ -2,6 +2,7 @@ import type { KubeClient, V1Deployment } from '../../clients/kube.js';
 import { ownedReplicaSets, selectorOf } from './pods.js';
 import { StepError } from '../../core/errors.js';
 import { parseDuration, formatDuration } from '../../core/duration.js';
+import { sleep } from '../../core/sleep.js';
 import type { Step, StepContext } from '../../core/procedure.js';
 
 export interface RolloutState {
@@ -71,7 +72,9 @@ export async function waitForRollout(ctx: StepContext<unknown>, name: string, ti
   const watchSignal = AbortSignal.any([signal, stop.signal]);
   const podCheck = (async () => {
     while (!watchSignal.aborted) {
-      await new Promise((r) => setTimeout(r, 1000).unref());
+      // Ends with the watch: an unref'd timer awaited here let the process exit (code 13) mid-run
+      // once nothing else held the event loop (stdout closed), and held every finished wait up to 1 s.
+      await sleep(1000, watchSignal).catch(() => undefined);
       if (watchSignal.aborted || !latest) continue;
       const stuck = await stuckNewPod(kube, latest).catch(() => undefined);
       if (stuck && !watchSignal.aborted) {

@@ -147,6 +147,8 @@ export async function startFaultProxy(info: ControlPlaneInfo, who: ClientIdentit
       (ures) => {
         rec.status = ures.statusCode ?? 0;
         res.writeHead(ures.statusCode ?? 502, ures.headers);
+        // A watch's headers come before its first event: a client must not wait for one to see them.
+        res.flushHeaders();
         ures.pipe(res);
         res.on('close', () => ures.destroy());
       },

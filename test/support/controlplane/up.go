@@ -330,6 +330,9 @@ func runUp(args []string) error {
 		"--config="+kwokConfig,
 		"--kubeconfig="+filepath.Join(dir, "kwok.kubeconfig"),
 		"--manage-all-nodes=true",
+		// Node Leases renewed as a kubelet renews them; without them the node-lifecycle controller
+		// marks every node NotReady after its grace period and their pods stop being Ready.
+		"--node-lease-duration-seconds=40",
 		"--node-ip=127.0.0.1", fmt.Sprintf("--node-port=%d", ports["kwok"]),
 		fmt.Sprintf("--server-address=127.0.0.1:%d", ports["kwok"]),
 		"--tls-cert-file="+p("kwok-serving.crt"), "--tls-private-key-file="+p("kwok-serving.key"),
