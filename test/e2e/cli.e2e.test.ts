@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import * as pty from 'node-pty';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { tempDir } from '../support/cli.js';
-import type { Deployment } from '../support/kube/index.js';
+import type { Deployment } from '../support/cluster/index.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const bin = join(root, 'bin', 'runbook.js');
@@ -23,7 +23,7 @@ afterAll(async () => {
   await sb?.stop();
 });
 
-/** Spawns asynchronously: the Kubernetes API server lives in this process and must keep answering. */
+/** Spawns asynchronously: the fault proxy in front of the Kubernetes API server lives in this process and must keep answering. */
 function run(args: string[], env: Record<string, string> = {}, opts: { nodeArgs?: string[]; cwd?: string; replaceEnv?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), bin, ...args], { env: opts.replaceEnv ? env : { ...baseEnv, ...env }, cwd: opts.cwd ?? root });
@@ -36,7 +36,7 @@ function run(args: string[], env: Record<string, string> = {}, opts: { nodeArgs?
   });
 }
 
-const replicas = () => sb.kube.store.get<Deployment>('deployments', 'production', 'app')!.spec.replicas;
+const replicas = async () => (await sb.kube.get<Deployment>('deployments', sb.namespace, 'app'))!.spec.replicas;
 
 /** Runs the CLI under a pseudo-terminal and answers prompts as they appear. */
 function runInTerminal(args: string[], answers: Array<{ when: RegExp; send: string }>, env: Record<string, string> = {}): Promise<{ code: number; screen: string }> {
@@ -93,7 +93,7 @@ describe('the built CLI', () => {
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/--yes --confirm sandbox-protected/);
     expect(r.stderr).not.toMatch(/\n\s+at /);
-    expect(replicas()).toBe(3);
+    expect(await replicas()).toBe(3);
   });
 
   it('usage errors exit 2 with one line and a hint; --verbose adds the stack', async () => {
@@ -107,23 +107,23 @@ describe('the built CLI', () => {
   it('on a terminal, a severe gate asks for the environment name; typing it approves', async () => {
     const r = await runInTerminal(['app', 'scale', '--replicas', '0', '--env', 'sandbox-protected'], [{ when: /Type the environment name/, send: 'sandbox-protected\r' }]);
     expect(r.screen).toContain('sandbox-protected');
-    expect(r.code).toBe(0);
-    expect(replicas()).toBe(0);
+    expect(r.code, r.screen).toBe(0);
+    expect(await replicas()).toBe(0);
     const back = await run(['app', 'scale', '--replicas', '3']);
-    expect(back.code).toBe(0);
+    expect(back.code, back.stderr).toBe(0);
   });
 
   it('on a terminal, answering no at a yes/no gate exits 3 and changes nothing', async () => {
     const r = await runInTerminal(['app', 'scale', '--replicas', '5', '--env', 'sandbox-protected'], [{ when: /\(y\/N\)/, send: 'n\r' }]);
-    expect(r.code).toBe(3);
-    expect(replicas()).toBe(3);
+    expect(r.code, r.screen).toBe(3);
+    expect(await replicas()).toBe(3);
   });
 
   it('Ctrl-C at a prompt interrupts (exit 130) and changes nothing', async () => {
     const r = await runInTerminal(['app', 'scale', '--replicas', '5', '--env', 'sandbox-protected'], [{ when: /\(y\/N\)/, send: '\u0003' }]);
-    expect(r.code).toBe(130);
+    expect(r.code, r.screen).toBe(130);
     expect(r.screen).not.toMatch(/\n\s+at /);
-    expect(replicas()).toBe(3);
+    expect(await replicas()).toBe(3);
   });
 
   it('colour on a terminal, none with NO_COLOR', async () => {
@@ -135,19 +135,19 @@ describe('the built CLI', () => {
   });
 
   it('SIGINT mid-run puts back what the run changed and exits 130', async () => {
-    sb.kube.controller.failPods = 'never-ready';
+    await sb.kube.failPods('never-ready');
     try {
       const child = spawn(process.execPath, [bin, 'app', 'scale', '--replicas', '7', '--rollout-timeout', '60s'], { env: { ...baseEnv }, cwd: root });
       let stderr = '';
       child.stderr.on('data', (d) => (stderr += d));
-      await sb.kube.waitFor(() => replicas() === 7, { timeoutMs: 20_000 });
+      await sb.kube.waitFor(async () => (await replicas()) === 7, { timeoutMs: 20_000, what: 'the scale to 7' });
       child.kill('SIGINT');
       const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
       expect(code, stderr).toBe(130);
       expect(stderr).toMatch(/interrupted/);
-      expect(replicas()).toBe(3);
+      expect(await replicas()).toBe(3);
     } finally {
-      sb.kube.controller.failPods = undefined;
+      await sb.kube.failPods(undefined);
     }
   });
 });

@@ -2,6 +2,7 @@
 // each to the safety contract: a real run works, a dry run changes nothing, no terminal and no --yes
 // fails closed (exit 3) with no change, a declined gate exits 3 with no change, and a failure after
 // any step runs the compensations of the completed steps. New procedures are covered automatically.
+// Kubernetes is the real control plane: the examples' node names become the sandbox's own nodes.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalog } from '../../src/procedures/catalog.js';
 import type { Procedure, Step } from '../../src/core/procedure.js';
@@ -11,6 +12,7 @@ import type { Prompter } from '../../src/core/prompter.js';
 import { runCli } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { findConfigPath, loadConfig, selectEnvironment } from '../../src/core/config.js';
+import type { KubeObject } from '../support/cluster/index.js';
 
 let sb: Sandbox;
 
@@ -55,6 +57,31 @@ function cli(argv: string[], extra: Parameters<typeof runCli>[1] = {}) {
   return runCli(argv, { ...extra, env: { ...sb.env, ...(extra.env ?? {}) } });
 }
 
+/**
+ * The examples name nodes as the README's sandbox has them (node-1, node-2); on the shared control
+ * plane those belong to nobody in particular, so they become this sandbox's own nodes.
+ */
+function localize(args: string[]): string[] {
+  return args.map((a) => a.replace(/\bnode-(\d+)\b/g, (m, n: string) => sb.kube.nodes[Number(n) - 1] ?? m));
+}
+
+/** The node lifecycle controller has caught up with every cordon: a cordoned node carries its taint, an uncordoned one does not. */
+async function nodesSettled() {
+  await sb.kube.waitFor(
+    async () =>
+      (await sb.kube.list<KubeObject & { spec?: { unschedulable?: boolean; taints?: Array<{ key: string }> } }>('nodes', { labelSelector: `runbook.test/namespace=${sb.namespace}` })).every(
+        (n) => (n.spec?.unschedulable === true) === (n.spec?.taints ?? []).some((t) => t.key === 'node.kubernetes.io/unschedulable'),
+      ),
+    { timeoutMs: 20_000, what: 'node taints to follow the cordons' },
+  );
+}
+
+/** Every part's state, once the controllers that derive state from a change (node taints) have caught up. */
+async function fingerprint() {
+  await nodesSettled();
+  return sb.fingerprint();
+}
+
 describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
   let proc: Procedure;
   let args: string[];
@@ -62,7 +89,10 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
 
   beforeAll(async () => {
     proc = await entry.load();
-    args = proc.examples[0] ?? [];
+    args = localize(proc.examples[0] ?? []);
+    // An autoscaler left by an earlier procedure (app autoscale) is a live controller: the real HPA
+    // controller would change the deployment's replicas under this procedure's fingerprints.
+    for (const h of await sb.kube.list('horizontalpodautoscalers', { namespace: sb.namespace })) await sb.kube.remove('horizontalpodautoscalers', sb.namespace, h.metadata.name);
   });
 
   it('has an example, a why and an equivalent command for every step', () => {
@@ -81,11 +111,11 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
   });
 
   it('--dry-run changes nothing', async () => {
-    const before = await sb.fingerprint();
+    const before = await fingerprint();
     const r = await cli([...words, ...args, '--dry-run', '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).status).toBe('planned');
-    expect(await sb.fingerprint()).toEqual(before);
+    expect(await fingerprint()).toEqual(before);
   });
 
   it('--dry-run=offline contacts nothing and shows each step', async () => {
@@ -99,7 +129,7 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
 
   it('fails closed without a terminal in a protected environment (exit 3, no change)', async () => {
     const env = selectEnvironment(await loadConfig(findConfigPath(undefined, sb.env, process.cwd())), 'sandbox-protected', {});
-    const before = await sb.fingerprint();
+    const before = await fingerprint();
     const r = await cli([...words, ...args, '--env', 'sandbox-protected']);
     const params = {} as never;
     if (procedureRisk(proc, params, env) === 'read') {
@@ -108,11 +138,11 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
       expect(r.code, r.stderr).toBe(3);
       expect(r.stderr).toMatch(/--yes/);
     }
-    expect(await sb.fingerprint()).toEqual(before);
+    expect(await fingerprint()).toEqual(before);
   });
 
   it('a declined gate exits 3 and changes nothing', async () => {
-    const before = await sb.fingerprint();
+    const before = await fingerprint();
     const prompter = new DecliningPrompter();
     const r = await cli([...words, ...args, '--env', 'sandbox-protected'], { tty: true, prompter });
     if (prompter.asked === 0) {
@@ -120,12 +150,12 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
     } else {
       expect(r.code, r.stderr).toBe(3);
     }
-    expect(await sb.fingerprint()).toEqual(before);
+    expect(await fingerprint()).toEqual(before);
   });
 
   it('a failure after each step runs the compensations of the completed steps, last first', async () => {
     for (let i = 0; i < proc.steps.length; i++) {
-      const before = await sb.fingerprint();
+      const before = await fingerprint();
       const r = await cli([...words, ...args, '--yes', '--confirm', 'sandbox', '--json'], { procedureOverride: injectAfter(i) });
       const doc = JSON.parse(r.stdout);
       const injected = doc.steps.find((s: { id: string }) => s.id === 'injected-failure');
@@ -149,7 +179,7 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
         const step = [...proc.steps.slice(0, i + 1), undefined, ...proc.steps.slice(i + 1)][k];
         return step && s.status === 'succeeded' && s.risk !== 'read' && !step.undo;
       });
-      if (!irreversible) expect(await sb.fingerprint(), `state after failing at step ${i}`).toEqual(before);
+      if (!irreversible) expect(await fingerprint(), `state after failing at step ${i}`).toEqual(before);
     }
   });
 });

@@ -1,11 +1,11 @@
-// `security ddos` and `security ddos-revert` against real services: moto (WAFv2), the Kubernetes
-// API server, and a local Cloudflare API fake; the lock-token retry through a fault proxy in front of moto.
+// `security ddos` and `security ddos-revert` against real services: moto (WAFv2), the real Kubernetes
+// control plane, and a local Cloudflare API fake; the lock-token retry through a fault proxy in front of moto.
 import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Deployment } from '../support/kube/index.js';
+import type { Deployment } from '../support/cluster/index.js';
 import { runCli } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { aclRules, DDOS, type DdosPart } from '../support/sandbox/ddos-part.js';
@@ -15,8 +15,8 @@ let sb: Sandbox;
 let part: DdosPart;
 let journal: string;
 
-const deployment = () => sb.kube.store.get<Deployment>('deployments', 'production', 'app')!;
-const envVars = () => Object.fromEntries((deployment().spec.template.spec.containers[0].env ?? []).map((e: { name: string; value?: string }) => [e.name, e.value]));
+const deployment = async () => (await sb.kube.get<Deployment>('deployments', sb.namespace, 'app'))!;
+const envVars = async () => Object.fromEntries(((await deployment()).spec.template.spec.containers[0].env ?? []).map((e: { name: string; value?: string }) => [e.name, e.value]));
 const rules = async () => (await aclRules(part.moto, part.aclId)).map((r) => r.Name);
 const cli = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) => runCli(argv, { ...extra, env: { ...sb.env, RUNBOOK_JOURNAL_DIR: journal, ...(extra.env ?? {}) } });
 
@@ -76,8 +76,8 @@ describe('security ddos', () => {
     const doc = JSON.parse(r.stdout);
     expect(doc.compensations.map((c: { step: string }) => c.step)).toEqual(['scale', 'apply', 'waf']);
     expect(await rules()).toEqual(['baseline-block-bad-ips']);
-    expect(envVars().RATE_LIMIT_ENABLED).toBeUndefined();
-    expect(deployment().spec.replicas).toBe(3);
+    expect((await envVars()).RATE_LIMIT_ENABLED).toBeUndefined();
+    expect((await deployment()).spec.replicas).toBe(3);
     expect(await sb.fingerprint()).toEqual(before);
   });
 
@@ -85,8 +85,8 @@ describe('security ddos', () => {
     const r = await cli(['security', 'ddos', '--yes', '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(await rules()).toEqual(['baseline-block-bad-ips', 'emergency-rate-limit']);
-    expect(envVars()).toMatchObject({ MODE: 'normal', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_REQUESTS: '10', RATE_LIMIT_WINDOW: '60' });
-    expect(deployment().spec.replicas).toBe(DDOS.replicas);
+    expect(await envVars()).toMatchObject({ MODE: 'normal', RATE_LIMIT_ENABLED: 'true', RATE_LIMIT_REQUESTS: '10', RATE_LIMIT_WINDOW: '60' });
+    expect((await deployment()).spec.replicas).toBe(DDOS.replicas);
     expect(part.cloudflare.level).toBe('under_attack');
     const cfReq = part.cloudflare.service.requests.filter((q) => q.method === 'PATCH').at(-1)!;
     expect(cfReq.headers.authorization).toBe(`Bearer ${DDOS.token}`);
@@ -100,8 +100,8 @@ describe('security ddos', () => {
     const back = await cli(['security', 'ddos-revert', '--yes', '--json']);
     expect(back.code, back.stderr).toBe(0);
     expect(await rules()).toEqual(['baseline-block-bad-ips']);
-    expect(envVars()).toEqual({ MODE: 'normal' });
-    expect(deployment().spec.replicas).toBe(3);
+    expect(await envVars()).toEqual({ MODE: 'normal' });
+    expect((await deployment()).spec.replicas).toBe(3);
     expect(part.cloudflare.level).toBe('medium');
   }, 30_000);
 

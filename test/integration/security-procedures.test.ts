@@ -1,4 +1,5 @@
-// The security procedures against the real Kubernetes test API server, real processes and a webhook.
+// The security procedures against the real Kubernetes control plane (kwok nodes, the real scheduler
+// and node lifecycle controller), real processes and a webhook.
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -9,24 +10,56 @@ import { StepError } from '../../src/core/errors.js';
 import type { Procedure, Step } from '../../src/core/procedure.js';
 import { runCli, tempDir } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
-import type { Deployment, KubeObject, Pod } from '../support/kube/index.js';
+import type { Deployment, KubeObject, NodeObject, Pod } from '../support/cluster/index.js';
 import { requireBinary, startHttpService, type HttpService } from '../support/services/index.js';
 
-type NodeObj = KubeObject & { spec: { unschedulable?: boolean } };
+interface Taint {
+  key: string;
+  value?: string;
+  effect: string;
+  timeAdded?: string;
+}
+type NodeObj = NodeObject & { spec?: { unschedulable?: boolean; taints?: Taint[] } };
 
-const NS = 'production';
+/** The taint the node lifecycle controller keeps on a cordoned node. */
+const UNSCHEDULABLE_TAINT = 'node.kubernetes.io/unschedulable';
+
 let sb: Sandbox;
+let NS: string;
+/** The sandbox's own kwok nodes: nobody else's pods or cordons are on them. */
+let N1: string;
+let N2: string;
+let N3: string;
 let webhook: HttpService;
 let originals: NodeObj[];
-let kubectlDir: string;
 
+const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 function cli(argv: string[], extra: Parameters<typeof runCli>[1] = {}) {
   return runCli(argv, { ...extra, env: { ...sb.env, ...(extra.env ?? {}) } });
 }
-const node = (name: string) => sb.kube.store.get<NodeObj>('nodes', undefined, name)!;
-const nodeState = (name: string) => ({ unschedulable: node(name).spec?.unschedulable, labels: node(name).metadata.labels });
-const containerEnv = () => sb.kube.store.get<Deployment>('deployments', NS, 'app')!.spec.template.spec.containers[0].env ?? [];
-const envValue = (key: string) => containerEnv().find((e) => e.name === key)?.value;
+const node = async (name: string) => (await sb.kube.get<NodeObj>('nodes', undefined, name))!;
+const nodeState = async (name: string) => {
+  const n = await node(name);
+  return { unschedulable: n.spec?.unschedulable, labels: n.metadata.labels, taints: n.spec?.taints };
+};
+/** Taints without the time the controller added them (two nodes cordoned at different times compare equal). */
+const taintsOf = (n: NodeObj) => (n.spec?.taints ?? []).map(({ timeAdded: _t, ...t }) => t);
+/** The node lifecycle controller has caught up: a cordoned node carries the unschedulable taint, an uncordoned one does not. */
+async function settled(...names: string[]) {
+  await sb.kube.waitFor(
+    async () => {
+      for (const name of names) {
+        const n = await node(name);
+        if ((n.spec?.unschedulable === true) !== (n.spec?.taints ?? []).some((t) => t.key === UNSCHEDULABLE_TAINT)) return false;
+      }
+      return true;
+    },
+    { timeoutMs: 20_000, what: `the unschedulable taint of ${names.join(', ')} to follow the cordon` },
+  );
+}
+const deployment = async () => (await sb.kube.get<Deployment>('deployments', NS, 'app'))!;
+const containerEnv = async () => (await deployment()).spec.template.spec.containers[0]!.env ?? [];
+const envValue = async (key: string) => (await containerEnv()).find((e) => e.name === key)?.value;
 
 function failAfter(stepId: string) {
   const failing: Step = { id: 'injected-failure', title: 'Injected failure', why: 'test', risk: 'read', equivalent: () => 'false', run: async () => { throw new StepError('injected failure'); } };
@@ -36,26 +69,32 @@ function failAfter(stepId: string) {
   };
 }
 
-function kubectl(...args: string[]): Promise<{ code: number; stderr: string }> {
-  const kubeconfig = sb.env.KUBECONFIG;
-  return new Promise((resolve) =>
-    execFile('kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', join(kubectlDir, 'cache'), '--request-timeout=10s', ...args], { timeout: 30_000, env: { ...process.env, KUBECONFIG: '' } }, (err, _o, stderr) =>
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr }),
-    ),
-  );
+/** The real kubectl, with the tool's kubeconfig (through the same proxy). */
+const kubectl = (...args: string[]) => sb.kube.kubectl(['--request-timeout=10s', ...args]);
+
+/** Puts every sandbox node back as it was at the start: cordon, labels and taints. */
+async function restoreNodes() {
+  for (const o of originals) {
+    const cur = await node(o.metadata.name);
+    const labels: Record<string, string | null> = { ...(o.metadata.labels ?? {}) };
+    for (const k of Object.keys(cur.metadata.labels ?? {})) if (!(k in labels)) labels[k] = null;
+    await sb.kube.patch('nodes', undefined, o.metadata.name, { metadata: { labels }, spec: { unschedulable: o.spec?.unschedulable ?? null, taints: o.spec?.taints ?? null } }, 'merge');
+  }
+  await settled(...originals.map((o) => o.metadata.name));
 }
 
 beforeAll(async () => {
   requireBinary('kubectl', 'install kubectl (https://kubernetes.io/docs/tasks/tools/) to run the conformance comparison');
   sb = await startSandbox({ parts: ['kubernetes', 'security'] });
+  NS = sb.namespace;
+  [N1, N2, N3] = sb.kube.nodes as [string, string, string];
   webhook = await startHttpService(() => ({ status: 200, body: 'ok' }));
-  kubectlDir = tempDir('security-kubectl-');
   // The breach tests need a notify channel: add a webhook to both environments.
   const config = parse(readFileSync(sb.configPath, 'utf8'));
   for (const env of Object.values(config.environments) as Array<Record<string, unknown>>) env.notify = { slack: { webhook: { env: 'SECURITY_WEBHOOK_URL' }, channel: '#security' } };
   writeFileSync(sb.configPath, stringify(config));
   sb.env.SECURITY_WEBHOOK_URL = `${webhook.url}/hooks/security`;
-  originals = sb.kube.store.list<NodeObj>('nodes').map((n) => structuredClone(n));
+  originals = await Promise.all(sb.kube.nodes.map((n) => node(n)));
 }, 120_000);
 afterAll(async () => {
   await webhook?.stop();
@@ -63,76 +102,117 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   sb.kube.faults.clear();
-  for (const n of originals) sb.kube.store.put(structuredClone(n));
-  await sb.kube.waitForRollout(NS, 'app', { timeoutMs: 20_000 });
+  await restoreNodes();
+  await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
 });
 
 describe('security isolate', () => {
-  it('cordons and labels two nodes exactly as kubectl cordon + kubectl label do', async () => {
-    const r = await cli(['security', 'isolate', '--nodes', 'node-1,node-2']);
+  it('cordons and labels two nodes exactly as kubectl cordon + kubectl label do, and the scheduler stops using them', async () => {
+    const r = await cli(['security', 'isolate', '--nodes', `${N1},${N2}`]);
     expect(r.code, r.stderr).toBe(0);
-    for (const n of ['node-1', 'node-2']) {
-      expect(node(n).spec.unschedulable).toBe(true);
-      expect(node(n).metadata.labels?.quarantine).toBe('true');
+    for (const n of [N1, N2]) {
+      expect((await node(n)).spec?.unschedulable).toBe(true);
+      expect((await node(n)).metadata.labels?.quarantine).toBe('true');
     }
-    expect(node('node-3').spec.unschedulable).toBeUndefined();
-    expect(r.stdout).toMatch(/node-1\s+no\s+cordoned \+ labelled/);
-    // The same change made with kubectl on node-3 leaves the same spec and label.
-    expect((await kubectl('cordon', 'node-3')).code).toBe(0);
-    expect((await kubectl('label', 'nodes', 'node-3', 'quarantine=true', '--overwrite')).code).toBe(0);
-    const cordonOf = (n: string) => ({ unschedulable: node(n).spec.unschedulable, taints: (node(n).spec as { taints?: unknown }).taints });
-    expect(cordonOf('node-3')).toEqual(cordonOf('node-1'));
-    expect(node('node-3').metadata.labels?.quarantine).toBe(node('node-1').metadata.labels?.quarantine);
+    expect((await node(N3)).spec?.unschedulable).toBeUndefined();
+    expect(r.stdout).toMatch(new RegExp(`${esc(N1)}\\s+no\\s+cordoned \\+ labelled`));
+    // The real kubectl sees them cordoned, and the real scheduler places no new pod on them.
+    const listed = await kubectl('get', 'nodes', N1, N2, N3, '--no-headers');
+    expect(listed.code, listed.stderr).toBe(0);
+    const status = Object.fromEntries(listed.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/)).map(([name, st]) => [name, st]));
+    expect(status).toEqual({ [N1]: 'Ready,SchedulingDisabled', [N2]: 'Ready,SchedulingDisabled', [N3]: 'Ready' });
+    await settled(N1, N2);
+    const probe = (name: string, hosts: string[]): Pod =>
+      ({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name, namespace: NS, labels: { app: 'isolation-probe' } },
+        spec: {
+          containers: [{ name: 'probe', image: 'registry.example.com/probe:1' }],
+          affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: hosts }] }] } } },
+        },
+      }) as unknown as Pod;
+    const spread = ['probe-a', 'probe-b', 'probe-c', 'probe-d'];
+    try {
+      for (const p of spread) await sb.kube.create(probe(p, [N1, N2, N3]));
+      await sb.kube.create(probe('probe-pinned', [N1]));
+      await sb.kube.waitFor(async () => (await Promise.all(spread.map((p) => sb.kube.get<Pod>('pods', NS, p)))).every((p) => p?.status?.phase === 'Running'), { timeoutMs: 30_000, what: 'probe pods running' });
+      for (const p of spread) expect((await sb.kube.get<Pod>('pods', NS, p))!.spec.nodeName, p).toBe(N3);
+      await sb.kube.waitFor(async () => Boolean((await sb.kube.get<Pod>('pods', NS, 'probe-pinned'))?.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable')), { timeoutMs: 30_000, what: 'the pinned probe to be unschedulable' });
+      expect((await sb.kube.get<Pod>('pods', NS, 'probe-pinned'))!.spec.nodeName).toBeUndefined();
+    } finally {
+      for (const p of [...spread, 'probe-pinned']) await sb.kube.remove('pods', NS, p);
+      await sb.kube.waitFor(async () => (await sb.kube.list('pods', { namespace: NS, labelSelector: 'app=isolation-probe' })).length === 0, { timeoutMs: 30_000, what: 'probe pods gone' });
+    }
+    // The same change made with kubectl on N3 leaves the same spec, taints and label.
+    expect((await kubectl('cordon', N3)).code).toBe(0);
+    expect((await kubectl('label', 'nodes', N3, 'quarantine=true', '--overwrite')).code).toBe(0);
+    await settled(N1, N3);
+    const cordonOf = async (n: string) => {
+      const o = await node(n);
+      return { unschedulable: o.spec?.unschedulable, taints: taintsOf(o) };
+    };
+    expect(await cordonOf(N3)).toEqual(await cordonOf(N1));
+    expect((await node(N3)).metadata.labels?.quarantine).toBe((await node(N1)).metadata.labels?.quarantine);
     // And kubectl's uncordon/unlabel round trip matches the tool's undo (field removed, not false).
-    expect((await kubectl('uncordon', 'node-3')).code).toBe(0);
-    expect((await kubectl('label', 'nodes', 'node-3', 'quarantine-')).code).toBe(0);
-    expect(nodeState('node-3')).toEqual({ unschedulable: originals.find((n) => n.metadata.name === 'node-3')!.spec.unschedulable, labels: originals.find((n) => n.metadata.name === 'node-3')!.metadata.labels });
+    expect((await kubectl('uncordon', N3)).code).toBe(0);
+    expect((await kubectl('label', 'nodes', N3, 'quarantine-')).code).toBe(0);
+    await settled(N3);
+    const original = originals.find((n) => n.metadata.name === N3)!;
+    expect(await nodeState(N3)).toEqual({ unschedulable: original.spec?.unschedulable, labels: original.metadata.labels, taints: original.spec?.taints });
   });
 
   it('--dry-run shows each node before → after, validated by the server, and changes nothing', async () => {
     const before = await sb.fingerprint();
     const seen = sb.kube.requests.length;
-    const r = await cli(['security', 'isolate', '--nodes', 'node-1,node-2', '--dry-run']);
+    const r = await cli(['security', 'isolate', '--nodes', `${N1},${N2}`, '--dry-run']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('DRY RUN');
-    expect(r.stderr).toMatch(/node\/node-1[\s\S]*schedulable, quarantine=∅[\s\S]*unschedulable, quarantine=true/);
+    expect(r.stderr).toMatch(new RegExp(`node/${esc(N1)}[\\s\\S]*schedulable, quarantine=∅[\\s\\S]*unschedulable, quarantine=true`));
     expect(sb.kube.requests.slice(seen).filter((q) => q.method === 'PATCH' && q.path.startsWith('/api/v1/nodes/')).every((q) => q.dryRun)).toBe(true);
-    expect(sb.kube.requests.slice(seen).some((q) => q.method === 'PATCH' && q.dryRun)).toBe(true);
+    expect(sb.kube.requests.slice(seen).some((q) => q.method === 'PATCH' && q.dryRun && q.status === 200)).toBe(true);
     expect(await sb.fingerprint()).toEqual(before);
   });
 
-  it('a failure after isolating puts back exactly the prior state (an already-cordoned node stays cordoned)', async () => {
-    sb.kube.store.put({ ...structuredClone(node('node-2')), spec: { ...node('node-2').spec, unschedulable: true } });
-    const before = { a: nodeState('node-1'), b: nodeState('node-2') };
-    const r = await cli(['security', 'isolate', '--nodes', 'node-1,node-2', '--json'], { procedureOverride: failAfter('isolate') });
+  it('a failure after isolating puts back exactly the prior state (an already-cordoned node stays cordoned, taints kept)', async () => {
+    // A taint of the operator's own on N1 (spec.taints is an atomic list: a patch that sends it replaces it).
+    const dedicated: Taint = { key: 'runbook.test/dedicated', value: 'security', effect: 'NoSchedule' };
+    await sb.kube.patch('nodes', undefined, N1, { spec: { taints: [dedicated] } }, 'merge');
+    await sb.kube.patch('nodes', undefined, N2, { spec: { unschedulable: true } }, 'merge');
+    await settled(N1, N2);
+    const before = { a: await nodeState(N1), b: await nodeState(N2) };
+    expect(before.a.taints).toEqual([dedicated]);
+    const r = await cli(['security', 'isolate', '--nodes', `${N1},${N2}`, '--json'], { procedureOverride: failAfter('isolate') });
     expect(r.code, r.stderr).toBe(1);
     const doc = JSON.parse(r.stdout);
     expect(doc.compensations).toEqual([{ step: 'isolate', status: 'succeeded' }]);
     expect(doc.steps.find((s: { id: string }) => s.id === 'isolate').data.nodes.map((n: { name: string; cordoned: boolean }) => [n.name, n.cordoned])).toEqual([
-      ['node-1', true],
-      ['node-2', false],
+      [N1, true],
+      [N2, false],
     ]);
-    expect(nodeState('node-1')).toEqual(before.a);
-    expect(nodeState('node-2')).toEqual(before.b);
-    expect(node('node-2').spec.unschedulable).toBe(true);
+    await settled(N1, N2);
+    expect(await nodeState(N1)).toEqual(before.a);
+    expect(await nodeState(N2)).toEqual(before.b);
+    expect((await node(N2)).spec?.unschedulable).toBe(true);
   });
 
   it('a node failing half-way: the nodes already changed are put back, no undo is left pending', async () => {
-    const before = { a: nodeState('node-1'), b: nodeState('node-2') };
-    sb.kube.faults.add({ method: 'PATCH', path: '/api/v1/nodes/node-2', status: 500, message: 'etcd unavailable' });
+    const before = { a: await nodeState(N1), b: await nodeState(N2) };
+    sb.kube.faults.add({ method: 'PATCH', path: `/api/v1/nodes/${N2}`, status: 500, message: 'etcd unavailable' });
     // Without the server-validated preview (which would meet the fault first), so the write itself fails half-way.
     const noPreview = (proc: Procedure): Procedure => ({ ...proc, steps: proc.steps.map((s) => (s.id === 'isolate' ? { ...s, plan: undefined } : s)) });
-    const r = await cli(['security', 'isolate', '--nodes', 'node-1,node-2', '--json'], { procedureOverride: noPreview });
+    const r = await cli(['security', 'isolate', '--nodes', `${N1},${N2}`, '--json'], { procedureOverride: noPreview });
     expect(r.code, r.stderr).toBe(1);
-    expect(r.stderr).toMatch(/node-2 failed: .*etcd unavailable.*put back/);
+    expect(r.stderr).toMatch(new RegExp(`${esc(N2)} failed: .*etcd unavailable.*put back`));
     expect(JSON.parse(r.stdout).compensations).toEqual([]);
-    expect(nodeState('node-1')).toEqual(before.a);
-    expect(nodeState('node-2')).toEqual(before.b);
+    await settled(N1, N2);
+    expect(await nodeState(N1)).toEqual(before.a);
+    expect(await nodeState(N2)).toEqual(before.b);
   });
 
   it('a bad node name exits 2 before anything is contacted', async () => {
     const seen = sb.kube.requests.length;
-    const r = await cli(['security', 'isolate', '--nodes', 'node-1,Node_2']);
+    const r = await cli(['security', 'isolate', '--nodes', `${N1},Node_2`]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/invalid node name "Node_2"/);
     expect(sb.kube.requests.length).toBe(seen);
@@ -140,16 +220,16 @@ describe('security isolate', () => {
 
   it('an unknown node is a clear error before any node changes', async () => {
     const mutations = sb.kube.mutations().length;
-    const r = await cli(['security', 'isolate', '--nodes', 'node-1,node-9,node-8']);
+    const r = await cli(['security', 'isolate', '--nodes', `${N1},${NS}-node-9,${NS}-node-8`]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/no such nodes: node-9, node-8; nothing was changed/);
+    expect(r.stderr).toMatch(new RegExp(`no such nodes: ${esc(NS)}-node-9, ${esc(NS)}-node-8; nothing was changed`));
     expect(sb.kube.mutations().slice(mutations).filter((m) => m.path.includes('/nodes/'))).toEqual([]);
-    expect(node('node-1').spec.unschedulable).toBeUndefined();
+    expect((await node(N1)).spec?.unschedulable).toBeUndefined();
   });
 
   it('in a protected environment --yes is not enough: the environment name must be given (exit 3, no change)', async () => {
     const before = await sb.fingerprint();
-    const r = await cli(['security', 'isolate', '--nodes', 'node-1', '--env', 'sandbox-protected', '--yes']);
+    const r = await cli(['security', 'isolate', '--nodes', N1, '--env', 'sandbox-protected', '--yes']);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/--confirm sandbox-protected/);
     expect(await sb.fingerprint()).toEqual(before);
@@ -157,24 +237,68 @@ describe('security isolate', () => {
 });
 
 describe('security evidence', () => {
-  beforeAll(() => {
-    // A pod that restarted: its previous container's log must be collected too.
-    sb.kube.store.put<Pod>({
+  const restartedStage = () => `runbook-restarted-${NS}`;
+  beforeAll(async () => {
+    // A pod whose worker container restarted (as kwok, the kubelet here, reports it through a stage of
+    // this test's own): its previous container's log must be collected too, and only that one.
+    await sb.kube.create({
+      apiVersion: 'kwok.x-k8s.io/v1alpha1',
+      kind: 'Stage',
+      metadata: { name: restartedStage(), labels: { 'runbook.test/namespace': NS } },
+      spec: {
+        resourceRef: { apiGroup: 'v1', kind: 'Pod' },
+        selector: {
+          matchExpressions: [
+            { key: '.metadata.namespace', operator: 'In', values: [NS] },
+            { key: '.metadata.name', operator: 'In', values: ['worker-0'] },
+            { key: '.metadata.deletionTimestamp', operator: 'DoesNotExist' },
+            { key: '.status.podIP', operator: 'DoesNotExist' },
+          ],
+        },
+        weight: 10000,
+        next: {
+          statusTemplate: `
+conditions:
+- { type: Initialized, status: "True", lastTransitionTime: {{ Now | Quote }} }
+- { type: PodScheduled, status: "True", lastTransitionTime: {{ Now | Quote }} }
+- { type: Ready, status: "True", lastTransitionTime: {{ Now | Quote }} }
+- { type: ContainersReady, status: "True", lastTransitionTime: {{ Now | Quote }} }
+hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+phase: Running
+startTime: {{ Now | Quote }}
+containerStatuses:
+{{ range .spec.containers }}
+- name: {{ .name | Quote }}
+  image: {{ .image | Quote }}
+  ready: true
+  started: true
+  restartCount: {{ if eq .name "worker" }}2{{ else }}0{{ end }}
+  state: { running: { startedAt: {{ Now | Quote }} } }
+{{ if eq .name "worker" }}  lastState: { terminated: { exitCode: 139, reason: Error, startedAt: {{ Now | Quote }}, finishedAt: {{ Now | Quote }} } }
+{{ end }}{{ end }}`,
+        },
+      },
+    } as KubeObject);
+    await sb.kube.create<Pod>({
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name: 'worker-0', namespace: NS, labels: { app: 'worker' } },
-      spec: { nodeName: 'node-3', containers: [{ name: 'worker', image: 'worker:1' }, { name: 'sidecar', image: 'proxy:1' }] },
-      status: {
-        phase: 'Running',
-        containerStatuses: [
-          { name: 'worker', ready: true, restartCount: 2, image: 'worker:1', imageID: '', started: true, state: { running: { startedAt: new Date().toISOString() } } },
-          { name: 'sidecar', ready: true, restartCount: 0, image: 'proxy:1', imageID: '', started: true, state: { running: { startedAt: new Date().toISOString() } } },
-        ],
+      spec: { nodeName: N3, containers: [{ name: 'worker', image: 'worker:1' }, { name: 'sidecar', image: 'proxy:1' }] },
+    } as Pod);
+    await sb.kube.waitFor(
+      async () => {
+        const p = await sb.kube.get<Pod>('pods', NS, 'worker-0');
+        return p?.status?.phase === 'Running' && p.status.containerStatuses?.find((c) => c.name === 'worker')?.restartCount === 2;
       },
-    } as unknown as Pod);
-    sb.kube.setPodLogs(NS, 'worker-0', ['worker up', 'SECRET_MARKER user=admin password=hunter2'], { container: 'worker' });
-    sb.kube.setPodLogs(NS, 'worker-0', ['worker crashed: segfault'], { container: 'worker', previous: true });
-    sb.kube.setPodLogs(NS, 'worker-0', ['proxy ready'], { container: 'sidecar' });
+      { timeoutMs: 30_000, what: 'worker-0 running after 2 restarts' },
+    );
+    await sb.kube.setPodLogs('worker-0', ['worker up', 'SECRET_MARKER user=admin password=hunter2'], { container: 'worker' });
+    await sb.kube.setPodLogs('worker-0', ['worker crashed: segfault'], { container: 'worker', previous: true });
+    await sb.kube.setPodLogs('worker-0', ['proxy ready'], { container: 'sidecar' });
+  });
+  afterAll(async () => {
+    await sb?.kube.remove('stages', undefined, restartedStage());
   });
 
   it('streams every container log (and previous logs) and the events into a new 0700 folder with a verifiable manifest', async () => {
@@ -185,7 +309,7 @@ describe('security evidence', () => {
     const folder: string = data.folder;
     expect(folder.startsWith(parent)).toBe(true);
     expect(statSync(folder).mode & 0o777).toBe(0o700);
-    const pods = sb.kube.store.list<Pod>('pods', { namespace: NS });
+    const pods = await sb.kube.list<Pod>('pods', { namespace: NS });
     const containers = pods.reduce((n, p) => n + p.spec.containers.length, 0);
     expect(data.logs).toBe(containers);
     expect(data.previousLogs).toBe(1);
@@ -228,7 +352,7 @@ describe('security evidence', () => {
     const parent = tempDir('security-evidence-dry-');
     const r = await cli(['security', 'evidence', '--dir', parent, '--dry-run']);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/would collect into .*evidence-production-<timestamp>/);
+    expect(r.stderr).toMatch(new RegExp(`would collect into .*evidence-${esc(NS)}-<timestamp>`));
     expect(readdirSync(parent)).toEqual([]);
   });
 
@@ -245,18 +369,18 @@ describe('security audit-mode', () => {
     expect(set.code, set.stderr).toBe(0);
     const on = await cli(['security', 'audit-mode', 'on'], { env: { RUNBOOK_JOURNAL_DIR: journal } });
     expect(on.code, on.stderr).toBe(0);
-    expect(envValue('LOG_LEVEL')).toBe('DEBUG');
-    expect(envValue('AUDIT_MODE')).toBe('true');
-    expect(sb.kube.rolloutComplete(NS, 'app')).toBe(true);
+    expect(await envValue('LOG_LEVEL')).toBe('DEBUG');
+    expect(await envValue('AUDIT_MODE')).toBe('true');
+    expect(await sb.kube.rolloutComplete('app')).toBe(true);
     const dry = await cli(['security', 'audit-mode', 'off', '--dry-run'], { env: { RUNBOOK_JOURNAL_DIR: journal } });
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stderr).toMatch(/LOG_LEVEL in api[\s\S]*"DEBUG"[\s\S]*"WARN"/);
-    expect(envValue('LOG_LEVEL')).toBe('DEBUG');
+    expect(await envValue('LOG_LEVEL')).toBe('DEBUG');
     const off = await cli(['security', 'audit-mode', 'off'], { env: { RUNBOOK_JOURNAL_DIR: journal } });
     expect(off.code, off.stderr).toBe(0);
-    expect(envValue('LOG_LEVEL')).toBe('WARN');
-    expect(containerEnv().some((e) => e.name === 'AUDIT_MODE')).toBe(false);
-    expect(sb.kube.rolloutComplete(NS, 'app')).toBe(true);
+    expect(await envValue('LOG_LEVEL')).toBe('WARN');
+    expect((await containerEnv()).some((e) => e.name === 'AUDIT_MODE')).toBe(false);
+    expect(await sb.kube.rolloutComplete('app')).toBe(true);
   });
 
   it('off with no recorded on run sets LOG_LEVEL=INFO and removes AUDIT_MODE', async () => {
@@ -264,21 +388,21 @@ describe('security audit-mode', () => {
     expect(on.code, on.stderr).toBe(0);
     const off = await cli(['security', 'audit-mode', 'off']);
     expect(off.code, off.stderr).toBe(0);
-    expect(envValue('LOG_LEVEL')).toBe('INFO');
-    expect(containerEnv().some((e) => e.name === 'AUDIT_MODE')).toBe(false);
+    expect(await envValue('LOG_LEVEL')).toBe('INFO');
+    expect((await containerEnv()).some((e) => e.name === 'AUDIT_MODE')).toBe(false);
   });
 
   it('a rollout that never completes puts the previous environment back', async () => {
-    const before = structuredClone(containerEnv());
-    sb.kube.controller.failPods = 'never-ready';
+    const before = structuredClone(await containerEnv());
+    await sb.kube.failPods('never-ready');
     try {
       const r = await cli(['security', 'audit-mode', 'on', '--rollout-timeout', '1s']);
       expect(r.code, r.stderr).toBe(1);
       expect(r.stderr).toMatch(/undo/);
     } finally {
-      sb.kube.controller.failPods = undefined;
+      await sb.kube.failPods(undefined);
     }
-    expect(containerEnv()).toEqual(before);
+    expect(await containerEnv()).toEqual(before);
   });
 
   it('rejects anything but on|off (exit 2)', async () => {
@@ -323,7 +447,7 @@ describe('security breach', () => {
     const parent = tempDir('security-breach-');
     const g = Number(readFileSync(join(sb.dir, 'secret-generation'), 'utf8'));
     webhook.requests.length = 0;
-    const r = await cli(['security', 'breach', '--nodes', 'node-1,node-2', '--dir', parent, '--yes', '--confirm', 'sandbox', '--json']);
+    const r = await cli(['security', 'breach', '--nodes', `${N1},${N2}`, '--dir', parent, '--yes', '--confirm', 'sandbox', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
     expect(doc.steps.map((s: { id: string; status: string }) => `${s.id}:${s.status}`)).toEqual([
@@ -336,30 +460,30 @@ describe('security breach', () => {
       'rollout:succeeded',
       'announce:succeeded',
     ]);
-    expect(node('node-1').spec.unschedulable).toBe(true);
-    expect(node('node-2').metadata.labels?.quarantine).toBe('true');
+    expect((await node(N1)).spec?.unschedulable).toBe(true);
+    expect((await node(N2)).metadata.labels?.quarantine).toBe('true');
     expect(readdirSync(parent).length).toBe(1);
     expect(Number(readFileSync(join(sb.dir, 'secret-generation'), 'utf8'))).toBe(g + 1);
-    expect(envValue('AUDIT_MODE')).toBe('true');
+    expect(await envValue('AUDIT_MODE')).toBe('true');
     const sent = webhook.requests.find((q) => q.path === '/hooks/security');
-    expect(sent?.body).toMatch(/Suspected breach in sandbox.*node-1, node-2.*Evidence: /);
+    expect(sent?.body).toMatch(new RegExp(`Suspected breach in sandbox.*${esc(N1)}, ${esc(N2)}.*Evidence: `));
   });
 
   it('a later failure undoes audit mode but leaves the nodes isolated', async () => {
     expect((await cli(['security', 'audit-mode', 'off'])).code).toBe(0);
-    const envBefore = structuredClone(containerEnv());
-    const r = await cli(['security', 'breach', '--nodes', 'node-1,node-2', '--yes', '--confirm', 'sandbox', '--json'], { procedureOverride: failAfter('rollout') });
+    const envBefore = structuredClone(await containerEnv());
+    const r = await cli(['security', 'breach', '--nodes', `${N1},${N2}`, '--yes', '--confirm', 'sandbox', '--json'], { procedureOverride: failAfter('rollout') });
     expect(r.code, r.stderr).toBe(1);
     const doc = JSON.parse(r.stdout);
     expect(doc.compensations.map((c: { step: string }) => c.step)).toEqual(['apply']);
-    expect(containerEnv()).toEqual(envBefore);
-    expect(node('node-1').spec.unschedulable).toBe(true);
-    expect(node('node-2').metadata.labels?.quarantine).toBe('true');
+    expect(await containerEnv()).toEqual(envBefore);
+    expect((await node(N1)).spec?.unschedulable).toBe(true);
+    expect((await node(N2)).metadata.labels?.quarantine).toBe('true');
   });
 
   it('--dry-run changes nothing', async () => {
     const before = await sb.fingerprint();
-    const r = await cli(['security', 'breach', '--nodes', 'node-1,node-2', '--dry-run']);
+    const r = await cli(['security', 'breach', '--nodes', `${N1},${N2}`, '--dry-run']);
     expect(r.code, r.stderr).toBe(0);
     expect(await sb.fingerprint()).toEqual(before);
   });
