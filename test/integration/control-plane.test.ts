@@ -32,8 +32,11 @@ it('image pull failures hold, exec runs locally', async () => {
   const pods = await kube.list<any>('pods', { namespace: kube.namespace });
   expect(pods.some((p) => p.status?.containerStatuses?.[0]?.state?.waiting?.reason === 'ImagePullBackOff')).toBe(true);
   await kube.failPods(undefined);
-  const running = pods.find((p) => p.status?.phase === 'Running');
-  await kube.enableExec(running.metadata.name);
-  const r = await kube.kubectl(['exec', running.metadata.name, '--', 'sh', '-c', 'echo in-pod']);
+  // exec: a pod of its own (the deployment's are mid-rollout), its commands run on this machine.
+  await kube.create({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'exec-target', namespace: kube.namespace }, spec: { containers: [{ name: 'main', image: 'registry.example.com/main:1' }] } } as never);
+  await kube.waitFor(async () => (await kube.get<any>('pods', kube.namespace, 'exec-target'))?.status?.phase === 'Running', { what: 'exec-target Running' });
+  await kube.enableExec('exec-target');
+  const r = await kube.kubectl(['exec', 'exec-target', '--', 'sh', '-c', 'echo in-pod']);
+  expect(r.code, r.stderr).toBe(0);
   expect(r.stdout).toContain('in-pod');
 });

@@ -104,7 +104,7 @@ export interface KubeHarness {
   waitFor(predicate: () => Promise<boolean> | boolean, opts?: WaitOptions & { what?: string }): Promise<void>;
   waitForRollout(name: string, opts?: WaitOptions): Promise<void>;
   /** Runs the real kubectl with the tool's kubeconfig (through the proxy). */
-  kubectl(args: string[], opts?: { kubeconfig?: string; input?: string }): Promise<{ code: number; stdout: string; stderr: string }>;
+  kubectl(args: string[], opts?: { kubeconfig?: string; input?: string; namespace?: string }): Promise<{ code: number; stdout: string; stderr: string }>;
   /** Deletes the namespace and nodes; stops a private control plane. */
   close(): Promise<void>;
 }
@@ -492,6 +492,9 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
         metadata: { name: pod, namespace },
         spec: { execs: [{ ...(o.containers ? { containers: o.containers } : {}), local: { workDir: o.workDir ?? dir, envs: Object.entries(o.env ?? {}).map(([name, value]) => ({ name, value })) } }] },
       } as KubeObject);
+      // kwok picks the Exec object up from its watch: usable once a no-op exec goes through.
+      const container = o.containers?.[0] ?? (await firstContainer(pod));
+      await waitFor(async () => (await harness.kubectl(['exec', pod, '-c', container, '--', 'true'], { kubeconfig: info.kubeconfig, namespace: namespace })).code === 0, { what: `exec into ${pod}`, timeoutMs: 15_000 });
     },
     async setPodUsage(pod, usage) {
       await patch('pods', namespace, pod, { metadata: { annotations: { 'metrics.runbook.test/usage': JSON.stringify(usage) } } });
@@ -564,7 +567,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
     waitForRollout: (name, w = {}) => waitFor(() => rolloutComplete(name), { ...w, what: `rollout of deployment/${name}` }),
     kubectl(args, o = {}) {
       return new Promise((resolve) => {
-        const child = execFile('kubectl', ['--kubeconfig', o.kubeconfig ?? defaultKubeconfig, ...args], { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+        const child = execFile('kubectl', ['--kubeconfig', o.kubeconfig ?? defaultKubeconfig, ...(o.namespace ? ['-n', o.namespace] : []), ...args], { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
           const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
           resolve({ code, stdout, stderr });
         });
