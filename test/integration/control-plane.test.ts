@@ -20,8 +20,10 @@ it('runs a deployment, logs and kubectl through the proxy', async () => {
   await new Promise((r) => setTimeout(r, 2000));
   expect(await kube.rolloutComplete('app')).toBe(false);
   await kube.failPods(undefined);
-  const now = await kube.list<any>('pods', { namespace: kube.namespace });
-  await kube.crashLoop(now.find((p) => p.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True') && !p.metadata.deletionTimestamp).metadata.name);
+  await kube.create({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'crasher', namespace: kube.namespace }, spec: { containers: [{ name: 'main', image: 'registry.example.com/main:1' }] } } as never);
+  await kube.waitFor(async () => (await kube.get<any>('pods', kube.namespace, 'crasher'))?.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'), { what: 'crasher Ready' });
+  await kube.crashLoop('crasher', { restartCount: 3 });
+  expect((await kube.get<any>('pods', kube.namespace, 'crasher')).status.containerStatuses[0].restartCount).toBe(3);
   const top = await kube.kubectl(['top', 'pods']);
   expect(top.code).toBe(0);
 });

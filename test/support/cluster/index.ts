@@ -527,10 +527,16 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
         .replace('exitCode: 1, reason: Error', `exitCode: ${o.exitCode ?? 1}, reason: ${o.reason ?? 'Error'}`);
       await create(stage(name, namespace, [{ key: '.metadata.annotations["runbook.test/crash-loop"]', operator: 'In', values: [name] }, { key: '.status.conditions.[] | select( .type == "Ready" ) | .status', operator: 'In', values: ['True'] }], tpl));
       // kwok looks at a pod again when it changes: the annotation both selects it and wakes it up.
+      // kwok may see the pod's change before the new stage, so nudge it until the stage has applied.
       await patch('pods', namespace, pod, { metadata: { annotations: { 'runbook.test/crash-loop': name } } });
+      let nudges = 0;
       await waitFor(async () => {
         const p = await get<Pod>('pods', namespace, pod);
-        return Boolean(p?.status?.containerStatuses?.some((c) => c.state?.waiting?.reason === 'CrashLoopBackOff'));
+        if (!p) throw new Error(`harness: pod ${namespace}/${pod} is gone`);
+        if (p.status?.containerStatuses?.some((c) => c.state?.waiting?.reason === 'CrashLoopBackOff')) return true;
+        await new Promise((r) => setTimeout(r, 250));
+        await patch('pods', namespace, pod, { metadata: { annotations: { 'runbook.test/nudge': String(++nudges) } } });
+        return false;
       }, { what: `pod ${pod} in CrashLoopBackOff` });
     },
     async denyWrites(rule) {
