@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { buildProgram, CommanderError } from './program.js';
 import { ExitCode, InterruptedError, RunbookError, UsageError } from './core/errors.js';
-import { processIO } from './core/io.js';
+import { guardIO, processIO } from './core/io.js';
 import { makeSession, parseGlobalFlags, type Deps, type Session } from './core/session.js';
 import { Redactor } from './core/redact.js';
+import { jsonText, visible } from './core/terminal.js';
 
 export type { Deps } from './core/session.js';
 
@@ -19,12 +20,14 @@ function version(): string {
  * The CLI as a function: argv in, exit code out. The ONLY place where errors become exit codes.
  * It never calls process.exit, so journals flush and compensations finish.
  */
-export async function main(argv: string[], deps: Deps): Promise<number> {
+export async function main(argv: string[], given: Deps): Promise<number> {
+  // Output that closes (`| head`, a closed terminal) never stops a run: write errors are absorbed.
+  const deps: Deps = { ...given, io: guardIO(given.io) };
   const { io } = deps;
   const verbose = argv.includes('-v') || argv.includes('--verbose');
   let session: Session | undefined;
   try {
-    const { program, action } = await buildProgram(argv, { stdout: (s) => io.stdout.write(s), stderr: (s) => io.stderr.write(s) }, version());
+    const { program, action } = await buildProgram(argv, { stdout: (s) => io.stdout.write(visible(s)), stderr: (s) => io.stderr.write(visible(s)) }, version());
     try {
       await program.parseAsync(argv, { from: 'user' });
     } catch (err) {
@@ -32,7 +35,7 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
         if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return ExitCode.ok;
         if (err.code === 'commander.executeSubCommandAsync') return ExitCode.ok;
         if (argv.includes('--json')) {
-          io.stdout.write(JSON.stringify({ status: 'error', exitCode: ExitCode.usage, error: { message: err.message.replace(/^error: /, '') } }, null, 2) + '\n');
+          io.stdout.write(jsonText({ status: 'error', exitCode: ExitCode.usage, error: { message: err.message.replace(/^error: /, '') } }) + '\n');
         }
         return ExitCode.usage;
       }
@@ -60,7 +63,7 @@ export async function main(argv: string[], deps: Deps): Promise<number> {
 
 function reportError(err: unknown, deps: Deps, session: Session | undefined, verbose: boolean, json: boolean): number {
   const redactor = session?.redactor ?? new Redactor();
-  const write = (s: string) => deps.io.stderr.write(redactor.text(s) + '\n');
+  const write = (s: string) => deps.io.stderr.write(visible(redactor.text(s)) + '\n');
   const known = err instanceof RunbookError;
   const e = err as Error;
   const message = e?.message ?? String(err);
@@ -70,7 +73,7 @@ function reportError(err: unknown, deps: Deps, session: Session | undefined, ver
   if (hint) write(`hint: ${hint}`);
   if (verbose && e?.stack) write(e.stack);
   // Scripts reading --json always get one document, even when nothing ran.
-  if (json) deps.io.stdout.write(JSON.stringify({ status: 'error', exitCode, error: { message: redactor.text(message), hint } }, null, 2) + '\n');
+  if (json) deps.io.stdout.write(jsonText({ status: 'error', exitCode, error: { message: redactor.text(message), hint } }) + '\n');
   return exitCode;
 }
 
@@ -78,17 +81,18 @@ function reportError(err: unknown, deps: Deps, session: Session | undefined, ver
 export async function run(argv: string[]): Promise<number> {
   const first = new AbortController();
   const hard = new AbortController();
+  const io = guardIO(processIO());
   const onSignal = (sig: 'SIGINT' | 'SIGTERM') => {
     if (!first.signal.aborted) {
       first.abort(new InterruptedError(sig));
     } else if (!hard.signal.aborted) {
-      process.stderr.write('\nsecond interrupt: skipping compensation — check the summary for what to do by hand\n');
+      io.stderr.write('\nsecond interrupt: skipping compensation — check the summary for what to do by hand\n');
       hard.abort(new InterruptedError(sig));
     }
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
-  return main(argv, { io: processIO(), interrupts: { signal: first.signal, hard: hard.signal } });
+  return main(argv, { io, interrupts: { signal: first.signal, hard: hard.signal } });
 }
 
 export { UsageError };

@@ -27,6 +27,11 @@ export interface Clients {
   http: HttpClient;
   /** Resolves a config value or secret reference (registering the secret for redaction). */
   secret(ref: ValueOrRef, what: string): string;
+  /**
+   * Test strictness (RUNBOOK_STRICT_SECRETS=1): from now on, reading a secret reference other than
+   * `refs` fails, so a procedure that forgets to declare a secret it reads cannot pass its tests.
+   */
+  restrictSecrets?(refs: ValueOrRef[]): void;
   notify(message: string, signal?: AbortSignal): Promise<NotifyResult[]>;
   closeAll(): Promise<void>;
 }
@@ -60,7 +65,13 @@ export function makeClients(
   redactor: Redactor = new Redactor(),
 ): Clients {
   const made: Array<{ close(): void | Promise<void> }> = [];
-  const secret = (ref: ValueOrRef, what: string) => resolveValue(ref, what, processEnv, redactor);
+  let allowed: Set<ValueOrRef> | undefined;
+  const secret = (ref: ValueOrRef, what: string) => {
+    if (allowed && typeof ref !== 'string' && !allowed.has(ref)) {
+      throw new UsageError(`${what} was read but not resolved before the run: declare it in the procedure's or the step's \`secrets\``);
+    }
+    return resolveValue(ref, what, processEnv, redactor);
+  };
   const kube = memo(async () => {
     const k = env.config.kubernetes;
     if (!k) throw new UsageError(`environment "${env.name}" has no kubernetes section`);
@@ -91,6 +102,9 @@ export function makeClients(
     redis,
     http: factories.http,
     secret,
+    restrictSecrets(refs) {
+      allowed = new Set(refs);
+    },
     async postgres(url?: string) {
       const resolved = url ?? (env.config.postgres ? secret(env.config.postgres.url, `environments.${env.name}.postgres.url`) : undefined);
       if (!resolved) throw new UsageError(`environment "${env.name}" has no postgres section`);

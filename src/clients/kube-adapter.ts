@@ -17,6 +17,7 @@ import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { pipeline } from 'node:stream/promises';
 import { existsSync } from 'node:fs';
 import { KubeApiError, type KubeClient, type KubePermission, type KubeTarget, type LeaseRecord, type PatchType, type PodMetrics, type WatchEvent, type WriteOptions } from './kube.js';
+import { UsageError } from '../core/errors.js';
 
 const CONTENT_TYPE: Record<PatchType, string> = {
   strategic: PatchStrategy.StrategicMergePatch,
@@ -128,16 +129,23 @@ export class KubeAdapter implements KubeClient {
     try {
       kc = files.length ? mergeKubeconfigs(files) : defaultKubeconfig(env);
     } catch (err) {
-      throw new KubeApiError(`cannot load kubeconfig${file ? ` ${file}` : ''}: ${(err as Error).message}`, 0);
+      // A config error, found before anything is contacted: exit 2, and resuming cannot help.
+      throw new UsageError(`cannot load kubeconfig${file ? ` ${file}` : ''}: ${(err as Error).message}`, 'check kubernetes.kubeconfig in the config, or $KUBECONFIG');
     }
     if (target.context) {
       if (!kc.getContextObject(target.context)) {
-        throw new KubeApiError(`kube context "${target.context}" is not in the kubeconfig${file ? ` ${file}` : ''}`, 0);
+        const known = kc.getContexts().map((c) => c.name);
+        throw new UsageError(`kube context "${target.context}" is not in the kubeconfig${file ? ` ${file}` : ''}`, `known contexts: ${known.join(', ') || '(none)'}; check kubernetes.context in the config`);
       }
       kc.setCurrentContext(target.context);
     }
     const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new KubeApiError('the kubeconfig has no current cluster', 0);
+    if (!cluster) {
+      throw new UsageError(
+        `no Kubernetes cluster to talk to: ${file ? `the kubeconfig ${file}` : 'no kubeconfig ($KUBECONFIG, ~/.kube/config) or in-cluster credentials'} names no current context and cluster`,
+        'set kubernetes.kubeconfig and kubernetes.context in the config, or $KUBECONFIG',
+      );
+    }
     return new KubeAdapter(
       kc,
       target.namespace,

@@ -9,6 +9,7 @@ import { stepRisk } from '../core/procedure.js';
 import { parseParam } from '../core/params.js';
 import { formatDuration } from '../core/duration.js';
 import type { Session } from '../core/session.js';
+import { jsonText, visible } from '../core/terminal.js';
 import { executeProcedure, resolveTarget } from './run-procedure.js';
 import { findConfigPath, loadConfig, selectEnvironment } from '../core/config.js';
 
@@ -32,12 +33,16 @@ export async function runBuiltin(session: Session, name: string, args: string[],
 }
 
 function out(session: Session, text: string): void {
-  session.deps.io.stdout.write(session.redactor.text(text));
+  session.deps.io.stdout.write(visible(session.redactor.text(text), true));
+}
+
+function outJson(session: Session, value: unknown): void {
+  session.deps.io.stdout.write(session.redactor.text(jsonText(value)) + '\n');
 }
 
 function list(session: Session): number {
   if (session.flags.json) {
-    out(session, JSON.stringify(catalog.map(({ name, summary, risk, seed }) => ({ name, summary, risk, seed })), null, 2) + '\n');
+    outJson(session, catalog.map(({ name, summary, risk, seed }) => ({ name, summary, risk, seed })));
   } else {
     out(session, table(['PROCEDURE', 'RISK', 'SUMMARY'], catalog.map((e) => [e.name, e.risk, e.summary])));
   }
@@ -98,7 +103,7 @@ async function explain(session: Session, words: string[]): Promise<number> {
   lines.push('');
   lines.push('Try it safely: add --dry-run (reads are real, writes previewed) or --dry-run=offline (nothing contacted).');
   if (session.flags.json) {
-    out(session, JSON.stringify({ name: proc.name, summary: proc.summary, seed: entry.seed, seedFixes: proc.seedFixes ?? [], steps: steps.map((s) => ({ id: s.id, title: s.title, why: s.why, risk: stepRisk(s, params as never, env), equivalent: s.equivalent(params as never, env), compensated: Boolean(s.undo) })) }, null, 2) + '\n');
+    outJson(session, { name: proc.name, summary: proc.summary, seed: entry.seed, seedFixes: proc.seedFixes ?? [], steps: steps.map((s) => ({ id: s.id, title: s.title, why: s.why, risk: stepRisk(s, params as never, env), equivalent: s.equivalent(params as never, env), compensated: Boolean(s.undo) })) });
   } else out(session, lines.join('\n') + '\n');
   return ExitCode.ok;
 }
@@ -116,7 +121,7 @@ async function history(session: Session, opts: Record<string, unknown>): Promise
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive whole number`);
   const where = await dir(session);
   const runs = (await listRuns(where)).slice(-limit).reverse();
-  if (session.flags.json) out(session, JSON.stringify(runs, null, 2) + '\n');
+  if (session.flags.json) outJson(session, runs);
   else if (runs.length === 0) session.reporter.info(`no runs in ${where}`);
   else
     out(
@@ -142,7 +147,7 @@ async function loadRun(session: Session, runId: string | undefined): Promise<Jou
 async function show(session: Session, runId: string | undefined): Promise<number> {
   const events = await loadRun(session, runId);
   if (session.flags.json) {
-    out(session, JSON.stringify({ ...summarize(runId!, events), events }, null, 2) + '\n');
+    outJson(session, { ...summarize(runId!, events), events });
     return ExitCode.ok;
   }
   const s = summarize(runId!, events);

@@ -7,6 +7,7 @@ import { TerminalPrompter } from '../core/prompter.js';
 import { renderOfflinePlan, summaryLine } from '../core/render.js';
 import type { RunResult } from '../core/reporter.js';
 import { runProcedure } from '../core/runner.js';
+import { jsonText, visible } from '../core/terminal.js';
 import type { Session } from '../core/session.js';
 
 export async function resolveTarget(session: Session): Promise<ResolvedEnvironment> {
@@ -51,6 +52,8 @@ export async function executeProcedure(
   const runId = newRunId(now());
   const dir = journalDir(io.env, env.journalDir);
   const journal = flags.dryRun === 'offline' ? new NullJournal(dir, runId, session.redactor, now) : new Journal(dir, runId, session.redactor, now);
+  // A journal that cannot be written stops the run here, before anything is contacted (exit 2).
+  journal.open();
   const clients = makeClients(env, io.env, session.deps.clientFactories ?? defaultFactories, session.redactor);
   const interrupts = session.deps.interrupts ?? { signal: new AbortController().signal, hard: new AbortController().signal };
   let result: RunResult;
@@ -88,14 +91,14 @@ function printResult(session: Session, proc: Procedure, result: RunResult): void
   const { io } = session.deps;
   const { redactor, reporter, colors } = session;
   if (session.flags.json) {
-    io.stdout.write(JSON.stringify(redactor.value(result), null, 2) + '\n');
+    io.stdout.write(jsonText(redactor.value(result)) + '\n');
   } else if (result.dryRun === 'offline') {
-    io.stdout.write(redactor.text(renderOfflinePlan(result, colors)));
+    io.stdout.write(visible(redactor.text(renderOfflinePlan(result, colors)), true));
   } else if (proc.render && (result.status === 'succeeded' || result.status === 'check-failed')) {
     const state: Record<string, unknown> = {};
     for (const s of result.steps) if (s.data !== undefined) state[s.id] = s.data;
-    io.stdout.write(redactor.text(proc.render(state, colors, result.params)));
+    io.stdout.write(visible(redactor.text(proc.render(state, colors, result.params)), true));
   }
   if (result.error) reporter.error(result.error.message, result.error.hint);
-  if (!session.flags.quiet || result.exitCode !== 0) io.stderr.write(redactor.text(summaryLine(result, proc, colors)) + '\n');
+  if (!session.flags.quiet || result.exitCode !== 0) io.stderr.write(visible(redactor.text(summaryLine(result, proc, colors)), true) + '\n');
 }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { durationMs, MAX_DURATION_MS, MAX_WAIT_MS } from './duration.js';
 
 /** A secret is never written in the file: it is read from an environment variable or a file. */
 export const secretRef = z.union([
@@ -8,7 +9,16 @@ export const secretRef = z.union([
 /** A value that may be plain (non-secret) or a secret reference. */
 const valueOrRef = z.union([z.string().min(1), secretRef]);
 
-const duration = z.string().regex(/^(\d+|(\d+(\.\d+)?(ms|s|m|h|d))+)$/, 'a duration such as 30s, 5m or 1h');
+/** A duration always has a unit (is "10" seconds or minutes?) and stays within a sane limit. */
+const durationWithin = (maxMs: number, limit: string) =>
+  z
+    .string()
+    .refine((s) => durationMs(s) !== null, 'a duration with a unit, such as 30s, 5m or 1h')
+    .refine((s) => (durationMs(s) ?? 0) <= maxMs, `at most ${limit}`);
+/** Timeouts and intervals: Node's timers cannot wait longer. */
+const duration = durationWithin(MAX_WAIT_MS, '24d');
+/** Ages and lookbacks. */
+const age = durationWithin(MAX_DURATION_MS, '365d');
 const k8sName = z
   .string()
   .max(253)
@@ -80,7 +90,7 @@ const backups = z.strictObject({
   prefix: z.string().default(''),
   region: z.string().min(1).optional(),
   /** The newest backup must be younger than this (a nightly job: e.g. 26h). */
-  maxAge: duration.optional(),
+  maxAge: age.optional(),
   pgRestore: z.string().min(1).default('pg_restore'),
   restoreTest: z
     .strictObject({
@@ -206,8 +216,8 @@ const environment = z.strictObject({
       tail: z.number().int().min(1).max(100_000).default(100),
       /** `logs rotate`: the directory, thresholds, archive (s3://bucket/prefix) and an optional logrotate command. */
       dir: z.string().min(1),
-      compressAfter: duration,
-      deleteAfter: duration,
+      compressAfter: age,
+      deleteAfter: age,
       archive: s3Url,
       logrotate: z.array(z.string().min(1)).min(1),
       parallel: z.number().int().min(1).max(64),

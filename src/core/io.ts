@@ -1,4 +1,5 @@
-import type { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 
 /** The process's streams and terminal facts, injectable so tests and e2e runs control them. */
 export interface IO {
@@ -23,6 +24,87 @@ export function processIO(): IO {
     env: process.env,
     cwd: process.cwd(),
   };
+}
+
+/**
+ * An output stream that may close under the run (`| head`, a closed terminal, a full disk): the first
+ * write error (EPIPE, EIO, ENOSPC…) is absorbed and every later write is dropped, so progress goes quiet
+ * and the work goes on to its end or its compensation. Writes pass through synchronously, in order.
+ */
+export class GuardedOutput extends Writable {
+  /** Set once the stream failed; the error that closed it. */
+  failure: NodeJS.ErrnoException | undefined;
+  private readonly closeListeners: Array<(err: NodeJS.ErrnoException) => void> = [];
+
+  constructor(readonly target: Writable) {
+    super({ decodeStrings: false });
+    // Without a listener, an 'error' event on stdout/stderr kills the process mid-procedure.
+    target.on?.('error', (err: NodeJS.ErrnoException) => this.fail(err));
+  }
+
+  get broken(): boolean {
+    return this.failure !== undefined;
+  }
+
+  /** Called once, when the stream first fails. */
+  onClose(listener: (err: NodeJS.ErrnoException) => void): () => void {
+    this.closeListeners.push(listener);
+    return () => {
+      const i = this.closeListeners.indexOf(listener);
+      if (i >= 0) this.closeListeners.splice(i, 1);
+    };
+  }
+
+  private fail(err: NodeJS.ErrnoException): void {
+    if (this.failure) return;
+    this.failure = err;
+    for (const l of [...this.closeListeners]) {
+      try {
+        l(err);
+      } catch {
+        // a listener's own failure must not undo the absorbing
+      }
+    }
+  }
+
+  // Terminal facts of the target, for prompts that draw on it.
+  get isTTY(): boolean {
+    return Boolean((this.target as { isTTY?: boolean }).isTTY);
+  }
+  get columns(): number | undefined {
+    return (this.target as { columns?: number }).columns;
+  }
+  get rows(): number | undefined {
+    return (this.target as { rows?: number }).rows;
+  }
+
+  override _write(chunk: unknown, encoding: BufferEncoding, cb: (error?: Error | null) => void): void {
+    const t = this.target;
+    if (!this.failure && !t.destroyed && !t.writableEnded && !t.errored) {
+      try {
+        t.write(chunk as string, encoding, (err?: Error | null) => {
+          if (err) this.fail(err as NodeJS.ErrnoException);
+        });
+        // A stream that failed at once says so now; its 'error' event only comes on a later tick.
+        if (t.errored) this.fail(t.errored as NodeJS.ErrnoException);
+      } catch (err) {
+        this.fail(err as NodeJS.ErrnoException);
+      }
+    }
+    // Never report the failure upstream: the caller (progress, a summary) carries on.
+    cb();
+  }
+}
+
+/** IO whose stdout and stderr absorb write errors (see GuardedOutput); guarding twice is a no-op. */
+export function guardIO(io: IO): IO {
+  const guard = (s: Writable) => (s instanceof GuardedOutput ? s : new GuardedOutput(s));
+  return { ...io, stdout: guard(io.stdout), stderr: guard(io.stderr) };
+}
+
+/** The stream under a guard (prompts draw on the terminal itself). */
+export function unguarded(s: Writable): Writable {
+  return s instanceof GuardedOutput ? s.target : s;
 }
 
 export interface Colors {

@@ -1,8 +1,9 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { UsageError } from './errors.js';
 import type { Redactor } from './redact.js';
 
 export type JournalEventType =
@@ -26,6 +27,49 @@ export function journalDir(env: Record<string, string | undefined>, configured?:
   if (configured) return configured;
   const state = env.XDG_STATE_HOME || join(env.HOME || homedir(), '.local', 'state');
   return join(state, 'runbook');
+}
+
+function journalDirError(dir: string, problem: string): UsageError {
+  return new UsageError(`journal directory ${dir} ${problem}; nothing was contacted or changed`, 'set $RUNBOOK_JOURNAL_DIR (or journal.dir in the config) to a directory you can write');
+}
+
+/**
+ * Creates `path` one level at a time. Not mkdirSync({ recursive: true }): under /proc it spins at
+ * 100% CPU for ever (ENOENT → EEXIST on the parent → again), and it names no culprit for a file in the way.
+ */
+function ensureDirectory(root: string, path: string): void {
+  const missing: string[] = [];
+  let p = resolve(path);
+  for (;;) {
+    let isDir: boolean;
+    try {
+      isDir = statSync(p).isDirectory();
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      const parent = dirname(p);
+      if ((code === 'ENOENT' || code === 'ENOTDIR') && parent !== p) {
+        missing.unshift(p);
+        p = parent;
+        continue;
+      }
+      throw journalDirError(root, `cannot be used (${code ?? errorText(err)} on ${p})`);
+    }
+    if (!isDir) throw journalDirError(root, p === resolve(root) ? 'is not a directory' : `cannot be created: ${p} is not a directory`);
+    break;
+  }
+  for (const m of missing) {
+    try {
+      mkdirSync(m, { mode: 0o700 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST' && statSync(m, { throwIfNoEntry: false })?.isDirectory()) continue;
+      throw journalDirError(root, `cannot be created (${code ?? errorText(err)} on ${m})`);
+    }
+  }
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 export function newRunId(now: Date): string {
@@ -56,14 +100,31 @@ export class Journal {
     this.path = join(dir, 'runs', `${runId}.ndjson`);
   }
 
-  append(type: JournalEventType, fields: Record<string, unknown> = {}): void {
-    if (this.fd === null) {
-      mkdirSync(join(this.dir, 'runs'), { recursive: true, mode: 0o700 });
+  /**
+   * Makes sure the run can be journaled before anything is contacted: the directory exists (or is
+   * created) and the run file opens for writing. A journal that cannot be written is a config error.
+   */
+  open(): void {
+    this.descriptor();
+  }
+
+  private descriptor(): number {
+    if (this.fd !== null) return this.fd;
+    ensureDirectory(this.dir, join(this.dir, 'runs'));
+    try {
       this.fd = openSync(this.path, 'a', 0o600);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw journalDirError(this.dir, `is not writable (${code ?? errorText(err)} on ${this.path})`);
     }
+    return this.fd;
+  }
+
+  append(type: JournalEventType, fields: Record<string, unknown> = {}): void {
+    const fd = this.descriptor();
     const event = this.redactor.value({ t: this.now().toISOString(), type, ...fields });
-    writeSync(this.fd, JSON.stringify(event) + '\n');
-    fsyncSync(this.fd);
+    writeSync(fd, JSON.stringify(event) + '\n');
+    fsyncSync(fd);
   }
 
   close(): void {
@@ -74,6 +135,7 @@ export class Journal {
 
 /** A journal that writes nothing: offline dry runs leave no trace. */
 export class NullJournal extends Journal {
+  override open(): void {}
   override append(): void {}
 }
 

@@ -21,8 +21,12 @@ export function validateLabelValue(value: string, what: string): string {
 }
 
 export function parseInteger(raw: string, what: string, min?: number, max?: number): number {
-  const s = String(raw).trim();
-  if (!/^-?\d+$/.test(s)) throw new UsageError(`${what} must be a whole number, got "${raw}"`);
+  const s = String(raw);
+  // Written plainly or refused: " 3" may be a pasting accident, and 017 is octal to some tools.
+  if (/^\s*[-+]?\d+\s*$/.test(s) && !/^(0|-?[1-9]\d*)$/.test(s)) {
+    throw new UsageError(`${what} must be a whole number written plainly (no spaces, sign or leading zeros), got "${raw}"`);
+  }
+  if (!/^(0|-?[1-9]\d*)$/.test(s)) throw new UsageError(`${what} must be a whole number, got "${raw}"`);
   const n = Number(s);
   if (!Number.isSafeInteger(n)) throw new UsageError(`${what} is out of range: ${raw}`);
   if (min !== undefined && n < min) throw new UsageError(`${what} must be at least ${min}, got ${n}`);

@@ -8,6 +8,26 @@ import type { Redactor } from './redact.js';
 import type { Prompter } from './prompter.js';
 
 export type Risk = 'read' | 'write' | 'destructive';
+
+/**
+ * A group of secret references in the environment's config ({ env } / { file } values), named so a
+ * procedure or step can say which it reads: the runner resolves them all before the lock and before
+ * anything is contacted. A group whose section is not configured holds nothing.
+ */
+export type SecretSection =
+  | 'postgres'
+  | 'postgresReplicas'
+  /** rds.url, else postgres.url: the database served by the RDS instance. */
+  | 'rdsDatabase'
+  /** rds.recovery.url, else rds.url, else postgres.url: the restored database. */
+  | 'rdsRecovery'
+  | 'redis'
+  | 'notify'
+  | 'statuspage'
+  | 'metrics'
+  | 'circuitBreaker'
+  | 'cloudflare'
+  | 'backupsRestoreTest';
 export type DryRunMode = 'off' | 'plan' | 'offline';
 
 /** One previewed effect of a write: what, on which target, from what to what. */
@@ -65,6 +85,8 @@ export interface Step<P = unknown> {
   settles?: string[];
   /** Force a severe (typed) gate even outside a protected environment. */
   severe?: boolean;
+  /** Secret references the step (or its undo) reads; resolved before contact whenever the step runs. */
+  secrets?: readonly SecretSection[];
 }
 
 export type ParamType = 'string' | 'int' | 'duration' | 'boolean' | 'k8sName' | 'quantity' | 'list' | 'keyValue';
@@ -101,8 +123,13 @@ export interface Procedure<P = any> extends ProcedureResult {
   examples: string[][];
   /** Cross-field validation after parsing (min ≤ max, limits from config); throws UsageError. */
   validate?(params: P, env: ResolvedEnvironment): void;
-  /** Which config sections the procedure needs; checked before anything is contacted. */
+  /**
+   * Which config sections the procedure needs; checked before anything is contacted. The secrets of
+   * postgres, redis, notify and circuitBreaker are resolved up front too.
+   */
   requires: Array<'kubernetes' | 'health' | 'aws' | 'rds' | 'postgres' | 'redis' | 'notify' | 'circuitBreaker'>;
+  /** Secret references read by the run beyond its required sections' (e.g. an optional notify channel), when configured. */
+  secrets?: readonly SecretSection[];
   /** Runs with the built-in example environment too (it reads only local data: config, journal). */
   worksWithoutConfig?: boolean;
   /**

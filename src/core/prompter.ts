@@ -1,4 +1,4 @@
-import type { IO } from './io.js';
+import { unguarded, type IO } from './io.js';
 import { InterruptedError } from './errors.js';
 
 /** Ctrl-C at a prompt is an interrupt (compensation runs, exit 130), not a crash. */
@@ -25,7 +25,7 @@ export class TerminalPrompter implements Prompter {
   constructor(private readonly io: IO) {}
 
   private context(signal?: AbortSignal) {
-    return { input: this.io.stdin, output: this.io.stderr, signal, clearPromptOnDone: false };
+    return { input: this.io.stdin, output: unguarded(this.io.stderr), signal, clearPromptOnDone: false };
   }
 
   async confirm(message: string, signal?: AbortSignal): Promise<boolean> {

@@ -2,6 +2,7 @@ import type { Colors } from './io.js';
 import type { Procedure } from './procedure.js';
 import type { RunResult } from './reporter.js';
 import { formatDuration } from './duration.js';
+import { ExitCode } from './errors.js';
 
 /** Offline dry run: the plan is the result, so it goes to stdout. */
 export function renderOfflinePlan(result: RunResult, c: Colors): string {
@@ -37,6 +38,11 @@ export function summaryLine(result: RunResult, proc: Procedure, c: Colors): stri
       return c.yellow(`✗ ${proc.name} interrupted (run ${result.runId})`);
     default: {
       const undone = result.compensations.length ? '; its changes were put back' : '';
+      // A usage or config error (a missing secret or kube context, a wrong --confirm, an unknown
+      // revision) fails the same way on resume: the fix is to correct it and run the command again.
+      if (result.exitCode === ExitCode.usage) {
+        return c.red(`✗ ${proc.name} stopped${undone || ': nothing was changed'} (run ${result.runId}); fix the above and run the command again`);
+      }
       return c.red(`✗ ${proc.name} failed${undone} (run ${result.runId}); resume with: runbook resume ${result.runId}`);
     }
   }

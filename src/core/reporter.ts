@@ -2,6 +2,7 @@ import type { Colors } from './io.js';
 import type { Change, Risk } from './procedure.js';
 import type { Redactor } from './redact.js';
 import { formatDuration } from './duration.js';
+import { visible } from './terminal.js';
 
 export type StepStatus = 'succeeded' | 'failed' | 'skipped' | 'planned' | 'declined' | 'not-run';
 
@@ -64,7 +65,7 @@ export class Reporter {
   constructor(private readonly opts: ReporterOptions) {}
 
   private write(line: string): void {
-    this.opts.err.write(this.opts.redactor.text(line) + '\n');
+    this.opts.err.write(visible(this.opts.redactor.text(line), true) + '\n');
   }
 
   info(message: string): void {
@@ -76,7 +77,7 @@ export class Reporter {
   }
 
   warn(message: string): void {
-    this.write(this.opts.colors.yellow(`warning: ${message}`));
+    this.write(this.opts.colors.yellow(`warning: ${visible(message)}`));
   }
 
   /** Always shown, even with --quiet: the target of a change is never in doubt. */
@@ -97,7 +98,7 @@ export class Reporter {
   stepStart(index: number, total: number, title: string, risk: Risk): void {
     const c = this.opts.colors;
     const tag = risk === 'read' ? c.dim(`[${RISK_LABEL[risk]}]`) : risk === 'write' ? c.yellow(`[${RISK_LABEL[risk]}]`) : c.red(`[${RISK_LABEL[risk]}]`);
-    this.info(`${c.cyan(`[${index}/${total}]`)} ${title} ${tag}`);
+    this.info(`${c.cyan(`[${index}/${total}]`)} ${visible(title)} ${tag}`);
   }
 
   changes(changes: Change[], dryRun: boolean): void {
@@ -105,7 +106,8 @@ export class Reporter {
     for (const ch of changes) {
       const arrow = ch.before !== undefined || ch.after !== undefined ? `: ${ch.before ?? '∅'} → ${ch.after ?? '∅'}` : '';
       const v = ch.validated ? c.dim(' (validated by the server)') : '';
-      this.info(`      ${dryRun ? 'would ' : ''}${ch.action} ${ch.target}${arrow}${v}`);
+      // Values from arguments and remote systems: shown, never obeyed (only the colour codes are ours).
+      this.info(`      ${dryRun ? 'would ' : ''}${visible(`${ch.action} ${ch.target}${arrow}`)}${v}`);
     }
   }
 
@@ -114,13 +116,13 @@ export class Reporter {
     const c = this.opts.colors;
     const mark =
       status === 'succeeded' ? c.green('✓') : status === 'failed' ? c.red('✗') : status === 'planned' ? c.yellow('~') : c.dim('-');
-    const extra = note ? ` ${note}` : '';
+    const extra = note ? ` ${visible(note)}` : '';
     this.info(`      ${mark} ${status} in ${formatDuration(durationMs)}${extra}`);
   }
 
   progress(message: string): void {
     this.endLive();
-    this.info(`      ${this.opts.colors.dim(message)}`);
+    this.info(`      ${this.opts.colors.dim(visible(message))}`);
   }
 
   private live = false;
@@ -133,7 +135,7 @@ export class Reporter {
   /** Rewrites the current terminal line (no-op unless canShowLive). */
   liveLine(message: string): void {
     if (!this.canShowLive) return;
-    this.opts.err.write(`\r\u001b[2K      ${this.opts.redactor.text(message)}`);
+    this.opts.err.write(`\r\u001b[2K      ${visible(this.opts.redactor.text(message), true)}`);
     this.live = true;
   }
 
@@ -145,7 +147,7 @@ export class Reporter {
 
   error(message: string, hint?: string): void {
     const c = this.opts.colors;
-    this.write(`${c.red('error:')} ${message}`);
-    if (hint) this.write(`${c.dim('hint:')} ${hint}`);
+    this.write(`${c.red('error:')} ${visible(message)}`);
+    if (hint) this.write(`${c.dim('hint:')} ${visible(hint)}`);
   }
 }

@@ -3,7 +3,7 @@ import { declaredOnly, describePermission, LOCK_METHODS, permissionsOf, type Kub
 import type { ResolvedEnvironment } from './config.js';
 import { CheckFailedError, ExitCode, GateError, InterruptedError, LockHeldError, RunbookError, StepError, UsageError, errorMessage } from './errors.js';
 import { approve, checkConfirmFlag, gateKind, approvedByFlags, missingApprovalHint, type GateFlags } from './gates.js';
-import type { Colors, IO } from './io.js';
+import { GuardedOutput, type Colors, type IO } from './io.js';
 import type { Journal } from './journal.js';
 import { acquireLock, leaseName, type HeldLock } from './lock.js';
 import type { Change, DryRunMode, Procedure, Step, StepContext } from './procedure.js';
@@ -12,6 +12,7 @@ import type { Prompter } from './prompter.js';
 import type { Redactor } from './redact.js';
 import type { CompensationRecord, Reporter, RunResult, StepRecord } from './reporter.js';
 import { targetBanner } from './banner.js';
+import { procedureSecrets, resolveSecrets } from './secrets.js';
 
 /** Signals from the operator: the first interrupt stops the run, the second also skips compensation. */
 export interface Interrupts {
@@ -136,6 +137,13 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
     interactive: o.interactive,
   };
 
+  // A closed stdout/stderr silences progress but never the journal: it records when that happened.
+  const unwatch = [o.io.stdout, o.io.stderr].map((s, i) =>
+    s instanceof GuardedOutput
+      ? s.onClose((err) => journal.append('note', { note: `${i === 0 ? 'stdout' : 'stderr'} closed (${err.code ?? err.message}): output went quiet, the run carried on` }))
+      : () => undefined,
+  );
+
   journal.append('run-start', {
     runId: o.runId,
     procedure: proc.name,
@@ -166,6 +174,11 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
       result.status = 'planned';
       return result;
     }
+    // Every secret the run will read, before the lock and before any contact (dry runs too): a missing
+    // one found half-way would leave things half-done.
+    const secrets = procedureSecrets(proc, o.params, env);
+    resolveSecrets(secrets, o.clients.secret, env.configPath);
+    if (o.io.env.RUNBOOK_STRICT_SECRETS === '1') o.clients.restrictSecrets?.(secrets.map((s) => s.ref));
     if (o.dryRun === 'off') preflightGates(o);
     // A missing permission found half-way leaves things half-done: ask the API server first.
     if (changesAnything && env.config.kubernetes && declared.length > 0) {
@@ -285,6 +298,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   const byHand = compensations.filter((c) => c.status !== 'succeeded' && c.byHand).map((c) => c.byHand as string);
   if (byHand.length) result.byHand = byHand;
   result.durationMs = Math.round(performance.now() - t0);
+  for (const u of unwatch) u();
   journal.append('run-end', { status: result.status, exitCode, durationMs: result.durationMs, error: result.error, byHand: result.byHand });
   return result;
 }

@@ -126,6 +126,8 @@ export default defineProcedure<BackupVerifyParams>({
   params: [{ name: 'restoreTest', flag: '--restore-test', description: 'also restore into a scratch database on the configured test PostgreSQL', type: 'boolean', default: false }],
   examples: [[], ['--restore-test']],
   requires: ['aws'],
+  // A failure alert that cannot be sent would go unnoticed by cron: its webhook is resolved up front.
+  secrets: ['notify'],
   validate(p, env) {
     const b = backups(env);
     if (p.restoreTest && !b.restoreTest) throw new UsageError(`--restore-test needs environments.${env.name}.backups.restoreTest`, 'add restoreTest: { url: { env: TEST_DATABASE_URL }, table: users }');
@@ -223,6 +225,7 @@ export default defineProcedure<BackupVerifyParams>({
       // Only a write when asked for: without --restore-test the run changes nothing anywhere.
       risk: (p) => (p.restoreTest ? 'write' : 'read'),
       when: (p) => p.restoreTest,
+      secrets: ['backupsRestoreTest'],
       equivalent: (_p, env) => `createdb runbook_restore_$STAMP && pg_restore --no-owner --no-acl --exit-on-error -d runbook_restore_$STAMP "$FILE" && psql -d runbook_restore_$STAMP -c 'SELECT count(*) FROM ${env.config.backups?.restoreTest?.table ?? 'users'}'; dropdb runbook_restore_$STAMP`,
       async plan(ctx) {
         const rt = backups(ctx.env).restoreTest!;

@@ -89,6 +89,7 @@ export default defineProcedure<DbRecoverParams>({
   ],
   examples: [['--snapshot', 'prod-db-snap-1'], []],
   requires: ['kubernetes', 'aws', 'rds'],
+  secrets: ['rdsRecovery'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   validate(p) {

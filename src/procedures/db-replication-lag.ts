@@ -70,6 +70,7 @@ export default defineProcedure<DbReplicationLagParams>({
   ],
   examples: [[], ['--max-lag-bytes', '16777216', '--max-lag-seconds', '30']],
   requires: ['postgres'],
+  secrets: ['postgresReplicas'],
   steps: [
     {
       id: 'primary',

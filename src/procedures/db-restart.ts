@@ -167,6 +167,7 @@ export default defineProcedure<DbRestartParams>({
       risk: 'read',
       followsWrite: true,
       equivalent: (_p, env) => `psql "${rdsDatabaseRef(env)}" -c 'SELECT 1'`,
+      secrets: ['rdsDatabase'],
       plan: async (ctx) => [{ action: 'SELECT 1 on', target: rdsDatabaseRef(ctx.env), after: `answers within ${ctx.env.config.rds?.connectTimeout}` }],
       async run(ctx) {
         const url = rdsDatabaseUrl(ctx);

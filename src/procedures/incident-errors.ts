@@ -160,6 +160,7 @@ export default defineProcedure<IncidentErrorsParams>({
       why: 'The error rate says how bad it is and whether it is still rising; the other steps say why.',
       risk: 'read',
       when: (_p, env) => Boolean(env.config.metrics),
+      secrets: ['metrics'],
       equivalent: (_p, env) => `curl -fsS ${env.config.metrics?.token ? '-H "Authorization: Bearer $TOKEN" ' : ''}${env.config.metrics?.url ?? '<metrics url>'} | jq .`,
       run: (ctx) => readMetrics(ctx),
     },

@@ -98,6 +98,7 @@ export default defineProcedure<IncidentLatencyParams>({
   ],
   examples: [[], ['--min-mean-ms', '200', '--older-than', '1m']],
   requires: [],
+  secrets: ['postgres', 'postgresReplicas', 'redis'],
   kube: ['getDeployment', 'listPodMetrics', 'listPods', 'listReplicaSets'],
   validate(_p, env) {
     const c = env.config;

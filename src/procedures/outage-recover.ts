@@ -78,6 +78,7 @@ export default defineProcedure<OutageRecoverParams>({
   ],
   examples: [[], ['--steps', '1,2,4,8', '--interval', '2m'], ['--incident', 'p31zjtct2jer']],
   requires: ['kubernetes'],
+  secrets: ['statuspage'],
   kube: ['getDeployment', 'patchDeployment', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   validate(p, env) {

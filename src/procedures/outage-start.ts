@@ -32,6 +32,7 @@ export default defineProcedure<OutageStartParams>({
   ],
   examples: [[], ['--title', 'Checkout unavailable', '--message', 'Payments are failing; we are on it.']],
   requires: ['kubernetes'],
+  secrets: ['statuspage'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   lock: true,
   steps: [

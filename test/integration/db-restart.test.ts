@@ -142,6 +142,26 @@ describe('db restart', () => {
     expect(await replicas()).toBe(3);
   });
 
+  it.each([
+    ['DATABASE_URL', /postgres\.url: environment variable DATABASE_URL is not set/],
+    ['SLACK_WEBHOOK_URL', /notify\.slack\.webhook: environment variable SLACK_WEBHOOK_URL is not set/],
+  ])('unset %s; runbook db restart --yes → exit 2 before the Lease, the webhook or any Kubernetes/RDS request (issue 13)', async (variable, message) => {
+    for (const mode of [['--yes'], ['-n']]) {
+      const events: string[] = [];
+      const hooks = db.slack.requests.length;
+      sb.kube.requests.length = 0;
+      const r = await cli(['db', 'restart', ...mode], { env: { [variable]: undefined }, clientFactories: tappedFactories((e) => void events.push(e)) });
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/resume|DRY RUN complete/);
+      expect(events).toEqual([]);
+      expect(sb.kube.requests).toEqual([]);
+      expect(db.slack.requests.length).toBe(hooks);
+      expect(await lease()).toBeUndefined();
+      expect(await replicas()).toBe(3);
+    }
+  });
+
   it('an unknown RDS instance in the config fails before anything changes', async () => {
     const env = derivedConfig(sb, (e) => {
       (e.rds as Record<string, unknown>).instance = 'no-such-db';

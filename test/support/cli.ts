@@ -33,6 +33,9 @@ export interface CliOptions {
   interrupts?: { signal: AbortSignal; hard: AbortSignal };
   now?: () => Date;
   procedureOverride?: (proc: Procedure) => Procedure;
+  /** Streams to write to instead of the captured ones (e.g. one that fails like a closed pipe). */
+  stdout?: Writable;
+  stderr?: Writable;
 }
 
 /** A fresh, empty journal directory per call unless the test passes RUNBOOK_JOURNAL_DIR. */
@@ -52,13 +55,15 @@ export async function runCli(argv: string[], opts: CliOptions = {}): Promise<Cli
     USER: 'tester',
     // Every procedure is held to its declared Kubernetes calls (the source of `runbook rbac`).
     RUNBOOK_STRICT_KUBE: '1',
+    // …and to its declared secrets: every one it reads must have been resolved before the run.
+    RUNBOOK_STRICT_SECRETS: '1',
     ...opts.env,
   };
   const code = await main(argv, {
     io: {
       stdin: new PassThrough(),
-      stdout,
-      stderr,
+      stdout: opts.stdout ?? stdout,
+      stderr: opts.stderr ?? stderr,
       stdinIsTTY: Boolean(opts.tty),
       stdoutIsTTY: Boolean(opts.tty),
       stderrIsTTY: Boolean(opts.tty),

@@ -7,10 +7,11 @@ describe('parameter parsing', () => {
   it.each([
     ['3', 3],
     ['0', 0],
-    [' 12 ', 12],
+    ['12', 12],
   ])('accepts the integer %j', (raw, n) => expect(parseInteger(raw, '--replicas', 0, 100)).toBe(n));
 
-  it.each(['-1', '1.5', 'three', '', '1e3', '0x10', '101'])('rejects the replica count %j', (raw) => {
+  // Issue 13: " 12 " used to be accepted as 12; a count is now written plainly or refused.
+  it.each(['-1', '1.5', 'three', '', '1e3', '0x10', '101', ' 12 ', ' 3', '3 ', '00000000000000003', '03', '+3', '-0'])('rejects the replica count %j', (raw) => {
     expect(() => parseInteger(raw, '--replicas', 0, 100)).toThrow(UsageError);
   });
 
@@ -35,9 +36,29 @@ describe('parameter parsing', () => {
     ['1h30m', 5_400_000],
     ['250ms', 250],
     ['7d', 604_800_000],
-    ['10', 10_000],
+    ['365d', 31_536_000_000],
   ])('parses the duration %j', (raw, ms) => expect(parseDuration(raw)).toBe(ms));
-  it.each(['5 minutes', '-5m', 'm5', '', '5x'])('rejects the duration %j', (raw) => expect(() => parseDuration(raw)).toThrow(UsageError));
+  // Issue 13: a bare "10" used to mean ten seconds; a duration without a unit is now refused.
+  it.each(['5 minutes', '-5m', 'm5', '', '5x', '10', '0', '2.5'])('rejects the duration %j', (raw) => expect(() => parseDuration(raw)).toThrow(UsageError));
+
+  it('says which unit to add to a bare number', () => {
+    expect(() => parseDuration('10', '--idle-for')).toThrow(/--idle-for "10" has no unit: say 10m or 10s/);
+  });
+
+  it.each([
+    ['--idle-for', '366d', /at most 365d/],
+    ['--idle-for', '99999999999d', /at most 365d/],
+    ['--since', '8761h', /at most 365d/],
+    // Timers cannot wait longer than 2^31-1 ms: a longer one would fire after 1 ms.
+    ['--timeout', '25d', /at most 24d/],
+    ['--rollout-timeout', '600h', /at most 24d/],
+    ['--interval', '30d', /at most 24d/],
+  ])('refuses the absurd %s %s', (what, raw, message) => expect(() => parseDuration(raw, what)).toThrow(message));
+
+  it('accepts the longest sane values', () => {
+    expect(parseDuration('365d', '--idle-for')).toBe(365 * 86_400_000);
+    expect(parseDuration('24d', '--timeout')).toBe(24 * 86_400_000);
+  });
 
   it('parses KEY=VALUE, keeping "=" in values', () => {
     expect(parseKeyValue('A=b=c')).toEqual({ key: 'A', value: 'b=c' });

@@ -40,6 +40,7 @@ export function announceStep<P>(opts: AnnounceOptions<P>): Step<P> {
     // Sending is previewed, never done, in a dry run.
     followsWrite: true,
     when: (_p, env) => Boolean(env.config.notify),
+    secrets: ['notify'],
     equivalent(params, env) {
       const n = env.config.notify;
       const msg = preview(params, env);

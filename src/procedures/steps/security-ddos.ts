@@ -289,6 +289,7 @@ export function cloudflareStep<P>(opts: { revert: boolean }): Step<P> {
       : 'Challenges every visitor at the edge. The level found is read first so it can be put back (the seed could not), with an API token (the seed used the global key).',
     risk: 'write',
     when: (_p, env) => !!env.config.cloudflare,
+    secrets: ['cloudflare'],
     equivalent: (_p, env) => curlLevel(env, opts.revert ? '<previous level>' : 'under_attack'),
     async plan(ctx) {
       const t = await target(ctx);
