@@ -181,8 +181,9 @@ describe('app procedures against the Kubernetes API server', () => {
   });
 
   it('app autoscale creates an autoscaling/v2 HPA, then updates it in place; app scaling shows it', async () => {
-    // CPU use near the targets below, so the real HPA controller leaves the count at 3 meanwhile.
-    await sb.kube.setUsageByPrefix('app-', { '*': { cpu: '160m', memory: '300Mi' } });
+    // CPU use well under the targets below (40% of the 250m request): the real HPA controller never
+    // scales up, and its 5-minute scale-down stabilization keeps the count at 3 meanwhile.
+    await sb.kube.setUsageByPrefix('app-', { '*': { cpu: '100m', memory: '300Mi' } });
     try {
       const r1 = await cli(['app', 'autoscale', '--min', '2', '--max', '10', '--cpu-percent', '70']);
       expect(r1.code, r1.stderr).toBe(0);
@@ -323,7 +324,7 @@ describe('app procedures against the Kubernetes API server', () => {
     await sb.kube.put({
       apiVersion: 'coordination.k8s.io/v1',
       kind: 'Lease',
-      metadata: { name: 'runbook-app-scale-app', namespace: sb.namespace },
+      metadata: { name: 'runbook-deployment-app', namespace: sb.namespace },
       spec: { holderIdentity: 'alice@laptop run 20261129T030000-beef', leaseDurationSeconds: 60, acquireTime: now, renewTime: now },
     } as KubeObject);
     try {
@@ -332,7 +333,7 @@ describe('app procedures against the Kubernetes API server', () => {
       expect(r.stderr).toMatch(/held by alice@laptop run 20261129T030000-beef since/);
       expect((await deployment()).spec.replicas).toBe(3);
     } finally {
-      await sb.kube.remove('leases', sb.namespace, 'runbook-app-scale-app');
+      await sb.kube.remove('leases', sb.namespace, 'runbook-deployment-app');
     }
   });
 });

@@ -530,14 +530,24 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
       // kwok may see the pod's change before the new stage, so nudge it until the stage has applied.
       await patch('pods', namespace, pod, { metadata: { annotations: { 'runbook.test/crash-loop': name } } });
       let nudges = 0;
+      const started = Date.now();
+      const kwokSays = () => {
+        try {
+          return readFileSync(join(info.dir, 'logs', 'kwok.log'), 'utf8').split('\n').filter((l) => l.includes(pod) || l.includes(name)).slice(-5).join('\n');
+        } catch {
+          return '(no kwok log)';
+        }
+      };
       await waitFor(async () => {
         const p = await get<Pod>('pods', namespace, pod);
         if (!p) throw new Error(`harness: pod ${namespace}/${pod} is gone`);
         if (p.status?.containerStatuses?.some((c) => c.state?.waiting?.reason === 'CrashLoopBackOff')) return true;
-        await new Promise((r) => setTimeout(r, 250));
-        await patch('pods', namespace, pod, { metadata: { annotations: { 'runbook.test/nudge': String(++nudges) } } });
+        // Seldom: each nudge is a write that kwok's own status write must not keep losing to.
+        if (Date.now() - started > 3000 * (nudges + 1)) await patch('pods', namespace, pod, { metadata: { annotations: { 'runbook.test/nudge': String(++nudges) } } });
         return false;
-      }, { what: `pod ${pod} in CrashLoopBackOff` });
+      }, { what: `pod ${pod} in CrashLoopBackOff`, timeoutMs: 30_000 }).catch((err: Error) => {
+        throw new Error(`${err.message}; kwok said:\n${kwokSays()}`);
+      });
     },
     async denyWrites(rule) {
       const name = `runbook-deny-${namespace}-${rand()}`;
