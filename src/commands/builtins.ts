@@ -120,7 +120,7 @@ async function history(session: Session, opts: Record<string, unknown>): Promise
   const limit = Number(opts.limit ?? 20);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive whole number`);
   const where = await dir(session);
-  const runs = (await listRuns(where)).slice(-limit).reverse();
+  const runs = (await listRuns(where, (ids) => session.reporter.warn(`skipped ${ids.length} run file${ids.length > 1 ? 's' : ''} with no start record (empty or cut off): ${ids.join(', ')}`))).slice(-limit).reverse();
   if (session.flags.json) outJson(session, runs);
   else if (runs.length === 0) session.reporter.info(`no runs in ${where}`);
   else
@@ -185,14 +185,26 @@ async function resume(session: Session, runId: string | undefined): Promise<numb
   const proc = await entry.load();
   const undone = new Set(events.filter((e) => e.type === 'compensation' && e.status === 'succeeded').map((e) => String(e.step)));
   const completed: Record<string, unknown> = {};
+  const completedAt: Record<string, string> = {};
   for (const e of events) {
-    if (e.type === 'step-end' && e.status === 'succeeded' && !undone.has(String(e.step))) completed[String(e.step)] = e.data;
+    if (e.type === 'step-end' && e.status === 'succeeded' && !undone.has(String(e.step))) {
+      completed[String(e.step)] = e.data;
+      completedAt[String(e.step)] = e.t;
+    }
   }
   const { io } = session.deps;
-  const loaded = await loadConfig(findConfigPath(session.flags.config, io.env, io.cwd));
-  const env = selectEnvironment(loaded, String(start.environment), {});
-  session.reporter.info(`resuming run ${runId} (${proc.name} on ${env.name}); ${Object.keys(completed).length} step(s) already done`);
-  return executeProcedure(session, proc, () => start.params, { fromRun: runId!, completed, env });
+  const environment = String(start.environment);
+  if (session.flags.env !== undefined && session.flags.env !== environment) {
+    throw new UsageError(`run ${runId} ran on environment "${environment}", not "${session.flags.env}"`, `drop -e, or: runbook resume ${runId} -e ${environment}`);
+  }
+  // The config the run used, unless -c names another: resume from any directory finds the same targets.
+  const recordedConfig = typeof start.config === 'string' ? start.config : undefined;
+  const loaded = await loadConfig(findConfigPath(session.flags.config ?? recordedConfig, io.env, io.cwd));
+  const env = selectEnvironment(loaded, environment, {});
+  session.reporter.info(
+    `resuming run ${runId} (${proc.name} on ${env.name}${env.configPath ? `, config ${env.configPath}` : ''}); ${Object.keys(completed).length} step(s) done then, re-checked before they are skipped`,
+  );
+  return executeProcedure(session, proc, () => start.params, { fromRun: runId!, completed, completedAt, env });
 }
 
 /** Prints the Role for the environment's namespace (the example's without a config). */

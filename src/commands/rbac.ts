@@ -50,7 +50,7 @@ export async function rbacManifests(o: RbacOptions): Promise<string> {
     if (!proc.kube?.length) continue;
     covered.push(proc.name);
     for (const m of proc.kube) methods.add(m);
-    if (proc.lock) for (const m of LOCK_METHODS) methods.add(m);
+    if (proc.locks) for (const m of LOCK_METHODS) methods.add(m);
   }
   const perms = permissionsOf([...methods]);
   const name = o.name ?? 'runbook-operator';

@@ -31,7 +31,7 @@ export async function executeProcedure(
   session: Session,
   given: Procedure,
   parseParams: (env: ResolvedEnvironment) => unknown,
-  resume?: { fromRun: string; completed: Record<string, unknown>; env?: ResolvedEnvironment },
+  resume?: { fromRun: string; completed: Record<string, unknown>; completedAt?: Record<string, string>; env?: ResolvedEnvironment },
 ): Promise<number> {
   const { io } = session.deps;
   const { flags } = session;
@@ -51,7 +51,7 @@ export async function executeProcedure(
   const now = session.now;
   const runId = newRunId(now());
   const dir = journalDir(io.env, env.journalDir);
-  const journal = flags.dryRun === 'offline' ? new NullJournal(dir, runId, session.redactor, now) : new Journal(dir, runId, session.redactor, now);
+  const journal = flags.dryRun === 'offline' ? new NullJournal(dir, runId, session.redactor, now) : new Journal(dir, runId, session.redactor, now, session.deps.journalWrites);
   // A journal that cannot be written stops the run here, before anything is contacted (exit 2).
   journal.open();
   const clients = makeClients(env, io.env, session.deps.clientFactories ?? defaultFactories, session.redactor);
@@ -77,7 +77,7 @@ export async function executeProcedure(
       interrupts,
       timeoutMs: flags.timeoutMs,
       now,
-      resume: resume ? { fromRun: resume.fromRun, completed: resume.completed } : undefined,
+      resume: resume ? { fromRun: resume.fromRun, completed: resume.completed, completedAt: resume.completedAt } : undefined,
     });
   } finally {
     journal.close();

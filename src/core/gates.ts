@@ -1,6 +1,7 @@
 import { GateError, UsageError } from './errors.js';
 import type { Prompter } from './prompter.js';
 import type { Risk } from './procedure.js';
+import { visible } from './terminal.js';
 
 export type GateKind = 'none' | 'confirm' | 'severe';
 
@@ -43,6 +44,9 @@ export function missingApprovalHint(kind: GateKind, envName: string): string {
 
 export type GateDecision = 'not-needed' | 'flags' | 'prompt';
 
+/** How many times a severe gate asks for the environment name before it counts as declined. */
+export const TYPED_TRIES = 3;
+
 /**
  * Asks for approval. Without a terminal (or with --no-input) and without the flags it fails closed:
  * it never waits for input and never approves on its own.
@@ -64,9 +68,14 @@ export async function approve(opts: {
     throw new GateError(`approval needed for "${opts.question}" and ${why}`, missingApprovalHint(kind, envName));
   }
   if (kind === 'severe') {
-    const typed = await opts.prompter.text(`${opts.question}\n  Type the environment name (${envName}) to approve:`, opts.signal);
-    if (typed.trim() !== envName) throw new GateError(`declined: typed "${typed.trim()}", expected "${envName}"`);
-    return 'prompt';
+    // A slip of the finger at 3 a.m. is asked again (up to TYPED_TRIES times), not taken as a "no".
+    let note = '';
+    for (let left = TYPED_TRIES; left > 0; left--) {
+      const typed = (await opts.prompter.text(`${opts.question}\n  ${note}Type the environment name (${envName}) to approve:`, opts.signal)).trim();
+      if (typed === envName) return 'prompt';
+      if (left > 1) note = `"${visible(typed)}" is not "${envName}" (${left - 1} ${left - 1 === 1 ? 'try' : 'tries'} left). `;
+      else throw new GateError(`declined: the environment name was typed wrong ${TYPED_TRIES} times (last "${visible(typed)}", expected "${envName}")`);
+    }
   }
   const ok = await opts.prompter.confirm(opts.question, opts.signal);
   if (!ok) throw new GateError(`declined: ${opts.question}`);

@@ -1,9 +1,9 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { UsageError } from './errors.js';
+import { StepError, UsageError } from './errors.js';
 import type { Redactor } from './redact.js';
 
 export type JournalEventType =
@@ -83,6 +83,27 @@ export function isRunId(s: string): boolean {
   return RUN_ID.test(s);
 }
 
+/** The low-level writes of a journal (a test seam: a disk that fills up). */
+export interface JournalWrites {
+  write(fd: number, buffer: Buffer, offset: number, length: number): number;
+  fsync(fd: number): void;
+}
+
+const diskWrites: JournalWrites = {
+  write: (fd, buffer, offset, length) => writeSync(fd, buffer, offset, length),
+  fsync: (fd) => fsyncSync(fd),
+};
+
+/** A journal line that could not be written (disk full, I/O error): the run stops rather than go on unrecorded. */
+export class JournalWriteError extends StepError {
+  constructor(
+    readonly path: string,
+    readonly code: string,
+  ) {
+    super(`the journal could not be written (${code} on ${path}): the run stopped so that nothing it does goes unrecorded`, 'free space on that disk (or set $RUNBOOK_JOURNAL_DIR to another), then check what the run left: the summary above, or runbook show <run id>');
+  }
+}
+
 /**
  * Append-only NDJSON, one fsync'd line per event, so a crash loses no completed step. Every event
  * passes through the redactor before it touches the disk.
@@ -96,6 +117,7 @@ export class Journal {
     readonly runId: string,
     private readonly redactor: Redactor,
     private readonly now: () => Date,
+    private readonly writes: JournalWrites = diskWrites,
   ) {
     this.path = join(dir, 'runs', `${runId}.ndjson`);
   }
@@ -120,16 +142,46 @@ export class Journal {
     return this.fd;
   }
 
+  /** Writes one whole line or nothing: a partial write is cut off again, so the file never ends in a torn line. */
   append(type: JournalEventType, fields: Record<string, unknown> = {}): void {
     const fd = this.descriptor();
     const event = this.redactor.value({ t: this.now().toISOString(), type, ...fields });
-    writeSync(fd, JSON.stringify(event) + '\n');
-    fsyncSync(fd);
+    const line = Buffer.from(JSON.stringify(event) + '\n');
+    const size = fstatSync(fd).size;
+    try {
+      for (let off = 0; off < line.length; ) off += this.writes.write(fd, line, off, line.length - off);
+      this.writes.fsync(fd);
+    } catch (err) {
+      try {
+        ftruncateSync(fd, size);
+      } catch {
+        // Nothing more can be done about this file; readers skip a torn last line.
+      }
+      throw new JournalWriteError(this.path, (err as NodeJS.ErrnoException).code ?? errorText(err));
+    }
   }
 
   close(): void {
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
+  }
+}
+
+/**
+ * The runner's side of the journal: a failed write never throws out of compensation or the lock's
+ * release; it is kept, no more lines are tried, and the run stops at the next step boundary.
+ */
+export class RunRecord {
+  failure?: JournalWriteError;
+  constructor(private readonly journal: Journal) {}
+
+  append(type: JournalEventType, fields: Record<string, unknown> = {}): void {
+    if (this.failure) return;
+    try {
+      this.journal.append(type, fields);
+    } catch (err) {
+      this.failure = err instanceof JournalWriteError ? err : new JournalWriteError(this.journal.path, errorText(err));
+    }
   }
 }
 
@@ -181,7 +233,11 @@ export function summarize(runId: string, events: JournalEvent[]): RunSummary {
   };
 }
 
-export async function listRuns(dir: string): Promise<RunSummary[]> {
+/**
+ * Every run with a start record, oldest first. A run file without one (empty, or cut off in its first
+ * line by a crash or a full disk) has nothing to show: it is left out and named to `skipped`.
+ */
+export async function listRuns(dir: string, skipped?: (runIds: string[]) => void): Promise<RunSummary[]> {
   let names: string[];
   try {
     names = await readdir(join(dir, 'runs'));
@@ -190,6 +246,12 @@ export async function listRuns(dir: string): Promise<RunSummary[]> {
   }
   const ids = names.filter((n) => n.endsWith('.ndjson')).map((n) => n.slice(0, -'.ndjson'.length)).sort();
   const out: RunSummary[] = [];
-  for (const id of ids) out.push(summarize(id, await readRun(dir, id)));
+  const broken: string[] = [];
+  for (const id of ids) {
+    const events = await readRun(dir, id).catch(() => []);
+    if (events.some((e) => e.type === 'run-start')) out.push(summarize(id, events));
+    else broken.push(id);
+  }
+  if (broken.length) skipped?.(broken);
   return out;
 }

@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import type { KubeClient, LeaseRecord } from '../clients/kube.js';
 import { KubeApiError } from '../clients/kube.js';
+import type { ResolvedEnvironment } from './config.js';
 import { LockHeldError, StepError } from './errors.js';
 
 export interface LockHolder {
@@ -16,10 +18,34 @@ export interface HeldLock {
 
 const DURATION_S = 60;
 
-/** Lease names are RFC 1123 labels: lowercase, digits, dashes, at most 63 characters. */
-export function leaseName(procedure: string, target: string): string {
-  const raw = `runbook-${procedure}-${target}`.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/-+/g, '-');
-  return raw.slice(0, 63).replace(/-+$/, '');
+/**
+ * The things procedures change, as lock targets. A Lease is named by its target, so every procedure
+ * that changes the deployment (app scale, db restart's scale-down, outage recover …) takes the same one.
+ */
+export const lockTargets = {
+  deployment: (env: ResolvedEnvironment) => `deployment/${env.config.kubernetes?.deployment ?? env.name}`,
+  rds: (env: ResolvedEnvironment, instance = env.config.rds?.instance ?? env.name) => `rds/${instance}`,
+  /**
+   * The environment's primary PostgreSQL. Without an rds.url it is the database the RDS instance serves
+   * (config-schema), so it is the RDS instance's target: `db kill-idle` and `db restart` exclude each other.
+   */
+  postgres: (env: ResolvedEnvironment) => (env.config.rds && !env.config.rds.url ? lockTargets.rds(env) : `postgres/${env.name}`),
+  redis: (env: ResolvedEnvironment) => `redis/${env.name}`,
+  node: (name: string) => `node/${name}`,
+  route53: (zoneId: string) => `route53/${zoneId}`,
+  ecs: (cluster: string, service: string) => `ecs/${cluster}/${service}`,
+};
+
+/**
+ * Lease names are RFC 1123 labels: lowercase, digits, dashes, at most 63 characters. A target that does
+ * not fit as it is gets a short hash of itself, so two targets never share a lease by truncation.
+ */
+export function leaseName(target: string): string {
+  const raw = `runbook-${target}`.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/-+/g, '-').replace(/-+$/, '');
+  const exact = raw === `runbook-${target}`.replace(/\//g, '-');
+  if (exact && raw.length <= 63) return raw;
+  const hash = createHash('sha256').update(target).digest('hex').slice(0, 8);
+  return `${raw.slice(0, 63 - 9).replace(/-+$/, '')}-${hash}`;
 }
 
 function holderIdentity(h: LockHolder): string {
@@ -37,11 +63,16 @@ const isConflict = (err: unknown) => err instanceof KubeApiError && (err.status 
 export interface LockOptions {
   /** Renewal period in ms (default a third of the lease's duration). */
   renewEveryMs?: number;
+  /**
+   * The run this one resumes: a lease that run (same operator, same run id) still holds is taken over
+   * at once — it is this operator's own crashed run — instead of refused until it expires.
+   */
+  takeOver?: LockHolder;
 }
 
 /**
- * A coordination.k8s.io Lease named after the procedure and its target, renewed while the run lasts,
- * so two operators cannot run the same procedure on the same target at once. Every write carries the
+ * A coordination.k8s.io Lease named after one target (see `leaseName`), renewed while the run lasts,
+ * so two runs cannot change the same thing at once. Every write carries the
  * resourceVersion it read (optimistic concurrency), so two runs racing for an expired lease cannot
  * both win. A crashed run's lease expires after its duration; a run whose renewals fail until the
  * lease would have expired, or that finds another holder, is told through `lost`.
@@ -52,10 +83,18 @@ export async function acquireLock(kube: KubeClient, name: string, holder: LockHo
   let current: LeaseRecord;
   try {
     const existing = await kube.getLease(name);
+    const ours = (h?: string) => h === identity || (opts.takeOver !== undefined && h === holderIdentity(opts.takeOver));
     if (!existing) {
       current = await kube.createLease(fresh());
-    } else if (existing.holder && existing.holder !== identity && !expired(existing, now())) {
+    } else if (existing.holder && !ours(existing.holder) && !expired(existing, now())) {
       throw held(name, existing.holder, existing.acquireTime);
+    } else if (existing.holder && !ours(existing.holder)) {
+      // Expired (its run crashed): deleted, only in the version read, then taken afresh; a run racing
+      // for it too gets a conflict on one of the two writes and exit 6.
+      await kube.deleteLease(name, existing.resourceVersion ?? '').catch((err) => {
+        if (!(err instanceof KubeApiError && err.status === 404)) throw err;
+      });
+      current = await kube.createLease(fresh());
     } else {
       current = await kube.updateLease({ ...fresh(), resourceVersion: existing.resourceVersion ?? '' });
     }
@@ -117,7 +156,29 @@ export async function acquireLock(kube: KubeClient, name: string, holder: LockHo
   };
 }
 
+/**
+ * One lease per target, taken in a stable (sorted) order so two runs needing overlapping targets cannot
+ * deadlock, all or nothing: when one is held elsewhere, those already taken are released before exit 6.
+ */
+export async function acquireLocks(kube: KubeClient, targets: readonly string[], holder: LockHolder, now: () => Date, opts: LockOptions = {}): Promise<HeldLock> {
+  const names = [...new Set(targets.map(leaseName))].sort();
+  const taken: HeldLock[] = [];
+  try {
+    for (const n of names) taken.push(await acquireLock(kube, n, holder, now, opts));
+  } catch (err) {
+    for (const l of taken.reverse()) await l.release();
+    throw err;
+  }
+  return {
+    name: names.join(', '),
+    lost: AbortSignal.any(taken.map((l) => l.lost)),
+    async release() {
+      for (const l of [...taken].reverse()) await l.release();
+    },
+  };
+}
+
 function held(name: string, holder: string, since?: Date): LockHeldError {
   const when = since ? ` since ${since.toISOString()}` : '';
-  return new LockHeldError(`${name} is held by ${holder}${when}`, 'wait for that run to finish, or ask its operator; a crashed run\'s lock expires within a minute');
+  return new LockHeldError(`${name} is held by ${holder}${when}`, 'wait for that run to finish, or ask its operator; a crashed run\'s lock expires within a minute (your own crashed run: `runbook resume <run-id>` takes it over)');
 }

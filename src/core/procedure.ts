@@ -85,8 +85,34 @@ export interface Step<P = unknown> {
   settles?: string[];
   /** Force a severe (typed) gate even outside a protected environment. */
   severe?: boolean;
+  /**
+   * The step puts back what an earlier step of the run took away (scale back to the recorded count):
+   * it is never gated, since declining it would only leave things down.
+   */
+  restores?: boolean;
   /** Secret references the step (or its undo) reads; resolved before contact whenever the step runs. */
   secrets?: readonly SecretSection[];
+  /**
+   * What makes the step "done", re-checked live by `runbook resume` before it skips a step an earlier
+   * run completed: a journal line says what was true then, not what is true now.
+   */
+  postcondition?: Postcondition<P>;
+}
+
+/** The outcome of re-checking a step's postcondition on resume. */
+export type Recheck =
+  /** Still true. `confirm` (a value only the journal knows, e.g. the count to restore) is shown with its age and confirmed. */
+  | { holds: true; confirm?: string }
+  /** No longer true: `found` says what is there instead; the step runs again (or resume stops, if unsafe). */
+  | { holds: false; found: string };
+
+export interface Postcondition<P = unknown> {
+  /** What "done" means, in words ("deployment/app is at 0 replicas and its pods are gone"). */
+  describe: string;
+  /** Reads the world (never changes it); `data` is what the step returned in the earlier run. */
+  check(ctx: StepContext<P>, data: unknown): Promise<Recheck>;
+  /** Set when running the step again is not safe: resume stops with this advice instead of re-running. */
+  unsafeToRerun?: string | ((ctx: StepContext<P>) => string);
 }
 
 export type ParamType = 'string' | 'int' | 'duration' | 'boolean' | 'k8sName' | 'quantity' | 'list' | 'keyValue';
@@ -137,11 +163,26 @@ export interface Procedure<P = any> extends ProcedureResult {
    * least-privilege Role from these, and changing runs check them with the API server first.
    */
   kube?: readonly KubeMethod[];
-  /** Take a Kubernetes Lease for the run (procedures that change shared state), where the environment has a cluster. */
-  lock?: boolean;
+  /**
+   * What a changing run changes, as lock targets (`lockTargets.deployment(env)`, `lockTargets.rds(env)` …):
+   * the runner takes one Kubernetes Lease per target (where the environment has a cluster), named by the
+   * target and not by the procedure, so any two procedures that change the same thing exclude each other.
+   * Omitted, or a run that only reads (or a dry run): no lock.
+   */
+  locks?(params: P, env: ResolvedEnvironment): string[];
   steps: Step<P>[];
   /** Exit code 4 when the data says a check failed (diagnostics). */
   check?(state: Record<string, unknown>, params: P): string | null;
+  /**
+   * One approval for the whole plan instead of one per step: asked once, before the step `before` (or
+   * the first step that changes anything, if that comes first), as the strictest gate any later step needs, with
+   * these lines (what will go down, for how long, what comes back). Once given, later steps are not
+   * asked again. Read steps before it have run, so the lines can use their data.
+   */
+  approval?: {
+    before?: string;
+    summary(ctx: StepContext<P>): string[];
+  };
 }
 
 export function stepRisk<P>(step: Step<P>, params: P, env: ResolvedEnvironment): Risk {

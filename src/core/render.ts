@@ -28,8 +28,18 @@ export function summaryLine(result: RunResult, proc: Procedure, c: Colors): stri
       return c.yellow(`DRY RUN complete: nothing was changed (${took})`);
     case 'check-failed':
       return c.red(`✗ ${proc.name}: check failed (run ${result.runId})`);
-    case 'declined':
-      return c.yellow(`✗ ${proc.name} stopped at a gate; nothing past it changed (run ${result.runId})`);
+    case 'declined': {
+      // Say what actually happened: a gate late in a run comes after real changes (a reboot cannot be undone).
+      const changed = result.steps.filter((s) => s.status === 'succeeded' && s.risk !== 'read');
+      if (!changed.length) return c.yellow(`✗ ${proc.name} stopped at a gate; nothing was changed (run ${result.runId})`);
+      const putBack = new Set(result.compensations.filter((x) => x.status === 'succeeded').map((x) => x.step));
+      const kept = changed.filter((s) => !putBack.has(s.id));
+      const parts = [
+        putBack.size ? `put back: ${changed.filter((s) => putBack.has(s.id)).map((s) => s.title).join('; ')}` : '',
+        kept.length ? `done and not undone: ${kept.map((s) => s.title).join('; ')}` : '',
+      ].filter(Boolean);
+      return c.yellow(`✗ ${proc.name} stopped at a gate after changing things — ${parts.join(' — ')}; nothing past the gate changed (run ${result.runId})`);
+    }
     case 'partial':
       return c.red(`✗ ${proc.name} FAILED AND COULD NOT PUT EVERYTHING BACK — act by hand (run ${result.runId}):\n${(result.byHand ?? []).map((h) => `    ${h}`).join('\n')}`);
     case 'locked':

@@ -2,17 +2,18 @@ import type { Clients } from '../clients/index.js';
 import { declaredOnly, describePermission, LOCK_METHODS, permissionsOf, type KubeMethod } from '../clients/kube.js';
 import type { ResolvedEnvironment } from './config.js';
 import { CheckFailedError, ExitCode, GateError, InterruptedError, LockHeldError, RunbookError, StepError, UsageError, errorMessage } from './errors.js';
-import { approve, checkConfirmFlag, gateKind, approvedByFlags, missingApprovalHint, type GateFlags } from './gates.js';
+import { approve, checkConfirmFlag, gateKind, approvedByFlags, missingApprovalHint, type GateFlags, type GateKind } from './gates.js';
 import { GuardedOutput, type Colors, type IO } from './io.js';
-import type { Journal } from './journal.js';
-import { acquireLock, leaseName, type HeldLock } from './lock.js';
-import type { Change, DryRunMode, Procedure, Step, StepContext } from './procedure.js';
+import { RunRecord, type Journal } from './journal.js';
+import { acquireLocks, type HeldLock } from './lock.js';
+import type { Change, DryRunMode, Procedure, Recheck, Risk, Step, StepContext } from './procedure.js';
 import { stepRisk, procedureRisk } from './procedure.js';
 import type { Prompter } from './prompter.js';
 import type { Redactor } from './redact.js';
 import type { CompensationRecord, Reporter, RunResult, StepRecord } from './reporter.js';
 import { targetBanner } from './banner.js';
 import { procedureSecrets, resolveSecrets } from './secrets.js';
+import { formatDuration } from './duration.js';
 
 /** Signals from the operator: the first interrupt stops the run, the second also skips compensation. */
 export interface Interrupts {
@@ -40,7 +41,12 @@ export interface RunOptions<P> {
   timeoutMs?: number;
   now(): Date;
   /** Resume: data of steps already completed by an earlier run, keyed by step id. */
-  resume?: { fromRun: string; completed: Record<string, unknown> };
+  resume?: {
+    fromRun: string;
+    completed: Record<string, unknown>;
+    /** When each completed step ended (journal time), to show the age of what resume keeps. */
+    completedAt?: Record<string, string>;
+  };
 }
 
 interface Completed<P> {
@@ -96,7 +102,9 @@ const STATUS_BY_CODE: Record<number, RunResult['status']> = {
 export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   const started = o.now();
   const t0 = performance.now();
-  const { procedure: proc, env, reporter, journal } = o;
+  const { procedure: proc, env, reporter } = o;
+  // A failed journal write stops the run at the next step boundary; it never throws out of compensation.
+  const journal = new RunRecord(o.journal);
   const steps: StepRecord[] = proc.steps.map((s) => ({ id: s.id, title: s.title, risk: stepRisk(s, o.params, env), status: 'not-run', durationMs: 0 }));
   const compensations: CompensationRecord[] = [];
   const result: RunResult = {
@@ -116,7 +124,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   const timeout = o.timeoutMs ? AbortSignal.timeout(o.timeoutMs) : undefined;
   const signal = timeout ? AbortSignal.any([o.interrupts.signal, timeout]) : o.interrupts.signal;
   const state: Record<string, unknown> = { ...(o.resume?.completed ?? {}) };
-  const declared: KubeMethod[] = [...(proc.kube ?? []), ...(proc.lock ? LOCK_METHODS : [])];
+  const declared: KubeMethod[] = [...(proc.kube ?? []), ...(proc.locks ? LOCK_METHODS : [])];
   // Tests hold every procedure to its declaration, so the RBAC derived from it is complete.
   const clients: Clients = o.io.env.RUNBOOK_STRICT_KUBE === '1' ? { ...o.clients, kube: async () => declaredOnly(await o.clients.kube(), declared, proc.name) } : o.clients;
   const ctx: StepContext<P> = {
@@ -165,9 +173,11 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   const totalShown = proc.steps.filter(runsStep).length;
   let shown = 0;
   let lock: HeldLock | undefined;
+  let planApproved = false;
   let failure: RunbookError | undefined;
 
   try {
+    if (journal.failure) throw new UsageError(`the journal could not be written (${journal.failure.code} on ${journal.failure.path}); nothing was contacted or changed`, journal.failure.hint);
     checkConfirmFlag(o.gateFlags, env.name);
     if (o.dryRun === 'offline') {
       renderOffline(o, steps);
@@ -193,11 +203,15 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
     }
     // Kubernetes is the coordination engine: where the environment has a cluster, the lease guards
     // every changing run of a locking procedure, whatever systems it changes.
-    if (proc.lock && o.dryRun === 'off' && !env.config.kubernetes) reporter.verbose('no kubernetes section: running without the cross-operator lock');
-    if (proc.lock && o.dryRun === 'off' && env.config.kubernetes) {
+    // One lease per thing the run changes (not per procedure): any two runs changing the same thing
+    // exclude each other. A run that only reads takes none.
+    const targets = proc.locks && o.dryRun === 'off' && changesAnything ? proc.locks(o.params, env) : [];
+    if (targets.length > 0 && !env.config.kubernetes) reporter.verbose('no kubernetes section: running without the cross-operator lock');
+    if (targets.length > 0 && env.config.kubernetes) {
       const kube = await o.clients.kube();
-      const target = env.config.kubernetes?.deployment ?? env.name;
-      lock = await acquireLock(kube, leaseName(proc.name, target), { operator: o.operator, runId: o.runId }, o.now);
+      // Resuming: the run resumed is this operator's own (resume checks it); its leases are taken over.
+      const takeOver = o.resume ? { operator: o.operator, runId: o.resume.fromRun } : undefined;
+      lock = await acquireLocks(kube, targets, { operator: o.operator, runId: o.runId }, o.now, { takeOver });
       journal.append('lock', { lease: lock.name, namespace: kube.namespace });
       reporter.verbose(`lock ${lock.name} taken`);
     }
@@ -206,21 +220,48 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
       const step = proc.steps[i];
       const rec = steps[i];
       if (o.resume && step.id in o.resume.completed) {
-        rec.status = 'skipped';
-        rec.data = o.resume.completed[step.id];
-        if (step.settles) for (let j = done.length - 1; j >= 0; j--) if (step.settles.includes(done[j].step.id)) done.splice(j, 1);
-        if (step.undo) done.push({ step, data: rec.data });
-        reporter.info(`${o.colors.dim(`[${++shown}/${totalShown}] ${step.title} — done in run ${o.resume.fromRun}`)}`);
-        continue;
+        if (signal.aborted) throw signal.reason;
+        const earlier = o.resume.completed[step.id];
+        const at = o.resume.completedAt?.[step.id];
+        const when = `run ${o.resume.fromRun}${at ? `, ${formatDuration(Math.max(0, o.now().getTime() - Date.parse(at)))} ago` : ''}`;
+        // The journal says what was true then; the world decides what is true now.
+        const recheck: Recheck = step.postcondition ? await raceAbort(step.postcondition.check(ctx, earlier), signal) : { holds: true };
+        if (recheck.holds) {
+          if (recheck.confirm && o.dryRun === 'off') {
+            const question = `${recheck.confirm} (recorded in ${when}): still right?`;
+            const decision = await approve({ kind: 'confirm', flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal });
+            journal.append('gate', { step: step.id, kind: 'confirm', decision: 'approved', by: decision, recorded: recheck.confirm });
+            reporter.info(`  using ${recheck.confirm}, recorded in ${when}`);
+          }
+          rec.status = 'skipped';
+          rec.data = earlier;
+          if (step.settles) for (let j = done.length - 1; j >= 0; j--) if (step.settles.includes(done[j].step.id)) done.splice(j, 1);
+          if (step.undo) done.push({ step, data: rec.data });
+          reporter.info(`${o.colors.dim(`[${++shown}/${totalShown}] ${step.title} — done in ${when}${step.postcondition ? ' (re-checked)' : ''}`)}`);
+          continue;
+        }
+        journal.append('note', { note: `resume: ${step.id} was done in run ${o.resume.fromRun}, but ${step.postcondition!.describe} no longer holds: ${recheck.found}` });
+        if (step.postcondition!.unsafeToRerun) {
+          throw new StepError(
+            `resume stopped before "${step.title}": it was done in ${when}, but ${step.postcondition!.describe} no longer holds (${recheck.found}), and running it again is not safe`,
+            typeof step.postcondition!.unsafeToRerun === 'function' ? step.postcondition!.unsafeToRerun(ctx) : step.postcondition!.unsafeToRerun,
+          );
+        }
+        reporter.warn(`${step.title}: done in ${when}, but ${recheck.found} (expected: ${step.postcondition!.describe}); running it again`);
       }
+      if (journal.failure) throw journal.failure;
       if (signal.aborted) throw signal.reason;
       if (lock?.lost.aborted) throw lock.lost.reason;
       if (step.when && !step.when(o.params, o.env)) {
         rec.status = 'skipped';
         continue;
       }
+      if (proc.approval && !planApproved && o.dryRun === 'off' && (step.id === proc.approval.before || rec.risk !== 'read')) {
+        planApproved = await approvePlan(o, ctx, i, rec);
+      }
       reporter.stepStart(++shown, totalShown, step.title, rec.risk);
       journal.append('step-start', { step: step.id, title: step.title, risk: rec.risk });
+      if (journal.failure) throw journal.failure;
       const s0 = performance.now();
       try {
         const isRead = rec.risk === 'read';
@@ -242,10 +283,11 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
             journal.append('step-end', { step: step.id, status: 'skipped', reason: 'nothing to change' });
             continue;
           }
-          const kind = gateKind(rec.risk, env.config.protected, step.severe);
+          const kind = stepGate(step, rec.risk, env);
           const question = `${step.title} in ${env.name}${env.config.protected ? ' (PROTECTED)' : ''}?`;
           try {
-            const decision = await approve({ kind, flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal });
+            // Approved with the whole plan up front: not asked again step by step.
+            const decision = kind !== 'none' && planApproved ? 'plan' : await approve({ kind, flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal });
             if (decision !== 'not-needed') journal.append('gate', { step: step.id, kind, decision: 'approved', by: decision });
           } catch (err) {
             if (err instanceof GateError) {
@@ -266,8 +308,10 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         journal.append('step-end', { step: step.id, status: 'succeeded', durationMs: Math.round(rec.durationMs), data, ...(rec.changes ? { changes: rec.changes } : {}) });
         if (step.settles) for (let j = done.length - 1; j >= 0; j--) if (step.settles.includes(done[j].step.id)) done.splice(j, 1);
         if (step.undo) done.push({ step, data });
+        // The step's compensation is registered first: a write that could not be journaled is still put back.
+        if (journal.failure) throw journal.failure;
       } catch (err) {
-        if (rec.status !== 'declined') {
+        if (rec.status !== 'declined' && rec.status !== 'succeeded') {
           rec.status = 'failed';
           rec.error = errorMessage(err);
           rec.durationMs = performance.now() - s0;
@@ -286,7 +330,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
       failure = o.interrupts.signal.reason instanceof InterruptedError ? o.interrupts.signal.reason : failure;
     }
   } finally {
-    if (failure && !(failure instanceof CheckFailedError) && done.length > 0) await compensate(o, ctx, done, compensations, failure);
+    if (failure && !(failure instanceof CheckFailedError) && done.length > 0) await compensate(o, ctx, done, compensations, failure, journal);
     if (lock) await lock.release();
   }
 
@@ -303,13 +347,48 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   return result;
 }
 
+/** A step that puts back what the run took away is never gated: declining it would only leave things down. */
+function stepGate<P>(step: Step<P>, risk: Risk, env: ResolvedEnvironment): GateKind {
+  return step.restores ? 'none' : gateKind(risk, env.config.protected, step.severe);
+}
+
+/**
+ * The procedure's one approval for the whole plan, asked before step `at` as the strictest gate any
+ * step from there on needs. Returns false when nothing from there on needs approval (nothing asked).
+ */
+async function approvePlan<P>(o: RunOptions<P>, ctx: StepContext<P>, at: number, rec: StepRecord): Promise<boolean> {
+  const { env, procedure: proc } = o;
+  const order: GateKind[] = ['none', 'confirm', 'severe'];
+  let kind: GateKind = 'none';
+  for (const s of proc.steps.slice(at)) {
+    if (s.when && !s.when(o.params, env)) continue;
+    const k = stepGate(s, stepRisk(s, o.params, env), env);
+    if (order.indexOf(k) > order.indexOf(kind)) kind = k;
+  }
+  if (kind === 'none') return false;
+  const lines = proc.approval!.summary(ctx);
+  o.reporter.info(`${o.colors.bold(`The whole plan of ${proc.name} in ${env.name}${env.config.protected ? ' (PROTECTED)' : ''}:`)}\n${lines.map((l) => `  • ${l}`).join('\n')}`);
+  const question = `Approve the whole plan above (${proc.name} in ${env.name})? No step of it is asked again`;
+  try {
+    const by = await approve({ kind, flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal: ctx.signal });
+    o.journal.append('gate', { step: 'plan', kind, decision: 'approved', by, plan: lines });
+    return true;
+  } catch (err) {
+    if (err instanceof GateError) {
+      rec.status = 'declined';
+      o.journal.append('gate', { step: 'plan', kind, decision: 'declined', reason: err.message });
+    }
+    throw err;
+  }
+}
+
 /** Fail closed before touching anything: without a terminal, every gate must already be approved by flags. */
 function preflightGates<P>(o: RunOptions<P>): void {
   if (o.interactive) return;
   for (const step of o.procedure.steps) {
     if (o.resume && step.id in o.resume.completed) continue;
     if (step.when && !step.when(o.params, o.env)) continue;
-    const kind = gateKind(stepRisk(step, o.params, o.env), o.env.config.protected, step.severe);
+    const kind = stepGate(step, stepRisk(step, o.params, o.env), o.env);
     if (!approvedByFlags(kind, o.gateFlags, o.env.name)) {
       const why = o.gateFlags.noInput ? '--no-input was given' : 'there is no terminal to ask on';
       throw new GateError(`step "${step.title}" needs approval and ${why}; nothing was changed`, missingApprovalHint(kind, o.env.name));
@@ -323,8 +402,9 @@ async function compensate<P>(
   done: Completed<P>[],
   records: CompensationRecord[],
   failure: RunbookError,
+  journal: RunRecord,
 ): Promise<void> {
-  const { reporter, journal } = o;
+  const { reporter } = o;
   const compCtx: StepContext<P> = { ...ctx, signal: o.interrupts.hard };
   reporter.warn(`${failure instanceof GateError ? 'declined' : failure instanceof InterruptedError ? 'interrupted' : 'failed'}: putting back what this run changed (${done.length} step${done.length > 1 ? 's' : ''})${failure instanceof InterruptedError ? '; press Ctrl-C again to skip this' : ''}`);
   for (const c of [...done].reverse()) {

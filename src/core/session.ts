@@ -7,6 +7,7 @@ import type { Prompter } from './prompter.js';
 import { Redactor, looksSecret } from './redact.js';
 import { Reporter } from './reporter.js';
 import type { Interrupts } from './runner.js';
+import type { JournalWrites } from './journal.js';
 import { UsageError } from './errors.js';
 import { parseDuration } from './duration.js';
 
@@ -18,6 +19,8 @@ export interface Deps {
   now?: () => Date;
   interrupts?: Interrupts;
   operator?: string;
+  /** Test seam: the journal's low-level writes (a disk that fills up mid-run). */
+  journalWrites?: JournalWrites;
   /** Test seam: lets the registry-driven tests inject a failing step into any procedure. */
   procedureOverride?: (proc: Procedure) => Procedure;
 }

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import type { V2HorizontalPodAutoscaler } from '../clients/kube.js';
 import { StepError, UsageError } from '../core/errors.js';
 import { defineProcedure } from '../core/procedure.js';
@@ -44,7 +45,7 @@ export default defineProcedure<AppAutoscaleParams>({
   examples: [['--min', '2', '--max', '10', '--cpu-percent', '70']],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'findHpasFor', 'createHpa', 'patchHpaSpec', 'deleteHpa'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.deployment(env)],
   validate(p, env) {
     if (p.min > p.max) throw new UsageError(`--min ${p.min} is greater than --max ${p.max}`);
     const limit = env.config.limits.maxReplicas;

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { defineProcedure } from '../core/procedure.js';
 import { looksSecret, REDACTED } from '../core/redact.js';
 import { deploymentName, ns } from './steps/pods.js';
@@ -25,7 +26,7 @@ export default defineProcedure<AppEnvSetParams>({
   examples: [['RATE_LIMIT=100']],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.deployment(env)],
   steps: [
     readEnvStep(),
     changeEnvStep({

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { validateEnvName } from '../core/params.js';
 import { defineProcedure } from '../core/procedure.js';
 import { deploymentName, ns } from './steps/pods.js';
@@ -22,7 +23,7 @@ export default defineProcedure<AppEnvUnsetParams>({
   examples: [['RATE_LIMIT']],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.deployment(env)],
   validate(p) {
     for (const k of p.keys) validateEnvName(k);
   },

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import type { V1ResourceRequirements } from '@kubernetes/client-node';
 import { UsageError } from '../core/errors.js';
 import { quantityValue } from '../core/params.js';
@@ -91,7 +92,7 @@ export default defineProcedure<AppResourcesParams>({
   examples: [['--cpu-request', '500m', '--memory-request', '512Mi', '--cpu-limit', '1000m', '--memory-limit', '1Gi']],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.deployment(env)],
   validate(p) {
     if (!p.cpuRequest && !p.memoryRequest && !p.cpuLimit && !p.memoryLimit) {
       throw new UsageError('nothing to change', 'give at least one of --cpu-request, --memory-request, --cpu-limit, --memory-limit');

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { defineProcedure } from '../core/procedure.js';
 import { podStatusStep, recentLogsStep, deploymentName, ns } from './steps/pods.js';
 import { watchRolloutStep } from './steps/rollout.js';
@@ -21,7 +22,7 @@ export default defineProcedure<AppRestartParams>({
   examples: [[]],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets', 'readPodLog'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.deployment(env)],
   steps: [
     podStatusStep(),
     {

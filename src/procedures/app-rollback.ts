@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import type { V1PodTemplateSpec } from '@kubernetes/client-node';
 import { StepError, UsageError } from '../core/errors.js';
 import { defineProcedure } from '../core/procedure.js';
@@ -43,7 +44,7 @@ export default defineProcedure<AppRollbackParams>({
   examples: [[]],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.deployment(env)],
   steps: [
     {
       id: 'history',

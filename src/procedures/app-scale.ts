@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { UsageError } from '../core/errors.js';
 import { defineProcedure } from '../core/procedure.js';
 import { deploymentName, ns } from './steps/pods.js';
@@ -23,7 +24,7 @@ export default defineProcedure<AppScaleParams>({
   examples: [['--replicas', '3']],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'listHpas', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.deployment(env)],
   validate(p, env) {
     const max = env.config.limits.maxReplicas;
     if (p.replicas > max) throw new UsageError(`--replicas ${p.replicas} is above this environment's limit of ${max}`, `raise environments.${env.name}.limits.maxReplicas if that is really intended`);

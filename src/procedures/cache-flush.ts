@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import type { RedisNode } from '../clients/index.js';
 import { StepError, UsageError, errorMessage } from '../core/errors.js';
 import { defineProcedure, type StepContext } from '../core/procedure.js';
@@ -97,7 +98,7 @@ export default defineProcedure<CacheFlushParams>({
   ],
   examples: [['--pattern', 'user:*'], ['--pattern', 'session:*', '--yes'], ['--all']],
   requires: ['redis'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.redis(env)],
   validate(p) {
     if (p.pattern !== undefined && p.all) throw new UsageError('--pattern and --all cannot be combined', 'use --pattern to delete some keys, or --all for every key');
     if (p.pattern === undefined && !p.all) throw new UsageError('cache flush needs --pattern <glob> or --all', "e.g. runbook cache flush --pattern 'user:*'");

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { defineProcedure } from '../core/procedure.js';
 import { atLeastOneSecond, endSessionsStep, listSessionsStep, renderSessions } from './steps/db-sessions.js';
 
@@ -19,7 +20,7 @@ export default defineProcedure<DbKillIdleParams>({
   ],
   examples: [['--idle-for', '10m'], ['--idle-for', '30s', '--in-transaction']],
   requires: ['postgres'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.postgres(env)],
   validate: (p) => atLeastOneSecond(p.olderThan, '--idle-for'),
   steps: [listSessionsStep<DbKillIdleParams>('idle'), endSessionsStep<DbKillIdleParams>('idle')],
   render: (state) => renderSessions(state, 'idle'),

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { defineProcedure } from '../core/procedure.js';
 import { atLeastOneSecond, endSessionsStep, listSessionsStep, renderSessions } from './steps/db-sessions.js';
 
@@ -19,7 +20,7 @@ export default defineProcedure<DbKillLongRunningParams>({
   ],
   examples: [['--older-than', '5m'], ['--older-than', '1m', '--cancel']],
   requires: ['postgres'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.postgres(env)],
   validate: (p) => atLeastOneSecond(p.olderThan, '--older-than'),
   steps: [listSessionsStep<DbKillLongRunningParams>('long-running'), endSessionsStep<DbKillLongRunningParams>('long-running')],
   render: (state) => renderSessions(state, 'long-running'),

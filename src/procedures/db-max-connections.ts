@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import type { PgConnection } from '../clients/postgres.js';
 import { StepError, UsageError } from '../core/errors.js';
 import { defineProcedure } from '../core/procedure.js';
@@ -58,7 +59,7 @@ export default defineProcedure<DbMaxConnectionsParams>({
   params: [{ name: 'value', argument: '<n>', description: `the new max_connections (1..${MAX_CONNECTIONS_LIMIT})`, type: 'int', required: true, min: 1, max: MAX_CONNECTIONS_LIMIT }],
   examples: [['200']],
   requires: ['postgres'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.postgres(env)],
   steps: [
     {
       id: 'current',

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import type { V1EnvVar } from '@kubernetes/client-node';
 import { escapeIdentifier } from '../clients/postgres.js';
 import { RESTORED_FROM_TAG, type RdsSnapshot } from '../clients/rds.js';
@@ -91,7 +92,8 @@ export default defineProcedure<DbRecoverParams>({
   requires: ['kubernetes', 'aws', 'rds'],
   secrets: ['rdsRecovery'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  // The restored instance, and the deployment it points the app at.
+  locks: (_p, env) => [lockTargets.rds(env, target(env)), lockTargets.deployment(env)],
   validate(p) {
     if (p.snapshot !== undefined && !SNAPSHOT_ID.test(p.snapshot)) {
       throw new UsageError(`invalid --snapshot "${p.snapshot}"`, 'a DB snapshot identifier: a letter, then letters, digits and hyphens (automated ones start with rds:)');

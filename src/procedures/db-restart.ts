@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { StepError } from '../core/errors.js';
 import { formatDuration, parseDuration } from '../core/duration.js';
 import { defineProcedure, type StepContext } from '../core/procedure.js';
@@ -39,13 +40,26 @@ export default defineProcedure<DbRestartParams>({
   examples: [[], ['--wait-timeout', '30m']],
   requires: ['kubernetes', 'aws', 'rds'],
   kube: ['getDeployment', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  // Scales the deployment down and back, and reboots the instance (the database it serves too).
+  locks: (_p, env) => [lockTargets.deployment(env), lockTargets.rds(env), lockTargets.postgres(env)],
+  // One typed confirmation, after the count is read and before the announcement, for the whole outage.
+  approval: {
+    before: 'announce',
+    summary(ctx) {
+      const r = recorded(ctx);
+      const d = `deployment/${r.deployment}`;
+      const wait = formatDuration(waitTimeout(ctx));
+      const connect = formatDuration(parseDuration(rdsOf(ctx.env).connectTimeout));
+      return [
+        `announce the maintenance${ctx.env.config.notify ? '' : ' (no notify channel configured: nothing is sent)'}`,
+        r.replicas > 0 ? `scale ${d} ${r.replicas} → 0: the app is DOWN from then until the database answers again` : `${d} is already at 0 replicas: it stays at 0`,
+        `reboot rds/${r.instance} (usually a few minutes; waits up to ${wait} for "available", then up to ${connect} for SELECT 1)`,
+        `then, without asking again: scale ${d} back to ${r.replicas} (the recorded count), watch the rollout, announce the end`,
+        `on any failure or Ctrl-C after the scale-down, ${d} is put back to ${r.replicas}`,
+      ];
+    },
+  },
   steps: [
-    announceStep<DbRestartParams>({
-      id: 'announce',
-      title: 'Announce the maintenance',
-      message: ({ env, runId }) => `Database restart of ${env.config.rds?.instance} (${env.name}) starting now; the app will be down until it is back (runbook run ${runId}).`,
-    }),
     {
       id: 'record',
       title: 'Record the current replicas and check the instance',
@@ -66,7 +80,23 @@ export default defineProcedure<DbRestartParams>({
         ctx.log(`deployment/${deploymentName(ctx.env)} has ${replicas} replica(s); RDS ${instance.id} is ${instance.status}`);
         return { deployment: deploymentName(ctx.env), replicas, instance: instance.id, instanceStatus: instance.status };
       },
+      postcondition: {
+        describe: 'the recorded count is the one to restore (the app is at 0 for this run, or still at that count)',
+        async check(ctx, data) {
+          const r = data as RecordedReplicas;
+          const live = await liveReplicas(ctx);
+          if (live === r.replicas) return { holds: true };
+          // Only the journal knows the count now: shown with its age and confirmed.
+          if (live === 0) return { holds: true, confirm: `deployment/${r.deployment} goes back to ${r.replicas} replica(s) after the reboot` };
+          return { holds: false, found: `deployment/${r.deployment} has ${live} replica(s) now, ${r.replicas} were recorded` };
+        },
+      },
     },
+    announceStep<DbRestartParams>({
+      id: 'announce',
+      title: 'Announce the maintenance',
+      message: ({ env, runId }) => `Database restart of ${env.config.rds?.instance} (${env.name}) starting now; the app will be down until it is back (runbook run ${runId}).`,
+    }),
     {
       id: 'scale-down',
       title: 'Scale the app to 0 (stop traffic to the database)',
@@ -76,9 +106,12 @@ export default defineProcedure<DbRestartParams>({
       async plan(ctx) {
         const from = recorded(ctx).replicas;
         if (from === 0) return [];
+        // Resuming a run whose reboot is done: taking the app down again would be downtime for nothing.
+        if (ctx.state.reboot) return [];
         const kube = await ctx.clients.kube();
+        const live = await liveReplicas(ctx);
         await kube.scaleDeployment(deploymentName(ctx.env), 0, { dryRun: true });
-        return [{ action: 'scale', target: `deployment/${deploymentName(ctx.env)}`, before: String(from), after: '0', validated: true }];
+        return [{ action: 'scale', target: `deployment/${deploymentName(ctx.env)}`, before: String(live), after: '0', validated: true }];
       },
       async run(ctx) {
         const kube = await ctx.clients.kube();
@@ -90,6 +123,14 @@ export default defineProcedure<DbRestartParams>({
         await kube.scaleDeployment(deploymentName(ctx.env), (data as { from: number }).from);
       },
       undoByHand: (ctx, data) => scaleCmd(ctx, (data as { from: number }).from),
+      postcondition: {
+        describe: 'the app is at 0 replicas',
+        async check(ctx) {
+          if (ctx.state.reboot) return { holds: true };
+          const live = await liveReplicas(ctx);
+          return live === 0 ? { holds: true } : { holds: false, found: `deployment/${deploymentName(ctx.env)} has ${live} replica(s), so the database has traffic again` };
+        },
+      },
     },
     {
       id: 'drained',
@@ -100,7 +141,7 @@ export default defineProcedure<DbRestartParams>({
       equivalent: (_p, env) => `kubectl wait --for=delete pod -l ${env.config.kubernetes?.selector ?? `app=${env.config.kubernetes?.deployment}`} -n ${env.config.kubernetes?.namespace} --timeout=${env.config.rollout.timeout}`,
       plan: async (ctx) => [{ action: 'wait for 0 pods of', target: `deployment/${deploymentName(ctx.env)}`, after: `within ${formatDuration(rolloutTimeout(ctx as StepContext<unknown>))}` }],
       async run(ctx) {
-        if (recorded(ctx).replicas === 0) return { waitedMs: 0 };
+        if (recorded(ctx).replicas === 0 || ctx.state.reboot) return { waitedMs: 0 };
         const kube = await ctx.clients.kube();
         const t0 = performance.now();
         const timeoutMs = rolloutTimeout(ctx as StepContext<unknown>);
@@ -120,11 +161,21 @@ export default defineProcedure<DbRestartParams>({
         if (!drained) throw new StepError(`deployment/${deploymentName(ctx.env)} still has ${left} pod(s) after ${formatDuration(timeoutMs)}`, `kubectl get pods -n ${ns(ctx.env)}`);
         return { waitedMs: Math.round(performance.now() - t0) };
       },
+      postcondition: {
+        describe: 'the app is at 0 replicas and its pods are gone',
+        async check(ctx) {
+          if (recorded(ctx).replicas === 0 || ctx.state.reboot) return { holds: true };
+          const d = await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env));
+          const want = d.spec?.replicas ?? 0;
+          const pods = d.status?.replicas ?? 0;
+          return want === 0 && pods === 0 ? { holds: true } : { holds: false, found: `deployment/${deploymentName(ctx.env)} wants ${want} and has ${pods} pod(s)` };
+        },
+      },
     },
     {
       id: 'reboot',
       title: 'Reboot the RDS instance',
-      why: 'The restart itself (RebootDBInstance); in a protected environment it needs the environment name typed.',
+      why: 'The restart itself (RebootDBInstance); approved with the whole plan up front (in a protected environment by typing its name).',
       risk: 'destructive',
       equivalent: (_p, env) => `aws rds reboot-db-instance --db-instance-identifier ${env.config.rds?.instance}`,
       async plan(ctx) {
@@ -137,6 +188,15 @@ export default defineProcedure<DbRestartParams>({
         const i = await rds.reboot(rdsOf(ctx.env).instance);
         ctx.log(`RebootDBInstance accepted; status ${i.status}`);
         return { instance: i.id, statusAfterCall: i.status };
+      },
+      postcondition: {
+        describe: 'the instance is rebooting or available again',
+        // A second reboot is a second outage of the database; a person decides, not a resume.
+        unsafeToRerun: (ctx) => `look at the instance first (aws rds describe-db-instances --db-instance-identifier ${rdsOf(ctx.env).instance}), then run db restart again if it still needs one`,
+        async check(ctx) {
+          const i = await (await rdsApi(ctx)).requireInstance(rdsOf(ctx.env).instance, ctx.signal);
+          return i.status === 'available' || i.status === 'rebooting' ? { holds: true } : { holds: false, found: `rds/${i.id} is "${i.status}"` };
+        },
       },
     },
     {
@@ -159,6 +219,13 @@ export default defineProcedure<DbRestartParams>({
         if (out.seen.length === 1) ctx.log('the instance reported available at the first look; SELECT 1 decides whether it is really back');
         return { seen: out.seen, waitedMs: out.waitedMs };
       },
+      postcondition: {
+        describe: 'the instance is available',
+        async check(ctx) {
+          const i = await (await rdsApi(ctx)).requireInstance(rdsOf(ctx.env).instance, ctx.signal);
+          return i.status === 'available' ? { holds: true } : { holds: false, found: `rds/${i.id} is "${i.status}"` };
+        },
+      },
     },
     {
       id: 'select-1',
@@ -173,12 +240,26 @@ export default defineProcedure<DbRestartParams>({
         const url = rdsDatabaseUrl(ctx);
         return selectOneWithRetries(ctx as StepContext<unknown>, url, parseDuration(rdsOf(ctx.env).connectTimeout));
       },
+      postcondition: {
+        describe: 'the database answers SELECT 1',
+        async check(ctx) {
+          try {
+            // One attempt: if it does not answer now, the step runs again with its full time limit.
+            await selectOneWithRetries({ ...ctx, log: () => undefined } as StepContext<unknown>, rdsDatabaseUrl(ctx), 0);
+            return { holds: true };
+          } catch (err) {
+            if (ctx.signal.aborted) throw ctx.signal.reason;
+            return { holds: false, found: (err as Error).message };
+          }
+        },
+      },
     },
     {
       id: 'scale-back',
       title: 'Scale the app back to the recorded count',
-      why: 'Back to exactly what it had before (the seed hard-codes 4).',
+      why: 'Back to exactly what it had before (the seed hard-codes 4). Restoring service is never gated: declining it would only leave the app down.',
       risk: 'write',
+      restores: true,
       settles: ['scale-down'],
       equivalent: (_p, env) => `kubectl scale deployment/${deploymentName(env)} --replicas=<recorded count> -n ${ns(env)}`,
       async plan(ctx) {
@@ -193,6 +274,15 @@ export default defineProcedure<DbRestartParams>({
         const to = recorded(ctx).replicas;
         await kube.scaleDeployment(deploymentName(ctx.env), to);
         return { to };
+      },
+      postcondition: {
+        describe: 'the app is scaled up again',
+        async check(ctx, data) {
+          const to = (data as { to: number }).to;
+          const live = await liveReplicas(ctx);
+          // Another count than ours is someone's later decision, not ours to undo.
+          return live > 0 || to === 0 ? { holds: true } : { holds: false, found: `deployment/${deploymentName(ctx.env)} is at 0 replicas` };
+        },
       },
     },
     watchRolloutStep<DbRestartParams>(),
@@ -219,6 +309,11 @@ export default defineProcedure<DbRestartParams>({
       .join('\n') + '\n';
   },
 });
+
+async function liveReplicas(ctx: Pick<StepContext<DbRestartParams>, 'clients' | 'env'>): Promise<number> {
+  const d = await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env));
+  return d.spec?.replicas ?? 0;
+}
 
 function waitTimeout(ctx: Pick<StepContext<DbRestartParams>, 'params' | 'env'>): number {
   return ctx.params.waitTimeout ?? parseDuration(rdsOf(ctx.env).waitTimeout);

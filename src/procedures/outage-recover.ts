@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { StepError, UsageError } from '../core/errors.js';
 import { formatDuration, parseDuration } from '../core/duration.js';
 import { defineProcedure, type StepContext } from '../core/procedure.js';
@@ -80,7 +81,7 @@ export default defineProcedure<OutageRecoverParams>({
   requires: ['kubernetes'],
   secrets: ['statuspage'],
   kube: ['getDeployment', 'patchDeployment', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.deployment(env)],
   validate(p, env) {
     const stages = stagesOf(p);
     if (!stages.length) throw new UsageError('--steps needs at least one replica count');

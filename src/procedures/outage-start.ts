@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { defineProcedure } from '../core/procedure.js';
 import { table } from '../core/table.js';
 import { deploymentName, ns } from './steps/pods.js';
@@ -34,7 +35,7 @@ export default defineProcedure<OutageStartParams>({
   requires: ['kubernetes'],
   secrets: ['statuspage'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.deployment(env)],
   steps: [
     {
       id: 'incident',

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { defineProcedure } from '../core/procedure.js';
 import { AUDIT_ON, auditSteps, type AuditMode } from './steps/security-audit.js';
 
@@ -22,7 +23,7 @@ export default defineProcedure<SecurityAuditModeParams>({
   examples: [['on'], ['off']],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.deployment(env)],
   steps: auditSteps<SecurityAuditModeParams>((p) => p.mode),
   render(state) {
     const d = state.apply as { mode?: AuditMode; container?: string; prior?: Record<string, string | null> } | undefined;

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { defineProcedure } from '../core/procedure.js';
 import { announceStep } from './steps/notify.js';
 import { auditSteps } from './steps/security-audit.js';
@@ -34,7 +35,8 @@ export default defineProcedure<SecurityBreachParams>({
   examples: [['--nodes', 'node-1,node-2']],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'getNode', 'patchNode', 'listEvents', 'listPods', 'listReplicaSets', 'patchDeployment', 'watchDeployment', 'streamPodLog'],
-  lock: true,
+  // The nodes it isolates, and the deployment whose logging it changes.
+  locks: (p, env) => [...p.nodes.map(lockTargets.node), lockTargets.deployment(env)],
   validate: (p) => validateNodeNames(p),
   steps: [
     readNodesStep(),

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { defineProcedure } from '../core/procedure.js';
 import { changeEnvStep, readEnvStep, type EnvChange } from './steps/env-vars.js';
 import { deploymentName, ns } from './steps/pods.js';
@@ -24,7 +25,7 @@ export default defineProcedure<SecurityDdosRevertParams>({
   examples: [[]],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  locks: (_p, env) => [lockTargets.deployment(env), ...(env.config.ddos?.waf ? [`waf/${env.config.ddos.waf.id}`] : [])],
   validate: (_p, env) => validateDdos(env),
   steps: [
     recordedStep(),

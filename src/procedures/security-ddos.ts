@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { defineProcedure } from '../core/procedure.js';
 import { changeEnvStep, readEnvStep } from './steps/env-vars.js';
 import { deploymentName, ns } from './steps/pods.js';
@@ -30,7 +31,8 @@ export default defineProcedure<SecurityDdosParams>({
   examples: [[], ['--replicas', '10']],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
-  lock: true,
+  // The deployment (rate-limit variables, replicas) and the web ACL it adds rules to.
+  locks: (_p, env) => [lockTargets.deployment(env), ...(env.config.ddos?.waf ? [`waf/${env.config.ddos.waf.id}`] : [])],
   validate: (p, env) => validateDdos(env, p.replicas),
   steps: [
     shieldStep(),

@@ -1,3 +1,4 @@
+import { lockTargets } from '../core/lock.js';
 import { defineProcedure } from '../core/procedure.js';
 import { table } from '../core/table.js';
 import { QUARANTINE_LABEL, isolateStep, readNodesStep, validateNodeNames, type IsolateData, type NodePrior } from './steps/security-nodes.js';
@@ -29,7 +30,7 @@ export default defineProcedure<SecurityIsolateParams>({
   examples: [['--nodes', 'node-1,node-2']],
   requires: ['kubernetes'],
   kube: ['getNode', 'patchNode'],
-  lock: true,
+  locks: (p) => p.nodes.map(lockTargets.node),
   validate: (p) => validateNodeNames(p),
   steps: [readNodesStep(), isolateStep({ compensate: true })],
   render: (state) => renderIsolation(state),

@@ -177,7 +177,7 @@ describe('cache flush --all', () => {
     const yesOnly = await runCli(['cache', 'flush', '--all', '--yes'], { cwd: dir });
     expect(yesOnly.code).toBe(3);
     expect(yesOnly.stderr).toMatch(/--confirm staging/);
-    const wrong = await runCli(['cache', 'flush', '--all'], { cwd: dir, tty: true, answers: ['prod'] });
+    const wrong = await runCli(['cache', 'flush', '--all'], { cwd: dir, tty: true, answers: ['prod', 'prod', 'prod'] });
     expect(wrong.code).toBe(3);
     expect(wrong.stderr).toMatch(/300 keys → 0 keys/);
     expect(await dbsize(8)).toBe(300);

@@ -79,7 +79,7 @@ describe('dr failover', () => {
     const r = await run(['dr', 'failover', '--yes'], dir);
     expect(r.code).toBe(3);
     expect(r.stderr).toMatch(/--confirm staging/);
-    const typed = await run(['dr', 'failover'], dir, { tty: true, answers: ['production'] });
+    const typed = await run(['dr', 'failover'], dir, { tty: true, answers: ['production', 'production', 'production'] });
     expect(typed.code).toBe(3);
     expect(await drState(moto, zoneId)).toEqual(start);
   });

@@ -1,3 +1,4 @@
+import type { JournalWrites } from '../../src/core/journal.js';
 import { PassThrough, Writable } from 'node:stream';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -33,6 +34,8 @@ export interface CliOptions {
   interrupts?: { signal: AbortSignal; hard: AbortSignal };
   now?: () => Date;
   procedureOverride?: (proc: Procedure) => Procedure;
+  /** The journal's low-level writes (e.g. a disk that fills up). */
+  journalWrites?: JournalWrites;
   /** Streams to write to instead of the captured ones (e.g. one that fails like a closed pipe). */
   stdout?: Writable;
   stderr?: Writable;
@@ -75,6 +78,7 @@ export async function runCli(argv: string[], opts: CliOptions = {}): Promise<Cli
     interrupts: opts.interrupts,
     now: opts.now,
     procedureOverride: opts.procedureOverride,
+    journalWrites: opts.journalWrites,
     operator: 'tester@test',
   });
   return { code, stdout: stdout.text, stderr: stderr.text, prompter };

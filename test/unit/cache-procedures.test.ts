@@ -218,7 +218,7 @@ describe('cache flush --all (fake Redis)', () => {
   it('flushes every master after the typed confirmation', async () => {
     const nodes = [new FakeNode('a:1', keys('k', 7)), new FakeNode('b:1', keys('k', 5))];
     const { run } = setup(nodes);
-    const declined = await run(['flush', '--all'], { tty: true, answers: ['wrong'] });
+    const declined = await run(['flush', '--all'], { tty: true, answers: ['wrong', 'wrong', 'wrong'] });
     expect(declined.code).toBe(3);
     expect(nodes.map((n) => n.flushes)).toEqual([0, 0]);
     const r = await run(['flush', '--all', '--json'], { tty: true, answers: ['staging'] });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { runCli, tempDir } from '../support/cli.js';
 import { writeConfig, twoEnvironments } from '../support/config.js';
 import { FakeKube, fakeFactories } from '../support/fakes/fake-kube.js';
+import { ScriptedPrompter } from '../support/prompter.js';
 
 function setup(replicas = 4) {
   const kube = new FakeKube(replicas);
@@ -139,11 +140,17 @@ describe('CLI contract', () => {
     expect(kube.mutations).toEqual([]);
   });
 
-  it('asks for the environment name on a severe gate; a wrong name declines', async () => {
+  it('asks for the environment name on a severe gate; a mistyped name is asked again, three wrong names decline (issue 13)', async () => {
     const { kube, opts } = setup();
-    const wrong = await runCli(['app', 'scale', '--replicas', '0', '--env', 'production'], opts({ tty: true, answers: ['prod'] }));
+    const wrong = await runCli(['app', 'scale', '--replicas', '0', '--env', 'production'], opts({ tty: true, answers: ['prod', 'prodution', 'prd'] }));
     expect(wrong.code).toBe(3);
     expect(kube.mutations).toEqual([]);
+    expect((wrong.prompter as ScriptedPrompter).asked[1]).toMatch(/"prod" is not "production" \(2 tries left\)/);
+    expect(wrong.stderr).toMatch(/typed wrong 3 times/);
+    const slip = await runCli(['app', 'scale', '--replicas', '0', '--env', 'production'], opts({ tty: true, answers: ['prodution', 'production'] }));
+    expect(slip.code, slip.stderr).toBe(0);
+    expect(kube.deployments.get('app')!.spec!.replicas).toBe(0);
+    kube.deployments.get('app')!.spec!.replicas = 4;
     const right = await runCli(['app', 'scale', '--replicas', '0', '--env', 'production'], opts({ tty: true, answers: ['production'] }));
     expect(right.code).toBe(0);
     expect(kube.deployments.get('app')!.spec!.replicas).toBe(0);

@@ -96,7 +96,7 @@ describe('dr failover (in-memory AWS)', () => {
 
   it('declined severe gate: zero mutations (exit 3)', async () => {
     const { aws, run } = setup();
-    const r = await run(['dr', 'failover'], { tty: true, answers: ['nope'] });
+    const r = await run(['dr', 'failover'], { tty: true, answers: ['nope', 'nope', 'nope'] });
     expect(r.code).toBe(3);
     expect(aws.writes).toEqual([]);
   });

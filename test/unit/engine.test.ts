@@ -119,6 +119,25 @@ describe('engine', () => {
     expect(doc.steps[1].data).toEqual({ from: 4, to: 6 });
   });
 
+  it('resume without -c, from another directory, uses the config and environment the run used (issue 13)', async () => {
+    const { dir, path } = writeConfig(twoEnvironments());
+    const journal = tempDir();
+    const kube = new FakeKube(4);
+    kube.failNext('watchDeployment', 1, 500);
+    const failed = await runCli(['app', 'scale', '--replicas', '6', '-e', 'staging', '--json'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: journal } });
+    expect(failed.code).not.toBe(0);
+    const runId = JSON.parse(failed.stdout).runId;
+    // Elsewhere, with no runbook.yaml around: before, "unknown environment".
+    const resumed = await runCli(['resume', runId, '--json'], { cwd: tempDir(), clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: journal } });
+    expect(resumed.code, resumed.stderr + resumed.stdout).toBe(0);
+    expect(resumed.stderr).toContain(`on staging, config ${path}`);
+    expect(JSON.parse(resumed.stdout).environment).toBe('staging');
+    // Another environment than the run's is refused, not silently swapped.
+    const other = await runCli(['resume', runId, '-e', 'production'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: journal } });
+    expect(other.code).toBe(2);
+    expect(other.stderr).toMatch(/ran on environment "staging", not "production"/);
+  });
+
   it.each([
     [{ metadata: { generation: 2 }, spec: { replicas: 3 }, status: { observedGeneration: 1 } }, false, /spec update/],
     [{ metadata: { generation: 2 }, spec: { replicas: 3 }, status: { observedGeneration: 2, updatedReplicas: 1, replicas: 3 } }, false, /1 of 3 updated/],

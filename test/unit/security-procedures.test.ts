@@ -131,7 +131,7 @@ describe('security isolate with an in-memory cluster', () => {
   it('protected environment: a declined typed confirmation changes nothing (exit 3)', async () => {
     const kube = new FakeKube();
     const { dir } = writeConfig(twoEnvironments());
-    const r = await runCli(['security', 'isolate', '--nodes', 'node-1', '-e', 'production'], { cwd: dir, clientFactories: fakeFactories(kube), tty: true, answers: ['staging'] });
+    const r = await runCli(['security', 'isolate', '--nodes', 'node-1', '-e', 'production'], { cwd: dir, clientFactories: fakeFactories(kube), tty: true, answers: ['staging', 'staging', 'staging'] });
     expect(r.code).toBe(3);
     expect(kube.mutations).toEqual([]);
   });

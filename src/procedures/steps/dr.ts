@@ -1,3 +1,4 @@
+import { lockTargets } from '../../core/lock.js';
 import type { ChangeBatch, RecordChange, RecordSet } from '../../clients/route53.js';
 import type { EcsServiceState } from '../../clients/ecs.js';
 import { awsErrorMessage } from '../../clients/aws.js';
@@ -433,7 +434,11 @@ export function switchProcedure(d: Direction, extra: Pick<Procedure<DrParams>, '
     ...extra,
     params: [{ name: 'keep', flag: d.keepFlag, description: `do not stop the ${sideLabel(d.from)} service at the end`, type: 'boolean', default: false }],
     requires: ['aws'],
-    lock: true,
+    // The DNS zone it switches, and the ECS services of both sides it scales.
+    locks: (_p, env) => {
+      const dr = env.config.dr;
+      return dr ? [lockTargets.route53(dr.route53.hostedZoneId), lockTargets.ecs(dr.primary.cluster, dr.primary.service), lockTargets.ecs(dr.dr.cluster, dr.dr.service)] : [];
+    },
     validate: (_p, env) => validateDr(env, d),
     steps: switchSteps(d),
     render: renderSwitch,
