@@ -181,6 +181,11 @@ export interface Procedure<P = any> extends ProcedureResult {
    */
   approval?: {
     before?: string;
+    /**
+     * The last step the approval covers (inclusive); steps after it are gated one by one as usual (a
+     * later, separate decision such as stopping the old side after a failover). Omitted: to the end.
+     */
+    until?: string;
     summary(ctx: StepContext<P>): string[];
   };
 }

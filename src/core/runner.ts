@@ -256,7 +256,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         rec.status = 'skipped';
         continue;
       }
-      if (proc.approval && !planApproved && o.dryRun === 'off' && (step.id === proc.approval.before || rec.risk !== 'read')) {
+      if (proc.approval && !planApproved && o.dryRun === 'off' && i <= planEnd(proc) && (step.id === proc.approval.before || rec.risk !== 'read')) {
         planApproved = await approvePlan(o, ctx, i, rec);
       }
       reporter.stepStart(++shown, totalShown, step.title, rec.risk);
@@ -287,7 +287,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
           const question = `${step.title} in ${env.name}${env.config.protected ? ' (PROTECTED)' : ''}?`;
           try {
             // Approved with the whole plan up front: not asked again step by step.
-            const decision = kind !== 'none' && planApproved ? 'plan' : await approve({ kind, flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal });
+            const decision = kind !== 'none' && planApproved && i <= planEnd(proc) ? 'plan' : await approve({ kind, flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal });
             if (decision !== 'not-needed') journal.append('gate', { step: step.id, kind, decision: 'approved', by: decision });
           } catch (err) {
             if (err instanceof GateError) {
@@ -352,23 +352,36 @@ function stepGate<P>(step: Step<P>, risk: Risk, env: ResolvedEnvironment): GateK
   return step.restores ? 'none' : gateKind(risk, env.config.protected, step.severe);
 }
 
+/** Index of the last step the plan approval covers (`approval.until`, else the last step). */
+function planEnd<P>(proc: RunOptions<P>['procedure']): number {
+  const until = proc.approval?.until;
+  if (until === undefined) return proc.steps.length - 1;
+  const i = proc.steps.findIndex((s) => s.id === until);
+  if (i < 0) throw new Error(`${proc.name}: approval.until names no step ("${until}")`);
+  return i;
+}
+
 /**
- * The procedure's one approval for the whole plan, asked before step `at` as the strictest gate any
+ * The procedure's one approval for the whole plan (or the part up to `approval.until`), asked before step `at` as the strictest gate any
  * step from there on needs. Returns false when nothing from there on needs approval (nothing asked).
  */
 async function approvePlan<P>(o: RunOptions<P>, ctx: StepContext<P>, at: number, rec: StepRecord): Promise<boolean> {
   const { env, procedure: proc } = o;
   const order: GateKind[] = ['none', 'confirm', 'severe'];
   let kind: GateKind = 'none';
-  for (const s of proc.steps.slice(at)) {
+  for (const s of proc.steps.slice(at, planEnd(proc) + 1)) {
     if (s.when && !s.when(o.params, env)) continue;
     const k = stepGate(s, stepRisk(s, o.params, env), env);
     if (order.indexOf(k) > order.indexOf(kind)) kind = k;
   }
   if (kind === 'none') return false;
   const lines = proc.approval!.summary(ctx);
-  o.reporter.info(`${o.colors.bold(`The whole plan of ${proc.name} in ${env.name}${env.config.protected ? ' (PROTECTED)' : ''}:`)}\n${lines.map((l) => `  • ${l}`).join('\n')}`);
-  const question = `Approve the whole plan above (${proc.name} in ${env.name})? No step of it is asked again`;
+  const part = proc.approval!.until === undefined ? 'whole plan' : 'plan';
+  o.reporter.info(`${o.colors.bold(`The ${part} of ${proc.name} in ${env.name}${env.config.protected ? ' (PROTECTED)' : ''}:`)}\n${lines.map((l) => `  • ${l}`).join('\n')}`);
+  const question =
+    proc.approval!.until === undefined
+      ? `Approve the whole plan above (${proc.name} in ${env.name})? No step of it is asked again`
+      : `Approve the plan above (${proc.name} in ${env.name})? None of it is asked again; what comes after it is asked separately`;
   try {
     const by = await approve({ kind, flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal: ctx.signal });
     o.journal.append('gate', { step: 'plan', kind, decision: 'approved', by, plan: lines });

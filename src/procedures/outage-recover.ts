@@ -1,5 +1,6 @@
 import { lockTargets } from '../core/lock.js';
-import { StepError, UsageError } from '../core/errors.js';
+import { CheckFailedError, StepError, UsageError } from '../core/errors.js';
+import { journalDir, listRuns, readRun } from '../core/journal.js';
 import { formatDuration, parseDuration } from '../core/duration.js';
 import { defineProcedure, type StepContext } from '../core/procedure.js';
 import { parseInteger } from '../core/params.js';
@@ -38,6 +39,31 @@ interface FoundIncident {
   fromRun?: string;
 }
 
+/** What says an outage is open: --incident, the journal (an `outage start` not followed by a completed recovery), or maintenance mode on. */
+interface OpenOutage {
+  evidence: 'flag' | 'journal' | 'maintenance';
+  fromRun?: string;
+}
+
+/**
+ * The newest real `outage start` in this environment that changed something (and was not taken back),
+ * unless a real `outage recover` completed after it: then that outage is closed.
+ */
+export async function openOutageInJournal(ctx: Pick<StepContext<unknown>, 'env' | 'io' | 'runId'>): Promise<string | null> {
+  const dir = journalDir(ctx.io.env, ctx.env.journalDir);
+  const runs = (await listRuns(dir)).filter((r) => r.environment === ctx.env.name && r.dryRun === 'off' && r.runId !== ctx.runId).reverse();
+  for (const run of runs) {
+    if (run.procedure === 'outage recover' && run.exitCode === 0) return null;
+    if (run.procedure !== 'outage start') continue;
+    const events = await readRun(dir, run.runId).catch(() => []);
+    const changed = events.some(
+      (e) => e.type === 'step-end' && (e.step === 'incident' || e.step === 'apply') && e.status === 'succeeded' && !events.some((c) => c.type === 'compensation' && c.step === e.step && c.status === 'succeeded'),
+    );
+    if (changed) return run.runId;
+  }
+  return null;
+}
+
 /** Polls the health URL until it answers as expected, for at most `limitMs`. */
 async function healthyWithin(ctx: StepContext<unknown>, limitMs: number): Promise<{ ok: boolean; attempts: number; problem: string }> {
   const h = ctx.env.config.health;
@@ -59,6 +85,20 @@ async function healthyWithin(ctx: StepContext<unknown>, limitMs: number): Promis
     if (performance.now() + every > deadline) return { ok: false, attempts, problem };
     await sleep(every, ctx.signal);
   }
+}
+
+/** The lines of the one approval: what comes back, in what order, and what is resolved. */
+function recoverSummary(ctx: StepContext<OutageRecoverParams>): string[] {
+  const name = deploymentName(ctx.env);
+  const from = (ctx.state.replicas as { replicas: number } | undefined)?.replicas ?? 0;
+  const stages = stagesOf(ctx.params).filter((n) => n > from);
+  const inc = (ctx.state['find-incident'] as FoundIncident | undefined)?.incident;
+  const lines = [
+    stages.length ? `scale deployment/${name} ${from} → ${stages.join(' → ')}, each stage healthy within ${formatDuration(ctx.params.interval)} (stops at the first that is not, keeping the count)` : `deployment/${name} already at ${from}: no scaling`,
+    `turn maintenance mode off (${MAINTENANCE_VAR}), pods roll`,
+  ];
+  if (inc && inc.status !== 'resolved' && inc.status !== 'postmortem') lines.push(`resolve status-page incident ${inc.id} "${inc.name}"`);
+  return lines;
 }
 
 export default defineProcedure<OutageRecoverParams>({
@@ -91,7 +131,28 @@ export default defineProcedure<OutageRecoverParams>({
     if (p.interval < 1000) throw new UsageError('--interval must be at least 1s');
     if (p.incident !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(p.incident)) throw new UsageError(`invalid --incident "${p.incident}"`, 'a status-page incident id: letters, digits, - and _');
   },
+  // Every step puts back what the outage took away: one confirmation for all of it (in a protected
+  // environment), after the read steps found the counts and the incident, instead of one per step.
+  approval: { summary: recoverSummary },
   steps: [
+    {
+      id: 'outage',
+      title: 'Check that an outage is open',
+      why: 'Recovery scales up and turns maintenance mode off: without an open outage (none recorded by `outage start`, maintenance mode off, no --incident) it would only scale a healthy app up, so it stops here (exit 4).',
+      risk: 'read',
+      equivalent: (_p, env) => `runbook history  # the last "outage start" in ${env.name}; and: kubectl set env deployment/${deploymentName(env)} -n ${ns(env)} --list | grep ${MAINTENANCE_VAR}`,
+      async run(ctx): Promise<OpenOutage> {
+        if (ctx.params.incident) return { evidence: 'flag' };
+        const fromRun = await openOutageInJournal(ctx as StepContext<unknown>);
+        if (fromRun) return { evidence: 'journal', fromRun };
+        const d = await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env));
+        if ((d.spec?.template.spec?.containers ?? []).some((c) => (c.env ?? []).some((e) => e.name === MAINTENANCE_VAR))) return { evidence: 'maintenance' };
+        throw new CheckFailedError(
+          `no open outage in ${ctx.env.name}: no "outage start" in the journal since the last completed recovery, ${MAINTENANCE_VAR} is not set on deployment/${deploymentName(ctx.env)}, and no --incident was given; nothing was changed`,
+          `to change the replica count anyway: runbook app scale --replicas <n> -e ${ctx.env.name}; to resolve an incident opened elsewhere: runbook outage recover --incident <id> -e ${ctx.env.name}`,
+        );
+      },
+    },
     {
       id: 'replicas',
       title: 'Record the current replica count',

@@ -27,6 +27,19 @@ export default defineProcedure<SecurityDdosRevertParams>({
   kube: ['getDeployment', 'patchDeployment', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   locks: (_p, env) => [lockTargets.deployment(env), ...(env.config.ddos?.waf ? [`waf/${env.config.ddos.waf.id}`] : [])],
   validate: (_p, env) => validateDdos(env),
+  // Every step puts back what the ddos run changed: one confirmation for all of it (in a protected
+  // environment) once the journal has been read, instead of one per step.
+  approval: {
+    summary(ctx) {
+      const rec = ctx.state.recorded as DdosRecord | null | undefined;
+      const lines = [rec ? `put back what run ${rec.fromRun} changed (from the journal)` : 'no earlier ddos run in the journal: put back the defaults'];
+      if (ctx.env.config.ddos?.waf) lines.push(`WAF: take out ${rec?.waf?.names.join(', ') || 'the emergency rules (by name)'}; other rules are kept`);
+      lines.push(rec?.env !== undefined ? 'rate-limit variables back to the values found before' : 'rate-limit variables removed');
+      if (rec?.scale) lines.push(`replicas ${rec.scale.to} → ${rec.scale.from} (only if still at ${rec.scale.to})`);
+      if (ctx.env.config.cloudflare) lines.push(`Cloudflare security level back to ${rec?.cloudflare?.from ?? 'medium'} (only if still under_attack)`);
+      return lines;
+    },
+  },
   steps: [
     recordedStep(),
     wafStep({ revert: true }),

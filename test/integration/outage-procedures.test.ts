@@ -44,6 +44,11 @@ function configWith(name: string, patch: Record<string, unknown>): string {
   return path;
 }
 
+/** Writes to deployment/app itself (spec, scale) — not the controllers' status updates. */
+function appWrites(): number {
+  return sb.kube.mutations().filter((m) => m.path.includes('/deployments/app') && !m.path.endsWith('/status')).length;
+}
+
 async function scaleTo(n: number) {
   const r = await cli(['app', 'scale', '--replicas', String(n), '--yes']);
   expect(r.code, r.stderr).toBe(0);
@@ -118,12 +123,13 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     const scales = sb.kube.mutations().filter((m) => m.path.endsWith('/deployments/app/scale')).slice(-3);
     expect(scales.map((m) => (m.body as { spec: { replicas: number } }).spec.replicas)).toEqual([1, 2, 4]);
 
-    // A second recover finds the incident already resolved and skips the resolve; never scales down.
+    // Issue 13 item 10: the completed recovery closed the outage; a second recover refuses (exit 4)
+    // instead of reporting success (it used to "succeed", and would scale a healthy app up).
+    const seen = appWrites();
     const again = await cli(['outage', 'recover', '--json'], { env: { RUNBOOK_JOURNAL_DIR: journal } });
-    expect(again.code, again.stderr).toBe(0);
-    const steps = JSON.parse(again.stdout).steps.map((s: { id: string; status: string }) => `${s.id}:${s.status}`);
-    expect(steps).toContain('scale:skipped');
-    expect(steps).toContain('resolve:skipped');
+    expect(again.code, again.stderr).toBe(4);
+    expect(again.stderr).toMatch(/no open outage in sandbox/);
+    expect(appWrites()).toBe(seen);
     expect((await deployment()).spec.replicas).toBe(4);
   });
 
@@ -138,9 +144,11 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     expect(await sb.fingerprint()).toEqual(before);
     expect((await incidents()).length).toBe(count);
 
+    // No outage open: a dry run of recover says it would refuse (exit 4), and plans nothing.
     const rec = await cli(['outage', 'recover', '--dry-run', '--steps', '5,6']);
-    expect(rec.code, rec.stderr).toBe(0);
-    expect(rec.stderr).toMatch(/5 → 6/);
+    expect(rec.code, rec.stderr).toBe(4);
+    expect(rec.stderr).toMatch(/no open outage in sandbox/);
+    expect(rec.stderr).not.toMatch(/5 → 6/);
     expect(await sb.fingerprint()).toEqual(before);
 
     const closed = await cli(['outage', 'start', '--env', 'sandbox-protected']);
@@ -211,12 +219,25 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     expect((await incidents()).find((i) => i.id === id)!.status).toBe('resolved');
   });
 
-  it('recover without any recorded incident warns and resolves nothing', async () => {
+  it('recover without any recorded incident (maintenance mode on, set from another machine) warns, resolves nothing and turns maintenance off', async () => {
     const before = await openIncidents();
+    const set = await cli(['app', 'env', 'set', 'MAINTENANCE_MODE=true', '--yes']);
+    expect(set.code, set.stderr).toBe(0);
     const r = await cli(['outage', 'recover', '--steps', '1']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/no open incident recorded by "outage start"/);
     expect(await openIncidents()).toEqual(before);
+    expect(await envVar('MAINTENANCE_MODE')).toBeUndefined();
+  });
+
+  it('recover with no open outage (nothing in the journal, maintenance off, no --incident) refuses: exit 4, nothing changed', async () => {
+    await scaleTo(3);
+    const seen = appWrites();
+    const r = await cli(['outage', 'recover', '--yes']);
+    expect(r.code, r.stderr).toBe(4);
+    expect(r.stderr).toMatch(/no open outage in sandbox: .*nothing was changed/);
+    expect(appWrites()).toBe(seen);
+    expect((await deployment()).spec.replicas).toBe(3);
   });
 
   it('bad input is rejected before anything is contacted (exit 2)', async () => {

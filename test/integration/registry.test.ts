@@ -9,7 +9,9 @@ import type { Procedure, Step } from '../../src/core/procedure.js';
 import { procedureRisk } from '../../src/core/procedure.js';
 import { StepError } from '../../src/core/errors.js';
 import type { Prompter } from '../../src/core/prompter.js';
-import { runCli } from '../support/cli.js';
+import { runCli, tempDir } from '../support/cli.js';
+import { Journal } from '../../src/core/journal.js';
+import { Redactor } from '../../src/core/redact.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { findConfigPath, loadConfig, selectEnvironment } from '../../src/core/config.js';
 import type { KubeObject } from '../support/cluster/index.js';
@@ -53,6 +55,20 @@ function injectAfter(index: number) {
   return (proc: Procedure): Procedure => ({ ...proc, steps: [...proc.steps.slice(0, index + 1), failing, ...proc.steps.slice(index + 1)] });
 }
 
+/** A fresh journal in which an `outage start` turned maintenance mode on (an open outage), for `outage recover`. */
+function preconditionEnv(name: string): Record<string, string> {
+  if (name !== 'outage recover') return {};
+  const dir = tempDir('runbook-journal-');
+  for (const [i, environment] of ['sandbox', 'sandbox-protected'].entries()) {
+    const j = new Journal(dir, `20000101T00000${i}-open`, new Redactor(), () => new Date('2000-01-01T00:00:00Z'));
+    j.append('run-start', { procedure: 'outage start', environment, dryRun: 'off' });
+    j.append('step-end', { step: 'apply', status: 'succeeded', data: { container: 'app', index: 0, previous: null } });
+    j.append('run-end', { status: 'succeeded', exitCode: 0 });
+    j.close();
+  }
+  return { RUNBOOK_JOURNAL_DIR: dir };
+}
+
 function cli(argv: string[], extra: Parameters<typeof runCli>[1] = {}) {
   return runCli(argv, { ...extra, env: { ...sb.env, ...(extra.env ?? {}) } });
 }
@@ -86,6 +102,8 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
   let proc: Procedure;
   let args: string[];
   const words = name.split(' ');
+  // The world each example assumes: `outage recover` needs an open outage (else it refuses, exit 4).
+  const run = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) => cli(argv, { ...extra, env: { ...preconditionEnv(name), ...(extra.env ?? {}) } });
 
   beforeAll(async () => {
     proc = await entry.load();
@@ -104,7 +122,7 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
   });
 
   it('runs for real with its first example', async () => {
-    const r = await cli([...words, ...args, '--yes', '--confirm', 'sandbox', '--json']);
+    const r = await run([...words, ...args, '--yes', '--confirm', 'sandbox', '--json']);
     expect([0, 4], r.stderr).toContain(r.code);
     const doc = JSON.parse(r.stdout);
     expect(doc.procedure).toBe(name);
@@ -112,14 +130,14 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
 
   it('--dry-run changes nothing', async () => {
     const before = await fingerprint();
-    const r = await cli([...words, ...args, '--dry-run', '--json']);
+    const r = await run([...words, ...args, '--dry-run', '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).status).toBe('planned');
     expect(await fingerprint()).toEqual(before);
   });
 
   it('--dry-run=offline contacts nothing and shows each step', async () => {
-    const r = await cli([...words, ...args, '--dry-run=offline', '--json'], { env: { KUBECONFIG: '/nonexistent', AWS_ENDPOINT_URL: 'http://127.0.0.1:9' } });
+    const r = await run([...words, ...args, '--dry-run=offline', '--json'], { env: { KUBECONFIG: '/nonexistent', AWS_ENDPOINT_URL: 'http://127.0.0.1:9' } });
     expect(r.code, r.stderr).toBe(0);
     const doc = JSON.parse(r.stdout);
     const planned = doc.steps.filter((s: { status: string }) => s.status === 'planned');
@@ -130,7 +148,7 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
   it('fails closed without a terminal in a protected environment (exit 3, no change)', async () => {
     const env = selectEnvironment(await loadConfig(findConfigPath(undefined, sb.env, process.cwd())), 'sandbox-protected', {});
     const before = await fingerprint();
-    const r = await cli([...words, ...args, '--env', 'sandbox-protected']);
+    const r = await run([...words, ...args, '--env', 'sandbox-protected']);
     const params = {} as never;
     if (procedureRisk(proc, params, env) === 'read') {
       expect([0, 4], r.stderr).toContain(r.code);
@@ -144,7 +162,7 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
   it('a declined gate exits 3 and changes nothing', async () => {
     const before = await fingerprint();
     const prompter = new DecliningPrompter();
-    const r = await cli([...words, ...args, '--env', 'sandbox-protected'], { tty: true, prompter });
+    const r = await run([...words, ...args, '--env', 'sandbox-protected'], { tty: true, prompter });
     if (prompter.asked === 0) {
       expect([0, 4], r.stderr).toContain(r.code);
     } else {
@@ -156,7 +174,7 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
   it('a failure after each step runs the compensations of the completed steps, last first', async () => {
     for (let i = 0; i < proc.steps.length; i++) {
       const before = await fingerprint();
-      const r = await cli([...words, ...args, '--yes', '--confirm', 'sandbox', '--json'], { procedureOverride: injectAfter(i) });
+      const r = await run([...words, ...args, '--yes', '--confirm', 'sandbox', '--json'], { procedureOverride: injectAfter(i) });
       const doc = JSON.parse(r.stdout);
       const injected = doc.steps.find((s: { id: string }) => s.id === 'injected-failure');
       if (injected.status === 'not-run') {

@@ -7,7 +7,8 @@ import type { AwsClients } from '../../src/clients/aws.js';
 import type { HttpClient } from '../../src/clients/http.js';
 import { loadChangeBatch } from '../../src/procedures/steps/dr-batch.js';
 import { describeRecord, normalizeName, sameRecord, type RecordSet } from '../../src/clients/route53.js';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import type { ScriptedPrompter } from '../support/prompter.js';
 import { join } from 'node:path';
 
 type Cmd = { constructor: { name: string }; input: Record<string, unknown> };
@@ -63,13 +64,14 @@ function healthAfter(n: number): HttpClient & { polls: number } {
   return h;
 }
 
-function setup(opts: { healthy?: number; zone?: string } = {}) {
+function setup(opts: { healthy?: number; zone?: string; protected?: boolean } = {}) {
   const aws = new FakeAws();
   const http = healthAfter(opts.healthy ?? 1);
   const health = { url: 'http://dr.test/health', attempts: 3, interval: '10ms', timeout: '1s' };
   const { dir } = writeConfig({
     environments: {
       staging: {
+        ...(opts.protected ? { protected: true } : {}),
         aws: { region: 'us-east-1' },
         dr: {
           route53: { hostedZoneId: opts.zone ?? 'Z1', failover: { Changes: [{ Action: 'UPSERT', ResourceRecordSet: { Name: 'api.example.com', Type: 'A', TTL: 60, ResourceRecords: [{ Value: '10.1.0.10' }] } }] }, syncInterval: '10ms' },
@@ -80,8 +82,14 @@ function setup(opts: { healthy?: number; zone?: string } = {}) {
     },
   });
   const factories: ClientFactories = { kube: async () => { throw new Error('no kube'); }, http, aws: async () => aws.clients() };
-  const run = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) => runCli(argv, { cwd: dir, clientFactories: factories, ...extra, env: { RUNBOOK_JOURNAL_DIR: tempDir('j-') } });
-  return { aws, http, run, dir };
+  let journal = '';
+  const run = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) => runCli(argv, { cwd: dir, clientFactories: factories, ...extra, env: { RUNBOOK_JOURNAL_DIR: (journal = tempDir('j-')) } });
+  /** The gate decisions the last run journaled: "step:decision:by". */
+  const gates = () =>
+    readdirSync(join(journal, 'runs')).flatMap((f) =>
+      readFileSync(join(journal, 'runs', f), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'gate').map((e) => `${e.step}:${e.decision}${e.by ? `:${e.by}` : ''}`),
+    );
+  return { aws, http, run, dir, gates };
 }
 
 describe('dr failover (in-memory AWS)', () => {
@@ -128,6 +136,73 @@ describe('dr failover (in-memory AWS)', () => {
     const { aws, run } = setup({ zone: 'ZNOPE' });
     const r = await run(['dr', 'failover', '--yes', '--confirm', 'staging']);
     expect(r.code).toBe(2);
+    expect(aws.writes).toEqual([]);
+  });
+});
+
+/** Issue 13 item 7, reviewed for dr: a "no" can no longer come between the DNS switch and scaling the side it sends users to. */
+describe('dr failover gates: DNS + scale of DR are one approval, stopping the primary its own', () => {
+  const asked = (r: { prompter: unknown }) => (r.prompter as ScriptedPrompter).asked;
+
+  it('one typed approval covers the DNS change and the DR scale-up; stopping the primary is asked after the health check', async () => {
+    const { aws, run, gates } = setup();
+    const r = await run(['dr', 'failover'], { tty: true, answers: ['staging', true] });
+    expect(r.code, r.stderr).toBe(0);
+    expect(asked(r)).toHaveLength(2);
+    expect(asked(r)[0]).toMatch(/Approve the plan above \(dr failover in staging\)\?[^]*Type the environment name \(staging\)/);
+    expect(asked(r)[1]).toMatch(/^Stop the primary ECS service in staging\?/);
+    expect(r.stderr).toMatch(/The plan of dr failover in staging:/);
+    expect(r.stderr).toMatch(/point DNS at DR: api\.example\.com\.? A 10\.0\.0\.10 → 10\.1\.0\.10/);
+    expect(r.stderr).toMatch(/scale DR dr\/app 0 → 10/);
+    expect(r.stderr).toMatch(/asked separately after the health check: stop the primary service \(prod\/app, 4 → 0\)/);
+    expect(gates()).toEqual(['plan:approved:prompt', 'dns:approved:plan', 'stop:approved:prompt']);
+    expect(aws.writes).toEqual(['route53 UPSERT api.example.com. A 10.1.0.10 (TTL 60)', 'ecs us-west-2/dr/app 10', 'ecs us-east-1/prod/app 0']);
+  });
+
+  it('a "no" at the plan changes nothing at all (no DNS change, no scale)', async () => {
+    const { aws, run, gates } = setup();
+    const r = await run(['dr', 'failover'], { tty: true, answers: ['', '', ''] });
+    expect(r.code).toBe(3);
+    expect(asked(r)).toHaveLength(3);
+    expect(aws.writes).toEqual([]);
+    expect(gates()).toEqual(['plan:declined']);
+    expect(r.stderr).toMatch(/nothing was changed/);
+  });
+
+  it('a "no" at stopping the primary keeps the finished failover (DNS → DR, DR up) and leaves the primary running', async () => {
+    const { aws, run, gates } = setup();
+    const r = await run(['dr', 'failover'], { tty: true, answers: ['staging', false] });
+    expect(r.code).toBe(3);
+    expect(aws.writes).toEqual(['route53 UPSERT api.example.com. A 10.1.0.10 (TTL 60)', 'ecs us-west-2/dr/app 10']);
+    expect(aws.desired['us-east-1/prod/app']).toBe(4);
+    expect(gates()).toEqual(['plan:approved:prompt', 'dns:approved:plan', 'stop:declined']);
+    expect(r.stderr).not.toMatch(/putting back/);
+  });
+
+  it('protected: the scale-up (a write) is not asked on its own either; the stop is a typed gate of its own', async () => {
+    const { aws, run, gates } = setup({ protected: true });
+    const r = await run(['dr', 'failover'], { tty: true, answers: ['staging', 'staging'] });
+    expect(r.code, r.stderr).toBe(0);
+    expect(asked(r)).toHaveLength(2);
+    expect(asked(r)[1]).toMatch(/^Stop the primary ECS service in staging \(PROTECTED\)\?[^]*Type the environment name/);
+    expect(gates()).toEqual(['plan:approved:prompt', 'dns:approved:plan', 'scale:approved:plan', 'stop:approved:prompt']);
+    expect(aws.writes).toHaveLength(3);
+  });
+
+  it('--keep-primary: one approval and nothing else asked', async () => {
+    const { aws, run, gates } = setup();
+    const r = await run(['dr', 'failover', '--keep-primary'], { tty: true, answers: ['staging'] });
+    expect(r.code, r.stderr).toBe(0);
+    expect(asked(r)).toHaveLength(1);
+    expect(r.stderr).not.toMatch(/asked separately/);
+    expect(gates()).toEqual(['plan:approved:prompt', 'dns:approved:plan']);
+    expect(aws.writes).toEqual(['route53 UPSERT api.example.com. A 10.1.0.10 (TTL 60)', 'ecs us-west-2/dr/app 10']);
+  });
+
+  it('non-interactive: --yes alone (no --confirm for the severe plan) fails closed before anything', async () => {
+    const { aws, run } = setup();
+    const closed = await run(['dr', 'failover', '--yes']);
+    expect(closed.code).toBe(3);
     expect(aws.writes).toEqual([]);
   });
 });

@@ -412,6 +412,30 @@ function unhealthyMessage(ctx: StepContext<DrParams>, d: Direction, h: HealthSpe
   return `${to} not healthy at ${h.url} after ${r.attempts} attempts (${r.unhealthy}); stopped before touching the ${sideLabel(d.from)} (still desired ${i.from.desired}). ${dnsState}; ${scaleState}`;
 }
 
+/** The lines of the one approval for DNS + scale (the inspect step has run). */
+function switchSummary(ctx: StepContext<DrParams>, d: Direction): string[] {
+  const i = ctx.state.inspect as Inspection;
+  const to = sideLabel(d.to);
+  const from = sideLabel(d.from);
+  const pending = i.records.filter((r) => r.pending);
+  const want = targetCount(ctx.env, d);
+  const h = healthOf(ctx.env, d.to)!;
+  const lines = [
+    pending.length
+      ? `point DNS at ${to}: ${pending.map((r) => `${r.name} ${r.type} ${describeShort(r.before)} → ${describeShort(r.after)}`).join('; ')} (users move to ${to})`
+      : `DNS already points at ${to} (nothing to change)`,
+    i.to.desired === want ? `${to} ${i.to.cluster}/${i.to.service} already at ${want}` : `scale ${to} ${i.to.cluster}/${i.to.service} ${i.to.desired} → ${want}`,
+    `then poll ${h.url} (${h.attempts} × ${h.interval}); if ${to} never turns healthy the run stops there (exit 4), DNS left at ${to}, nothing stopped`,
+  ];
+  if (!ctx.params.keep) lines.push(`asked separately after the health check: stop the ${from} service (${i.from.cluster}/${i.from.service}, ${i.from.desired} → ${sideOf(ctx.env, d.from).standbyCount})`);
+  return lines;
+}
+
+function describeShort(r: RecordSet | null): string {
+  if (!r) return '∅';
+  return r.ResourceRecords?.map((x) => x.Value).join(',') ?? (r.AliasTarget ? `alias ${r.AliasTarget.DNSName}` : '?');
+}
+
 /** stdout for a finished switch: each record and each service, before → after. */
 export function renderSwitch(state: Record<string, unknown>): string {
   const i = state.inspect as Inspection | undefined;
@@ -440,6 +464,9 @@ export function switchProcedure(d: Direction, extra: Pick<Procedure<DrParams>, '
       return dr ? [lockTargets.route53(dr.route53.hostedZoneId), lockTargets.ecs(dr.primary.cluster, dr.primary.service), lockTargets.ecs(dr.dr.cluster, dr.dr.service)] : [];
     },
     validate: (_p, env) => validateDr(env, d),
+    // Moving DNS and scaling the side that takes the traffic are one decision: a "no" between them
+    // would leave users sent to a region that was never scaled. Stopping the old side stays its own gate.
+    approval: { before: 'dns', until: 'scale', summary: (ctx) => switchSummary(ctx, d) },
     steps: switchSteps(d),
     render: renderSwitch,
   };
