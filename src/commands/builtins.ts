@@ -1,5 +1,6 @@
 import { ExitCode, UsageError } from '../core/errors.js';
-import { REDACTED } from '../core/redact.js';
+import { describeLeft, leftState, resumeBlocker, type LeftState } from '../core/run-state.js';
+import type { Procedure } from '../core/procedure.js';
 import { catalog, findEntry } from '../procedures/catalog.js';
 import { table } from '../core/table.js';
 import { journalDir, listRuns, readRun, summarize, isRunId, type JournalEvent } from '../core/journal.js';
@@ -146,11 +147,18 @@ async function loadRun(session: Session, runId: string | undefined): Promise<Jou
 
 async function show(session: Session, runId: string | undefined): Promise<number> {
   const events = await loadRun(session, runId);
+  const s = summarize(runId!, events);
+  // An incomplete run (killed, crashed): what state it left and what to do about it.
+  let left: LeftState | undefined;
+  if (s.status === 'incomplete') {
+    const entry = findEntry(s.procedure.split(' '));
+    const proc = entry && entry.name === s.procedure ? ((await entry.load()) as unknown as Procedure<never>) : undefined;
+    left = leftState(runId!, events, proc);
+  }
   if (session.flags.json) {
-    outJson(session, { ...summarize(runId!, events), events });
+    outJson(session, { ...s, ...(left ? { left } : {}), events });
     return ExitCode.ok;
   }
-  const s = summarize(runId!, events);
   const lines = [
     `run ${s.runId}: ${s.procedure} on ${s.environment} by ${s.operator}${s.dryRun !== 'off' ? ` (dry run: ${s.dryRun})` : ''}`,
     `status ${s.status}${s.exitCode !== null ? `, exit ${s.exitCode}` : ''}${s.durationMs !== null ? `, ${formatDuration(s.durationMs)}` : ''}`,
@@ -165,6 +173,7 @@ async function show(session: Session, runId: string | undefined): Promise<number
     else if (e.type === 'lock') lines.push(`${time}  lock ${e.lease}`);
     else if (e.type === 'run-end' && e.error) lines.push(`${time}  error: ${(e.error as { message: string }).message}`);
   }
+  if (left) lines.push(...describeLeft(runId!, s.procedure, left, s.dryRun !== 'off'));
   out(session, lines.join('\n') + '\n');
   return ExitCode.ok;
 }
@@ -173,15 +182,10 @@ async function show(session: Session, runId: string | undefined): Promise<number
 async function resume(session: Session, runId: string | undefined): Promise<number> {
   const events = await loadRun(session, runId);
   const start = events.find((e) => e.type === 'run-start');
-  if (!start) throw new UsageError(`run ${runId} has no start record`);
-  const end = [...events].reverse().find((e) => e.type === 'run-end');
-  if (end && end.status === 'succeeded') throw new UsageError(`run ${runId} already succeeded; nothing to resume`);
-  if (start.dryRun && start.dryRun !== 'off') throw new UsageError(`run ${runId} was a dry run; run the procedure again instead`);
-  if (JSON.stringify(start.params ?? {}).includes(REDACTED)) {
-    throw new UsageError(`run ${runId} was given secret values, which the journal never keeps`, `run the command again instead: runbook ${String(start.procedure)} …`);
-  }
-  const entry = findEntry(String(start.procedure).split(' '));
-  if (!entry) throw new UsageError(`run ${runId} is of an unknown procedure "${String(start.procedure)}"`);
+  const entry = start ? findEntry(String(start.procedure).split(' ')) : undefined;
+  // The same rules `runbook show` uses to say whether a resume can finish an incomplete run.
+  const blocker = resumeBlocker(runId!, events, entry !== undefined);
+  if (blocker || !start || !entry) throw new UsageError(blocker?.message ?? `run ${runId} cannot be resumed`, blocker?.hint);
   const proc = await entry.load();
   const undone = new Set(events.filter((e) => e.type === 'compensation' && e.status === 'succeeded').map((e) => String(e.step)));
   const completed: Record<string, unknown> = {};
