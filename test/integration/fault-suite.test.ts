@@ -20,7 +20,6 @@ import { exampleConfig } from '../../src/core/example-config.js';
 import { loadConfig, selectEnvironment, type ResolvedEnvironment } from '../../src/core/config.js';
 import { runCli, tempDir } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
-import type { KubeObject } from '../support/cluster/index.js';
 
 let sb: Sandbox;
 
@@ -35,25 +34,8 @@ function cli(argv: string[], extra: Parameters<typeof runCli>[1] = {}) {
   return runCli(argv, { ...extra, env: { ...sb.env, ...(extra.env ?? {}) } });
 }
 
-/** The examples' node-1, node-2 … become this sandbox's own nodes on the shared control plane. */
-function localize(args: string[]): string[] {
-  return args.map((a) => a.replace(/\bnode-(\d+)\b/g, (m, n: string) => sb.kube.nodes[Number(n) - 1] ?? m));
-}
 
-async function nodesSettled() {
-  await sb.kube.waitFor(
-    async () =>
-      (await sb.kube.list<KubeObject & { spec?: { unschedulable?: boolean; taints?: Array<{ key: string }> } }>('nodes', { labelSelector: `runbook.test/namespace=${sb.namespace}` })).every(
-        (n) => (n.spec?.unschedulable === true) === (n.spec?.taints ?? []).some((t) => t.key === 'node.kubernetes.io/unschedulable'),
-      ),
-    { timeoutMs: 20_000, what: 'node taints to follow the cordons' },
-  );
-}
 
-async function fingerprint() {
-  await nodesSettled();
-  return sb.fingerprint();
-}
 
 async function leases(): Promise<string[]> {
   return (await sb.kube.list('leases', { namespace: sb.namespace })).map((l) => l.metadata.name).filter((n) => n.startsWith('runbook-'));
@@ -119,7 +101,7 @@ describe.each(entries.map((x) => [x.entry.name, x] as const))('%s', (name, { pro
   const real = () => [...words, ...args, '--yes', '--confirm', 'sandbox', '--json'];
 
   beforeAll(async () => {
-    args = localize(proc.examples[0] ?? []);
+    args = sb.localize(proc.examples[0] ?? []);
     // A live autoscaler left by an earlier procedure would change the deployment under the fingerprints.
     for (const h of await sb.kube.list('horizontalpodautoscalers', { namespace: sb.namespace })) await sb.kube.remove('horizontalpodautoscalers', sb.namespace, h.metadata.name);
     const offline = await cli([...words, ...args, '--dry-run=offline', '--json']);
@@ -130,7 +112,7 @@ describe.each(entries.map((x) => [x.entry.name, x] as const))('%s', (name, { pro
 
   it('(a) each secret it references unset → exit 2, nothing changed, no request to the Kubernetes API', async () => {
     const uses = procedureSecrets(proc, params as never, env);
-    const before = await fingerprint();
+    const before = await sb.fingerprint();
     const seen = sb.kube.requests.length;
     const missing = join(sb.dir, 'no-such-secret-file');
     const cases: Array<{ what: string; extra: Parameters<typeof runCli>[1] }> = [];
@@ -154,19 +136,19 @@ describe.each(entries.map((x) => [x.entry.name, x] as const))('%s', (name, { pro
       const r = await cli([...words, ...args, '--dry-run', '--json'], { env: blank });
       expect(r.stderr).not.toMatch(/is not set|cannot read secret file/);
     }
-    expect(await fingerprint()).toEqual(before);
+    expect(await sb.fingerprint()).toEqual(before);
   });
 
   it('(d) the journal dir under a regular file → exit 2 before any contact', async () => {
     const file = join(tempDir('runbook-fault-'), 'a-file');
     writeFileSync(file, 'not a directory\n');
-    const before = await fingerprint();
+    const before = await sb.fingerprint();
     const seen = sb.kube.requests.length;
     const r = await cli(real(), { env: { RUNBOOK_JOURNAL_DIR: join(file, 'journal') } });
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/journal directory .* not a directory/);
     expect(sb.kube.requests.slice(seen)).toEqual([]);
-    expect(await fingerprint()).toEqual(before);
+    expect(await sb.fingerprint()).toEqual(before);
   });
 
   if (procedureRisk(proc, {} as never, exampleEnv) !== 'read') {

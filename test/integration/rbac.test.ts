@@ -41,7 +41,6 @@ afterAll(async () => {
   await sb?.stop();
 });
 
-const localize = (args: string[]) => args.map((a) => a.replace(/\bnode-(\d+)\b/g, (m, n: string) => sb.kube.nodes[Number(n) - 1] ?? m));
 
 describe('runbook rbac', () => {
   it('derives a Role for the namespace and a ClusterRole only for nodes', () => {
@@ -62,7 +61,7 @@ describe('runbook rbac', () => {
     const proc = await entry.load();
     if (!proc.kube?.length) return;
     for (const h of await sb.kube.list('horizontalpodautoscalers', { namespace: sb.namespace })) await sb.kube.remove('horizontalpodautoscalers', sb.namespace, h.metadata.name);
-    const r = await runCli([...name.split(' '), ...localize(proc.examples[0] ?? []), '--yes', '--confirm', 'sandbox', '--json'], { env: limitedEnv });
+    const r = await runCli([...name.split(' '), ...sb.localize(proc.examples[0] ?? []), '--yes', '--confirm', 'sandbox', '--json'], { env: limitedEnv });
     expect(r.stderr).not.toMatch(/forbidden|not allowed to/);
     expect([0, 4], `${r.stderr}\n${r.stdout.slice(0, 2000)}`).toContain(r.code);
   });

@@ -14,7 +14,6 @@ import { Journal } from '../../src/core/journal.js';
 import { Redactor } from '../../src/core/redact.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { findConfigPath, loadConfig, selectEnvironment } from '../../src/core/config.js';
-import type { KubeObject } from '../support/cluster/index.js';
 
 let sb: Sandbox;
 
@@ -73,30 +72,8 @@ function cli(argv: string[], extra: Parameters<typeof runCli>[1] = {}) {
   return runCli(argv, { ...extra, env: { ...sb.env, ...(extra.env ?? {}) } });
 }
 
-/**
- * The examples name nodes as the README's sandbox has them (node-1, node-2); on the shared control
- * plane those belong to nobody in particular, so they become this sandbox's own nodes.
- */
-function localize(args: string[]): string[] {
-  return args.map((a) => a.replace(/\bnode-(\d+)\b/g, (m, n: string) => sb.kube.nodes[Number(n) - 1] ?? m));
-}
 
-/** The node lifecycle controller has caught up with every cordon: a cordoned node carries its taint, an uncordoned one does not. */
-async function nodesSettled() {
-  await sb.kube.waitFor(
-    async () =>
-      (await sb.kube.list<KubeObject & { spec?: { unschedulable?: boolean; taints?: Array<{ key: string }> } }>('nodes', { labelSelector: `runbook.test/namespace=${sb.namespace}` })).every(
-        (n) => (n.spec?.unschedulable === true) === (n.spec?.taints ?? []).some((t) => t.key === 'node.kubernetes.io/unschedulable'),
-      ),
-    { timeoutMs: 20_000, what: 'node taints to follow the cordons' },
-  );
-}
 
-/** Every part's state, once the controllers that derive state from a change (node taints) have caught up. */
-async function fingerprint() {
-  await nodesSettled();
-  return sb.fingerprint();
-}
 
 describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
   let proc: Procedure;
@@ -107,7 +84,7 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
 
   beforeAll(async () => {
     proc = await entry.load();
-    args = localize(proc.examples[0] ?? []);
+    args = sb.localize(proc.examples[0] ?? []);
     // An autoscaler left by an earlier procedure (app autoscale) is a live controller: the real HPA
     // controller would change the deployment's replicas under this procedure's fingerprints.
     for (const h of await sb.kube.list('horizontalpodautoscalers', { namespace: sb.namespace })) await sb.kube.remove('horizontalpodautoscalers', sb.namespace, h.metadata.name);
@@ -129,11 +106,11 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
   });
 
   it('--dry-run changes nothing', async () => {
-    const before = await fingerprint();
+    const before = await sb.fingerprint();
     const r = await run([...words, ...args, '--dry-run', '--json']);
     expect(r.code, r.stderr).toBe(0);
     expect(JSON.parse(r.stdout).status).toBe('planned');
-    expect(await fingerprint()).toEqual(before);
+    expect(await sb.fingerprint()).toEqual(before);
   });
 
   it('--dry-run=offline contacts nothing and shows each step', async () => {
@@ -147,7 +124,7 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
 
   it('fails closed without a terminal in a protected environment (exit 3, no change)', async () => {
     const env = selectEnvironment(await loadConfig(findConfigPath(undefined, sb.env, process.cwd())), 'sandbox-protected', {});
-    const before = await fingerprint();
+    const before = await sb.fingerprint();
     const r = await run([...words, ...args, '--env', 'sandbox-protected']);
     const params = {} as never;
     if (procedureRisk(proc, params, env) === 'read') {
@@ -156,11 +133,11 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
       expect(r.code, r.stderr).toBe(3);
       expect(r.stderr).toMatch(/--yes/);
     }
-    expect(await fingerprint()).toEqual(before);
+    expect(await sb.fingerprint()).toEqual(before);
   });
 
   it('a declined gate exits 3 and changes nothing', async () => {
-    const before = await fingerprint();
+    const before = await sb.fingerprint();
     const prompter = new DecliningPrompter();
     const r = await run([...words, ...args, '--env', 'sandbox-protected'], { tty: true, prompter });
     if (prompter.asked === 0) {
@@ -168,12 +145,12 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
     } else {
       expect(r.code, r.stderr).toBe(3);
     }
-    expect(await fingerprint()).toEqual(before);
+    expect(await sb.fingerprint()).toEqual(before);
   });
 
   it('a failure after each step runs the compensations of the completed steps, last first', async () => {
     for (let i = 0; i < proc.steps.length; i++) {
-      const before = await fingerprint();
+      const before = await sb.fingerprint();
       const r = await run([...words, ...args, '--yes', '--confirm', 'sandbox', '--json'], { procedureOverride: injectAfter(i) });
       const doc = JSON.parse(r.stdout);
       const injected = doc.steps.find((s: { id: string }) => s.id === 'injected-failure');
@@ -197,7 +174,7 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
         const step = [...proc.steps.slice(0, i + 1), undefined, ...proc.steps.slice(i + 1)][k];
         return step && s.status === 'succeeded' && s.risk !== 'read' && !step.undo;
       });
-      if (!irreversible) expect(await fingerprint(), `state after failing at step ${i}`).toEqual(before);
+      if (!irreversible) expect(await sb.fingerprint(), `state after failing at step ${i}`).toEqual(before);
     }
   });
 });

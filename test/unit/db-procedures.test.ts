@@ -1,51 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import type { AwsClients } from '../../src/clients/aws.js';
 import type { ClientFactories } from '../../src/clients/index.js';
-import type { PgConnection } from '../../src/clients/postgres.js';
 import { alterSystemSql, MAX_CONNECTIONS_LIMIT } from '../../src/procedures/db-max-connections.js';
 import { scrubSql } from '../../src/procedures/steps/db-sessions.js';
 import { runCli, tempDir } from '../support/cli.js';
 import { writeConfig } from '../support/config.js';
 import { FakeKube, fakeFactories } from '../support/fakes/fake-kube.js';
-
-/** An in-memory RDS: `send(command)` dispatches on the SDK command's class name. */
-class FakeRds {
-  calls: string[] = [];
-  status = new Map<string, string>([['prod-db', 'available']]);
-  failReboot = false;
-  async send(cmd: { constructor: { name: string }; input: Record<string, string> }) {
-    const name = cmd.constructor.name;
-    this.calls.push(name);
-    const id = cmd.input.DBInstanceIdentifier;
-    const notFound = () => Object.assign(new Error(`DBInstance ${id} not found.`), { name: 'DBInstanceNotFoundFault' });
-    if (name === 'DescribeDBInstancesCommand') {
-      if (!this.status.has(id)) throw notFound();
-      return { DBInstances: [{ DBInstanceIdentifier: id, DBInstanceStatus: this.status.get(id), Endpoint: { Address: `${id}.fake`, Port: 5432 } }] };
-    }
-    if (name === 'RebootDBInstanceCommand') {
-      if (this.failReboot || !this.status.has(id)) throw notFound();
-      // Like real RDS: rebooting for the first look, then available.
-      this.status.set(id, 'rebooting');
-      setTimeout(() => this.status.set(id, 'available'), 30);
-      return { DBInstance: { DBInstanceIdentifier: id, DBInstanceStatus: 'rebooting' } };
-    }
-    throw new Error(`FakeRds: ${name} not implemented`);
-  }
-  destroy() {}
-}
-
-function fakePg(answers: () => boolean): () => Promise<PgConnection> {
-  return async () => {
-    if (!answers()) throw new Error('connect ECONNREFUSED 127.0.0.1:5432');
-    return { target: 'fake:5432/postgres', query: async () => [{ ok: 1 }] as never, close: async () => undefined };
-  };
-}
+import { FakeRds, fakePostgres } from '../support/fakes/fake-rds.js';
 
 function setup(replicas: number, opts: { pgUp?: () => boolean } = {}) {
   const kube = new FakeKube(replicas);
   const rds = new FakeRds();
-  const aws = { rds: async () => rds, close() {} } as unknown as AwsClients;
-  const factories: ClientFactories = { ...fakeFactories(kube), aws: async () => aws, postgres: fakePg(opts.pgUp ?? (() => true)) };
+  const factories: ClientFactories = { ...fakeFactories(kube), aws: async () => rds.clients(), postgres: fakePostgres(opts.pgUp ?? (() => true)) };
   const { dir } = writeConfig({
     default: 'staging',
     environments: {

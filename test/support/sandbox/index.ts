@@ -36,6 +36,8 @@ export interface Sandbox {
   /** Environment for runbook (RUNBOOK_CONFIG, KUBECONFIG, secrets, AWS_*). */
   env: Record<string, string>;
   fingerprint(): Promise<Record<string, string>>;
+  /** Example arguments name nodes as the README's sandbox has them (node-1, …): map them to this sandbox's own. */
+  localize(args: string[]): string[];
   stop(): Promise<void>;
 }
 
@@ -78,6 +80,7 @@ export async function startSandbox(opts: { parts?: string[]; controlPlane?: Cont
     namespace: kube.namespace,
     parts,
     env,
+    localize: (args) => args.map((a) => a.replace(/\bnode-(\d+)\b/g, (m, n: string) => kube.nodes[Number(n) - 1] ?? m)),
     async fingerprint() {
       const out: Record<string, string> = {};
       for (const p of parts) out[p.name] = await p.fingerprint();

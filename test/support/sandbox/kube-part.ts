@@ -38,6 +38,15 @@ export async function startKubePart(ctx: SandboxContext): Promise<SandboxPart> {
     async fingerprint() {
       // What procedures change: workload specs, autoscalers, nodes, secrets and config maps.
       // Leases are a run's own lock, taken and released by every changing run: not a change.
+      // The node lifecycle controller follows a cordon with a taint (or lifts it) a moment later:
+      // compare once it has caught up.
+      await ctx.kube.waitFor(
+        async () =>
+          (await ctx.kube.list<KubeObject & { spec?: { unschedulable?: boolean; taints?: Array<{ key: string }> } }>('nodes', { labelSelector: `runbook.test/namespace=${ctx.namespace}` })).every(
+            (n) => (n.spec?.unschedulable === true) === (n.spec?.taints ?? []).some((t) => t.key === 'node.kubernetes.io/unschedulable'),
+          ),
+        { timeoutMs: 20_000, what: 'node taints to follow the cordons' },
+      );
       const state = await Promise.all(
         ['deployments', 'horizontalpodautoscalers', 'nodes', 'secrets', 'configmaps'].map(async (resource) =>
           (await ctx.kube.list<KubeObject & { spec?: unknown; data?: unknown }>(resource, resource === 'nodes' ? { labelSelector: `runbook.test/namespace=${ctx.namespace}` } : { namespace: ctx.namespace }))
