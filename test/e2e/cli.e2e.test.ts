@@ -2,20 +2,18 @@
 // pseudo-terminal for prompts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as pty from 'node-pty';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
-import { tempDir } from '../support/cli.js';
+import { BUILT_CLI as bin, REPO_ROOT as root, requireBuiltCli, tempDir } from '../support/cli.js';
 import type { Deployment } from '../support/cluster/index.js';
 
-const root = join(import.meta.dirname, '..', '..');
-const bin = join(root, 'bin', 'runbook.js');
 let sb: Sandbox;
 let baseEnv: Record<string, string>;
 
 beforeAll(async () => {
-  if (!existsSync(join(root, 'bundle', 'main.js'))) throw new Error('bundle/ is missing: run `npm run build` (npm test does it first)');
+  requireBuiltCli();
   sb = await startSandbox({ parts: ['kubernetes'] });
   baseEnv = { PATH: process.env.PATH ?? '', HOME: tempDir('e2e-home-'), RUNBOOK_JOURNAL_DIR: tempDir('e2e-journal-'), USER: 'e2e', ...sb.env };
 });

@@ -2,19 +2,17 @@
 // (`| head`), against the real Kubernetes control plane, and a journal directory that cannot be made.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
-import { tempDir } from '../support/cli.js';
+import { BUILT_CLI as bin, REPO_ROOT as root, requireBuiltCli, tempDir } from '../support/cli.js';
 import type { Deployment } from '../support/cluster/index.js';
 
-const root = join(import.meta.dirname, '..', '..');
-const bin = join(root, 'bin', 'runbook.js');
 let sb: Sandbox;
 let baseEnv: Record<string, string>;
 
 beforeAll(async () => {
-  if (!existsSync(join(root, 'bundle', 'main.js'))) throw new Error('bundle/ is missing: run `npm run build` (npm test does it first)');
+  requireBuiltCli();
   sb = await startSandbox({ parts: ['kubernetes'] });
   baseEnv = { PATH: process.env.PATH ?? '', HOME: tempDir('streams-home-'), USER: 'streams', NO_COLOR: '1', ...sb.env };
 });

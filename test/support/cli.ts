@@ -1,5 +1,6 @@
 import type { JournalWrites } from '../../src/core/journal.js';
 import { PassThrough, Writable } from 'node:stream';
+import { existsSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -82,4 +83,12 @@ export async function runCli(argv: string[], opts: CliOptions = {}): Promise<Cli
     operator: 'tester@test',
   });
   return { code, stdout: stdout.text, stderr: stderr.text, prompter };
+}
+
+/** The repository root and the built CLI that e2e tests spawn (`npm run build` makes bundle/). */
+export const REPO_ROOT = join(import.meta.dirname, '..', '..');
+export const BUILT_CLI = join(REPO_ROOT, 'bin', 'runbook.js');
+
+export function requireBuiltCli(): void {
+  if (!existsSync(join(REPO_ROOT, 'bundle', 'main.js'))) throw new Error('bundle/ is missing: run `npm run build` (npm test does it first)');
 }

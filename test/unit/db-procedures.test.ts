@@ -5,7 +5,7 @@ import { scrubSql } from '../../src/procedures/steps/db-sessions.js';
 import { runCli, tempDir } from '../support/cli.js';
 import { writeConfig } from '../support/config.js';
 import { FakeKube, fakeFactories } from '../support/fakes/fake-kube.js';
-import { FakeRds, fakePostgres } from '../support/fakes/fake-rds.js';
+import { FakeRds, fakeDbEnvironment, fakePostgres } from '../support/fakes/fake-rds.js';
 
 function setup(replicas: number, opts: { pgUp?: () => boolean } = {}) {
   const kube = new FakeKube(replicas);
@@ -14,13 +14,7 @@ function setup(replicas: number, opts: { pgUp?: () => boolean } = {}) {
   const { dir } = writeConfig({
     default: 'staging',
     environments: {
-      staging: {
-        kubernetes: { namespace: 'production', deployment: 'app' },
-        rollout: { timeout: '2s' },
-        aws: { region: 'us-east-1' },
-        rds: { instance: 'prod-db', pollInterval: '10ms', waitTimeout: '2s', connectTimeout: '300ms' },
-        postgres: { url: 'postgres://app@db.internal:5432/app' },
-      },
+      staging: fakeDbEnvironment(),
     },
   });
   const journal = tempDir('journal-');

@@ -6,7 +6,7 @@ import { runCli, tempDir } from '../support/cli.js';
 import { twoEnvironments, writeConfig } from '../support/config.js';
 import { FakeKube, fakeFactories } from '../support/fakes/fake-kube.js';
 import { recordContacts } from '../support/fakes/contacts.js';
-import { FakeRds, fakePostgres } from '../support/fakes/fake-rds.js';
+import { FakeRds, fakePostgres, fakeDbEnvironment } from '../support/fakes/fake-rds.js';
 import { visible, jsonText } from '../../src/core/terminal.js';
 
 /**
@@ -92,13 +92,7 @@ describe('output streams that close never stop a run', () => {
     rds.failReboot = true;
     const { dir } = writeConfig({
       environments: {
-        staging: {
-          kubernetes: { namespace: 'production', deployment: 'app' },
-          rollout: { timeout: '2s' },
-          aws: { region: 'us-east-1' },
-          rds: { instance: 'prod-db', pollInterval: '10ms', waitTimeout: '2s', connectTimeout: '300ms' },
-          postgres: { url: 'postgres://app@db.internal:5432/app' },
-        },
+        staging: fakeDbEnvironment(),
       },
     });
     const journal = tempDir('journal-');

@@ -40,3 +40,14 @@ export function fakePostgres(up: () => boolean = () => true): () => Promise<PgCo
     return { target: 'fake:5432/app', query: async () => [{ ok: 1 }] as never, close: async () => undefined };
   };
 }
+
+/** The environment the db restart fakes stand for: a deployment, an RDS instance, its PostgreSQL, short waits. */
+export function fakeDbEnvironment(): Record<string, unknown> {
+  return {
+    kubernetes: { namespace: 'production', deployment: 'app' },
+    rollout: { timeout: '2s' },
+    aws: { region: 'us-east-1' },
+    rds: { instance: 'prod-db', pollInterval: '10ms', waitTimeout: '2s', connectTimeout: '300ms' },
+    postgres: { url: 'postgres://app@db.internal:5432/app' },
+  };
+}
