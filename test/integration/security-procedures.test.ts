@@ -252,7 +252,9 @@ describe('security evidence', () => {
             { key: '.metadata.namespace', operator: 'In', values: [NS] },
             { key: '.metadata.name', operator: 'In', values: ['worker-0'] },
             { key: '.metadata.deletionTimestamp', operator: 'DoesNotExist' },
-            { key: '.status.podIP', operator: 'DoesNotExist' },
+            // Not "no podIP yet": kwok may see the pod before this stage and make it ready the default
+            // way first; this still matches then, and the nudge below makes kwok look again.
+            { key: '.status.containerStatuses.[] | select( .name == "worker" ) | .lastState.terminated.exitCode', operator: 'DoesNotExist' },
           ],
         },
         weight: 10000,
@@ -286,10 +288,14 @@ containerStatuses:
       metadata: { name: 'worker-0', namespace: NS, labels: { app: 'worker' } },
       spec: { nodeName: N3, containers: [{ name: 'worker', image: 'worker:1' }, { name: 'sidecar', image: 'proxy:1' }] },
     } as Pod);
+    const started = Date.now();
+    let nudges = 0;
     await sb.kube.waitFor(
       async () => {
         const p = await sb.kube.get<Pod>('pods', NS, 'worker-0');
-        return p?.status?.phase === 'Running' && p.status.containerStatuses?.find((c) => c.name === 'worker')?.restartCount === 2;
+        if (p?.status?.phase === 'Running' && p.status.containerStatuses?.find((c) => c.name === 'worker')?.restartCount === 2) return true;
+        if (Date.now() - started > 3000 * (nudges + 1)) await sb.kube.patch('pods', NS, 'worker-0', { metadata: { annotations: { 'runbook.test/nudge': String(++nudges) } } });
+        return false;
       },
       { timeoutMs: 30_000, what: 'worker-0 running after 2 restarts' },
     );
