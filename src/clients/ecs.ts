@@ -1,3 +1,4 @@
+import { bindClient } from './bind.js';
 import type { AwsClients } from './aws.js';
 
 /** An ECS service's counts, as `aws ecs describe-services` shows them. */
@@ -27,3 +28,9 @@ export async function setDesiredCount(aws: AwsClients, region: string, cluster: 
   const r = await client.send(new UpdateServiceCommand({ cluster, service, desiredCount }));
   return r.service?.desiredCount ?? desiredCount;
 }
+
+/** The ECS calls of the procedures, bound to the run's AWS clients (`ctx.clients.ecs()`). */
+export function ecsApi(aws: AwsClients) {
+  return bindClient(aws, { describeService, setDesiredCount });
+}
+export type EcsApi = ReturnType<typeof ecsApi>;

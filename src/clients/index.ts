@@ -9,6 +9,14 @@ import type { AwsClients, AwsTarget } from './aws.js';
 import type { PgConnection } from './postgres.js';
 import type { NotifyResult } from './notify.js';
 import type { RedisClient, RedisConnectOptions } from './redis.js';
+import type { RdsApi } from './rds.js';
+import type { Route53Api } from './route53.js';
+import type { EcsApi } from './ecs.js';
+import type { S3Api } from './s3-objects.js';
+import type { WafApi } from './wafv2.js';
+import type { ShieldApi } from './shield-drt.js';
+import type { ProcessApi } from './process.js';
+import type { TlsApi } from './tls.js';
 
 export type { KubeClient } from './kube.js';
 export type { HttpClient } from './http.js';
@@ -19,7 +27,18 @@ export type { RedisClient, RedisNode } from './redis.js';
 /** Lazily created, memoised clients for one run; an SDK is loaded only when a step first needs it. */
 export interface Clients {
   kube(): Promise<KubeClient>;
+  /** The SDK clients themselves; procedures use the typed APIs below. */
   aws(): Promise<AwsClients>;
+  rds(): Promise<RdsApi>;
+  route53(): Promise<Route53Api>;
+  ecs(): Promise<EcsApi>;
+  s3(): Promise<S3Api>;
+  /** WAFv2 in `region` (the environment's by default; CLOUDFRONT-scoped ACLs live in us-east-1). */
+  waf(region?: string): Promise<WafApi>;
+  shield(): Promise<ShieldApi>;
+  /** Local programs, run with argument arrays (never a shell string). */
+  processes(): Promise<ProcessApi>;
+  tls(): Promise<TlsApi>;
   /** A new PostgreSQL connection (closed with the run); `url` defaults to the environment's primary. */
   postgres(url?: string): Promise<PgConnection>;
   /** The environment's Redis server or cluster (one connection per run). */
@@ -99,6 +118,14 @@ export function makeClients(
   return {
     kube,
     aws,
+    rds: memo(async () => (await import('./rds.js')).RdsApi.create(await aws())),
+    route53: memo(async () => (await import('./route53.js')).route53Api(await aws())),
+    ecs: memo(async () => (await import('./ecs.js')).ecsApi(await aws())),
+    s3: memo(async () => (await import('./s3-objects.js')).s3Api(await aws())),
+    waf: async (region) => (await import('./wafv2.js')).wafApi(await (await aws()).wafv2(region)),
+    shield: memo(async () => (await import('./shield-drt.js')).shieldApi(await (await aws()).shield())),
+    processes: async () => (await import('./process.js')).processApi,
+    tls: async () => (await import('./tls.js')).tlsApi,
     redis,
     http: factories.http,
     secret,

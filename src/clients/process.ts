@@ -57,3 +57,7 @@ export async function runProcess(file: string, args: string[], opts: RunProcessO
   }
   return { exitCode: r.exitCode ?? (r.timedOut ? 124 : 1), stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? ''), timedOut: Boolean(r.timedOut) };
 }
+
+/** Local programs (certbot, pg_restore, the configured commands), run with argument arrays: `ctx.clients.processes()`. */
+export const processApi = { run: runProcess };
+export type ProcessApi = typeof processApi;

@@ -141,18 +141,6 @@ export function parseRedisEndpoints(opts: RedisConnectOptions): Endpoint[] {
   });
 }
 
-/** What an operator would type: redis-cli flags for the target (never the password). */
-export function redisCliArgs(opts: RedisConnectOptions): string {
-  const [e] = parseRedisEndpoints(opts);
-  const parts = [`-h ${e.host}`, `-p ${e.port}`];
-  if (opts.nodes) parts.unshift('-c');
-  if (e.db) parts.push(`-n ${e.db}`);
-  if (e.tls) parts.push('--tls');
-  if (e.username) parts.push(`--user ${e.username}`);
-  if (e.password) parts.push('--askpass');
-  return parts.join(' ');
-}
-
 // The scripts only ever see keys from this node's own SCAN; in a cluster they UNLINK key by key,
 // because one UNLINK over keys of several slots is refused even inside a script.
 const SCAN_BODY = (op: ScanOp, perKey: boolean) => {

@@ -1,3 +1,4 @@
+import { bindClient } from './bind.js';
 import type { AwsClients } from './aws.js';
 
 /** A record set as Route 53 speaks it (the fields `dr` reads and writes). */
@@ -108,3 +109,9 @@ export function sameRecord(a: RecordSet | null, b: RecordSet | null): boolean {
     ]);
   return key(a) === key(b);
 }
+
+/** The Route 53 calls of the procedures, bound to the run's AWS clients (`ctx.clients.route53()`). */
+export function route53Api(aws: AwsClients) {
+  return bindClient(aws, { getHostedZone, findRecordSet, changeRecordSets, getChangeStatus });
+}
+export type Route53Api = ReturnType<typeof route53Api>;

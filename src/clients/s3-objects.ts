@@ -1,3 +1,4 @@
+import { bindClient } from './bind.js';
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
@@ -11,14 +12,6 @@ export interface S3Object {
   size: number;
   etag: string;
   lastModified: string;
-}
-
-/** "s3://bucket/some/prefix" → { bucket, prefix: "some/prefix/" } (a non-empty prefix always ends in "/"). */
-export function parseS3Url(url: string): { bucket: string; prefix: string } {
-  const m = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:\/(.*))?$/.exec(url);
-  if (!m) throw new Error(`not an S3 URL: ${url}`);
-  const p = (m[2] ?? '').replace(/^\/+/, '');
-  return { bucket: m[1], prefix: p && !p.endsWith('/') ? `${p}/` : p };
 }
 
 export const unquote = (etag: string | undefined) => (etag ?? '').replace(/^"|"$/g, '');
@@ -171,3 +164,9 @@ export async function deleteObjects(aws: AwsClients, bucket: string, keys: strin
   }
   return { deleted, errors };
 }
+
+/** The S3 calls of the procedures, bound to the run's AWS clients (`ctx.clients.s3()`); fileMd5 reads a local file. */
+export function s3Api(aws: AwsClients) {
+  return { ...bindClient(aws, { headBucket, listObjects, downloadObject, uploadFile, deleteObjects }), fileMd5 };
+}
+export type S3Api = ReturnType<typeof s3Api>;

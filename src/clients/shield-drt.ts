@@ -1,3 +1,4 @@
+import { bindClient } from './bind.js';
 import type { ShieldClient } from '@aws-sdk/client-shield';
 
 /** The role the Shield Response Team may assume now (null: none). */
@@ -12,3 +13,9 @@ export async function setDrtRole(client: ShieldClient, roleArn: string | null): 
   if (roleArn) await client.send(new m.AssociateDRTRoleCommand({ RoleArn: roleArn }));
   else await client.send(new m.DisassociateDRTRoleCommand({}));
 }
+
+/** The Shield Advanced calls of the procedures (`ctx.clients.shield()`). */
+export function shieldApi(client: ShieldClient) {
+  return bindClient(client, { describeDrtRole, setDrtRole });
+}
+export type ShieldApi = ReturnType<typeof shieldApi>;

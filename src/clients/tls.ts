@@ -112,3 +112,7 @@ export function certificateFileInfo(pem: string, now: Date): { subject: string; 
   const notAfter = new Date(x.validTo);
   return { subject: x.subject.replace(/\n/g, ', '), notAfter: notAfter.toISOString(), daysLeft: daysLeft(notAfter, now) };
 }
+
+/** TLS endpoints and certificate files: `ctx.clients.tls()`. */
+export const tlsApi = { inspectCertificate, certificateFileInfo };
+export type TlsApi = typeof tlsApi;

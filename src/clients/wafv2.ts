@@ -1,3 +1,4 @@
+import { bindClient } from './bind.js';
 import type { WAFV2Client } from '@aws-sdk/client-wafv2';
 
 /** One WAFv2 rule as the API returns and takes it (the fields runbook looks at are named). */
@@ -78,3 +79,9 @@ export async function updateWebAclRules(client: WAFV2Client, ref: WebAclRef, nex
     }
   }
 }
+
+/** The WAFv2 calls of the procedures for one region's client (`ctx.clients.waf(region)`). */
+export function wafApi(client: WAFV2Client) {
+  return bindClient(client, { getWebAcl, updateWebAclRules });
+}
+export type WafApi = ReturnType<typeof wafApi>;

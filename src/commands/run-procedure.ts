@@ -3,6 +3,7 @@ import { findConfigPath, loadConfig, selectEnvironment, type ResolvedEnvironment
 import { UsageError } from '../core/errors.js';
 import { Journal, NullJournal, journalDir, newRunId } from '../core/journal.js';
 import type { Procedure } from '../core/procedure.js';
+import { runState } from '../core/procedure.js';
 import { TerminalPrompter } from '../core/prompter.js';
 import { renderOfflinePlan, summaryLine } from '../core/render.js';
 import type { RunResult } from '../core/reporter.js';
@@ -95,7 +96,7 @@ function printResult(session: Session, proc: Procedure, result: RunResult): void
   } else if (result.dryRun === 'offline') {
     io.stdout.write(visible(redactor.text(renderOfflinePlan(result, colors)), true));
   } else if (proc.render && (result.status === 'succeeded' || result.status === 'check-failed')) {
-    const state: Record<string, unknown> = {};
+    const state = runState({});
     for (const s of result.steps) if (s.data !== undefined) state[s.id] = s.data;
     io.stdout.write(visible(redactor.text(proc.render(state, colors, result.params)), true));
   }

@@ -15,11 +15,6 @@ export function validateK8sName(value: string, what: string): string {
   return value;
 }
 
-export function validateLabelValue(value: string, what: string): string {
-  if (value.length > 63 || !RFC1123_LABEL.test(value)) throw new UsageError(`invalid ${what} "${value}"`, 'use lowercase letters, digits and "-" (at most 63 characters)');
-  return value;
-}
-
 export function parseInteger(raw: string, what: string, min?: number, max?: number): number {
   const s = String(raw);
   // Written plainly or refused: " 3" may be a pasting accident, and 017 is octal to some tools.

@@ -40,8 +40,48 @@ export interface Change {
   validated?: boolean;
 }
 
-/** What every step sees. `state` holds each finished step's data, keyed by step id. */
-export interface StepContext<P = unknown> {
+/**
+ * A handle on what a step returns. Later steps (and render/check) read it with `ctx.get(step)`,
+ * typed by the step's own `run`, never by a string id: renaming a step or changing what it returns
+ * is a compile error wherever that data is read.
+ */
+export interface StepRef<D> {
+  readonly id: string;
+  run(ctx: never): Promise<D>;
+}
+
+/**
+ * The data of the steps that have run in this run (and, on resume, in the run it resumes, reloaded
+ * from the journal). `get` is for a step that always runs before the reader; `find` for one that may
+ * have been skipped (`when`, nothing to do) or comes later.
+ */
+export interface RunData {
+  get<D>(step: StepRef<D>): D;
+  find<D>(step: StepRef<D>): D | undefined;
+}
+
+/** @deprecated the step results by id, for code not yet reading them through RunData. */
+export type RunState = Record<string, unknown> & RunData;
+
+/** The step results of a run, keyed by step id, with RunData's typed readers (not enumerable, so not journaled). */
+export function runState(results: Record<string, unknown>): RunState {
+  const view = runData(results);
+  return Object.defineProperties(results, { get: { value: view.get }, find: { value: view.find } }) as RunState;
+}
+
+/** Builds the RunData view over the step results of a run, keyed by step id. */
+export function runData(results: Readonly<Record<string, unknown>>): RunData {
+  return {
+    get(step) {
+      if (!(step.id in results)) throw new Error(`internal: step "${step.id}" was read before it ran (use find() for a step that may be skipped)`);
+      return results[step.id] as never;
+    },
+    find: (step) => results[step.id] as never,
+  };
+}
+
+/** What every step sees: the run's inputs and clients, and (through RunData) what earlier steps returned. */
+export interface StepContext<P = unknown> extends RunData {
   params: P;
   env: ResolvedEnvironment;
   clients: Clients;
@@ -53,6 +93,7 @@ export interface StepContext<P = unknown> {
   dryRun: DryRunMode;
   runId: string;
   now(): Date;
+  /** @deprecated read earlier steps through `get(step)` / `find(step)`; removed once every procedure does. */
   state: Record<string, unknown>;
   /** Progress lines (stderr, dropped with --quiet). */
   log(message: string): void;
@@ -62,7 +103,11 @@ export interface StepContext<P = unknown> {
   interactive: boolean;
 }
 
-export interface Step<P = unknown> {
+/**
+ * One named step of a procedure. `D` is what `run` returns: journaled, handed to `undo`, re-checked by
+ * `postcondition`, and read by later steps through `ctx.get(thisStep)`.
+ */
+export interface Step<P = unknown, D = unknown> {
   id: string;
   title: string;
   /** Why the step exists: shown by `explain` and by offline dry runs. */
@@ -76,11 +121,11 @@ export interface Step<P = unknown> {
   when?(params: P, env: ResolvedEnvironment): boolean;
   /** Read-only preview of a write; an empty list means "nothing to do" and the step is skipped. */
   plan?(ctx: StepContext<P>): Promise<Change[]>;
-  run(ctx: StepContext<P>): Promise<unknown>;
+  run(ctx: StepContext<P>): Promise<D>;
   /** Compensation, registered once run() succeeded; receives the data run() returned. */
-  undo?(ctx: StepContext<P>, data: unknown): Promise<void>;
+  undo?(ctx: StepContext<P>, data: D): Promise<void>;
   /** What an operator types to undo by hand if undo() itself fails. */
-  undoByHand?(ctx: StepContext<P>, data: unknown): string;
+  undoByHand?(ctx: StepContext<P>, data: D): string;
   /** Step ids whose compensation is no longer needed once this step succeeded. */
   settles?: string[];
   /** Force a severe (typed) gate even outside a protected environment. */
@@ -96,7 +141,7 @@ export interface Step<P = unknown> {
    * What makes the step "done", re-checked live by `runbook resume` before it skips a step an earlier
    * run completed: a journal line says what was true then, not what is true now.
    */
-  postcondition?: Postcondition<P>;
+  postcondition?: Postcondition<P, D>;
 }
 
 /** The outcome of re-checking a step's postcondition on resume. */
@@ -106,11 +151,11 @@ export type Recheck =
   /** No longer true: `found` says what is there instead; the step runs again (or resume stops, if unsafe). */
   | { holds: false; found: string };
 
-export interface Postcondition<P = unknown> {
+export interface Postcondition<P = unknown, D = unknown> {
   /** What "done" means, in words ("deployment/app is at 0 replicas and its pods are gone"). */
   describe: string;
   /** Reads the world (never changes it); `data` is what the step returned in the earlier run. */
-  check(ctx: StepContext<P>, data: unknown): Promise<Recheck>;
+  check(ctx: StepContext<P>, data: D): Promise<Recheck>;
   /** Set when running the step again is not safe: resume stops with this advice instead of re-running. */
   unsafeToRerun?: string | ((ctx: StepContext<P>) => string);
 }
@@ -135,7 +180,7 @@ export interface ParamSpec {
 
 export interface ProcedureResult {
   /** Human rendering of the run's data for stdout (tables); JSON mode prints the data instead. */
-  render?(state: Record<string, unknown>, colors: Colors, params: unknown): string;
+  render?(state: RunState, colors: Colors, params: unknown): string;
 }
 
 export interface Procedure<P = any> extends ProcedureResult {
@@ -172,7 +217,7 @@ export interface Procedure<P = any> extends ProcedureResult {
   locks?(params: P, env: ResolvedEnvironment): string[];
   steps: Step<P>[];
   /** Exit code 4 when the data says a check failed (diagnostics). */
-  check?(state: Record<string, unknown>, params: P): string | null;
+  check?(state: RunState, params: P): string | null;
   /**
    * One approval for the whole plan instead of one per step: asked once, before the step `before` (or
    * the first step that changes anything, if that comes first), as the strictest gate any later step needs, with
@@ -199,6 +244,14 @@ export function procedureRisk<P>(proc: Procedure<P>, params: P, env: ResolvedEnv
   let max = 0;
   for (const s of proc.steps) max = Math.max(max, order.indexOf(stepRisk(s, params, env)));
   return order[max];
+}
+
+/**
+ * Step definitions for one procedure's params: `const step = stepFor<Params>()`, then
+ * `const record = step({ id: 'record', …, run })` infers what the step returns from `run`.
+ */
+export function stepFor<P>() {
+  return <D>(s: Step<P, D>): Step<P, D> => s;
 }
 
 /** Typed identity helper so procedure files get inference on their params. */

@@ -7,7 +7,7 @@ import { GuardedOutput, type Colors, type IO } from './io.js';
 import { RunRecord, type Journal } from './journal.js';
 import { acquireLocks, type HeldLock } from './lock.js';
 import type { Change, DryRunMode, Procedure, Recheck, Risk, Step, StepContext } from './procedure.js';
-import { stepRisk, procedureRisk } from './procedure.js';
+import { stepRisk, procedureRisk, runState } from './procedure.js';
 import type { Prompter } from './prompter.js';
 import type { Redactor } from './redact.js';
 import type { CompensationRecord, Reporter, RunResult, StepRecord } from './reporter.js';
@@ -123,7 +123,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
 
   const timeout = o.timeoutMs ? AbortSignal.timeout(o.timeoutMs) : undefined;
   const signal = timeout ? AbortSignal.any([o.interrupts.signal, timeout]) : o.interrupts.signal;
-  const state: Record<string, unknown> = { ...(o.resume?.completed ?? {}) };
+  const state = runState({ ...(o.resume?.completed ?? {}) });
   const declared: KubeMethod[] = [...(proc.kube ?? []), ...(proc.locks ? LOCK_METHODS : [])];
   // Tests hold every procedure to its declaration, so the RBAC derived from it is complete.
   const clients: Clients = o.io.env.RUNBOOK_STRICT_KUBE === '1' ? { ...o.clients, kube: async () => declaredOnly(await o.clients.kube(), declared, proc.name) } : o.clients;
@@ -140,6 +140,8 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
     runId: o.runId,
     now: o.now,
     state,
+    get: state.get,
+    find: state.find,
     log: (m) => reporter.progress(m),
     prompter: o.prompter,
     interactive: o.interactive,

@@ -1,6 +1,6 @@
 // An in-memory KubeClient for fast unit tests of procedure logic (plans, gates, compensation order).
 // It is not a Kubernetes: anything that depends on how a real API server behaves (patch semantics,
-// validation, watches, RBAC, controllers) is tested against the real control plane in test/integration.
+// validation, watches, RBAC, controllers) is tested against the real control plane in the *.int.test.ts files.
 import type { CoreV1Event, KubeClient, KubePermission, LeaseRecord, PodMetrics, V1Node, V1Deployment, V1Pod, V1ReplicaSet, V2HorizontalPodAutoscaler, WatchEvent, WriteOptions, PatchType } from '../../../src/clients/kube.js';
 import { KubeApiError } from '../../../src/clients/kube.js';
 import type { ClientFactories } from '../../../src/clients/index.js';

@@ -1,0 +1,74 @@
+import { lockTargets } from '../../core/lock.js';
+import { UsageError } from '../../core/errors.js';
+import { defineProcedure } from '../../core/procedure.js';
+import { deploymentName, ns } from '../shared/pods.js';
+import { watchRolloutStep } from '../shared/rollout.js';
+
+export interface AppScaleParams {
+  replicas: number;
+  rolloutTimeout?: number;
+}
+
+export default defineProcedure<AppScaleParams>({
+  name: 'app scale',
+  summary: "Set the deployment's replica count and wait for it",
+  seedFixes: [
+    'Scaling to 0 takes the service down: it is treated as destructive and gated, which the seed never did.',
+    'The replica count is checked against the environment\'s limits.maxReplicas before anything is contacted.',
+    'If the new pods never become ready, the deployment is scaled back to the count it had.',
+  ],
+  params: [
+    { name: 'replicas', flag: '--replicas <n>', description: 'desired number of replicas', type: 'int', required: true, min: 0 },
+    { name: 'rolloutTimeout', flag: '--rollout-timeout <duration>', description: 'how long to wait for the pods', type: 'duration' },
+  ],
+  examples: [['--replicas', '3']],
+  requires: ['kubernetes'],
+  kube: ['getDeployment', 'listHpas', 'scaleDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
+  locks: (_p, env) => [lockTargets.deployment(env)],
+  validate(p, env) {
+    const max = env.config.limits.maxReplicas;
+    if (p.replicas > max) throw new UsageError(`--replicas ${p.replicas} is above this environment's limit of ${max}`, `raise environments.${env.name}.limits.maxReplicas if that is really intended`);
+  },
+  steps: [
+    {
+      id: 'current',
+      title: 'Record the current replica count',
+      why: 'The count is recorded so that a failure can put it back exactly (the seed hard-codes counts).',
+      risk: 'read',
+      equivalent: (_p, env) => `kubectl get deployment/${deploymentName(env)} -n ${ns(env)} -o jsonpath='{.spec.replicas}'`,
+      async run(ctx) {
+        const kube = await ctx.clients.kube();
+        const d = await kube.getDeployment(deploymentName(ctx.env));
+        const hpa = (await kube.listHpas()).find((h) => h.spec?.scaleTargetRef?.name === deploymentName(ctx.env));
+        if (hpa) ctx.reporter.warn(`HPA ${hpa.metadata?.name} manages this deployment (min ${hpa.spec?.minReplicas ?? 1}, max ${hpa.spec?.maxReplicas}); it may change the count again`);
+        return { replicas: d.spec?.replicas ?? 0, hpa: hpa?.metadata?.name ?? null };
+      },
+    },
+    {
+      id: 'scale',
+      title: 'Scale the deployment',
+      why: 'Sets spec.replicas through the scale subresource, as `kubectl scale` does.',
+      risk: (p) => (p.replicas === 0 ? 'destructive' : 'write'),
+      equivalent: (p, env) => `kubectl scale deployment/${deploymentName(env)} --replicas=${p.replicas} -n ${ns(env)}`,
+      async plan(ctx) {
+        const from = (ctx.state.current as { replicas: number } | undefined)?.replicas;
+        if (from === ctx.params.replicas) return [];
+        const kube = await ctx.clients.kube();
+        await kube.scaleDeployment(deploymentName(ctx.env), ctx.params.replicas, { dryRun: true });
+        return [{ action: 'scale', target: `deployment/${deploymentName(ctx.env)}`, before: from === undefined ? undefined : String(from), after: String(ctx.params.replicas), validated: true }];
+      },
+      async run(ctx) {
+        const kube = await ctx.clients.kube();
+        const from = (ctx.state.current as { replicas: number }).replicas;
+        await kube.scaleDeployment(deploymentName(ctx.env), ctx.params.replicas);
+        return { from, to: ctx.params.replicas };
+      },
+      async undo(ctx, data) {
+        const kube = await ctx.clients.kube();
+        await kube.scaleDeployment(deploymentName(ctx.env), (data as { from: number }).from);
+      },
+      undoByHand: (ctx, data) => `kubectl scale deployment/${deploymentName(ctx.env)} --replicas=${(data as { from: number }).from} -n ${ns(ctx.env)}`,
+    },
+    watchRolloutStep(),
+  ],
+});

@@ -1,0 +1,64 @@
+import { defineProcedure } from '../../core/procedure.js';
+import { table } from '../../core/table.js';
+import { deploymentName, ns, selectorOf, summarizePod, type PodSummary } from '../shared/pods.js';
+
+interface Scaling {
+  deployment: { name: string; replicas: number; ready: number; available: number };
+  hpa: null | { name: string; min: number; max: number; current: number; desired: number; cpuTarget?: number; cpuCurrent?: number };
+  pods: PodSummary[];
+}
+
+export default defineProcedure<Record<string, never>>({
+  name: 'app scaling',
+  summary: 'Show the autoscaler and the pods',
+  seedFixes: ['`watch kubectl get pods` never ends and cannot be scripted; this prints one snapshot (or --json) and exits.'],
+  params: [],
+  examples: [[]],
+  requires: ['kubernetes'],
+  kube: ['getDeployment', 'listHpas', 'listPods', 'listReplicaSets'],
+  steps: [
+    {
+      id: 'scaling',
+      title: 'Read the autoscaler, the deployment and its pods',
+      why: 'One view of what the autoscaler wants and what is running.',
+      risk: 'read',
+      equivalent: (_p, env) => `kubectl get hpa -n ${ns(env)} && kubectl get pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`}`,
+      async run(ctx): Promise<Scaling> {
+        const kube = await ctx.clients.kube();
+        const name = deploymentName(ctx.env);
+        const d = await kube.getDeployment(name);
+        const hpa = (await kube.listHpas()).find((h) => h.spec?.scaleTargetRef?.name === name);
+        const pods = (await kube.listPods(selectorOf(d))).map((p) => summarizePod(p, ctx.now()));
+        const cpuMetric = hpa?.spec?.metrics?.find((m) => m.resource?.name === 'cpu');
+        const cpuNow = hpa?.status?.currentMetrics?.find((m) => m.resource?.name === 'cpu');
+        return {
+          deployment: { name, replicas: d.spec?.replicas ?? 0, ready: d.status?.readyReplicas ?? 0, available: d.status?.availableReplicas ?? 0 },
+          hpa: hpa
+            ? {
+                name: hpa.metadata?.name ?? '',
+                min: hpa.spec?.minReplicas ?? 1,
+                max: hpa.spec?.maxReplicas ?? 0,
+                current: hpa.status?.currentReplicas ?? 0,
+                desired: hpa.status?.desiredReplicas ?? 0,
+                cpuTarget: cpuMetric?.resource?.target?.averageUtilization,
+                cpuCurrent: cpuNow?.resource?.current?.averageUtilization,
+              }
+            : null,
+          pods,
+        };
+      },
+    },
+  ],
+  render(state) {
+    const s = state.scaling as Scaling;
+    const parts: string[] = [];
+    parts.push(`deployment/${s.deployment.name}: ${s.deployment.ready}/${s.deployment.replicas} ready, ${s.deployment.available} available`);
+    if (s.hpa) {
+      parts.push(
+        table(['HPA', 'MIN', 'MAX', 'CURRENT', 'DESIRED', 'CPU'], [[s.hpa.name, s.hpa.min, s.hpa.max, s.hpa.current, s.hpa.desired, `${s.hpa.cpuCurrent ?? '?'}%/${s.hpa.cpuTarget ?? '?'}%`]]).trimEnd(),
+      );
+    } else parts.push('no autoscaler');
+    parts.push(table(['POD', 'STATUS', 'READY', 'RESTARTS', 'AGE', 'NODE'], s.pods.map((p) => [p.name, p.phase, p.ready, p.restarts, p.age, p.node])).trimEnd());
+    return parts.join('\n\n') + '\n';
+  },
+});
