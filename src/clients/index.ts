@@ -17,12 +17,22 @@ import type { WafApi } from './wafv2.js';
 import type { ShieldApi } from './shield-drt.js';
 import type { ProcessApi } from './process.js';
 import type { TlsApi } from './tls.js';
+import type { CloudflareApi } from './cloudflare.js';
+import type { StatuspageApi } from './statuspage.js';
 
 export type { KubeClient } from './kube.js';
 export type { HttpClient } from './http.js';
 export type { AwsClients } from './aws.js';
 export type { PgConnection } from './postgres.js';
 export type { RedisClient, RedisNode } from './redis.js';
+
+declare module '../core/procedure.js' {
+  // What the engine's `ctx.clients` and a session's client factories are (see RunClients in core).
+  // eslint-disable-next-line @typescript-eslint/no-empty-object-type
+  interface RunClients extends Clients {}
+  // eslint-disable-next-line @typescript-eslint/no-empty-object-type
+  interface RunClientFactories extends ClientFactories {}
+}
 
 /** Lazily created, memoised clients for one run; an SDK is loaded only when a step first needs it. */
 export interface Clients {
@@ -39,6 +49,10 @@ export interface Clients {
   /** Local programs, run with argument arrays (never a shell string). */
   processes(): Promise<ProcessApi>;
   tls(): Promise<TlsApi>;
+  /** The environment's Cloudflare zone, with its `cloudflare.token` resolved (and registered for redaction). */
+  cloudflare(): Promise<CloudflareApi>;
+  /** The environment's status page, with its `statuspage.token` resolved (and registered for redaction). */
+  statuspage(): Promise<StatuspageApi>;
   /** A new PostgreSQL connection (closed with the run); `url` defaults to the environment's primary. */
   postgres(url?: string): Promise<PgConnection>;
   /** The environment's Redis server or cluster (one connection per run). */
@@ -66,7 +80,7 @@ export interface ClientFactories {
 
 export const defaultFactories: ClientFactories = {
   async kube(target, env) {
-    const { createKubeClient } = await import('./kube.js');
+    const { createKubeClient } = await import('./kube-adapter.js');
     return createKubeClient(target, env);
   },
   http: fetchHttpClient,
@@ -126,6 +140,18 @@ export function makeClients(
     shield: memo(async () => (await import('./shield-drt.js')).shieldApi(await (await aws()).shield())),
     processes: async () => (await import('./process.js')).processApi,
     tls: async () => (await import('./tls.js')).tlsApi,
+    cloudflare: memo(async () => {
+      const c = env.config.cloudflare;
+      if (!c) throw new UsageError(`environment "${env.name}" has no cloudflare section`);
+      const token = secret(c.token, `environments.${env.name}.cloudflare.token`);
+      return (await import('./cloudflare.js')).cloudflareApi(factories.http, { api: c.api, zoneId: c.zoneId, token });
+    }),
+    statuspage: memo(async () => {
+      const sp = env.config.statuspage;
+      if (!sp) throw new UsageError(`environment "${env.name}" has no statuspage section`);
+      const token = secret(sp.token, `environments.${env.name}.statuspage.token`);
+      return (await import('./statuspage.js')).statuspageApi(factories.http, { url: sp.url, token, timeout: sp.timeout });
+    }),
     redis,
     http: factories.http,
     secret,

@@ -431,3 +431,8 @@ export class KubeAdapter implements KubeClient {
 
   close() {}
 }
+
+/** The Kubernetes client of a run (loads @kubernetes/client-node: import this module lazily). */
+export async function createKubeClient(target: KubeTarget, env: Record<string, string | undefined>): Promise<KubeClient> {
+  return KubeAdapter.create(target, env);
+}

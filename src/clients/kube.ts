@@ -10,6 +10,10 @@ import type {
 } from '@kubernetes/client-node';
 
 export type { V1Deployment, V1Pod, V1ReplicaSet, V1Scale, V2HorizontalPodAutoscaler, V1Lease, CoreV1Event, V1Node };
+import { KUBE_PERMISSIONS, type KubeMethod, type KubePermission } from '../core/kube-permissions.js';
+import type { LeaseRecord } from '../core/lock.js';
+export { KUBE_PERMISSIONS, LOCK_METHODS, permissionsOf, describePermission, type KubeMethod, type KubePermission } from '../core/kube-permissions.js';
+export type { LeaseRecord } from '../core/lock.js';
 
 export type PatchType = 'strategic' | 'merge' | 'json';
 
@@ -80,20 +84,6 @@ export interface KubeClient {
   close(): void;
 }
 
-/**
- * A coordination.k8s.io Lease as the lock sees it. Times are Dates here; the adapter writes them
- * as MicroTime (six fractional digits), which is what a real API server accepts.
- */
-export interface LeaseRecord {
-  name: string;
-  holder?: string;
-  acquireTime?: Date;
-  renewTime?: Date;
-  durationSeconds?: number;
-  resourceVersion?: string;
-  labels?: Record<string, string>;
-}
-
 /** A pod's usage from metrics.k8s.io, per container (quantities as the server sends them). */
 export interface PodMetrics {
   name: string;
@@ -102,71 +92,12 @@ export interface PodMetrics {
   containers: Array<{ name: string; usage: { cpu: string; memory: string } }>;
 }
 
-/** One RBAC permission: a verb on a resource (and subresource) of an API group. */
-export interface KubePermission {
-  verb: string;
-  group: string;
-  resource: string;
-  subresource?: string;
-  /** Cluster-scoped (nodes): granted by a ClusterRole, not the namespace's Role. */
-  cluster?: boolean;
-}
-
-/** The KubeClient calls a procedure can declare (everything but its identity fields). */
-export type KubeMethod = Exclude<keyof KubeClient, 'namespace' | 'context' | 'server' | 'close' | 'cannotDo'>;
-
-const apps = (verb: string, subresource?: string): KubePermission => ({ verb, group: 'apps', resource: 'deployments', ...(subresource ? { subresource } : {}) });
-const core = (verb: string, resource: string, subresource?: string): KubePermission => ({ verb, group: '', resource, ...(subresource ? { subresource } : {}) });
-const hpa = (verb: string): KubePermission => ({ verb, group: 'autoscaling', resource: 'horizontalpodautoscalers' });
-const lease = (verb: string): KubePermission => ({ verb, group: 'coordination.k8s.io', resource: 'leases' });
-const node = (verb: string): KubePermission => ({ verb, group: '', resource: 'nodes', cluster: true });
-
-/**
- * What each KubeClient call needs from RBAC. `runbook rbac` and the permission preflight are
- * derived from this and from each procedure's `kube` declaration; the compiler keeps the table
- * complete, and tests run with declarations enforced, so neither can drift from the code.
- */
-export const KUBE_PERMISSIONS: Record<KubeMethod, KubePermission[]> = {
-  getDeployment: [apps('get')],
-  patchDeployment: [apps('patch')],
-  scaleDeployment: [apps('patch', 'scale')],
-  watchDeployment: [apps('list'), apps('watch')],
-  listPods: [core('list', 'pods')],
-  listReplicaSets: [{ verb: 'list', group: 'apps', resource: 'replicasets' }],
-  readPodLog: [core('get', 'pods', 'log')],
-  streamPodLog: [core('get', 'pods', 'log')],
-  findHpasFor: [hpa('list')],
-  createHpa: [hpa('create')],
-  patchHpaSpec: [hpa('patch')],
-  deleteHpa: [hpa('delete')],
-  listHpas: [hpa('list')],
-  listEvents: [core('list', 'events')],
-  getNode: [node('get')],
-  listNodes: [node('list')],
-  patchNode: [node('patch')],
-  getPod: [core('get', 'pods')],
-  getSecretKeys: [core('get', 'secrets')],
-  getConfigMapKeys: [core('get', 'configmaps')],
-  listPodMetrics: [{ verb: 'list', group: 'metrics.k8s.io', resource: 'pods' }],
-  getLease: [lease('get')],
-  createLease: [lease('create')],
-  updateLease: [lease('update')],
-  deleteLease: [lease('delete')],
-};
-
-/** The lock's calls, added to every procedure that takes one. */
-export const LOCK_METHODS: KubeMethod[] = ['getLease', 'createLease', 'updateLease', 'deleteLease'];
-
-export function permissionsOf(methods: readonly KubeMethod[]): KubePermission[] {
-  const seen = new Map<string, KubePermission>();
-  for (const m of methods) for (const p of KUBE_PERMISSIONS[m]) seen.set(`${p.verb} ${p.group}/${p.resource}/${p.subresource ?? ''}`, p);
-  return [...seen.values()];
-}
-
-export function describePermission(p: KubePermission, namespace: string): string {
-  const res = `${p.resource}${p.subresource ? `/${p.subresource}` : ''}${p.group ? `.${p.group}` : ''}`;
-  return `${p.verb} ${res}${p.cluster ? ' (cluster-wide)' : ` in namespace ${namespace}`}`;
-}
+// The call → RBAC table lives in core (the engine's preflight and `runbook rbac` read it); the
+// compiler checks here that it names every call of KubeClient and nothing else.
+type NotCalls = 'namespace' | 'context' | 'server' | 'close' | 'cannotDo';
+type Assert<T extends never> = T;
+export type EveryCallHasPermissions = Assert<Exclude<Exclude<keyof KubeClient, NotCalls>, KubeMethod>>;
+export type EveryPermissionIsACall = Assert<Exclude<KubeMethod, keyof KubeClient>>;
 
 /**
  * A KubeClient that refuses calls the procedure did not declare: tests run with it, so a
@@ -201,9 +132,4 @@ export class KubeApiError extends Error {
     super(message);
     this.name = 'KubeApiError';
   }
-}
-
-export async function createKubeClient(target: KubeTarget, env: Record<string, string | undefined>): Promise<KubeClient> {
-  const { KubeAdapter } = await import('./kube-adapter.js');
-  return KubeAdapter.create(target, env);
 }

@@ -3,7 +3,8 @@ import { describeLeft, leftState, resumeBlocker, type LeftState } from '../core/
 import type { Procedure } from '../core/procedure.js';
 import { catalog, findEntry } from '../procedures/catalog.js';
 import { table } from '../core/table.js';
-import { journalDir, listRuns, readRun, summarize, isRunId, type JournalEvent } from '../core/journal.js';
+import { journalDir, summarize, isRunId, type CompensationEvent, type JournalEvent, type RunStartEvent } from '../core/journal.js';
+import { openJournal, runSummary, type JournalReader } from '../core/journal-reader.js';
 import { exampleConfig } from '../core/example-config.js';
 import { gateKind } from '../core/gates.js';
 import { stepRisk } from '../core/procedure.js';
@@ -117,13 +118,19 @@ async function dir(session: Session): Promise<string> {
   return journalDir(io.env, configured);
 }
 
+/** The journal, read for one command: a run file it cannot use is skipped with one warning. */
+async function journal(session: Session): Promise<JournalReader> {
+  return openJournal(await dir(session), { warn: (m) => session.reporter.warn(m) });
+}
+
 async function history(session: Session, opts: Record<string, unknown>): Promise<number> {
   const limit = Number(opts.limit ?? 20);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive whole number`);
-  const where = await dir(session);
-  const runs = (await listRuns(where, (ids) => session.reporter.warn(`skipped ${ids.length} run file${ids.length > 1 ? 's' : ''} with no start record (empty or cut off): ${ids.join(', ')}`))).slice(-limit).reverse();
+  const j = await journal(session);
+  // The newest `limit` runs (dry runs too): only their files are read.
+  const runs = (await j.runs({ limit, includeDryRuns: true })).map(runSummary);
   if (session.flags.json) outJson(session, runs);
-  else if (runs.length === 0) session.reporter.info(`no runs in ${where}`);
+  else if (runs.length === 0) session.reporter.info(`no runs in ${j.dir}`);
   else
     out(
       session,
@@ -137,11 +144,11 @@ async function history(session: Session, opts: Record<string, unknown>): Promise
 
 async function loadRun(session: Session, runId: string | undefined): Promise<JournalEvent[]> {
   if (!runId || !isRunId(runId)) throw new UsageError(`invalid run id "${runId ?? ''}"`, 'runbook history lists run ids');
-  const where = await dir(session);
+  const j = await journal(session);
   try {
-    return await readRun(where, runId);
+    return await j.events(runId);
   } catch {
-    throw new UsageError(`no run ${runId} in ${where}`, 'runbook history lists run ids');
+    throw new UsageError(`no run ${runId} in ${j.dir}`, 'runbook history lists run ids');
   }
 }
 
@@ -162,7 +169,7 @@ async function show(session: Session, runId: string | undefined): Promise<number
   const lines = [
     `run ${s.runId}: ${s.procedure} on ${s.environment} by ${s.operator}${s.dryRun !== 'off' ? ` (dry run: ${s.dryRun})` : ''}`,
     `status ${s.status}${s.exitCode !== null ? `, exit ${s.exitCode}` : ''}${s.durationMs !== null ? `, ${formatDuration(s.durationMs)}` : ''}`,
-    `params ${JSON.stringify(events.find((e) => e.type === 'run-start')?.params ?? {})}`,
+    `params ${JSON.stringify(events.find((e): e is RunStartEvent => e.type === 'run-start')?.params ?? {})}`,
     '',
   ];
   for (const e of events) {
@@ -171,7 +178,7 @@ async function show(session: Session, runId: string | undefined): Promise<number
     else if (e.type === 'gate') lines.push(`${time}  gate ${e.step}: ${e.decision}${e.by ? ` by ${e.by}` : ''}${e.reason ? ` (${e.reason})` : ''}`);
     else if (e.type === 'compensation') lines.push(`${time}  undo ${e.step}: ${e.status}${e.error ? ` — ${e.error}` : ''}${e.byHand ? ` — by hand: ${e.byHand}` : ''}`);
     else if (e.type === 'lock') lines.push(`${time}  lock ${e.lease}`);
-    else if (e.type === 'run-end' && e.error) lines.push(`${time}  error: ${(e.error as { message: string }).message}`);
+    else if (e.type === 'run-end' && e.error) lines.push(`${time}  error: ${e.error.message}`);
   }
   if (left) lines.push(...describeLeft(runId!, s.procedure, left, s.dryRun !== 'off'));
   out(session, lines.join('\n') + '\n');
@@ -181,19 +188,20 @@ async function show(session: Session, runId: string | undefined): Promise<number
 /** Continue a failed or interrupted run: completed steps are skipped, their recorded data restored. */
 async function resume(session: Session, runId: string | undefined): Promise<number> {
   const events = await loadRun(session, runId);
-  const start = events.find((e) => e.type === 'run-start');
+  const start = events.find((e): e is RunStartEvent => e.type === 'run-start');
   const entry = start ? findEntry(String(start.procedure).split(' ')) : undefined;
   // The same rules `runbook show` uses to say whether a resume can finish an incomplete run.
   const blocker = resumeBlocker(runId!, events, entry !== undefined);
   if (blocker || !start || !entry) throw new UsageError(blocker?.message ?? `run ${runId} cannot be resumed`, blocker?.hint);
   const proc = await entry.load();
-  const undone = new Set(events.filter((e) => e.type === 'compensation' && e.status === 'succeeded').map((e) => String(e.step)));
+  const undone = new Set(events.filter((e): e is CompensationEvent => e.type === 'compensation' && e.status === 'succeeded').map((e) => String(e.step)));
   const completed: Record<string, unknown> = {};
   const completedAt: Record<string, string> = {};
   for (const e of events) {
     if (e.type === 'step-end' && e.status === 'succeeded' && !undone.has(String(e.step))) {
       completed[String(e.step)] = e.data;
-      completedAt[String(e.step)] = e.t;
+      // A step this run carried over from the one it resumed keeps the time it was really done.
+      completedAt[String(e.step)] = e.doneAt ?? e.t;
     }
   }
   const { io } = session.deps;

@@ -1,13 +1,15 @@
 import { makeClients, defaultFactories } from '../clients/index.js';
+import { declaredOnly } from '../clients/kube.js';
 import { findConfigPath, loadConfig, selectEnvironment, type ResolvedEnvironment } from '../core/config.js';
 import { UsageError } from '../core/errors.js';
 import { Journal, NullJournal, journalDir, newRunId } from '../core/journal.js';
 import type { Procedure } from '../core/procedure.js';
-import { runState } from '../core/procedure.js';
+import { procedureRisk, runData } from '../core/procedure.js';
+import { pruneJournal } from '../core/journal-retention.js';
 import { TerminalPrompter } from '../core/prompter.js';
 import { renderOfflinePlan, summaryLine } from '../core/render.js';
 import type { RunResult } from '../core/reporter.js';
-import { runProcedure } from '../core/runner.js';
+import { declaredKubeCalls, runProcedure } from '../core/runner.js';
 import { jsonText, visible } from '../core/terminal.js';
 import type { Session } from '../core/session.js';
 
@@ -55,7 +57,14 @@ export async function executeProcedure(
   const journal = flags.dryRun === 'offline' ? new NullJournal(dir, runId, session.redactor, now) : new Journal(dir, runId, session.redactor, now, session.deps.journalWrites);
   // A journal that cannot be written stops the run here, before anything is contacted (exit 2).
   journal.open();
-  const clients = makeClients(env, io.env, session.deps.clientFactories ?? defaultFactories, session.redactor);
+  // Retention (journal.keep): looked at when a changing run starts, at most once a day; never this run.
+  if (flags.dryRun === 'off' && procedureRisk(proc, params, env) !== 'read') {
+    const keep = async () => (env.configPath ? (await loadConfig(env.configPath)).config.journal?.keep : undefined);
+    await pruneJournal(dir, keep, { now: now(), current: runId, warn: (m) => session.reporter.warn(m) });
+  }
+  const made = makeClients(env, io.env, session.deps.clientFactories ?? defaultFactories, session.redactor);
+  // Tests hold every procedure to its declaration, so the RBAC derived from it is complete.
+  const clients = io.env.RUNBOOK_STRICT_KUBE === '1' ? { ...made, kube: async () => declaredOnly(await made.kube(), declaredKubeCalls(proc), proc.name) } : made;
   const interrupts = session.deps.interrupts ?? { signal: new AbortController().signal, hard: new AbortController().signal };
   let result: RunResult;
   try {
@@ -96,9 +105,9 @@ function printResult(session: Session, proc: Procedure, result: RunResult): void
   } else if (result.dryRun === 'offline') {
     io.stdout.write(visible(redactor.text(renderOfflinePlan(result, colors)), true));
   } else if (proc.render && (result.status === 'succeeded' || result.status === 'check-failed')) {
-    const state = runState({});
-    for (const s of result.steps) if (s.data !== undefined) state[s.id] = s.data;
-    io.stdout.write(visible(redactor.text(proc.render(state, colors, result.params)), true));
+    const results: Record<string, unknown> = {};
+    for (const s of result.steps) if (s.data !== undefined) results[s.id] = s.data;
+    io.stdout.write(visible(redactor.text(proc.render(runData(results), colors, result.params)), true));
   }
   if (result.error) reporter.error(result.error.message, result.error.hint);
   if (!session.flags.quiet || result.exitCode !== 0) io.stderr.write(visible(redactor.text(summaryLine(result, proc, colors)), true) + '\n');

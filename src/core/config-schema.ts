@@ -19,6 +19,8 @@ const durationWithin = (maxMs: number, limit: string) =>
 const duration = durationWithin(MAX_WAIT_MS, '24d');
 /** Ages and lookbacks. */
 const age = durationWithin(MAX_DURATION_MS, '365d');
+/** journal.keep: at least a day (a run in progress is never that old), at most ten years. */
+const journalKeep = durationWithin(3650 * 86_400_000, '3650d').refine((s) => (durationMs(s) ?? 0) >= 86_400_000, 'at least 1d');
 const k8sName = z
   .string()
   .max(253)
@@ -284,7 +286,13 @@ const environment = z.strictObject({
 
 export const configSchema = z.strictObject({
   default: z.string().min(1).optional(),
-  journal: z.strictObject({ dir: z.string().min(1) }).optional(),
+  journal: z
+    .strictObject({
+      dir: z.string().min(1).optional(),
+      /** How long runs are kept (by their start); older ones are pruned at a changing run's start, at most once a day. Unset: kept for ever. */
+      keep: journalKeep.optional(),
+    })
+    .optional(),
   environments: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, . _ -'), environment),
 });
 

@@ -75,3 +75,8 @@ export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/** The HTTP status an API error carries (the Kubernetes client's KubeApiError and others set `status`). */
+export function httpStatusOf(err: unknown): number | undefined {
+  return err !== null && typeof err === 'object' && 'status' in err && typeof err.status === 'number' ? err.status : undefined;
+}

@@ -4,22 +4,140 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { StepError, UsageError } from './errors.js';
+import type { Change, Risk } from './plan.js';
 import type { Redactor } from './redact.js';
+import type { RunResult } from './reporter.js';
 
-export type JournalEventType =
-  | 'run-start'
-  | 'gate'
-  | 'step-start'
-  | 'step-end'
-  | 'compensation'
-  | 'lock'
-  | 'note'
-  | 'run-end';
-
-export interface JournalEvent {
+/**
+ * The lines of a run file, one per event, in the order the runner writes them. The shapes are what
+ * the runner appends (RunRecord is typed by them); a file read back is trusted only that far: the
+ * reader checks each line is an object with a known `type` and a `t`.
+ */
+interface Stamped {
+  /** ISO time the event was written. */
   t: string;
-  type: JournalEventType;
-  [key: string]: unknown;
+}
+
+export interface RunStartEvent extends Stamped {
+  type: 'run-start';
+  runId?: string;
+  /** "db restart": the procedure's full name. */
+  procedure: string;
+  environment: string;
+  /** The run's parameters as parsed (secret values redacted). */
+  params?: Record<string, unknown>;
+  operator?: string;
+  /** Absent in hand-written journals: read as 'off'. (procedure.ts's DryRunMode; not imported: it imports this file.) */
+  dryRun?: 'off' | 'plan' | 'offline';
+  /** The config file the run used (null: the built-in example). */
+  config?: string | null;
+  /** Set on a `runbook resume` run: the run it continues. */
+  resumedFrom?: string;
+}
+
+export interface GateEvent extends Stamped {
+  type: 'gate';
+  /** The step gated, or 'plan' for a procedure's one approval. */
+  step: string;
+  /** gates.ts's GateKind (not imported: gates.ts imports procedure.ts, which imports this file). */
+  kind: 'none' | 'confirm' | 'severe';
+  decision: 'approved' | 'declined';
+  /** How it was approved (gates.ts's GateDecision): flags, prompt, or the plan approval given earlier. */
+  by?: 'not-needed' | 'flags' | 'prompt' | 'plan';
+  reason?: string;
+  /** A value only the journal knew, confirmed on resume. */
+  recorded?: string;
+  /** The lines of a plan approval. */
+  plan?: string[];
+}
+
+export interface StepStartEvent extends Stamped {
+  type: 'step-start';
+  step: string;
+  title: string;
+  risk: Risk;
+}
+
+export interface StepEndEvent extends Stamped {
+  type: 'step-end';
+  step: string;
+  status: 'succeeded' | 'failed' | 'planned' | 'skipped';
+  durationMs?: number;
+  /** What the step's run returned (succeeded only), as JSON, redacted. */
+  data?: unknown;
+  changes?: Change[];
+  error?: string;
+  /** Why a step was skipped ("nothing to change"). */
+  reason?: string;
+  /** A resume carried the step over as done: the run that did it, and when (so resuming this run again skips it too). */
+  carriedFrom?: string;
+  doneAt?: string;
+}
+
+export interface CompensationEvent extends Stamped {
+  type: 'compensation';
+  step: string;
+  status: 'succeeded' | 'failed' | 'skipped';
+  error?: string;
+  byHand?: string;
+}
+
+export interface LockEvent extends Stamped {
+  type: 'lock';
+  lease: string;
+  namespace?: string;
+}
+
+export interface NoteEvent extends Stamped {
+  type: 'note';
+  note: string;
+}
+
+export interface RunEndEvent extends Stamped {
+  type: 'run-end';
+  status: RunResult['status'];
+  exitCode: number;
+  durationMs: number;
+  error?: { message: string; hint?: string };
+  byHand?: string[];
+}
+
+export type JournalEvent = RunStartEvent | GateEvent | StepStartEvent | StepEndEvent | CompensationEvent | LockEvent | NoteEvent | RunEndEvent;
+export type JournalEventType = JournalEvent['type'];
+/** The fields of one kind of event, as the runner appends them (`t` and `type` are added; params are the procedure's own). */
+export type JournalFields<T extends JournalEventType> = T extends 'run-start'
+  ? Omit<RunStartEvent, 't' | 'type' | 'params'> & { params: unknown }
+  : Omit<Extract<JournalEvent, { type: T }>, 't' | 'type'>;
+
+const EVENT_TYPES: ReadonlySet<string> = new Set<JournalEventType>(['run-start', 'gate', 'step-start', 'step-end', 'compensation', 'lock', 'note', 'run-end']);
+
+/**
+ * The events of a run file's text. A line that is not a journal event (a torn last line after a
+ * crash, a line of garbage) is left out: everything before it is intact.
+ */
+export function parseEvents(text: string): JournalEvent[] {
+  const events: JournalEvent[] = [];
+  for (const line of text.split('\n')) {
+    const e = parseEvent(line);
+    if (e) events.push(e);
+  }
+  return events;
+}
+
+/** One line of a run file, or null when it is not an event. */
+export function parseEvent(line: string): JournalEvent | null {
+  if (!line.trim()) return null;
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return null;
+  const { type, t } = value as { type?: unknown; t?: unknown };
+  if (typeof type !== 'string' || !EVENT_TYPES.has(type) || typeof t !== 'string') return null;
+  // Checked as far as the reader relies on it; the rest is what the runner wrote.
+  return value as JournalEvent;
 }
 
 export function journalDir(env: Record<string, string | undefined>, configured?: string): string {
@@ -81,6 +199,18 @@ const RUN_ID = /^\d{8}T\d{6}-[0-9a-f]{4}$/;
 
 export function isRunId(s: string): boolean {
   return RUN_ID.test(s);
+}
+
+/** When a run id was made (its start, to the second), in ms since the epoch; null if it is not a run id. */
+export function runIdTime(id: string): number | null {
+  if (!RUN_ID.test(id)) return null;
+  const ms = Date.UTC(+id.slice(0, 4), +id.slice(4, 6) - 1, +id.slice(6, 8), +id.slice(9, 11), +id.slice(11, 13), +id.slice(13, 15));
+  return Number.isNaN(ms) ? null : ms;
+}
+
+/** The smallest run id made at or after `ms` (for comparing ids with a time: ids sort by time). */
+export function runIdFloor(ms: number): string {
+  return `${new Date(Math.ceil(ms / 1000) * 1000).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '')}-0000`;
 }
 
 /** The low-level writes of a journal (a test seam: a disk that fills up). */
@@ -175,7 +305,7 @@ export class RunRecord {
   failure?: JournalWriteError;
   constructor(private readonly journal: Journal) {}
 
-  append(type: JournalEventType, fields: Record<string, unknown> = {}): void {
+  append<T extends JournalEventType>(type: T, fields: JournalFields<T>): void {
     if (this.failure) return;
     try {
       this.journal.append(type, fields);
@@ -203,23 +333,31 @@ export interface RunSummary {
   durationMs: number | null;
 }
 
+/**
+ * @deprecated read through `openJournal(dir)` (src/core/journal-reader.ts): `events(runId)`.
+ * Every event of one run, oldest first; throws when the file cannot be read.
+ */
 export async function readRun(dir: string, runId: string): Promise<JournalEvent[]> {
-  const text = await readFile(join(dir, 'runs', `${runId}.ndjson`), 'utf8');
-  const events: JournalEvent[] = [];
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      events.push(JSON.parse(line) as JournalEvent);
-    } catch {
-      // A torn last line after a crash: everything before it is intact.
-    }
-  }
-  return events;
+  return parseEvents(await readFile(runFile(dir, runId), 'utf8'));
 }
 
-export function summarize(runId: string, events: JournalEvent[]): RunSummary {
-  const start = events.find((e) => e.type === 'run-start');
-  const end = [...events].reverse().find((e) => e.type === 'run-end');
+/** Where a run's events are kept. */
+export function runFile(dir: string, runId: string): string {
+  return join(dir, 'runs', `${runId}.ndjson`);
+}
+
+function lastOf<T extends JournalEvent>(events: readonly JournalEvent[], is: (e: JournalEvent) => e is T): T | undefined {
+  for (let i = events.length - 1; i >= 0; i--) {
+    const e = events[i];
+    if (is(e)) return e;
+  }
+  return undefined;
+}
+
+/** The summary `history` shows of a run (its start and end records). */
+export function summarize(runId: string, events: readonly JournalEvent[]): RunSummary {
+  const start = events.find((e): e is RunStartEvent => e.type === 'run-start');
+  const end = lastOf(events, (e): e is RunEndEvent => e.type === 'run-end');
   return {
     runId,
     procedure: String(start?.procedure ?? '?'),
@@ -234,6 +372,7 @@ export function summarize(runId: string, events: JournalEvent[]): RunSummary {
 }
 
 /**
+ * @deprecated read through `openJournal(dir)` (src/core/journal-reader.ts): `runs()` reads only what it returns.
  * Every run with a start record, oldest first. A run file without one (empty, or cut off in its first
  * line by a crash or a full disk) has nothing to show: it is left out and named to `skipped`.
  */

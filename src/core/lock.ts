@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { KubeClient, LeaseRecord } from '../clients/kube.js';
-import { KubeApiError } from '../clients/kube.js';
+import { httpStatusOf } from './errors.js';
 import type { ResolvedEnvironment } from './config.js';
 import { LockHeldError, StepError } from './errors.js';
 
@@ -17,6 +16,28 @@ export interface HeldLock {
 }
 
 const DURATION_S = 60;
+
+/**
+ * A coordination.k8s.io Lease as the lock sees it. Times are Dates here; the adapter writes them
+ * as MicroTime (six fractional digits), which is what a real API server accepts.
+ */
+export interface LeaseRecord {
+  name: string;
+  holder?: string;
+  acquireTime?: Date;
+  renewTime?: Date;
+  durationSeconds?: number;
+  resourceVersion?: string;
+  labels?: Record<string, string>;
+}
+
+/** The Lease calls the lock makes (the Kubernetes client provides them). Errors carry the HTTP `status`. */
+export interface LeaseStore {
+  getLease(name: string): Promise<LeaseRecord | null>;
+  createLease(lease: LeaseRecord): Promise<LeaseRecord>;
+  updateLease(lease: LeaseRecord & { resourceVersion: string }): Promise<LeaseRecord>;
+  deleteLease(name: string, resourceVersion: string): Promise<void>;
+}
 
 /**
  * The things procedures change, as lock targets. A Lease is named by its target, so every procedure
@@ -58,7 +79,7 @@ function expired(l: LeaseRecord, now: Date): boolean {
   return last.getTime() + (l.durationSeconds ?? DURATION_S) * 1000 < now.getTime();
 }
 
-const isConflict = (err: unknown) => err instanceof KubeApiError && (err.status === 409 || err.status === 422);
+const isConflict = (err: unknown) => httpStatusOf(err) === 409 || httpStatusOf(err) === 422;
 
 export interface LockOptions {
   /** Renewal period in ms (default a third of the lease's duration). */
@@ -77,7 +98,7 @@ export interface LockOptions {
  * both win. A crashed run's lease expires after its duration; a run whose renewals fail until the
  * lease would have expired, or that finds another holder, is told through `lost`.
  */
-export async function acquireLock(kube: KubeClient, name: string, holder: LockHolder, now: () => Date, opts: LockOptions = {}): Promise<HeldLock> {
+export async function acquireLock(kube: LeaseStore, name: string, holder: LockHolder, now: () => Date, opts: LockOptions = {}): Promise<HeldLock> {
   const identity = holderIdentity(holder);
   const fresh = (): LeaseRecord => ({ name, holder: identity, durationSeconds: DURATION_S, acquireTime: now(), renewTime: now(), labels: { 'app.kubernetes.io/managed-by': 'runbook' } });
   let current: LeaseRecord;
@@ -92,7 +113,7 @@ export async function acquireLock(kube: KubeClient, name: string, holder: LockHo
       // Expired (its run crashed): deleted, only in the version read, then taken afresh; a run racing
       // for it too gets a conflict on one of the two writes and exit 6.
       await kube.deleteLease(name, existing.resourceVersion ?? '').catch((err) => {
-        if (!(err instanceof KubeApiError && err.status === 404)) throw err;
+        if (httpStatusOf(err) !== 404) throw err;
       });
       current = await kube.createLease(fresh());
     } else {
@@ -160,7 +181,7 @@ export async function acquireLock(kube: KubeClient, name: string, holder: LockHo
  * One lease per target, taken in a stable (sorted) order so two runs needing overlapping targets cannot
  * deadlock, all or nothing: when one is held elsewhere, those already taken are released before exit 6.
  */
-export async function acquireLocks(kube: KubeClient, targets: readonly string[], holder: LockHolder, now: () => Date, opts: LockOptions = {}): Promise<HeldLock> {
+export async function acquireLocks(kube: LeaseStore, targets: readonly string[], holder: LockHolder, now: () => Date, opts: LockOptions = {}): Promise<HeldLock> {
   const names = [...new Set(targets.map(leaseName))].sort();
   const taken: HeldLock[] = [];
   try {

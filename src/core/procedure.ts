@@ -1,13 +1,15 @@
 import type { ResolvedEnvironment } from './config.js';
-import type { Clients } from '../clients/index.js';
-import type { KubeMethod } from '../clients/kube.js';
+import type { KubeMethod } from './kube-permissions.js';
 import type { Reporter } from './reporter.js';
 import type { Journal } from './journal.js';
+import type { JournalReader } from './journal-reader.js';
 import type { Colors, IO } from './io.js';
 import type { Redactor } from './redact.js';
 import type { Prompter } from './prompter.js';
 
-export type Risk = 'read' | 'write' | 'destructive';
+import type { Change, Risk } from './plan.js';
+
+export type { Change, Risk } from './plan.js';
 
 /**
  * A group of secret references in the environment's config ({ env } / { file } values), named so a
@@ -30,25 +32,23 @@ export type SecretSection =
   | 'backupsRestoreTest';
 export type DryRunMode = 'off' | 'plan' | 'offline';
 
-/** One previewed effect of a write: what, on which target, from what to what. */
-export interface Change {
-  target: string;
-  action: string;
-  before?: string;
-  after?: string;
-  /** Set when the preview was validated by the server (Kubernetes dryRun=All). */
-  validated?: boolean;
-}
+/**
+ * The clients of one run (Kubernetes, AWS, PostgreSQL, Redis, HTTP …). Empty here: src/clients
+ * fills it in by declaration merging, so `ctx.clients` is fully typed while core names no client
+ * module (the engine is given the clients; it never makes them).
+ */
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface RunClients {}
 
 /**
- * A handle on what a step returns. Later steps (and render/check) read it with `ctx.get(step)`,
- * typed by the step's own `run`, never by a string id: renaming a step or changing what it returns
- * is a compile error wherever that data is read.
+ * How a session makes a run's clients (swapped for fakes in tests). Filled in by src/clients too.
  */
-export interface StepRef<D> {
-  readonly id: string;
-  run(ctx: never): Promise<D>;
-}
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface RunClientFactories {}
+
+import type { StepRef } from './step-ref.js';
+
+export type { StepRef } from './step-ref.js';
 
 /**
  * The data of the steps that have run in this run (and, on resume, in the run it resumes, reloaded
@@ -58,15 +58,6 @@ export interface StepRef<D> {
 export interface RunData {
   get<D>(step: StepRef<D>): D;
   find<D>(step: StepRef<D>): D | undefined;
-}
-
-/** @deprecated the step results by id, for code not yet reading them through RunData. */
-export type RunState = Record<string, unknown> & RunData;
-
-/** The step results of a run, keyed by step id, with RunData's typed readers (not enumerable, so not journaled). */
-export function runState(results: Record<string, unknown>): RunState {
-  const view = runData(results);
-  return Object.defineProperties(results, { get: { value: view.get }, find: { value: view.find } }) as RunState;
 }
 
 /** Builds the RunData view over the step results of a run, keyed by step id. */
@@ -84,7 +75,7 @@ export function runData(results: Readonly<Record<string, unknown>>): RunData {
 export interface StepContext<P = unknown> extends RunData {
   params: P;
   env: ResolvedEnvironment;
-  clients: Clients;
+  clients: RunClients;
   io: IO;
   colors: Colors;
   reporter: Reporter;
@@ -93,8 +84,11 @@ export interface StepContext<P = unknown> extends RunData {
   dryRun: DryRunMode;
   runId: string;
   now(): Date;
-  /** @deprecated read earlier steps through `get(step)` / `find(step)`; removed once every procedure does. */
-  state: Record<string, unknown>;
+  /**
+   * Earlier runs, read back from the journal (`lastEffective`, `runs`, `events`): this run is never
+   * among them. The only way a step reads the journal.
+   */
+  journal: JournalReader;
   /** Progress lines (stderr, dropped with --quiet). */
   log(message: string): void;
   /** For steps that must ask a question (a choice from a list); only when `interactive`. */
@@ -180,7 +174,7 @@ export interface ParamSpec {
 
 export interface ProcedureResult {
   /** Human rendering of the run's data for stdout (tables); JSON mode prints the data instead. */
-  render?(state: RunState, colors: Colors, params: unknown): string;
+  render?(run: RunData, colors: Colors, params: unknown): string;
 }
 
 export interface Procedure<P = any> extends ProcedureResult {
@@ -217,7 +211,7 @@ export interface Procedure<P = any> extends ProcedureResult {
   locks?(params: P, env: ResolvedEnvironment): string[];
   steps: Step<P>[];
   /** Exit code 4 when the data says a check failed (diagnostics). */
-  check?(state: RunState, params: P): string | null;
+  check?(run: RunData, params: P): string | null;
   /**
    * One approval for the whole plan instead of one per step: asked once, before the step `before` (or
    * the first step that changes anything, if that comes first), as the strictest gate any later step needs, with

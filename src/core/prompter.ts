@@ -16,7 +16,8 @@ async function asked<T>(ask: () => Promise<T>, signal?: AbortSignal): Promise<T>
 /** Every question the tool asks goes through this, so tests script answers and e2e runs use a real terminal. */
 export interface Prompter {
   confirm(message: string, signal?: AbortSignal): Promise<boolean>;
-  text(message: string, signal?: AbortSignal): Promise<string>;
+  /** `expect`: a typed confirmation; the answer is shown as matching (✔) or not (✖) once given. */
+  text(message: string, signal?: AbortSignal, opts?: { expect?: string }): Promise<string>;
   select<T extends string>(message: string, choices: Array<{ name: string; value: T }>, signal?: AbortSignal): Promise<T>;
 }
 
@@ -33,9 +34,15 @@ export class TerminalPrompter implements Prompter {
     return asked(() => confirm({ message, default: false }, this.context(signal) as never), signal);
   }
 
-  async text(message: string, signal?: AbortSignal): Promise<string> {
+  async text(message: string, signal?: AbortSignal, opts: { expect?: string } = {}): Promise<string> {
     const { input } = await import('@inquirer/prompts');
-    return asked(() => input({ message }, this.context(signal) as never), signal);
+    const { expect } = opts;
+    // inquirer marks every answered prompt ✔; a mistyped confirmation must not look accepted.
+    const typed = expect === undefined ? {} : {
+      theme: { prefix: { idle: '?', done: '›' } },
+      transformer: (v: string, { isFinal }: { isFinal: boolean }) => (isFinal ? `${v} ${v.trim() === expect ? '✔' : `✖ not "${expect}"`}` : v),
+    };
+    return asked(() => input({ message, ...typed }, this.context(signal) as never), signal);
   }
 
   async select<T extends string>(message: string, choices: Array<{ name: string; value: T }>, signal?: AbortSignal): Promise<T> {

@@ -1,5 +1,5 @@
 import type { Colors } from './io.js';
-import type { Change, Risk } from './procedure.js';
+import type { Change, Risk } from './plan.js';
 import type { Redactor } from './redact.js';
 import { formatDuration } from './duration.js';
 import { visible } from './terminal.js';

@@ -1,4 +1,4 @@
-import type { JournalEvent } from './journal.js';
+import type { CompensationEvent, JournalEvent, LockEvent, RunEndEvent, RunStartEvent } from './journal.js';
 import type { Procedure } from './procedure.js';
 import { REDACTED } from './redact.js';
 
@@ -19,10 +19,10 @@ export interface LeftState {
 }
 
 /** Why a resume of this run cannot work, or null. The same rules `runbook resume` enforces. */
-export function resumeBlocker(runId: string, events: JournalEvent[], known: boolean): { message: string; hint?: string } | null {
-  const start = events.find((e) => e.type === 'run-start');
+export function resumeBlocker(runId: string, events: readonly JournalEvent[], known: boolean): { message: string; hint?: string } | null {
+  const start = events.find((e): e is RunStartEvent => e.type === 'run-start');
   if (!start) return { message: `run ${runId} has no start record` };
-  const end = [...events].reverse().find((e) => e.type === 'run-end');
+  const end = [...events].reverse().find((e): e is RunEndEvent => e.type === 'run-end');
   if (end && end.status === 'succeeded') return { message: `run ${runId} already succeeded; nothing to resume` };
   if (start.dryRun && start.dryRun !== 'off') return { message: `run ${runId} was a dry run; run the procedure again instead` };
   if (JSON.stringify(start.params ?? {}).includes(REDACTED)) {
@@ -32,43 +32,55 @@ export function resumeBlocker(runId: string, events: JournalEvent[], known: bool
   return null;
 }
 
-export function leftState(runId: string, events: JournalEvent[], proc: Procedure<never> | undefined): LeftState {
+export function leftState(runId: string, events: readonly JournalEvent[], proc: Procedure<never> | undefined): LeftState {
   const titles = new Map<string, string>();
   for (const s of proc?.steps ?? []) titles.set(s.id, s.title);
-  for (const e of events) if (e.type === 'step-start' && typeof e.title === 'string') titles.set(String(e.step), e.title);
+  const risks = new Map<string, string>();
+  for (const e of events) {
+    if (e.type !== 'step-start') continue;
+    if (typeof e.title === 'string') titles.set(String(e.step), e.title);
+    // The first start of a step names its risk (as before: a resumed step's later start does not).
+    if (!risks.has(String(e.step))) risks.set(String(e.step), String(e.risk ?? ''));
+  }
   const title = (id: string) => titles.get(id) ?? id;
   const undoable = (id: string) => Boolean(proc?.steps.find((s) => s.id === id)?.undo);
+  const declaredRisk = (id: string) => {
+    const r = proc?.steps.find((s) => s.id === id)?.risk;
+    return typeof r === 'string' ? r : '';
+  };
 
   const ended = new Set<string>();
   const succeeded: Array<{ step: string; risk: string; changes: boolean }> = [];
   let inProgress: LeftState['inProgress'] = null;
   let failedStep = false;
   for (const e of events) {
-    const step = String(e.step);
     if (e.type === 'step-start') {
+      const step = String(e.step);
       inProgress = { step, title: title(step), startedAt: e.t };
       ended.delete(step);
     } else if (e.type === 'step-end') {
+      const step = String(e.step);
       ended.add(step);
       if (inProgress?.step === step) inProgress = null;
       if (e.status === 'failed') failedStep = true;
-      if (e.status === 'succeeded') succeeded.push({ step, risk: String(events.find((s) => s.type === 'step-start' && s.step === e.step)?.risk ?? ''), changes: Array.isArray(e.changes) && e.changes.length > 0 });
+      // A step a resume carried over (done in the run it resumed) has no start here: its risk is the procedure's.
+      if (e.status === 'succeeded') succeeded.push({ step, risk: risks.get(step) ?? declaredRisk(step), changes: Array.isArray(e.changes) && e.changes.length > 0 });
     }
   }
-  const compEvents = events.filter((e) => e.type === 'compensation');
+  const compEvents = events.filter((e): e is CompensationEvent => e.type === 'compensation');
   const compensating = compEvents.length > 0 || failedStep || events.some((e) => e.type === 'gate' && e.decision === 'declined');
   const compByStep = new Map(compEvents.map((e) => [String(e.step), e]));
   const compensations: LeftState['compensations'] = [];
   // Compensation runs newest first: list it that way, with the ones the process never reached.
   for (const s of [...succeeded].reverse()) {
     const c = compByStep.get(s.step);
-    if (c) compensations.push({ step: s.step, title: title(s.step), status: c.status as 'succeeded' | 'failed' | 'skipped', error: typeof c.error === 'string' ? c.error : undefined, byHand: typeof c.byHand === 'string' ? c.byHand : undefined });
+    if (c) compensations.push({ step: s.step, title: title(s.step), status: c.status, error: typeof c.error === 'string' ? c.error : undefined, byHand: typeof c.byHand === 'string' ? c.byHand : undefined });
     else if (undoable(s.step)) compensations.push({ step: s.step, title: title(s.step), status: 'not run' });
   }
   const putBack = new Set(compensations.filter((c) => c.status === 'succeeded').map((c) => c.step));
   const done = succeeded.filter((s) => !putBack.has(s.step)).map((s) => ({ step: s.step, title: title(s.step), changes: s.changes || (s.risk !== '' && s.risk !== 'read'), undoable: undoable(s.step) }));
-  const leases = events.filter((e) => e.type === 'lock' && typeof e.lease === 'string').map((e) => `${String(e.lease)}${e.namespace ? ` (namespace ${String(e.namespace)})` : ''}`);
-  const byHand = compensations.filter((c) => c.status !== 'succeeded' && c.byHand).map((c) => c.byHand as string);
+  const leases = events.filter((e): e is LockEvent => e.type === 'lock' && typeof e.lease === 'string').map((e) => `${e.lease}${e.namespace ? ` (namespace ${String(e.namespace)})` : ''}`);
+  const byHand = compensations.flatMap((c) => (c.status !== 'succeeded' && c.byHand ? [c.byHand] : []));
   return { done, inProgress, compensating, compensations, leases, resumeBlocker: resumeBlocker(runId, events, proc !== undefined), byHand };
 }
 

@@ -1,13 +1,13 @@
-import type { Clients } from '../clients/index.js';
-import { declaredOnly, describePermission, LOCK_METHODS, permissionsOf, type KubeMethod } from '../clients/kube.js';
+import { describePermission, LOCK_METHODS, permissionsOf, type KubeMethod } from './kube-permissions.js';
 import type { ResolvedEnvironment } from './config.js';
 import { CheckFailedError, ExitCode, GateError, InterruptedError, LockHeldError, RunbookError, StepError, UsageError, errorMessage } from './errors.js';
 import { approve, checkConfirmFlag, gateKind, approvedByFlags, missingApprovalHint, type GateFlags, type GateKind } from './gates.js';
 import { GuardedOutput, type Colors, type IO } from './io.js';
 import { RunRecord, type Journal } from './journal.js';
+import { openJournal } from './journal-reader.js';
 import { acquireLocks, type HeldLock } from './lock.js';
-import type { Change, DryRunMode, Procedure, Recheck, Risk, Step, StepContext } from './procedure.js';
-import { stepRisk, procedureRisk, runState } from './procedure.js';
+import type { Change, DryRunMode, Procedure, Recheck, Risk, RunClients, Step, StepContext } from './procedure.js';
+import { stepRisk, procedureRisk, runData } from './procedure.js';
 import type { Prompter } from './prompter.js';
 import type { Redactor } from './redact.js';
 import type { CompensationRecord, Reporter, RunResult, StepRecord } from './reporter.js';
@@ -35,7 +35,7 @@ export interface RunOptions<P> {
   reporter: Reporter;
   redactor: Redactor;
   prompter: Prompter;
-  clients: Clients;
+  clients: RunClients;
   journal: Journal;
   interrupts: Interrupts;
   timeoutMs?: number;
@@ -99,6 +99,11 @@ const STATUS_BY_CODE: Record<number, RunResult['status']> = {
  * Runs a procedure: banner → lock → for each step plan → gate → run → journal; on failure,
  * decline or interrupt, the compensations of completed steps run last-in first-out.
  */
+/** Every Kubernetes call a run of the procedure may make: its own declaration, plus the lock's when it locks. */
+export function declaredKubeCalls(proc: Pick<Procedure<never>, 'kube' | 'locks'>): KubeMethod[] {
+  return [...(proc.kube ?? []), ...(proc.locks ? LOCK_METHODS : [])];
+}
+
 export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   const started = o.now();
   const t0 = performance.now();
@@ -123,10 +128,11 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
 
   const timeout = o.timeoutMs ? AbortSignal.timeout(o.timeoutMs) : undefined;
   const signal = timeout ? AbortSignal.any([o.interrupts.signal, timeout]) : o.interrupts.signal;
-  const state = runState({ ...(o.resume?.completed ?? {}) });
-  const declared: KubeMethod[] = [...(proc.kube ?? []), ...(proc.locks ? LOCK_METHODS : [])];
-  // Tests hold every procedure to its declaration, so the RBAC derived from it is complete.
-  const clients: Clients = o.io.env.RUNBOOK_STRICT_KUBE === '1' ? { ...o.clients, kube: async () => declaredOnly(await o.clients.kube(), declared, proc.name) } : o.clients;
+  // Each finished step's data by step id, read through RunData (ctx.get / ctx.find), typed by the step.
+  const results: Record<string, unknown> = { ...(o.resume?.completed ?? {}) };
+  const readers = runData(results);
+  const declared = declaredKubeCalls(proc);
+  const clients = o.clients;
   const ctx: StepContext<P> = {
     params: o.params,
     env,
@@ -139,9 +145,10 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
     dryRun: o.dryRun,
     runId: o.runId,
     now: o.now,
-    state,
-    get: state.get,
-    find: state.find,
+    // Earlier runs in the same journal directory; a run file it cannot use is one warning.
+    journal: openJournal(o.journal.dir, { current: o.runId, warn: (m) => reporter.warn(m) }),
+    get: readers.get,
+    find: readers.find,
     log: (m) => reporter.progress(m),
     prompter: o.prompter,
     interactive: o.interactive,
@@ -237,6 +244,8 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
           }
           rec.status = 'skipped';
           rec.data = earlier;
+          // Carried into this run's journal, so resuming THIS run (if it stops too) still knows the step is done.
+          journal.append('step-end', { step: step.id, status: 'succeeded', durationMs: 0, data: earlier, carriedFrom: o.resume.fromRun, doneAt: at });
           if (step.settles) for (let j = done.length - 1; j >= 0; j--) if (step.settles.includes(done[j].step.id)) done.splice(j, 1);
           if (step.undo) done.push({ step, data: rec.data });
           reporter.info(`${o.colors.dim(`[${++shown}/${totalShown}] ${step.title} — done in ${when}${step.postcondition ? ' (re-checked)' : ''}`)}`);
@@ -302,7 +311,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         // A write already sent is not abandoned on the first interrupt: it finishes (steps may stop early on
         // ctx.signal), its compensation is registered, and the interrupt is honoured before the next step.
         const data = await raceAbort(step.run(ctx), rec.risk === 'read' ? signal : o.interrupts.hard);
-        state[step.id] = data;
+        results[step.id] = data;
         rec.data = data;
         rec.status = 'succeeded';
         rec.durationMs = performance.now() - s0;
@@ -324,7 +333,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
       }
     }
     if (o.dryRun === 'plan') result.status = 'planned';
-    const checkMessage = o.dryRun === 'off' && proc.check ? proc.check(state, o.params) : null;
+    const checkMessage = o.dryRun === 'off' && proc.check ? proc.check(readers, o.params) : null;
     if (checkMessage) throw new CheckFailedError(checkMessage);
   } catch (err) {
     failure = err instanceof InterruptedError ? err : asRunbookError(err);

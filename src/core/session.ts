@@ -1,8 +1,7 @@
 import { hostname, userInfo } from 'node:os';
-import type { ClientFactories } from '../clients/index.js';
 import { colors as makeColors, colorEnabled, type Colors, type IO } from './io.js';
 import type { GateFlags } from './gates.js';
-import type { DryRunMode, Procedure } from './procedure.js';
+import type { DryRunMode, Procedure, RunClientFactories } from './procedure.js';
 import type { Prompter } from './prompter.js';
 import { Redactor, looksSecret } from './redact.js';
 import { Reporter } from './reporter.js';
@@ -15,7 +14,7 @@ import { parseDuration } from './duration.js';
 export interface Deps {
   io: IO;
   prompter?: Prompter;
-  clientFactories?: ClientFactories;
+  clientFactories?: RunClientFactories;
   now?: () => Date;
   interrupts?: Interrupts;
   operator?: string;

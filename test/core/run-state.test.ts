@@ -106,6 +106,19 @@ describe('show on an incomplete run', () => {
     expect(r.stdout).toMatch(/Next: run the command again/);
   });
 
+  it('a resumed run killed again: the steps it carried over from the run it resumed are done, their changes standing', async () => {
+    const dir = journalWith([
+      start({ resumedFrom: '20251231T000000-abcd' }),
+      ['step-end', { step: 'record', status: 'succeeded', durationMs: 0, data: { replicas: 3 }, carriedFrom: '20251231T000000-abcd', doneAt: '2025-12-31T00:00:01.000Z' }],
+      ['step-end', { step: 'scale-down', status: 'succeeded', durationMs: 0, data: { from: 3 }, carriedFrom: '20251231T000000-abcd', doneAt: '2025-12-31T00:00:02.000Z' }],
+      ['step-start', { step: 'reboot', title: 'Reboot the RDS instance', risk: 'destructive' }],
+    ]);
+    const r = await show(dir);
+    expect(r.stdout).toContain(`done:         ${DOWN} (its change stands)`);
+    expect(r.stdout).toMatch(/done: +Record the current replicas and check the instance\n/);
+    expect(r.stdout).toMatch(/in progress: +Reboot the RDS instance/);
+  });
+
   it('a run that finished gets no such section', async () => {
     const dir = journalWith([...begun, ['run-end', { status: 'failed', exitCode: 1, durationMs: 5 }]]);
     const r = await show(dir);

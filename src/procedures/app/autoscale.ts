@@ -1,7 +1,7 @@
 import { lockTargets } from '../../core/lock.js';
 import type { V2HorizontalPodAutoscaler } from '../../clients/kube.js';
 import { StepError, UsageError } from '../../core/errors.js';
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { deploymentName, ns } from '../shared/pods.js';
 
 export interface AppAutoscaleParams {
@@ -15,6 +15,14 @@ interface Current {
   hpa: V2HorizontalPodAutoscaler | null;
 }
 
+/** What the apply step changed: the autoscaler it created, or the spec it replaced (put back on undo). */
+interface HpaApplied {
+  created: boolean;
+  hpa: string;
+  previous: V2HorizontalPodAutoscaler['spec'] | null;
+  now: string | undefined;
+}
+
 function desired(name: string, p: AppAutoscaleParams): V2HorizontalPodAutoscaler['spec'] {
   return {
     scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name },
@@ -24,11 +32,71 @@ function desired(name: string, p: AppAutoscaleParams): V2HorizontalPodAutoscaler
   };
 }
 
-function describe(spec: V2HorizontalPodAutoscaler['spec'] | undefined): string | undefined {
+function describe(spec: V2HorizontalPodAutoscaler['spec'] | null | undefined): string | undefined {
   if (!spec) return undefined;
   const cpu = spec.metrics?.find((m) => m.resource?.name === 'cpu')?.resource?.target?.averageUtilization;
   return `min ${spec.minReplicas ?? 1}, max ${spec.maxReplicas}${cpu !== undefined ? `, cpu ${cpu}%` : ''}`;
 }
+
+const step = stepFor<AppAutoscaleParams>();
+
+const current = step({
+  id: 'current',
+  title: 'Read the current autoscaler',
+  why: 'To update rather than fail when one exists, and to be able to put its settings back.',
+  risk: 'read',
+  equivalent: (_p, env) => `kubectl get hpa -n ${ns(env)}  # the one whose target is deployment/${deploymentName(env)}`,
+  async run(ctx): Promise<Current> {
+    const kube = await ctx.clients.kube();
+    const name = deploymentName(ctx.env);
+    await kube.getDeployment(name);
+    // Found by what it scales, not by name: an HPA named otherwise would otherwise get a rival.
+    const found = await kube.findHpasFor(name);
+    if (found.length > 1) {
+      throw new StepError(
+        `${found.length} autoscalers target deployment/${name}: ${found.map((h) => h.metadata?.name).join(', ')}`,
+        'two HPAs fight over one deployment; delete all but one (kubectl delete hpa/<name>) and run this again',
+      );
+    }
+    const hpa = found[0] ?? null;
+    return { exists: Boolean(hpa), hpa };
+  },
+});
+
+const apply = step({
+  id: 'apply',
+  title: 'Create or update the autoscaler',
+  why: 'The HPA keeps replicas between min and max, targeting the CPU utilisation given.',
+  risk: 'write',
+  equivalent: (p, env) => `kubectl autoscale deployment ${deploymentName(env)} --cpu-percent=${p.cpuPercent} --min=${p.min} --max=${p.max} -n ${ns(env)}`,
+  async plan(ctx) {
+    const kube = await ctx.clients.kube();
+    const name = deploymentName(ctx.env);
+    const cur = ctx.get(current);
+    const spec = desired(name, ctx.params);
+    if (cur.hpa && describe(cur.hpa.spec) === describe(spec)) return [];
+    if (cur.hpa) await kube.patchHpaSpec(cur.hpa.metadata!.name!, spec, { dryRun: true });
+    else await kube.createHpa(hpaObject(name, spec), { dryRun: true });
+    return [{ action: cur.hpa ? 'update' : 'create', target: `hpa/${cur.hpa?.metadata?.name ?? name}`, before: describe(cur.hpa?.spec), after: describe(spec), validated: true }];
+  },
+  async run(ctx): Promise<HpaApplied> {
+    const kube = await ctx.clients.kube();
+    const name = deploymentName(ctx.env);
+    const cur = ctx.get(current);
+    const spec = desired(name, ctx.params);
+    const hpaName = cur.hpa?.metadata?.name ?? name;
+    if (cur.hpa) await kube.patchHpaSpec(hpaName, spec);
+    else await kube.createHpa(hpaObject(name, spec));
+    return { created: !cur.hpa, hpa: hpaName, previous: cur.hpa?.spec ?? null, now: describe(spec) };
+  },
+  async undo(ctx, data) {
+    const kube = await ctx.clients.kube();
+    if (data.created) return kube.deleteHpa(data.hpa);
+    if (data.previous) await kube.patchHpaSpec(data.hpa, data.previous);
+  },
+  undoByHand: (ctx, data) =>
+    data.created ? `kubectl delete hpa/${data.hpa} -n ${ns(ctx.env)}` : `kubectl edit hpa/${data.hpa} -n ${ns(ctx.env)}  # restore: ${describe(data.previous)}`,
+});
 
 export default defineProcedure<AppAutoscaleParams>({
   name: 'app autoscale',
@@ -51,67 +119,7 @@ export default defineProcedure<AppAutoscaleParams>({
     const limit = env.config.limits.maxReplicas;
     if (p.max > limit) throw new UsageError(`--max ${p.max} is above this environment's limit of ${limit}`, `raise environments.${env.name}.limits.maxReplicas if intended`);
   },
-  steps: [
-    {
-      id: 'current',
-      title: 'Read the current autoscaler',
-      why: 'To update rather than fail when one exists, and to be able to put its settings back.',
-      risk: 'read',
-      equivalent: (_p, env) => `kubectl get hpa -n ${ns(env)}  # the one whose target is deployment/${deploymentName(env)}`,
-      async run(ctx): Promise<Current> {
-        const kube = await ctx.clients.kube();
-        const name = deploymentName(ctx.env);
-        await kube.getDeployment(name);
-        // Found by what it scales, not by name: an HPA named otherwise would otherwise get a rival.
-        const found = await kube.findHpasFor(name);
-        if (found.length > 1) {
-          throw new StepError(
-            `${found.length} autoscalers target deployment/${name}: ${found.map((h) => h.metadata?.name).join(', ')}`,
-            'two HPAs fight over one deployment; delete all but one (kubectl delete hpa/<name>) and run this again',
-          );
-        }
-        const hpa = found[0] ?? null;
-        return { exists: Boolean(hpa), hpa };
-      },
-    },
-    {
-      id: 'apply',
-      title: 'Create or update the autoscaler',
-      why: 'The HPA keeps replicas between min and max, targeting the CPU utilisation given.',
-      risk: 'write',
-      equivalent: (p, env) => `kubectl autoscale deployment ${deploymentName(env)} --cpu-percent=${p.cpuPercent} --min=${p.min} --max=${p.max} -n ${ns(env)}`,
-      async plan(ctx) {
-        const kube = await ctx.clients.kube();
-        const name = deploymentName(ctx.env);
-        const cur = ctx.state.current as Current;
-        const spec = desired(name, ctx.params);
-        if (cur.hpa && describe(cur.hpa.spec) === describe(spec)) return [];
-        if (cur.hpa) await kube.patchHpaSpec(cur.hpa.metadata!.name!, spec, { dryRun: true });
-        else await kube.createHpa(hpaObject(name, spec), { dryRun: true });
-        return [{ action: cur.hpa ? 'update' : 'create', target: `hpa/${cur.hpa?.metadata?.name ?? name}`, before: describe(cur.hpa?.spec), after: describe(spec), validated: true }];
-      },
-      async run(ctx) {
-        const kube = await ctx.clients.kube();
-        const name = deploymentName(ctx.env);
-        const cur = ctx.state.current as Current;
-        const spec = desired(name, ctx.params);
-        const hpaName = cur.hpa?.metadata?.name ?? name;
-        if (cur.hpa) await kube.patchHpaSpec(hpaName, spec);
-        else await kube.createHpa(hpaObject(name, spec));
-        return { created: !cur.hpa, hpa: hpaName, previous: cur.hpa?.spec ?? null, now: describe(spec) };
-      },
-      async undo(ctx, data) {
-        const kube = await ctx.clients.kube();
-        const d = data as { created: boolean; hpa: string; previous: V2HorizontalPodAutoscaler['spec'] | null };
-        if (d.created) return kube.deleteHpa(d.hpa);
-        if (d.previous) await kube.patchHpaSpec(d.hpa, d.previous);
-      },
-      undoByHand: (ctx, data) =>
-        (data as { created: boolean }).created
-          ? `kubectl delete hpa/${(data as { hpa: string }).hpa} -n ${ns(ctx.env)}`
-          : `kubectl edit hpa/${(data as { hpa: string }).hpa} -n ${ns(ctx.env)}  # restore: ${describe((data as { previous: V2HorizontalPodAutoscaler['spec'] }).previous)}`,
-    },
-  ],
+  steps: [current, apply],
 });
 
 function hpaObject(name: string, spec: V2HorizontalPodAutoscaler['spec']): V2HorizontalPodAutoscaler {

@@ -1,5 +1,5 @@
 import { StepError, UsageError } from '../../core/errors.js';
-import { defineProcedure, type StepContext } from '../../core/procedure.js';
+import { defineProcedure, stepFor, type StepContext } from '../../core/procedure.js';
 
 export interface CircuitBreakerParams {
   action: 'enable' | 'disable';
@@ -9,14 +9,14 @@ interface BreakerState {
   enabled: boolean | null;
 }
 
-function endpoint(ctx: StepContext<CircuitBreakerParams>, suffix = ''): { url: string; headers: Record<string, string> } {
+function endpoint(ctx: Pick<StepContext<CircuitBreakerParams>, 'env' | 'clients'>, suffix = ''): { url: string; headers: Record<string, string> } {
   const cb = ctx.env.config.circuitBreaker!;
   const headers: Record<string, string> = { accept: 'application/json' };
   if (cb.token) headers.authorization = `Bearer ${ctx.clients.secret(cb.token, `environments.${ctx.env.name}.circuitBreaker.token`)}`;
   return { url: `${cb.url.replace(/\/+$/, '')}${suffix}`, headers };
 }
 
-async function readState(ctx: StepContext<CircuitBreakerParams>): Promise<BreakerState> {
+async function readState(ctx: Pick<StepContext<CircuitBreakerParams>, 'env' | 'clients' | 'signal'>): Promise<BreakerState> {
   const { url, headers } = endpoint(ctx);
   const res = await ctx.clients.http.request(url, { headers, signal: ctx.signal });
   if (res.status === 404 || res.status === 405) return { enabled: null };
@@ -31,12 +31,50 @@ async function readState(ctx: StepContext<CircuitBreakerParams>): Promise<Breake
   return { enabled: null };
 }
 
-async function post(ctx: StepContext<CircuitBreakerParams>, action: 'enable' | 'disable'): Promise<void> {
+async function post(ctx: Pick<StepContext<CircuitBreakerParams>, 'env' | 'clients' | 'signal'>, action: 'enable' | 'disable'): Promise<void> {
   const cb = ctx.env.config.circuitBreaker!;
   const { url, headers } = endpoint(ctx, `/${action}`);
   const res = await ctx.clients.http.request(url, { method: cb.method, headers, signal: ctx.signal });
   if (res.status < 200 || res.status >= 300) throw new StepError(`${cb.method} ${url} answered HTTP ${res.status}`, res.text.slice(0, 200) || undefined);
 }
+
+const step = stepFor<CircuitBreakerParams>();
+
+const breaker = step({
+  id: 'state',
+  title: 'Read the circuit breaker state',
+  why: 'To know whether anything needs to change, and what to put back.',
+  risk: 'read',
+  equivalent: (_p, env) => `curl -fsS ${env.config.circuitBreaker?.url}`,
+  run: (ctx) => readState(ctx),
+});
+
+const switchBreaker = step({
+  id: 'switch',
+  title: 'Switch the circuit breaker',
+  why: 'An open breaker sheds calls to a failing dependency so the rest of the service stays up.',
+  risk: 'write',
+  equivalent: (p, env) => `curl -fsS -X ${env.config.circuitBreaker?.method ?? 'POST'} ${env.config.circuitBreaker?.url}/${p.action}`,
+  async plan(ctx) {
+    const before = ctx.get(breaker).enabled;
+    const want = ctx.params.action === 'enable';
+    if (before === want) return [];
+    return [{ action: ctx.params.action, target: `circuit breaker at ${endpoint(ctx).url}`, before: before === null ? 'unknown' : before ? 'enabled' : 'disabled', after: want ? 'enabled' : 'disabled' }];
+  },
+  async run(ctx) {
+    await post(ctx, ctx.params.action);
+    const after = await readState(ctx);
+    if (after.enabled !== null && after.enabled !== (ctx.params.action === 'enable')) {
+      throw new StepError(`the breaker still reports ${after.enabled ? 'enabled' : 'disabled'} after ${ctx.params.action}`);
+    }
+    return { previous: ctx.get(breaker).enabled, now: after.enabled };
+  },
+  async undo(ctx, data) {
+    if (data.previous === null) return;
+    await post(ctx, data.previous ? 'enable' : 'disable');
+  },
+  undoByHand: (ctx, data) => `curl -X ${ctx.env.config.circuitBreaker?.method ?? 'POST'} ${ctx.env.config.circuitBreaker?.url}/${data.previous ? 'enable' : 'disable'}`,
+});
 
 export default defineProcedure<CircuitBreakerParams>({
   name: 'app circuit-breaker',
@@ -50,41 +88,5 @@ export default defineProcedure<CircuitBreakerParams>({
   validate(p) {
     if (p.action !== 'enable' && p.action !== 'disable') throw new UsageError(`expected enable or disable, got "${String(p.action)}"`);
   },
-  steps: [
-    {
-      id: 'state',
-      title: 'Read the circuit breaker state',
-      why: 'To know whether anything needs to change, and what to put back.',
-      risk: 'read',
-      equivalent: (_p, env) => `curl -fsS ${env.config.circuitBreaker?.url}`,
-      run: (ctx) => readState(ctx),
-    },
-    {
-      id: 'switch',
-      title: 'Switch the circuit breaker',
-      why: 'An open breaker sheds calls to a failing dependency so the rest of the service stays up.',
-      risk: 'write',
-      equivalent: (p, env) => `curl -fsS -X ${env.config.circuitBreaker?.method ?? 'POST'} ${env.config.circuitBreaker?.url}/${p.action}`,
-      async plan(ctx) {
-        const before = (ctx.state.state as BreakerState).enabled;
-        const want = ctx.params.action === 'enable';
-        if (before === want) return [];
-        return [{ action: ctx.params.action, target: `circuit breaker at ${endpoint(ctx).url}`, before: before === null ? 'unknown' : before ? 'enabled' : 'disabled', after: want ? 'enabled' : 'disabled' }];
-      },
-      async run(ctx) {
-        await post(ctx, ctx.params.action);
-        const after = await readState(ctx);
-        if (after.enabled !== null && after.enabled !== (ctx.params.action === 'enable')) {
-          throw new StepError(`the breaker still reports ${after.enabled ? 'enabled' : 'disabled'} after ${ctx.params.action}`);
-        }
-        return { previous: (ctx.state.state as BreakerState).enabled, now: after.enabled };
-      },
-      async undo(ctx, data) {
-        const prev = (data as { previous: boolean | null }).previous;
-        if (prev === null) return;
-        await post(ctx, prev ? 'enable' : 'disable');
-      },
-      undoByHand: (ctx, data) => `curl -X ${ctx.env.config.circuitBreaker?.method ?? 'POST'} ${ctx.env.config.circuitBreaker?.url}/${(data as { previous: boolean | null }).previous ? 'enable' : 'disable'}`,
-    },
-  ],
+  steps: [breaker, switchBreaker],
 });

@@ -11,6 +11,18 @@ export interface AppEnvSetParams {
   rolloutTimeout?: number;
 }
 
+const current = readEnvStep<AppEnvSetParams>();
+
+const apply = changeEnvStep<AppEnvSetParams>({
+  current,
+  title: 'Set the environment variables',
+  why: 'Changing the pod template rolls out new pods with the new values.',
+  change: (p) => ({ set: p.vars, unset: [] }),
+  equivalent: (p, env) => `kubectl set env deployment/${deploymentName(env)} -n ${ns(env)} ${p.vars.map((v) => `${v.key}=${looksSecret(v.key) ? REDACTED : v.value}`).join(' ')}`,
+});
+
+const rollout = watchRolloutStep<AppEnvSetParams>();
+
 export default defineProcedure<AppEnvSetParams>({
   name: 'app env set',
   summary: 'Set environment variables on the deployment (KEY=VALUE …)',
@@ -27,14 +39,5 @@ export default defineProcedure<AppEnvSetParams>({
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   locks: (_p, env) => [lockTargets.deployment(env)],
-  steps: [
-    readEnvStep(),
-    changeEnvStep({
-      title: 'Set the environment variables',
-      why: 'Changing the pod template rolls out new pods with the new values.',
-      change: (p) => ({ set: p.vars, unset: [] }),
-      equivalent: (p, env) => `kubectl set env deployment/${deploymentName(env)} -n ${ns(env)} ${p.vars.map((v) => `${v.key}=${looksSecret(v.key) ? REDACTED : v.value}`).join(' ')}`,
-    }),
-    watchRolloutStep(),
-  ],
+  steps: [current, apply, rollout],
 });

@@ -11,6 +11,18 @@ export interface AppEnvUnsetParams {
   rolloutTimeout?: number;
 }
 
+const current = readEnvStep<AppEnvUnsetParams>();
+
+const apply = changeEnvStep<AppEnvUnsetParams>({
+  current,
+  title: 'Remove the environment variables',
+  why: 'Changing the pod template rolls out new pods without these variables.',
+  change: (p) => ({ set: [], unset: p.keys }),
+  equivalent: (p, env) => `kubectl set env deployment/${deploymentName(env)} -n ${ns(env)} ${p.keys.map((k) => `${k}-`).join(' ')}`,
+});
+
+const rollout = watchRolloutStep<AppEnvUnsetParams>();
+
 export default defineProcedure<AppEnvUnsetParams>({
   name: 'app env unset',
   summary: 'Remove environment variables from the deployment (KEY …)',
@@ -27,14 +39,5 @@ export default defineProcedure<AppEnvUnsetParams>({
   validate(p) {
     for (const k of p.keys) validateEnvName(k);
   },
-  steps: [
-    readEnvStep(),
-    changeEnvStep({
-      title: 'Remove the environment variables',
-      why: 'Changing the pod template rolls out new pods without these variables.',
-      change: (p) => ({ set: [], unset: p.keys }),
-      equivalent: (p, env) => `kubectl set env deployment/${deploymentName(env)} -n ${ns(env)} ${p.keys.map((k) => `${k}-`).join(' ')}`,
-    }),
-    watchRolloutStep(),
-  ],
+  steps: [current, apply, rollout],
 });

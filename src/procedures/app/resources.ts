@@ -2,7 +2,7 @@ import { lockTargets } from '../../core/lock.js';
 import type { V1ResourceRequirements } from '@kubernetes/client-node';
 import { UsageError } from '../../core/errors.js';
 import { quantityValue } from '../../core/params.js';
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { StepError } from '../../core/errors.js';
 import { deploymentName, ns, pickContainer } from '../shared/pods.js';
 import { watchRolloutStep } from '../shared/rollout.js';
@@ -21,6 +21,14 @@ interface Current {
   container: string;
   index: number;
   resources: V1ResourceRequirements | null;
+}
+
+/** What the patch step changed: the container's resources before, put back on undo. */
+interface ResourcesApplied {
+  container: string;
+  index: number;
+  previous: V1ResourceRequirements | null;
+  now: V1ResourceRequirements;
 }
 
 function merged(cur: V1ResourceRequirements | null, p: AppResourcesParams): V1ResourceRequirements {
@@ -74,6 +82,58 @@ function describe(r: V1ResourceRequirements | null | undefined): string {
   return `requests ${f(r.requests)} limits ${f(r.limits)}`;
 }
 
+const step = stepFor<AppResourcesParams>();
+
+const current = step({
+  id: 'current',
+  title: 'Read the container\'s current resources',
+  why: 'To merge the change with what is there, check requests ≤ limits on the result, and be able to put it back.',
+  risk: 'read',
+  equivalent: (p, env) => `kubectl get deployment/${deploymentName(env)} -n ${ns(env)} -o jsonpath='{.spec.template.spec.containers[?(@.name=="${p.container ?? env.config.kubernetes?.container ?? '*'}")].resources}'`,
+  async run(ctx): Promise<Current> {
+    const kube = await ctx.clients.kube();
+    const d = await kube.getDeployment(deploymentName(ctx.env));
+    const { index, name } = pickContainer(d, ctx.params.container, ctx.env);
+    const resources = d.spec?.template.spec?.containers[index].resources ?? null;
+    const problem = checkRequestsWithinLimits(merged(resources, ctx.params));
+    if (problem) throw new StepError(`with the current values, ${problem}`, 'raise the limit too');
+    return { container: name, index, resources };
+  },
+});
+
+const patch = step({
+  id: 'patch',
+  title: 'Update the container resources',
+  why: 'Changes only the requests and limits given; Kubernetes then rolls out new pods.',
+  risk: 'write',
+  equivalent: (p, env) => {
+    const req = [p.cpuRequest && `cpu=${p.cpuRequest}`, p.memoryRequest && `memory=${p.memoryRequest}`].filter(Boolean).join(',');
+    const lim = [p.cpuLimit && `cpu=${p.cpuLimit}`, p.memoryLimit && `memory=${p.memoryLimit}`].filter(Boolean).join(',');
+    return `kubectl set resources deployment/${deploymentName(env)} -n ${ns(env)}${p.container ? ` -c ${p.container}` : ''}${req ? ` --requests=${req}` : ''}${lim ? ` --limits=${lim}` : ''}`;
+  },
+  async plan(ctx) {
+    const cur = ctx.get(current);
+    const next = merged(cur.resources, ctx.params);
+    if (sameResources(next, cur.resources)) return [];
+    const kube = await ctx.clients.kube();
+    await kube.patchDeployment(deploymentName(ctx.env), patchFor(cur.container, next), 'strategic', { dryRun: true });
+    return [{ action: 'update', target: `deployment/${deploymentName(ctx.env)} container ${cur.container}`, before: describe(cur.resources), after: describe(next), validated: true }];
+  },
+  async run(ctx): Promise<ResourcesApplied> {
+    const cur = ctx.get(current);
+    const kube = await ctx.clients.kube();
+    const next = merged(cur.resources, ctx.params);
+    await kube.patchDeployment(deploymentName(ctx.env), patchFor(cur.container, next), 'strategic');
+    return { container: cur.container, index: cur.index, previous: cur.resources, now: next };
+  },
+  async undo(ctx, data) {
+    await restoreContainer(await ctx.clients.kube(), deploymentName(ctx.env), data.index, data.container, 'resources', data.previous);
+  },
+  undoByHand: (ctx, data) => `kubectl rollout undo deployment/${deploymentName(ctx.env)} -n ${ns(ctx.env)}  # previous: ${describe(data.previous)}`,
+});
+
+const rollout = watchRolloutStep<AppResourcesParams>();
+
 export default defineProcedure<AppResourcesParams>({
   name: 'app resources',
   summary: "Change a container's CPU/memory requests and limits and wait for the rollout",
@@ -100,56 +160,7 @@ export default defineProcedure<AppResourcesParams>({
     const problem = checkRequestsWithinLimits(merged(null, p));
     if (problem) throw new UsageError(problem);
   },
-  steps: [
-    {
-      id: 'current',
-      title: 'Read the container\'s current resources',
-      why: 'To merge the change with what is there, check requests ≤ limits on the result, and be able to put it back.',
-      risk: 'read',
-      equivalent: (p, env) => `kubectl get deployment/${deploymentName(env)} -n ${ns(env)} -o jsonpath='{.spec.template.spec.containers[?(@.name=="${p.container ?? env.config.kubernetes?.container ?? '*'}")].resources}'`,
-      async run(ctx): Promise<Current> {
-        const kube = await ctx.clients.kube();
-        const d = await kube.getDeployment(deploymentName(ctx.env));
-        const { index, name } = pickContainer(d, ctx.params.container, ctx.env);
-        const resources = d.spec?.template.spec?.containers[index].resources ?? null;
-        const problem = checkRequestsWithinLimits(merged(resources, ctx.params));
-        if (problem) throw new StepError(`with the current values, ${problem}`, 'raise the limit too');
-        return { container: name, index, resources };
-      },
-    },
-    {
-      id: 'patch',
-      title: 'Update the container resources',
-      why: 'Changes only the requests and limits given; Kubernetes then rolls out new pods.',
-      risk: 'write',
-      equivalent: (p, env) => {
-        const req = [p.cpuRequest && `cpu=${p.cpuRequest}`, p.memoryRequest && `memory=${p.memoryRequest}`].filter(Boolean).join(',');
-        const lim = [p.cpuLimit && `cpu=${p.cpuLimit}`, p.memoryLimit && `memory=${p.memoryLimit}`].filter(Boolean).join(',');
-        return `kubectl set resources deployment/${deploymentName(env)} -n ${ns(env)}${p.container ? ` -c ${p.container}` : ''}${req ? ` --requests=${req}` : ''}${lim ? ` --limits=${lim}` : ''}`;
-      },
-      async plan(ctx) {
-        const cur = ctx.state.current as Current;
-        const next = merged(cur.resources, ctx.params);
-        if (sameResources(next, cur.resources)) return [];
-        const kube = await ctx.clients.kube();
-        await kube.patchDeployment(deploymentName(ctx.env), patchFor(cur.container, next), 'strategic', { dryRun: true });
-        return [{ action: 'update', target: `deployment/${deploymentName(ctx.env)} container ${cur.container}`, before: describe(cur.resources), after: describe(next), validated: true }];
-      },
-      async run(ctx) {
-        const cur = ctx.state.current as Current;
-        const kube = await ctx.clients.kube();
-        const next = merged(cur.resources, ctx.params);
-        await kube.patchDeployment(deploymentName(ctx.env), patchFor(cur.container, next), 'strategic');
-        return { container: cur.container, index: cur.index, previous: cur.resources, now: next };
-      },
-      async undo(ctx, data) {
-        const d = data as { container: string; index: number; previous: V1ResourceRequirements | null };
-        await restoreContainer(await ctx.clients.kube(), deploymentName(ctx.env), d.index, d.container, 'resources', d.previous);
-      },
-      undoByHand: (ctx, data) => `kubectl rollout undo deployment/${deploymentName(ctx.env)} -n ${ns(ctx.env)}  # previous: ${describe((data as { previous: V1ResourceRequirements | null }).previous)}`,
-    },
-    watchRolloutStep(),
-  ],
+  steps: [current, patch, rollout],
 });
 
 function patchFor(container: string, resources: V1ResourceRequirements) {

@@ -1,5 +1,5 @@
 import { lockTargets } from '../../core/lock.js';
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { podStatusStep, recentLogsStep, deploymentName, ns } from '../shared/pods.js';
 import { watchRolloutStep } from '../shared/rollout.js';
 import { healthStep } from '../shared/health.js';
@@ -9,6 +9,34 @@ export interface AppRestartParams {
 }
 
 const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
+
+const step = stepFor<AppRestartParams>();
+
+const status = podStatusStep<AppRestartParams>();
+
+const restart = step({
+  id: 'restart',
+  title: 'Restart the deployment (rolling)',
+  why: 'Stamping the pod template with restartedAt makes Kubernetes replace pods one by one, keeping the service up — exactly what `kubectl rollout restart` does.',
+  risk: 'write',
+  equivalent: (_p, env) => `kubectl rollout restart deployment/${deploymentName(env)} -n ${ns(env)}`,
+  async plan(ctx) {
+    const kube = await ctx.clients.kube();
+    const at = ctx.now().toISOString();
+    await kube.patchDeployment(deploymentName(ctx.env), restartPatch(at), 'strategic', { dryRun: true });
+    return [{ action: 'restart', target: `deployment/${deploymentName(ctx.env)}`, after: `${RESTARTED_AT}=${at}`, validated: true }];
+  },
+  async run(ctx) {
+    const kube = await ctx.clients.kube();
+    const at = ctx.now().toISOString();
+    const d = await kube.patchDeployment(deploymentName(ctx.env), restartPatch(at), 'strategic');
+    return { restartedAt: at, generation: d.metadata?.generation };
+  },
+});
+
+const rollout = watchRolloutStep<AppRestartParams>();
+const health = healthStep<AppRestartParams>();
+const logs = recentLogsStep<AppRestartParams>();
 
 export default defineProcedure<AppRestartParams>({
   name: 'app restart',
@@ -23,35 +51,11 @@ export default defineProcedure<AppRestartParams>({
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets', 'readPodLog'],
   locks: (_p, env) => [lockTargets.deployment(env)],
-  steps: [
-    podStatusStep(),
-    {
-      id: 'restart',
-      title: 'Restart the deployment (rolling)',
-      why: 'Stamping the pod template with restartedAt makes Kubernetes replace pods one by one, keeping the service up — exactly what `kubectl rollout restart` does.',
-      risk: 'write',
-      equivalent: (_p, env) => `kubectl rollout restart deployment/${deploymentName(env)} -n ${ns(env)}`,
-      async plan(ctx) {
-        const kube = await ctx.clients.kube();
-        const at = ctx.now().toISOString();
-        await kube.patchDeployment(deploymentName(ctx.env), restartPatch(at), 'strategic', { dryRun: true });
-        return [{ action: 'restart', target: `deployment/${deploymentName(ctx.env)}`, after: `${RESTARTED_AT}=${at}`, validated: true }];
-      },
-      async run(ctx) {
-        const kube = await ctx.clients.kube();
-        const at = ctx.now().toISOString();
-        const d = await kube.patchDeployment(deploymentName(ctx.env), restartPatch(at), 'strategic');
-        return { restartedAt: at, generation: d.metadata?.generation };
-      },
-    },
-    watchRolloutStep(),
-    healthStep(),
-    recentLogsStep(),
-  ],
-  render(state) {
-    const logs = state.logs as { pods: Array<{ pod: string; lines: string[]; error?: string }> } | undefined;
-    if (!logs) return '';
-    return logs.pods.map((p) => [`==> ${p.pod} <==`, ...(p.error ? [`(could not read logs: ${p.error})`] : p.lines)].join('\n')).join('\n\n') + '\n';
+  steps: [status, restart, rollout, health, logs],
+  render(run) {
+    const l = run.find(logs);
+    if (!l) return '';
+    return l.pods.map((p) => [`==> ${p.pod} <==`, ...(p.error ? [`(could not read logs: ${p.error})`] : p.lines)].join('\n')).join('\n\n') + '\n';
   },
 });
 

@@ -1,7 +1,7 @@
 import { lockTargets } from '../../core/lock.js';
 import type { V1PodTemplateSpec } from '@kubernetes/client-node';
 import { StepError, UsageError } from '../../core/errors.js';
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { deploymentName, ns, ownedReplicaSets, revisionOf } from '../shared/pods.js';
 import { watchRolloutStep } from '../shared/rollout.js';
@@ -30,6 +30,68 @@ function images(t: V1PodTemplateSpec | undefined): string {
   return (t?.spec?.containers ?? []).map((c) => c.image ?? '?').join(',');
 }
 
+const step = stepFor<AppRollbackParams>();
+
+const history = step({
+  id: 'history',
+  title: 'Read the revision history',
+  why: 'Rollback targets a ReplicaSet revision; the history shows which one and what it runs.',
+  risk: 'read',
+  equivalent: (_p, env) => `kubectl rollout history deployment/${deploymentName(env)} -n ${ns(env)}`,
+  async run(ctx): Promise<History> {
+    const kube = await ctx.clients.kube();
+    const d = await kube.getDeployment(deploymentName(ctx.env));
+    const sets = await ownedReplicaSets(kube, d);
+    const current = revisionOf(d);
+    const revisions = sets.map((rs) => ({
+      revision: revisionOf(rs),
+      replicaSet: rs.metadata?.name ?? '',
+      image: images(rs.spec?.template),
+      changeCause: rs.metadata?.annotations?.['kubernetes.io/change-cause'],
+    }));
+    const known = revisions.map((r) => r.revision).filter((r) => r !== current);
+    let target: number;
+    if (ctx.params.toRevision !== undefined) {
+      if (ctx.params.toRevision === current) throw new UsageError(`revision ${current} is the current one; nothing to roll back to`);
+      if (!known.includes(ctx.params.toRevision)) throw new UsageError(`revision ${ctx.params.toRevision} not found`, `known revisions: ${known.join(', ') || 'none'}`);
+      target = ctx.params.toRevision;
+    } else {
+      const older = known.filter((r) => r < current);
+      if (!older.length) throw new StepError(`deployment/${d.metadata?.name} has no previous revision to roll back to`);
+      target = Math.max(...older);
+    }
+    const rs = sets.find((s) => revisionOf(s) === target)!;
+    return { current, target, revisions, currentTemplate: d.spec!.template, targetTemplate: asDeploymentTemplate(rs.spec?.template) };
+  },
+});
+
+const rollback = step({
+  id: 'rollback',
+  title: 'Roll back the pod template',
+  why: 'Puts the old ReplicaSet\'s pod template back on the deployment, as `kubectl rollout undo` does; Kubernetes then rolls pods to it.',
+  risk: 'write',
+  equivalent: (p, env) => `kubectl rollout undo deployment/${deploymentName(env)} -n ${ns(env)}${p.toRevision ? ` --to-revision=${p.toRevision}` : ''}`,
+  async plan(ctx) {
+    const h = ctx.get(history);
+    const kube = await ctx.clients.kube();
+    await kube.patchDeployment(deploymentName(ctx.env), templatePatch(h.targetTemplate), 'json', { dryRun: true });
+    return [{ action: 'roll back', target: `deployment/${deploymentName(ctx.env)}`, before: `revision ${h.current} (${images(h.currentTemplate)})`, after: `revision ${h.target} (${images(h.targetTemplate)})`, validated: true }];
+  },
+  async run(ctx) {
+    const h = ctx.get(history);
+    const kube = await ctx.clients.kube();
+    await kube.patchDeployment(deploymentName(ctx.env), templatePatch(h.targetTemplate), 'json');
+    return { from: h.current, to: h.target, previousTemplate: h.currentTemplate };
+  },
+  async undo(ctx, data) {
+    const kube = await ctx.clients.kube();
+    await kube.patchDeployment(deploymentName(ctx.env), templatePatch(data.previousTemplate), 'json');
+  },
+  undoByHand: (ctx, data) => `kubectl rollout undo deployment/${deploymentName(ctx.env)} -n ${ns(ctx.env)}  # back to the template of revision ${data.from}`,
+});
+
+const rollout = watchRolloutStep<AppRollbackParams>();
+
 export default defineProcedure<AppRollbackParams>({
   name: 'app rollback',
   summary: 'Roll the deployment back to the previous (or a given) revision',
@@ -45,67 +107,9 @@ export default defineProcedure<AppRollbackParams>({
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   locks: (_p, env) => [lockTargets.deployment(env)],
-  steps: [
-    {
-      id: 'history',
-      title: 'Read the revision history',
-      why: 'Rollback targets a ReplicaSet revision; the history shows which one and what it runs.',
-      risk: 'read',
-      equivalent: (_p, env) => `kubectl rollout history deployment/${deploymentName(env)} -n ${ns(env)}`,
-      async run(ctx): Promise<History> {
-        const kube = await ctx.clients.kube();
-        const d = await kube.getDeployment(deploymentName(ctx.env));
-        const sets = await ownedReplicaSets(kube, d);
-        const current = revisionOf(d);
-        const revisions = sets.map((rs) => ({
-          revision: revisionOf(rs),
-          replicaSet: rs.metadata?.name ?? '',
-          image: images(rs.spec?.template),
-          changeCause: rs.metadata?.annotations?.['kubernetes.io/change-cause'],
-        }));
-        const known = revisions.map((r) => r.revision).filter((r) => r !== current);
-        let target: number;
-        if (ctx.params.toRevision !== undefined) {
-          if (ctx.params.toRevision === current) throw new UsageError(`revision ${current} is the current one; nothing to roll back to`);
-          if (!known.includes(ctx.params.toRevision)) throw new UsageError(`revision ${ctx.params.toRevision} not found`, `known revisions: ${known.join(', ') || 'none'}`);
-          target = ctx.params.toRevision;
-        } else {
-          const older = known.filter((r) => r < current);
-          if (!older.length) throw new StepError(`deployment/${d.metadata?.name} has no previous revision to roll back to`);
-          target = Math.max(...older);
-        }
-        const rs = sets.find((s) => revisionOf(s) === target)!;
-        return { current, target, revisions, currentTemplate: d.spec!.template, targetTemplate: asDeploymentTemplate(rs.spec?.template) };
-      },
-    },
-    {
-      id: 'rollback',
-      title: 'Roll back the pod template',
-      why: 'Puts the old ReplicaSet\'s pod template back on the deployment, as `kubectl rollout undo` does; Kubernetes then rolls pods to it.',
-      risk: 'write',
-      equivalent: (p, env) => `kubectl rollout undo deployment/${deploymentName(env)} -n ${ns(env)}${p.toRevision ? ` --to-revision=${p.toRevision}` : ''}`,
-      async plan(ctx) {
-        const h = ctx.state.history as History;
-        const kube = await ctx.clients.kube();
-        await kube.patchDeployment(deploymentName(ctx.env), templatePatch(h.targetTemplate), 'json', { dryRun: true });
-        return [{ action: 'roll back', target: `deployment/${deploymentName(ctx.env)}`, before: `revision ${h.current} (${images(h.currentTemplate)})`, after: `revision ${h.target} (${images(h.targetTemplate)})`, validated: true }];
-      },
-      async run(ctx) {
-        const h = ctx.state.history as History;
-        const kube = await ctx.clients.kube();
-        await kube.patchDeployment(deploymentName(ctx.env), templatePatch(h.targetTemplate), 'json');
-        return { from: h.current, to: h.target, previousTemplate: h.currentTemplate };
-      },
-      async undo(ctx, data) {
-        const kube = await ctx.clients.kube();
-        await kube.patchDeployment(deploymentName(ctx.env), templatePatch((data as { previousTemplate: V1PodTemplateSpec }).previousTemplate), 'json');
-      },
-      undoByHand: (ctx, data) => `kubectl rollout undo deployment/${deploymentName(ctx.env)} -n ${ns(ctx.env)}  # back to the template of revision ${(data as { from: number }).from}`,
-    },
-    watchRolloutStep(),
-  ],
-  render(state) {
-    const h = state.history as History | undefined;
+  steps: [history, rollback, rollout],
+  render(run) {
+    const h = run.find(history);
     if (!h) return '';
     return table(['REVISION', 'REPLICASET', 'IMAGE', 'CHANGE-CAUSE'], h.revisions.map((r) => [`${r.revision}${r.revision === h.target ? ' (now)' : r.revision === h.current ? ' (was)' : ''}`, r.replicaSet, r.image, r.changeCause]));
   },

@@ -1,6 +1,6 @@
 import { lockTargets } from '../../core/lock.js';
 import { UsageError } from '../../core/errors.js';
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { deploymentName, ns } from '../shared/pods.js';
 import { watchRolloutStep } from '../shared/rollout.js';
 
@@ -8,6 +8,51 @@ export interface AppScaleParams {
   replicas: number;
   rolloutTimeout?: number;
 }
+
+const step = stepFor<AppScaleParams>();
+
+const current = step({
+  id: 'current',
+  title: 'Record the current replica count',
+  why: 'The count is recorded so that a failure can put it back exactly (the seed hard-codes counts).',
+  risk: 'read',
+  equivalent: (_p, env) => `kubectl get deployment/${deploymentName(env)} -n ${ns(env)} -o jsonpath='{.spec.replicas}'`,
+  async run(ctx) {
+    const kube = await ctx.clients.kube();
+    const d = await kube.getDeployment(deploymentName(ctx.env));
+    const hpa = (await kube.listHpas()).find((h) => h.spec?.scaleTargetRef?.name === deploymentName(ctx.env));
+    if (hpa) ctx.reporter.warn(`HPA ${hpa.metadata?.name} manages this deployment (min ${hpa.spec?.minReplicas ?? 1}, max ${hpa.spec?.maxReplicas}); it may change the count again`);
+    return { replicas: d.spec?.replicas ?? 0, hpa: hpa?.metadata?.name ?? null };
+  },
+});
+
+const scale = step({
+  id: 'scale',
+  title: 'Scale the deployment',
+  why: 'Sets spec.replicas through the scale subresource, as `kubectl scale` does.',
+  risk: (p) => (p.replicas === 0 ? 'destructive' : 'write'),
+  equivalent: (p, env) => `kubectl scale deployment/${deploymentName(env)} --replicas=${p.replicas} -n ${ns(env)}`,
+  async plan(ctx) {
+    const from = ctx.find(current)?.replicas;
+    if (from === ctx.params.replicas) return [];
+    const kube = await ctx.clients.kube();
+    await kube.scaleDeployment(deploymentName(ctx.env), ctx.params.replicas, { dryRun: true });
+    return [{ action: 'scale', target: `deployment/${deploymentName(ctx.env)}`, before: from === undefined ? undefined : String(from), after: String(ctx.params.replicas), validated: true }];
+  },
+  async run(ctx) {
+    const kube = await ctx.clients.kube();
+    const from = ctx.get(current).replicas;
+    await kube.scaleDeployment(deploymentName(ctx.env), ctx.params.replicas);
+    return { from, to: ctx.params.replicas };
+  },
+  async undo(ctx, data) {
+    const kube = await ctx.clients.kube();
+    await kube.scaleDeployment(deploymentName(ctx.env), data.from);
+  },
+  undoByHand: (ctx, data) => `kubectl scale deployment/${deploymentName(ctx.env)} --replicas=${data.from} -n ${ns(ctx.env)}`,
+});
+
+const rollout = watchRolloutStep<AppScaleParams>();
 
 export default defineProcedure<AppScaleParams>({
   name: 'app scale',
@@ -29,46 +74,5 @@ export default defineProcedure<AppScaleParams>({
     const max = env.config.limits.maxReplicas;
     if (p.replicas > max) throw new UsageError(`--replicas ${p.replicas} is above this environment's limit of ${max}`, `raise environments.${env.name}.limits.maxReplicas if that is really intended`);
   },
-  steps: [
-    {
-      id: 'current',
-      title: 'Record the current replica count',
-      why: 'The count is recorded so that a failure can put it back exactly (the seed hard-codes counts).',
-      risk: 'read',
-      equivalent: (_p, env) => `kubectl get deployment/${deploymentName(env)} -n ${ns(env)} -o jsonpath='{.spec.replicas}'`,
-      async run(ctx) {
-        const kube = await ctx.clients.kube();
-        const d = await kube.getDeployment(deploymentName(ctx.env));
-        const hpa = (await kube.listHpas()).find((h) => h.spec?.scaleTargetRef?.name === deploymentName(ctx.env));
-        if (hpa) ctx.reporter.warn(`HPA ${hpa.metadata?.name} manages this deployment (min ${hpa.spec?.minReplicas ?? 1}, max ${hpa.spec?.maxReplicas}); it may change the count again`);
-        return { replicas: d.spec?.replicas ?? 0, hpa: hpa?.metadata?.name ?? null };
-      },
-    },
-    {
-      id: 'scale',
-      title: 'Scale the deployment',
-      why: 'Sets spec.replicas through the scale subresource, as `kubectl scale` does.',
-      risk: (p) => (p.replicas === 0 ? 'destructive' : 'write'),
-      equivalent: (p, env) => `kubectl scale deployment/${deploymentName(env)} --replicas=${p.replicas} -n ${ns(env)}`,
-      async plan(ctx) {
-        const from = (ctx.state.current as { replicas: number } | undefined)?.replicas;
-        if (from === ctx.params.replicas) return [];
-        const kube = await ctx.clients.kube();
-        await kube.scaleDeployment(deploymentName(ctx.env), ctx.params.replicas, { dryRun: true });
-        return [{ action: 'scale', target: `deployment/${deploymentName(ctx.env)}`, before: from === undefined ? undefined : String(from), after: String(ctx.params.replicas), validated: true }];
-      },
-      async run(ctx) {
-        const kube = await ctx.clients.kube();
-        const from = (ctx.state.current as { replicas: number }).replicas;
-        await kube.scaleDeployment(deploymentName(ctx.env), ctx.params.replicas);
-        return { from, to: ctx.params.replicas };
-      },
-      async undo(ctx, data) {
-        const kube = await ctx.clients.kube();
-        await kube.scaleDeployment(deploymentName(ctx.env), (data as { from: number }).from);
-      },
-      undoByHand: (ctx, data) => `kubectl scale deployment/${deploymentName(ctx.env)} --replicas=${(data as { from: number }).from} -n ${ns(ctx.env)}`,
-    },
-    watchRolloutStep(),
-  ],
+  steps: [current, scale, rollout],
 });

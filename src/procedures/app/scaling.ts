@@ -1,4 +1,4 @@
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { deploymentName, ns, selectorOf, summarizePod, type PodSummary } from '../shared/pods.js';
 
@@ -8,6 +8,40 @@ interface Scaling {
   pods: PodSummary[];
 }
 
+const step = stepFor<Record<string, never>>();
+
+const scaling = step({
+  id: 'scaling',
+  title: 'Read the autoscaler, the deployment and its pods',
+  why: 'One view of what the autoscaler wants and what is running.',
+  risk: 'read',
+  equivalent: (_p, env) => `kubectl get hpa -n ${ns(env)} && kubectl get pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`}`,
+  async run(ctx): Promise<Scaling> {
+    const kube = await ctx.clients.kube();
+    const name = deploymentName(ctx.env);
+    const d = await kube.getDeployment(name);
+    const hpa = (await kube.listHpas()).find((h) => h.spec?.scaleTargetRef?.name === name);
+    const pods = (await kube.listPods(selectorOf(d))).map((p) => summarizePod(p, ctx.now()));
+    const cpuMetric = hpa?.spec?.metrics?.find((m) => m.resource?.name === 'cpu');
+    const cpuNow = hpa?.status?.currentMetrics?.find((m) => m.resource?.name === 'cpu');
+    return {
+      deployment: { name, replicas: d.spec?.replicas ?? 0, ready: d.status?.readyReplicas ?? 0, available: d.status?.availableReplicas ?? 0 },
+      hpa: hpa
+        ? {
+            name: hpa.metadata?.name ?? '',
+            min: hpa.spec?.minReplicas ?? 1,
+            max: hpa.spec?.maxReplicas ?? 0,
+            current: hpa.status?.currentReplicas ?? 0,
+            desired: hpa.status?.desiredReplicas ?? 0,
+            cpuTarget: cpuMetric?.resource?.target?.averageUtilization,
+            cpuCurrent: cpuNow?.resource?.current?.averageUtilization,
+          }
+        : null,
+      pods,
+    };
+  },
+});
+
 export default defineProcedure<Record<string, never>>({
   name: 'app scaling',
   summary: 'Show the autoscaler and the pods',
@@ -16,41 +50,9 @@ export default defineProcedure<Record<string, never>>({
   examples: [[]],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'listHpas', 'listPods', 'listReplicaSets'],
-  steps: [
-    {
-      id: 'scaling',
-      title: 'Read the autoscaler, the deployment and its pods',
-      why: 'One view of what the autoscaler wants and what is running.',
-      risk: 'read',
-      equivalent: (_p, env) => `kubectl get hpa -n ${ns(env)} && kubectl get pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`}`,
-      async run(ctx): Promise<Scaling> {
-        const kube = await ctx.clients.kube();
-        const name = deploymentName(ctx.env);
-        const d = await kube.getDeployment(name);
-        const hpa = (await kube.listHpas()).find((h) => h.spec?.scaleTargetRef?.name === name);
-        const pods = (await kube.listPods(selectorOf(d))).map((p) => summarizePod(p, ctx.now()));
-        const cpuMetric = hpa?.spec?.metrics?.find((m) => m.resource?.name === 'cpu');
-        const cpuNow = hpa?.status?.currentMetrics?.find((m) => m.resource?.name === 'cpu');
-        return {
-          deployment: { name, replicas: d.spec?.replicas ?? 0, ready: d.status?.readyReplicas ?? 0, available: d.status?.availableReplicas ?? 0 },
-          hpa: hpa
-            ? {
-                name: hpa.metadata?.name ?? '',
-                min: hpa.spec?.minReplicas ?? 1,
-                max: hpa.spec?.maxReplicas ?? 0,
-                current: hpa.status?.currentReplicas ?? 0,
-                desired: hpa.status?.desiredReplicas ?? 0,
-                cpuTarget: cpuMetric?.resource?.target?.averageUtilization,
-                cpuCurrent: cpuNow?.resource?.current?.averageUtilization,
-              }
-            : null,
-          pods,
-        };
-      },
-    },
-  ],
-  render(state) {
-    const s = state.scaling as Scaling;
+  steps: [scaling],
+  render(run) {
+    const s = run.get(scaling);
     const parts: string[] = [];
     parts.push(`deployment/${s.deployment.name}: ${s.deployment.ready}/${s.deployment.replicas} ready, ${s.deployment.available} available`);
     if (s.hpa) {

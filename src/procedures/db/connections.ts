@@ -1,4 +1,4 @@
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { primaryRef, secondsText, withPg } from './rds.js';
 import { oneLine, scrubRows, type Session } from './sessions.js';
@@ -23,6 +23,55 @@ export interface ConnectionsReport {
 const SESSION_COLS = `pid, usename AS user, coalesce(application_name, '') AS application, client_addr::text AS client, state,
   extract(epoch FROM now() - state_change)::float8 AS "stateSeconds", extract(epoch FROM now() - query_start)::float8 AS "querySeconds", left(query, 200) AS query`;
 
+const step = stepFor<DbConnectionsParams>();
+
+const connections = step({
+  id: 'connections',
+  title: 'Count connections',
+  why: 'Connection-pool exhaustion shows here first: how close to max_connections, and who holds the slots.',
+  risk: 'read',
+  equivalent: (_p, env) =>
+    `psql "${primaryRef(env)}" -c "SELECT state, count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY state" -c "SHOW max_connections"`,
+  async run(ctx): Promise<ConnectionsReport> {
+    return withPg(ctx, async (c) => {
+      const [settings] = await c.query<{ max: number; reserved: number }>(
+        `SELECT current_setting('max_connections')::int AS max, current_setting('superuser_reserved_connections')::int AS reserved`,
+      );
+      const byState = await c.query<{ state: string; count: number }>(
+        `SELECT coalesce(state, 'unknown') AS state, count(*)::int AS count FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1 ORDER BY 2 DESC, 1`,
+      );
+      const byApplication = await c.query<{ application: string; user: string; count: number }>(
+        `SELECT coalesce(nullif(application_name, ''), '(none)') AS application, coalesce(usename, '') AS user, count(*)::int AS count
+         FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2`,
+      );
+      const otherBackends = await c.query<{ type: string; count: number }>(
+        `SELECT backend_type AS type, count(*)::int AS count FROM pg_stat_activity WHERE backend_type <> 'client backend' GROUP BY 1 ORDER BY 1`,
+      );
+      const longestIdle = await c.query<Session & Record<string, unknown>>(
+        `SELECT ${SESSION_COLS} FROM pg_stat_activity WHERE backend_type = 'client backend' AND state LIKE 'idle%' ORDER BY state_change LIMIT $1`,
+        [ctx.params.top],
+      );
+      const longestActive = await c.query<Session & Record<string, unknown>>(
+        `SELECT ${SESSION_COLS} FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid() ORDER BY query_start LIMIT $1`,
+        [ctx.params.top],
+      );
+      const total = byState.reduce((n, s) => n + s.count, 0);
+      const usable = Math.max(1, settings.max - settings.reserved);
+      return {
+        total,
+        maxConnections: settings.max,
+        reserved: settings.reserved,
+        usedPercent: Math.round((total / usable) * 1000) / 10,
+        byState,
+        byApplication,
+        otherBackends,
+        longestIdle: scrubRows(longestIdle),
+        longestActive: scrubRows(longestActive),
+      };
+    });
+  },
+});
+
 export default defineProcedure<DbConnectionsParams>({
   name: 'db connections',
   summary: 'Connections: total against max_connections, by state, by application and user, longest idle and active',
@@ -33,56 +82,9 @@ export default defineProcedure<DbConnectionsParams>({
   params: [{ name: 'top', flag: '--top <n>', description: 'how many of the longest idle and active sessions to show', type: 'int', default: 5, min: 1, max: 100 }],
   examples: [[], ['--top', '10']],
   requires: ['postgres'],
-  steps: [
-    {
-      id: 'connections',
-      title: 'Count connections',
-      why: 'Connection-pool exhaustion shows here first: how close to max_connections, and who holds the slots.',
-      risk: 'read',
-      equivalent: (_p, env) =>
-        `psql "${primaryRef(env)}" -c "SELECT state, count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY state" -c "SHOW max_connections"`,
-      async run(ctx): Promise<ConnectionsReport> {
-        return withPg(ctx, async (c) => {
-          const [settings] = await c.query<{ max: number; reserved: number }>(
-            `SELECT current_setting('max_connections')::int AS max, current_setting('superuser_reserved_connections')::int AS reserved`,
-          );
-          const byState = await c.query<{ state: string; count: number }>(
-            `SELECT coalesce(state, 'unknown') AS state, count(*)::int AS count FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1 ORDER BY 2 DESC, 1`,
-          );
-          const byApplication = await c.query<{ application: string; user: string; count: number }>(
-            `SELECT coalesce(nullif(application_name, ''), '(none)') AS application, coalesce(usename, '') AS user, count(*)::int AS count
-             FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2`,
-          );
-          const otherBackends = await c.query<{ type: string; count: number }>(
-            `SELECT backend_type AS type, count(*)::int AS count FROM pg_stat_activity WHERE backend_type <> 'client backend' GROUP BY 1 ORDER BY 1`,
-          );
-          const longestIdle = await c.query<Session & Record<string, unknown>>(
-            `SELECT ${SESSION_COLS} FROM pg_stat_activity WHERE backend_type = 'client backend' AND state LIKE 'idle%' ORDER BY state_change LIMIT $1`,
-            [ctx.params.top],
-          );
-          const longestActive = await c.query<Session & Record<string, unknown>>(
-            `SELECT ${SESSION_COLS} FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid() ORDER BY query_start LIMIT $1`,
-            [ctx.params.top],
-          );
-          const total = byState.reduce((n, s) => n + s.count, 0);
-          const usable = Math.max(1, settings.max - settings.reserved);
-          return {
-            total,
-            maxConnections: settings.max,
-            reserved: settings.reserved,
-            usedPercent: Math.round((total / usable) * 1000) / 10,
-            byState,
-            byApplication,
-            otherBackends,
-            longestIdle: scrubRows(longestIdle),
-            longestActive: scrubRows(longestActive),
-          };
-        });
-      },
-    },
-  ],
-  render(state) {
-    const r = state.connections as ConnectionsReport | undefined;
+  steps: [connections],
+  render(run) {
+    const r = run.find(connections);
     if (!r) return '';
     const out = [
       `${r.total} client connection(s) of ${r.maxConnections - r.reserved} usable (max_connections ${r.maxConnections}, ${r.reserved} reserved for superusers): ${r.usedPercent}% used`,

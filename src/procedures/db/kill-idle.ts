@@ -7,6 +7,9 @@ export interface DbKillIdleParams {
   inTransaction?: boolean;
 }
 
+const sessions = listSessionsStep<DbKillIdleParams>('idle');
+const end = endSessionsStep<DbKillIdleParams>('idle', sessions);
+
 export default defineProcedure<DbKillIdleParams>({
   name: 'db kill-idle',
   summary: 'Terminate sessions idle longer than a threshold (lists them first)',
@@ -22,6 +25,6 @@ export default defineProcedure<DbKillIdleParams>({
   requires: ['postgres'],
   locks: (_p, env) => [lockTargets.postgres(env)],
   validate: (p) => atLeastOneSecond(p.olderThan, '--idle-for'),
-  steps: [listSessionsStep<DbKillIdleParams>('idle'), endSessionsStep<DbKillIdleParams>('idle')],
-  render: (state) => renderSessions(state, 'idle'),
+  steps: [sessions, end],
+  render: (run) => renderSessions(run.find(sessions), run.find(end), 'idle'),
 });

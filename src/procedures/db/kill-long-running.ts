@@ -7,6 +7,9 @@ export interface DbKillLongRunningParams {
   cancel?: boolean;
 }
 
+const sessions = listSessionsStep<DbKillLongRunningParams>('long-running');
+const end = endSessionsStep<DbKillLongRunningParams>('long-running', sessions);
+
 export default defineProcedure<DbKillLongRunningParams>({
   name: 'db kill-long-running',
   summary: 'End queries running longer than a threshold (lists them first)',
@@ -22,6 +25,6 @@ export default defineProcedure<DbKillLongRunningParams>({
   requires: ['postgres'],
   locks: (_p, env) => [lockTargets.postgres(env)],
   validate: (p) => atLeastOneSecond(p.olderThan, '--older-than'),
-  steps: [listSessionsStep<DbKillLongRunningParams>('long-running'), endSessionsStep<DbKillLongRunningParams>('long-running')],
-  render: (state) => renderSessions(state, 'long-running'),
+  steps: [sessions, end],
+  render: (run) => renderSessions(run.find(sessions), run.find(end), 'long-running'),
 });

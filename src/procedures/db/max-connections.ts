@@ -1,7 +1,7 @@
 import { lockTargets } from '../../core/lock.js';
 import type { PgConnection } from '../../clients/postgres.js';
 import { StepError, UsageError } from '../../core/errors.js';
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { primaryRef, withPg } from './rds.js';
 import { sleep } from '../../core/sleep.js';
 
@@ -48,6 +48,90 @@ async function readCurrent(c: PgConnection): Promise<Current> {
   return { running: Number(s.running), autoConf: auto[0]?.setting ?? null, pendingRestart: s.pending, inUse: use.n, replicas: use.replicas };
 }
 
+const step = stepFor<DbMaxConnectionsParams>();
+
+const current = step({
+  id: 'current',
+  title: 'Read the current max_connections',
+  why: 'The value running now, the one already pending in postgresql.auto.conf, and how many connections are in use.',
+  risk: 'read',
+  equivalent: (_p, env) => `psql "${primaryRef(env)}" -c "SELECT setting, pending_restart FROM pg_settings WHERE name = 'max_connections'"`,
+  async run(ctx): Promise<Current> {
+    const cur = await withPg(ctx, readCurrent);
+    if (ctx.params.value < cur.inUse) ctx.reporter.warn(`${cur.inUse} client connections are open now, more than ${ctx.params.value}: after the restart, clients above the limit will be refused`);
+    if (cur.replicas > 0 && ctx.params.value > cur.running) {
+      ctx.reporter.warn(`${cur.replicas} hot-standby replica(s) stream from this server: their max_connections must be at least ${ctx.params.value} before the primary restarts with it, or they stop`);
+    }
+    return cur;
+  },
+});
+
+const alter = step({
+  id: 'alter',
+  title: 'Write max_connections with ALTER SYSTEM and reload',
+  why: 'ALTER SYSTEM writes postgresql.auto.conf; pg_reload_conf() makes the server read it (for this setting, only as "pending restart").',
+  risk: 'write',
+  equivalent: (p, env) => `psql "${primaryRef(env)}" -c "ALTER SYSTEM SET max_connections = '${p.value}'" -c "SELECT pg_reload_conf()"`,
+  async plan(ctx) {
+    const cur = ctx.get(current);
+    if (cur.autoConf === String(ctx.params.value) || (cur.autoConf === null && cur.running === ctx.params.value)) return [];
+    return [
+      {
+        action: 'set max_connections (postgresql.auto.conf)',
+        target: `db ${primaryRef(ctx.env)}`,
+        before: cur.autoConf ?? `${cur.running} (not set by ALTER SYSTEM)`,
+        after: `${ctx.params.value} (applies at the next restart)`,
+      },
+    ];
+  },
+  async run(ctx): Promise<{ previousAutoConf: string | null }> {
+    const cur = ctx.get(current);
+    const sql = alterSystemSql(ctx.params.value);
+    await withPg(ctx, async (c) => {
+      await c.query(sql);
+      await c.query('SELECT pg_reload_conf()');
+    });
+    return { previousAutoConf: cur.autoConf };
+  },
+  async undo(ctx, data) {
+    const prev = data.previousAutoConf;
+    await withPg(ctx, async (c) => {
+      await c.query(prev === null ? 'ALTER SYSTEM RESET max_connections' : alterSystemSql(Number(prev)));
+      await c.query('SELECT pg_reload_conf()');
+    });
+  },
+  undoByHand: (ctx, data) => {
+    const prev = data.previousAutoConf;
+    return `psql "${primaryRef(ctx.env)}" -c "${prev === null ? 'ALTER SYSTEM RESET max_connections' : `ALTER SYSTEM SET max_connections = '${prev}'`}" -c "SELECT pg_reload_conf()"`;
+  },
+});
+
+const verify = step({
+  id: 'verify',
+  title: 'Check what the server will do with it',
+  why: 'pg_settings.pending_restart tells the truth: the running value is unchanged until the server restarts.',
+  risk: 'read',
+  followsWrite: true,
+  equivalent: (_p, env) => `psql "${primaryRef(env)}" -c "SELECT setting, pending_restart FROM pg_settings WHERE name = 'max_connections'"`,
+  plan: async (ctx) => [{ action: 'read pending_restart of', target: 'max_connections', after: 'true until the server restarts (runbook db restart)' }],
+  async run(ctx): Promise<Verified> {
+    const want = ctx.params.value;
+    // The reload is asynchronous (SIGHUP): give the server a moment to read the file.
+    for (let i = 0; ; i++) {
+      const cur = await withPg(ctx, readCurrent);
+      const written = ctx.find(alter) !== undefined;
+      const settled = !written || (cur.autoConf === String(want) && (cur.running === want || cur.pendingRestart));
+      if (settled || i >= 20) {
+        if (written && cur.autoConf !== String(want)) throw new StepError(`postgresql.auto.conf does not hold max_connections = ${want} after ALTER SYSTEM (it holds ${cur.autoConf ?? 'nothing'})`);
+        const restartCommand = cur.pendingRestart ? (ctx.env.config.rds ? 'runbook db restart' : 'restart the PostgreSQL server (e.g. pg_ctl restart, or systemctl restart postgresql)') : null;
+        if (cur.pendingRestart) ctx.reporter.warn(`max_connections is still ${cur.running}: ${want} applies only after a server restart — ${restartCommand}`);
+        return { running: cur.running, configured: want, pendingRestart: cur.pendingRestart, restartCommand };
+      }
+      await sleep(100, ctx.signal);
+    }
+  },
+});
+
 export default defineProcedure<DbMaxConnectionsParams>({
   name: 'db max-connections',
   summary: 'Set max_connections (ALTER SYSTEM) and say truthfully that it applies only after a restart',
@@ -60,90 +144,10 @@ export default defineProcedure<DbMaxConnectionsParams>({
   examples: [['200']],
   requires: ['postgres'],
   locks: (_p, env) => [lockTargets.postgres(env)],
-  steps: [
-    {
-      id: 'current',
-      title: 'Read the current max_connections',
-      why: 'The value running now, the one already pending in postgresql.auto.conf, and how many connections are in use.',
-      risk: 'read',
-      equivalent: (_p, env) => `psql "${primaryRef(env)}" -c "SELECT setting, pending_restart FROM pg_settings WHERE name = 'max_connections'"`,
-      async run(ctx) {
-        const cur = await withPg(ctx, readCurrent);
-        if (ctx.params.value < cur.inUse) ctx.reporter.warn(`${cur.inUse} client connections are open now, more than ${ctx.params.value}: after the restart, clients above the limit will be refused`);
-        if (cur.replicas > 0 && ctx.params.value > cur.running) {
-          ctx.reporter.warn(`${cur.replicas} hot-standby replica(s) stream from this server: their max_connections must be at least ${ctx.params.value} before the primary restarts with it, or they stop`);
-        }
-        return cur;
-      },
-    },
-    {
-      id: 'alter',
-      title: 'Write max_connections with ALTER SYSTEM and reload',
-      why: 'ALTER SYSTEM writes postgresql.auto.conf; pg_reload_conf() makes the server read it (for this setting, only as "pending restart").',
-      risk: 'write',
-      equivalent: (p, env) => `psql "${primaryRef(env)}" -c "ALTER SYSTEM SET max_connections = '${p.value}'" -c "SELECT pg_reload_conf()"`,
-      async plan(ctx) {
-        const cur = ctx.state.current as Current;
-        if (cur.autoConf === String(ctx.params.value) || (cur.autoConf === null && cur.running === ctx.params.value)) return [];
-        return [
-          {
-            action: 'set max_connections (postgresql.auto.conf)',
-            target: `db ${primaryRef(ctx.env)}`,
-            before: cur.autoConf ?? `${cur.running} (not set by ALTER SYSTEM)`,
-            after: `${ctx.params.value} (applies at the next restart)`,
-          },
-        ];
-      },
-      async run(ctx) {
-        const cur = ctx.state.current as Current;
-        const sql = alterSystemSql(ctx.params.value);
-        await withPg(ctx, async (c) => {
-          await c.query(sql);
-          await c.query('SELECT pg_reload_conf()');
-        });
-        return { previousAutoConf: cur.autoConf };
-      },
-      async undo(ctx, data) {
-        const prev = (data as { previousAutoConf: string | null }).previousAutoConf;
-        await withPg(ctx, async (c) => {
-          await c.query(prev === null ? 'ALTER SYSTEM RESET max_connections' : alterSystemSql(Number(prev)));
-          await c.query('SELECT pg_reload_conf()');
-        });
-      },
-      undoByHand: (ctx, data) => {
-        const prev = (data as { previousAutoConf: string | null }).previousAutoConf;
-        return `psql "${primaryRef(ctx.env)}" -c "${prev === null ? 'ALTER SYSTEM RESET max_connections' : `ALTER SYSTEM SET max_connections = '${prev}'`}" -c "SELECT pg_reload_conf()"`;
-      },
-    },
-    {
-      id: 'verify',
-      title: 'Check what the server will do with it',
-      why: 'pg_settings.pending_restart tells the truth: the running value is unchanged until the server restarts.',
-      risk: 'read',
-      followsWrite: true,
-      equivalent: (_p, env) => `psql "${primaryRef(env)}" -c "SELECT setting, pending_restart FROM pg_settings WHERE name = 'max_connections'"`,
-      plan: async (ctx) => [{ action: 'read pending_restart of', target: 'max_connections', after: 'true until the server restarts (runbook db restart)' }],
-      async run(ctx): Promise<Verified> {
-        const want = ctx.params.value;
-        // The reload is asynchronous (SIGHUP): give the server a moment to read the file.
-        for (let i = 0; ; i++) {
-          const cur = await withPg(ctx, readCurrent);
-          const written = ctx.state.alter !== undefined;
-          const settled = !written || (cur.autoConf === String(want) && (cur.running === want || cur.pendingRestart));
-          if (settled || i >= 20) {
-            if (written && cur.autoConf !== String(want)) throw new StepError(`postgresql.auto.conf does not hold max_connections = ${want} after ALTER SYSTEM (it holds ${cur.autoConf ?? 'nothing'})`);
-            const restartCommand = cur.pendingRestart ? (ctx.env.config.rds ? 'runbook db restart' : 'restart the PostgreSQL server (e.g. pg_ctl restart, or systemctl restart postgresql)') : null;
-            if (cur.pendingRestart) ctx.reporter.warn(`max_connections is still ${cur.running}: ${want} applies only after a server restart — ${restartCommand}`);
-            return { running: cur.running, configured: want, pendingRestart: cur.pendingRestart, restartCommand };
-          }
-          await sleep(100, ctx.signal);
-        }
-      },
-    },
-  ],
-  render(state) {
-    const v = state.verify as Verified | undefined;
-    const cur = state.current as Current | undefined;
+  steps: [current, alter, verify],
+  render(run) {
+    const v = run.find(verify);
+    const cur = run.find(current);
     if (!v) return cur ? `max_connections is ${cur.running}; ${cur.autoConf ?? cur.running} configured; nothing to change\n` : '';
     if (!v.pendingRestart) return `max_connections is ${v.running} (no restart needed)\n`;
     return `max_connections is still ${v.running}; ${v.configured} is written to postgresql.auto.conf and takes effect only after a server restart (pending_restart = true).\nRestart with: ${v.restartCommand}\n`;

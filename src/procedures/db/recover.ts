@@ -1,16 +1,16 @@
+import { shellQuote } from '../../core/shell.js';
 import { lockTargets } from '../../core/lock.js';
-import type { V1EnvVar } from '@kubernetes/client-node';
 import { escapeIdentifier } from '../../clients/postgres.js';
 import { RESTORED_FROM_TAG, type RdsSnapshot } from '../../clients/rds.js';
 import type { ResolvedEnvironment } from '../../core/config.js';
 import { describeRef } from '../../core/config.js';
 import { formatDuration, parseDuration } from '../../core/duration.js';
-import { StepError, UsageError } from '../../core/errors.js';
-import { defineProcedure, type StepContext } from '../../core/procedure.js';
+import { StepError, UsageError, errorMessage } from '../../core/errors.js';
+import { defineProcedure, stepFor, type StepContext } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { restoreContainer } from '../shared/container-patch.js';
 import { rdsDatabaseRef, rdsOf, withPg } from './rds.js';
-import { envPatch, readEnvStep, shown, type EnvState } from '../shared/env-vars.js';
+import { envPatch, readEnvStep, shown } from '../shared/env-vars.js';
 import { deploymentName, ns } from '../shared/pods.js';
 import { watchRolloutStep } from '../shared/rollout.js';
 
@@ -74,6 +74,178 @@ function snapshotTable(snapshots: RdsSnapshot[]): string {
   );
 }
 
+const step = stepFor<DbRecoverParams>();
+
+const snapshots = step({
+  id: 'snapshots',
+  title: 'List the snapshots and choose one',
+  why: 'The recovery point: the newest snapshot is not always the right one (it may contain the damage).',
+  risk: 'read',
+  equivalent: (_p, env) =>
+    `aws rds describe-db-snapshots --db-instance-identifier ${env.config.rds?.instance} --query 'DBSnapshots[*].[DBSnapshotIdentifier,SnapshotCreateTime,Status]' --output table`,
+  async run(ctx): Promise<Chosen> {
+    const rds = await ctx.clients.rds();
+    const r = rdsOf(ctx.env);
+    const snapshots = await rds.listSnapshots(r.instance, ctx.signal);
+    let chosen: RdsSnapshot | undefined;
+    if (ctx.params.snapshot) {
+      chosen = snapshots.find((s) => s.id === ctx.params.snapshot) ?? (await rds.findSnapshot(ctx.params.snapshot, ctx.signal)) ?? undefined;
+      if (!chosen) {
+        throw new UsageError(
+          `unknown snapshot "${ctx.params.snapshot}"${snapshots.length ? '' : ` (${r.instance} has no snapshots)`}`,
+          snapshots.length ? `snapshots of ${r.instance}: ${snapshots.slice(0, 10).map((s) => s.id).join(', ')}` : 'aws rds describe-db-snapshots lists them',
+        );
+      }
+    } else {
+      const usable = snapshots.filter((s) => s.status === undefined || s.status === 'available');
+      if (!usable.length) throw new StepError(`${r.instance} has no available snapshot`, 'aws rds describe-db-snapshots --snapshot-type manual|automated');
+      for (const line of snapshotTable(usable).trimEnd().split('\n')) ctx.log(line);
+      if (!ctx.interactive) {
+        throw new UsageError('choose the snapshot to restore with --snapshot <id>; there is no terminal to ask on', `the newest is ${usable[0].id}: runbook db recover --snapshot ${usable[0].id}`);
+      }
+      const id = await ctx.prompter.select(
+        `Snapshot of ${r.instance} to restore into ${target(ctx.env)}:`,
+        usable.map((s) => ({ name: `${s.id}  ${s.createdAt ?? ''}  ${s.type ?? ''}`.trimEnd(), value: s.id })),
+        ctx.signal,
+      );
+      chosen = usable.find((s) => s.id === id);
+      if (!chosen) throw new UsageError(`unknown snapshot "${id}"`);
+    }
+    if (chosen.status && chosen.status !== 'available') throw new StepError(`snapshot ${chosen.id} is "${chosen.status}", not available`);
+    ctx.log(`chosen: ${chosen.id}${chosen.createdAt ? ` (${chosen.createdAt})` : ''}`);
+    return { snapshot: chosen, available: snapshots.length };
+  },
+});
+
+const restore = step({
+  id: 'restore',
+  title: 'Restore the snapshot into a new instance',
+  why: 'A new instance: the damaged one stays untouched for comparison. It is not deleted on a later failure — a restore takes long and is worth keeping; delete it by hand when done.',
+  risk: 'write',
+  equivalent: (p, env) => `aws rds restore-db-instance-from-db-snapshot --db-instance-identifier ${target(env)} --db-snapshot-identifier ${p.snapshot ?? '<snapshot-id>'}`,
+  async plan(ctx) {
+    const chosen = ctx.get(snapshots).snapshot;
+    const rds = await ctx.clients.rds();
+    const existing = await rds.describeInstance(target(ctx.env), ctx.signal);
+    if (existing) {
+      if (existing.tags[RESTORED_FROM_TAG] === chosen.id) {
+        ctx.log(`rds/${existing.id} already restored from ${chosen.id} (${existing.status}); using it`);
+        return [];
+      }
+      throw new StepError(
+        `rds/${existing.id} already exists${existing.tags[RESTORED_FROM_TAG] ? ` (restored from ${existing.tags[RESTORED_FROM_TAG]})` : ''}`,
+        `delete it (aws rds delete-db-instance --db-instance-identifier ${existing.id}) or set environments.${ctx.env.name}.rds.recovery.instance to another name`,
+      );
+    }
+    return [{ action: 'restore', target: `rds/${target(ctx.env)}`, before: '∅', after: `from snapshot ${chosen.id}` }];
+  },
+  async run(ctx) {
+    const chosen = ctx.get(snapshots).snapshot;
+    const rds = await ctx.clients.rds();
+    const i = await rds.restoreFromSnapshot(chosen.id, target(ctx.env));
+    return { instance: i.id, snapshot: chosen.id, status: i.status };
+  },
+});
+
+const waitAvailable = step({
+  id: 'wait-available',
+  title: 'Wait until the restored instance is available',
+  why: 'A restore takes minutes to hours; the wait has its own limit (rds.waitTimeout, --timeout overall).',
+  risk: 'read',
+  followsWrite: true,
+  equivalent: (_p, env) => `aws rds wait db-instance-available --db-instance-identifier ${target(env)}`,
+  plan: async (ctx) => [{ action: 'poll DescribeDBInstances for', target: `rds/${target(ctx.env)}`, after: `available within ${rdsOf(ctx.env).waitTimeout}` }],
+  async run(ctx): Promise<Restored> {
+    const rds = await ctx.clients.rds();
+    const r = rdsOf(ctx.env);
+    const out = await rds.waitAvailable(target(ctx.env), {
+      timeoutMs: parseDuration(r.waitTimeout),
+      intervalMs: parseDuration(r.pollInterval),
+      signal: ctx.signal,
+      onStatus: (s) => ctx.log(`rds/${target(ctx.env)}: ${s}`),
+    });
+    if (!out.endpoint) throw new StepError(`rds/${target(ctx.env)} is available but has no endpoint`);
+    ctx.log(`endpoint ${out.endpoint.address}:${out.endpoint.port} after ${formatDuration(out.waitedMs)}`);
+    return { instance: target(ctx.env), endpoint: out.endpoint, seen: out.seen };
+  },
+});
+
+const verify = step({
+  id: 'verify',
+  title: 'Verify the restored data',
+  why: 'A read-only query on the restored database, so you see what you are about to switch to before the gate.',
+  risk: 'read',
+  followsWrite: true,
+  equivalent: (_p, env) => `psql "${env.config.rds?.recovery.url ? describeRef(env.config.rds.recovery.url) : `<${rdsDatabaseRef(env)} with the restored endpoint>`}" -c "${verifySqlText(env)}"`,
+  plan: async (ctx) => [{ action: 'run read-only', target: `the restored database on rds/${target(ctx.env)}`, after: verifySqlText(ctx.env) }],
+  async run(ctx) {
+    const restored = ctx.get(waitAvailable);
+    const url = recoveredUrl(ctx, restored.endpoint);
+    const sql = await verifySql(ctx.env);
+    return withPg(
+      ctx,
+      async (c) => {
+        await c.query('BEGIN TRANSACTION READ ONLY');
+        try {
+          const rows = await c.query(sql);
+          if (!rows.length) throw new StepError(`the verify query returned no row: ${verifySqlText(ctx.env)}`, 'check rds.recovery.verifyQuery / verifyTable');
+          const first = rows[0];
+          ctx.log(`verify: ${verifySqlText(ctx.env)} → ${JSON.stringify(first)}`);
+          return { target: c.target, query: verifySqlText(ctx.env), rows: rows.length, first };
+        } catch (err) {
+          if (err instanceof StepError) throw err;
+          throw new StepError(`the verify query failed on the restored database: ${errorMessage(err)}`, 'check rds.recovery.verifyQuery / verifyTable');
+        } finally {
+          await c.query('ROLLBACK').catch(() => undefined);
+        }
+      },
+      url,
+    );
+  },
+});
+
+const current = readEnvStep<DbRecoverParams>();
+
+const switchHost = step({
+  id: 'switch',
+  title: 'Point the app at the restored database',
+  why: 'Sets the host variable to the restored endpoint (a rolling update); gated, because the app then reads and writes the restored data.',
+  risk: 'destructive',
+  equivalent: (_p, env) => `kubectl set env deployment/${env.config.kubernetes?.deployment} ${hostVariable(env)}=<restored endpoint> -n ${env.config.kubernetes?.namespace}`,
+  async plan(ctx) {
+    const cur = ctx.get(current);
+    const restored = ctx.find(waitAvailable);
+    const key = hostVariable(ctx.env);
+    const before = (cur.env ?? []).find((e) => e.name === key)?.value;
+    const after = restored?.endpoint.address;
+    if (after !== undefined && before === after) return [];
+    const verified = ctx.find(verify);
+    if (verified) ctx.log(`verify result: ${JSON.stringify(verified.first)}`);
+    if (after !== undefined) {
+      const kube = await ctx.clients.kube();
+      await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, { set: [{ key, value: after }], unset: [] }, cur.env), 'strategic', { dryRun: true });
+    }
+    return [{ action: 'set', target: `${key} in ${cur.container}`, before: shown(key, before), after: after === undefined ? '<restored endpoint>' : shown(key, after), validated: after !== undefined }];
+  },
+  async run(ctx) {
+    const cur = ctx.get(current);
+    const restored = ctx.get(waitAvailable);
+    const kube = await ctx.clients.kube();
+    await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, { set: [{ key: hostVariable(ctx.env), value: restored.endpoint.address }], unset: [] }, cur.env), 'strategic');
+    return { container: cur.container, index: cur.index, previous: cur.env, host: restored.endpoint.address };
+  },
+  async undo(ctx, d) {
+    await restoreContainer(await ctx.clients.kube(), deploymentName(ctx.env), d.index, d.container, 'env', d.previous);
+  },
+  undoByHand: (ctx, d) => {
+    const key = hostVariable(ctx.env);
+    const prev = (d.previous ?? []).find((e) => e.name === key)?.value;
+    return `kubectl set env deployment/${deploymentName(ctx.env)} ${prev === undefined ? `${key}-` : shellQuote(`${key}=${prev}`)} -n ${ns(ctx.env)}`;
+  },
+});
+
+const rollout = watchRolloutStep<DbRecoverParams>();
+
 export default defineProcedure<DbRecoverParams>({
   name: 'db recover',
   summary: 'Restore a snapshot into a new instance, verify it, then point the app at it',
@@ -99,182 +271,16 @@ export default defineProcedure<DbRecoverParams>({
       throw new UsageError(`invalid --snapshot "${p.snapshot}"`, 'a DB snapshot identifier: a letter, then letters, digits and hyphens (automated ones start with rds:)');
     }
   },
-  steps: [
-    {
-      id: 'snapshots',
-      title: 'List the snapshots and choose one',
-      why: 'The recovery point: the newest snapshot is not always the right one (it may contain the damage).',
-      risk: 'read',
-      equivalent: (_p, env) =>
-        `aws rds describe-db-snapshots --db-instance-identifier ${env.config.rds?.instance} --query 'DBSnapshots[*].[DBSnapshotIdentifier,SnapshotCreateTime,Status]' --output table`,
-      async run(ctx): Promise<Chosen> {
-        const rds = await ctx.clients.rds();
-        const r = rdsOf(ctx.env);
-        const snapshots = await rds.listSnapshots(r.instance, ctx.signal);
-        let chosen: RdsSnapshot | undefined;
-        if (ctx.params.snapshot) {
-          chosen = snapshots.find((s) => s.id === ctx.params.snapshot) ?? (await rds.findSnapshot(ctx.params.snapshot, ctx.signal)) ?? undefined;
-          if (!chosen) {
-            throw new UsageError(
-              `unknown snapshot "${ctx.params.snapshot}"${snapshots.length ? '' : ` (${r.instance} has no snapshots)`}`,
-              snapshots.length ? `snapshots of ${r.instance}: ${snapshots.slice(0, 10).map((s) => s.id).join(', ')}` : 'aws rds describe-db-snapshots lists them',
-            );
-          }
-        } else {
-          const usable = snapshots.filter((s) => s.status === undefined || s.status === 'available');
-          if (!usable.length) throw new StepError(`${r.instance} has no available snapshot`, 'aws rds describe-db-snapshots --snapshot-type manual|automated');
-          for (const line of snapshotTable(usable).trimEnd().split('\n')) ctx.log(line);
-          if (!ctx.interactive) {
-            throw new UsageError('choose the snapshot to restore with --snapshot <id>; there is no terminal to ask on', `the newest is ${usable[0].id}: runbook db recover --snapshot ${usable[0].id}`);
-          }
-          const id = await ctx.prompter.select(
-            `Snapshot of ${r.instance} to restore into ${target(ctx.env)}:`,
-            usable.map((s) => ({ name: `${s.id}  ${s.createdAt ?? ''}  ${s.type ?? ''}`.trimEnd(), value: s.id })),
-            ctx.signal,
-          );
-          chosen = usable.find((s) => s.id === id);
-          if (!chosen) throw new UsageError(`unknown snapshot "${id}"`);
-        }
-        if (chosen.status && chosen.status !== 'available') throw new StepError(`snapshot ${chosen.id} is "${chosen.status}", not available`);
-        ctx.log(`chosen: ${chosen.id}${chosen.createdAt ? ` (${chosen.createdAt})` : ''}`);
-        return { snapshot: chosen, available: snapshots.length };
-      },
-    },
-    {
-      id: 'restore',
-      title: 'Restore the snapshot into a new instance',
-      why: 'A new instance: the damaged one stays untouched for comparison. It is not deleted on a later failure — a restore takes long and is worth keeping; delete it by hand when done.',
-      risk: 'write',
-      equivalent: (p, env) => `aws rds restore-db-instance-from-db-snapshot --db-instance-identifier ${target(env)} --db-snapshot-identifier ${p.snapshot ?? '<snapshot-id>'}`,
-      async plan(ctx) {
-        const chosen = (ctx.state.snapshots as Chosen).snapshot;
-        const rds = await ctx.clients.rds();
-        const existing = await rds.describeInstance(target(ctx.env), ctx.signal);
-        if (existing) {
-          if (existing.tags[RESTORED_FROM_TAG] === chosen.id) {
-            ctx.log(`rds/${existing.id} already restored from ${chosen.id} (${existing.status}); using it`);
-            return [];
-          }
-          throw new StepError(
-            `rds/${existing.id} already exists${existing.tags[RESTORED_FROM_TAG] ? ` (restored from ${existing.tags[RESTORED_FROM_TAG]})` : ''}`,
-            `delete it (aws rds delete-db-instance --db-instance-identifier ${existing.id}) or set environments.${ctx.env.name}.rds.recovery.instance to another name`,
-          );
-        }
-        return [{ action: 'restore', target: `rds/${target(ctx.env)}`, before: '∅', after: `from snapshot ${chosen.id}` }];
-      },
-      async run(ctx) {
-        const chosen = (ctx.state.snapshots as Chosen).snapshot;
-        const rds = await ctx.clients.rds();
-        const i = await rds.restoreFromSnapshot(chosen.id, target(ctx.env));
-        return { instance: i.id, snapshot: chosen.id, status: i.status };
-      },
-    },
-    {
-      id: 'wait-available',
-      title: 'Wait until the restored instance is available',
-      why: 'A restore takes minutes to hours; the wait has its own limit (rds.waitTimeout, --timeout overall).',
-      risk: 'read',
-      followsWrite: true,
-      equivalent: (_p, env) => `aws rds wait db-instance-available --db-instance-identifier ${target(env)}`,
-      plan: async (ctx) => [{ action: 'poll DescribeDBInstances for', target: `rds/${target(ctx.env)}`, after: `available within ${rdsOf(ctx.env).waitTimeout}` }],
-      async run(ctx): Promise<Restored> {
-        const rds = await ctx.clients.rds();
-        const r = rdsOf(ctx.env);
-        const out = await rds.waitAvailable(target(ctx.env), {
-          timeoutMs: parseDuration(r.waitTimeout),
-          intervalMs: parseDuration(r.pollInterval),
-          signal: ctx.signal,
-          onStatus: (s) => ctx.log(`rds/${target(ctx.env)}: ${s}`),
-        });
-        if (!out.endpoint) throw new StepError(`rds/${target(ctx.env)} is available but has no endpoint`);
-        ctx.log(`endpoint ${out.endpoint.address}:${out.endpoint.port} after ${formatDuration(out.waitedMs)}`);
-        return { instance: target(ctx.env), endpoint: out.endpoint, seen: out.seen };
-      },
-    },
-    {
-      id: 'verify',
-      title: 'Verify the restored data',
-      why: 'A read-only query on the restored database, so you see what you are about to switch to before the gate.',
-      risk: 'read',
-      followsWrite: true,
-      equivalent: (_p, env) => `psql "${env.config.rds?.recovery.url ? describeRef(env.config.rds.recovery.url) : `<${rdsDatabaseRef(env)} with the restored endpoint>`}" -c "${verifySqlText(env)}"`,
-      plan: async (ctx) => [{ action: 'run read-only', target: `the restored database on rds/${target(ctx.env)}`, after: verifySqlText(ctx.env) }],
-      async run(ctx) {
-        const restored = ctx.state['wait-available'] as Restored;
-        const url = recoveredUrl(ctx, restored.endpoint);
-        const sql = await verifySql(ctx.env);
-        return withPg(
-          ctx,
-          async (c) => {
-            await c.query('BEGIN TRANSACTION READ ONLY');
-            try {
-              const rows = await c.query(sql);
-              if (!rows.length) throw new StepError(`the verify query returned no row: ${verifySqlText(ctx.env)}`, 'check rds.recovery.verifyQuery / verifyTable');
-              const first = rows[0];
-              ctx.log(`verify: ${verifySqlText(ctx.env)} → ${JSON.stringify(first)}`);
-              return { target: c.target, query: verifySqlText(ctx.env), rows: rows.length, first };
-            } catch (err) {
-              if (err instanceof StepError) throw err;
-              throw new StepError(`the verify query failed on the restored database: ${(err as Error).message}`, 'check rds.recovery.verifyQuery / verifyTable');
-            } finally {
-              await c.query('ROLLBACK').catch(() => undefined);
-            }
-          },
-          url,
-        );
-      },
-    },
-    readEnvStep<DbRecoverParams>(),
-    {
-      id: 'switch',
-      title: 'Point the app at the restored database',
-      why: 'Sets the host variable to the restored endpoint (a rolling update); gated, because the app then reads and writes the restored data.',
-      risk: 'destructive',
-      equivalent: (_p, env) => `kubectl set env deployment/${env.config.kubernetes?.deployment} ${hostVariable(env)}=<restored endpoint> -n ${env.config.kubernetes?.namespace}`,
-      async plan(ctx) {
-        const cur = ctx.state.current as EnvState;
-        const restored = ctx.state['wait-available'] as Restored | undefined;
-        const key = hostVariable(ctx.env);
-        const before = (cur.env ?? []).find((e) => e.name === key)?.value;
-        const after = restored?.endpoint.address;
-        if (after !== undefined && before === after) return [];
-        const verify = ctx.state.verify as { first: unknown } | undefined;
-        if (verify) ctx.log(`verify result: ${JSON.stringify(verify.first)}`);
-        if (after !== undefined) {
-          const kube = await ctx.clients.kube();
-          await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, { set: [{ key, value: after }], unset: [] }, cur.env), 'strategic', { dryRun: true });
-        }
-        return [{ action: 'set', target: `${key} in ${cur.container}`, before: shown(key, before), after: after === undefined ? '<restored endpoint>' : shown(key, after), validated: after !== undefined }];
-      },
-      async run(ctx) {
-        const cur = ctx.state.current as EnvState;
-        const restored = ctx.state['wait-available'] as Restored;
-        const kube = await ctx.clients.kube();
-        await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, { set: [{ key: hostVariable(ctx.env), value: restored.endpoint.address }], unset: [] }, cur.env), 'strategic');
-        return { container: cur.container, index: cur.index, previous: cur.env, host: restored.endpoint.address };
-      },
-      async undo(ctx, data) {
-        const d = data as { container: string; index: number; previous: V1EnvVar[] | null };
-        await restoreContainer(await ctx.clients.kube(), deploymentName(ctx.env), d.index, d.container, 'env', d.previous);
-      },
-      undoByHand: (ctx, data) => {
-        const d = data as { previous: V1EnvVar[] | null };
-        const key = hostVariable(ctx.env);
-        const prev = (d.previous ?? []).find((e) => e.name === key)?.value;
-        return `kubectl set env deployment/${deploymentName(ctx.env)} ${prev === undefined ? `${key}-` : `${key}=${prev}`} -n ${ns(ctx.env)}`;
-      },
-    },
-    watchRolloutStep<DbRecoverParams>(),
-  ],
-  render(state) {
-    const chosen = state.snapshots as Chosen | undefined;
-    const restored = state['wait-available'] as Restored | undefined;
-    const verify = state.verify as { query: string; first: unknown } | undefined;
-    const sw = state.switch as { host: string } | undefined;
+  steps: [snapshots, restore, waitAvailable, verify, current, switchHost, rollout],
+  render(run) {
+    const chosen = run.find(snapshots);
+    const restored = run.find(waitAvailable);
+    const verified = run.find(verify);
+    const sw = run.find(switchHost);
     const out: string[] = [];
     if (chosen) out.push(`snapshot ${chosen.snapshot.id}${chosen.snapshot.createdAt ? ` (${chosen.snapshot.createdAt})` : ''}`);
     if (restored) out.push(`restored into rds/${restored.instance} at ${restored.endpoint.address}:${restored.endpoint.port}`);
-    if (verify) out.push(`verify: ${verify.query} → ${JSON.stringify(verify.first)}`);
+    if (verified) out.push(`verify: ${verified.query} → ${JSON.stringify(verified.first)}`);
     if (sw) out.push(`the app now uses ${sw.host}`);
     return out.join('\n') + (out.length ? '\n' : '');
   },

@@ -1,7 +1,7 @@
 import type { PgConnection } from '../../clients/postgres.js';
 import { formatDuration } from '../../core/duration.js';
 import { UsageError } from '../../core/errors.js';
-import type { Step, StepContext } from '../../core/procedure.js';
+import type { Step, StepContext, StepRef } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { primaryRef, secondsText, withPg } from './rds.js';
 
@@ -120,15 +120,28 @@ function filterOf(kind: SessionKind, p: SessionParams): SessionFilter {
   return { kind, olderThanMs: p.olderThan, inTransaction: kind === 'idle' ? Boolean(p.inTransaction) : undefined };
 }
 
+/** What the listing step returns: the filter in words, and the sessions it selected. */
+export interface SessionList {
+  filter: string;
+  sessions: Session[];
+}
+
+/** What the ending step returns: how, and which of the listed sessions were ended or spared. */
+export interface SessionsEnded {
+  how: 'terminate' | 'cancel';
+  ended: number[];
+  spared: number[];
+}
+
 /** Step: list the sessions the filter selects (shown before anything is ended). */
-export function listSessionsStep<P extends SessionParams>(kind: SessionKind): Step<P> {
+export function listSessionsStep<P extends SessionParams>(kind: SessionKind): Step<P, SessionList> {
   return {
     id: 'sessions',
     title: kind === 'idle' ? 'List idle sessions over the threshold' : 'List queries running longer than the threshold',
     why: 'You see exactly which sessions would end — never this one, never a replication connection' + (kind === 'idle' ? ', never an active one.' : '.'),
     risk: 'read',
     equivalent: (p, env) => `psql "${primaryRef(env)}" -c "SELECT pid, usename, application_name, state, now() - ${kind === 'idle' ? 'state_change' : 'query_start'} FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND ${kind === 'idle' ? `state = 'idle' AND state_change` : `state = 'active' AND query_start`} < now() - interval '${Math.round(p.olderThan / 1000)} seconds'"`,
-    async run(ctx: StepContext<P>) {
+    async run(ctx: StepContext<P>): Promise<SessionList> {
       const f = filterOf(kind, ctx.params);
       const sessions = await withPg(ctx, (c) => findSessions(c, f));
       ctx.log(`${sessions.length} session(s) ${describeFilter(f)}`);
@@ -138,10 +151,10 @@ export function listSessionsStep<P extends SessionParams>(kind: SessionKind): St
   };
 }
 
-/** Step: end the listed sessions that still match (terminate, or cancel the query with --cancel). */
-export function endSessionsStep<P extends SessionParams>(kind: SessionKind): Step<P> {
+/** Step: end the sessions `list` found that still match (terminate, or cancel the query with --cancel). */
+export function endSessionsStep<P extends SessionParams>(kind: SessionKind, list: StepRef<SessionList>): Step<P, SessionsEnded> {
   const how = (p: P) => (p.cancel ? 'cancel' : 'terminate');
-  const listed = (ctx: StepContext<P>) => ((ctx.state.sessions as { sessions: Session[] } | undefined)?.sessions ?? []);
+  const listed = (ctx: StepContext<P>) => ctx.find(list)?.sessions ?? [];
   return {
     id: 'end',
     title: kind === 'idle' ? 'Terminate the idle sessions' : 'End the long-running queries',
@@ -160,7 +173,7 @@ export function endSessionsStep<P extends SessionParams>(kind: SessionKind): Ste
         after: how(ctx.params) === 'cancel' ? 'query cancelled' : 'terminated',
       }));
     },
-    async run(ctx) {
+    async run(ctx): Promise<SessionsEnded> {
       const f = filterOf(kind, ctx.params);
       const pids = listed(ctx).map((s) => s.pid);
       const out = await withPg(ctx, (c) => endSessions(c, f, pids, how(ctx.params)));
@@ -171,9 +184,7 @@ export function endSessionsStep<P extends SessionParams>(kind: SessionKind): Ste
 }
 
 /** stdout: the sessions listed, and what happened to them. */
-export function renderSessions(state: Record<string, unknown>, kind: SessionKind): string {
-  const listed = state.sessions as { filter: string; sessions: Session[] } | undefined;
-  const ended = state.end as { how: string; ended: number[]; spared: number[] } | undefined;
+export function renderSessions(listed: SessionList | undefined, ended: SessionsEnded | undefined, kind: SessionKind): string {
   if (!listed) return '';
   if (listed.sessions.length === 0) return `no session ${listed.filter}\n`;
   const out = [sessionsTable(listed.sessions, kind).trimEnd()];

@@ -1,11 +1,12 @@
+import { shellQuote } from '../../core/shell.js';
 import { lockTargets } from '../../core/lock.js';
-import type { ChangeBatch, RecordChange, RecordSet } from '../../clients/route53.js';
+import { describeRecord, sameRecord, type ChangeBatch, type RecordChange, type RecordSet } from '../../clients/route53.js';
 import type { EcsServiceState } from '../../clients/ecs.js';
 import { awsErrorMessage } from '../../clients/aws.js';
 import type { EnvironmentConfig, ResolvedEnvironment } from '../../core/config.js';
 import { parseDuration, formatDuration } from '../../core/duration.js';
-import { CheckFailedError, StepError, UsageError } from '../../core/errors.js';
-import type { Change, Procedure, Step, StepContext } from '../../core/procedure.js';
+import { CheckFailedError, StepError, UsageError, errorMessage } from '../../core/errors.js';
+import { stepFor, type Change, type Procedure, type RunData, type StepContext, type StepRef } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { loadChangeBatch } from './change-batch.js';
 import { sleep } from '../../core/sleep.js';
@@ -103,17 +104,14 @@ export function validateDr(env: ResolvedEnvironment, d: Direction): void {
 }
 
 const awsLine = (err: unknown) => awsErrorMessage(err);
-const errName = (err: unknown) => (err as { name?: string })?.name ?? '';
-
+const errName = (err: unknown) => (typeof err === 'object' && err !== null && 'name' in err && typeof err.name === 'string' ? err.name : '');
 
 async function inspect(ctx: StepContext<DrParams>, d: Direction): Promise<Inspection> {
-  const { getHostedZone, findRecordSet, sameRecord } = await import('../../clients/route53.js');
-  const { describeService } = await import('../../clients/ecs.js');
-  const aws = await ctx.clients.aws();
+  const route53 = await ctx.clients.route53();
   const dr = drConfig(ctx.env);
   let zone: { id: string; name: string };
   try {
-    zone = await getHostedZone(aws, dr.route53.hostedZoneId);
+    zone = await route53.getHostedZone(dr.route53.hostedZoneId);
   } catch (err) {
     if (errName(err) === 'NoSuchHostedZone') throw new UsageError(`unknown hosted zone ${dr.route53.hostedZoneId}: ${awsLine(err)}`, `check environments.${ctx.env.name}.dr.route53.hostedZoneId (aws route53 list-hosted-zones)`);
     throw new StepError(`cannot read hosted zone ${dr.route53.hostedZoneId}: ${awsLine(err)}`);
@@ -122,7 +120,7 @@ async function inspect(ctx: StepContext<DrParams>, d: Direction): Promise<Inspec
   const records: RecordPlan[] = [];
   for (const c of batch.Changes) {
     const rr = c.ResourceRecordSet;
-    const before = await findRecordSet(aws, zone.id, rr.Name, rr.Type, rr.SetIdentifier);
+    const before = await route53.findRecordSet(zone.id, rr.Name, rr.Type, rr.SetIdentifier);
     const after = c.Action === 'DELETE' ? null : rr;
     if (c.Action === 'CREATE' && before && !sameRecord(before, rr)) {
       throw new UsageError(`change batch CREATEs ${rr.Name} ${rr.Type}, which already exists with other values`, 'use UPSERT in the change batch');
@@ -130,11 +128,12 @@ async function inspect(ctx: StepContext<DrParams>, d: Direction): Promise<Inspec
     const pending = c.Action === 'DELETE' ? before !== null : !sameRecord(before, rr);
     records.push({ name: rr.Name, type: rr.Type, setIdentifier: rr.SetIdentifier, action: c.Action, before, after, pending });
   }
+  const ecs = await ctx.clients.ecs();
   const svc = async (which: 'dr' | 'primary') => {
     const s = sideOf(ctx.env, which);
     let state: EcsServiceState | null;
     try {
-      state = await describeService(aws, s.region, s.cluster, s.service);
+      state = await ecs.describeService(s.region, s.cluster, s.service);
     } catch (err) {
       if (errName(err) === 'ClusterNotFoundException') state = null;
       else throw new StepError(`cannot describe ECS service ${s.cluster}/${s.service} in ${s.region}: ${awsLine(err)}`);
@@ -158,19 +157,18 @@ function inverseChanges(records: Array<{ before: RecordSet | null; after: Record
 }
 
 function changeBatchArg(changes: RecordChange[], comment: string): string {
-  return `'${JSON.stringify({ Comment: comment, Changes: changes })}'`;
+  return shellQuote(JSON.stringify({ Comment: comment, Changes: changes }));
 }
 
 async function waitInsync(ctx: StepContext<DrParams>, changeId: string, timeoutMs: number, intervalMs: number): Promise<{ status: string; waitedMs: number; polls: number }> {
-  const { getChangeStatus } = await import('../../clients/route53.js');
-  const aws = await ctx.clients.aws();
+  const route53 = await ctx.clients.route53();
   const t0 = performance.now();
   let polls = 0;
   let status = 'PENDING';
   for (;;) {
     polls++;
     try {
-      status = await getChangeStatus(aws, changeId);
+      status = await route53.getChangeStatus(changeId);
     } catch (err) {
       throw new StepError(`cannot read Route 53 change ${changeId}: ${awsLine(err)}`, `aws route53 get-change --id ${changeId}`);
     }
@@ -193,7 +191,7 @@ async function pollHealth(ctx: StepContext<DrParams>, h: HealthSpec): Promise<{ 
       last = `HTTP ${res.status}`;
     } catch (err) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
-      last = (err as Error).message;
+      last = errorMessage(err);
     }
     ctx.log(`health ${attempt}/${h.attempts}: ${last}`);
     if (attempt < h.attempts) await sleep(interval, ctx.signal);
@@ -213,197 +211,204 @@ function ecsCmd(s: { region: string; cluster: string; service: string }, n: numb
  * The steps of a switch-over: inspect → (severe gate) DNS change → INSYNC → scale the new side →
  * its health → (separate gate) stop the old side. Used by `dr failover` and `dr failback`.
  */
-export function switchSteps(d: Direction): Step<DrParams>[] {
+export function switchSteps(d: Direction) {
   const to = sideLabel(d.to);
   const from = sideLabel(d.from);
-  const insp = (ctx: StepContext<DrParams>) => ctx.state.inspect as Inspection;
-  return [
-    {
-      id: 'inspect',
-      title: `Read the DNS records and both ECS services`,
-      why: 'The records the batch touches and the desired counts are recorded first: the plan shows before → after, and a failure can put back exactly what was there.',
-      risk: 'read',
-      equivalent: (_p, env) => {
-        const dr = env.config.dr;
-        return dr
-          ? `aws route53 list-resource-record-sets --hosted-zone-id ${dr.route53.hostedZoneId} && aws ecs describe-services --region ${dr.dr.region} --cluster ${dr.dr.cluster} --services ${dr.dr.service} && aws ecs describe-services --region ${dr.primary.region} --cluster ${dr.primary.cluster} --services ${dr.primary.service}`
-          : 'aws route53 list-resource-record-sets … && aws ecs describe-services …';
-      },
-      async run(ctx) {
-        const i = await inspect(ctx, d);
-        for (const r of i.records) if (!r.pending) ctx.log(`${r.name} ${r.type} already ${r.action === 'DELETE' ? 'absent' : 'as the batch wants'}`);
-        return i;
-      },
+  const step = stepFor<DrParams>();
+  const insp = (ctx: Pick<StepContext<DrParams>, 'get'>) => ctx.get(inspectStep);
+
+  const inspectStep = step({
+    id: 'inspect',
+    title: `Read the DNS records and both ECS services`,
+    why: 'The records the batch touches and the desired counts are recorded first: the plan shows before → after, and a failure can put back exactly what was there.',
+    risk: 'read',
+    equivalent: (_p, env) => {
+      const dr = env.config.dr;
+      return dr
+        ? `aws route53 list-resource-record-sets --hosted-zone-id ${dr.route53.hostedZoneId} && aws ecs describe-services --region ${dr.dr.region} --cluster ${dr.dr.cluster} --services ${dr.dr.service} && aws ecs describe-services --region ${dr.primary.region} --cluster ${dr.primary.cluster} --services ${dr.primary.service}`
+        : 'aws route53 list-resource-record-sets … && aws ecs describe-services …';
     },
-    {
-      id: 'dns',
-      title: `Point DNS at the ${to} region (Route 53)`,
-      why: `Moves user traffic to the ${to} region with the configured change batch. Only the records that differ are sent, and the previous values are kept to put back on failure.`,
-      risk: 'destructive',
-      severe: true,
-      equivalent: (_p, env) => `aws route53 change-resource-record-sets --hosted-zone-id ${env.config.dr?.route53.hostedZoneId ?? '$ZONE_ID'} --change-batch file://${typeof env.config.dr?.route53[d.name] === 'string' ? env.config.dr?.route53[d.name] : `dr-${d.name}.json`}`,
-      async plan(ctx) {
-        const { describeRecord } = await import('../../clients/route53.js');
-        return insp(ctx)
-          .records.filter((r) => r.pending)
-          .map((r) => ({ action: `${r.action} ${r.type}`, target: `${r.name}${r.setIdentifier ? ` [${r.setIdentifier}]` : ''} in zone ${insp(ctx).zone.name || insp(ctx).zone.id}`, before: describeRecord(r.before), after: describeRecord(r.after) }));
-      },
-      async run(ctx): Promise<DnsData> {
-        const { changeRecordSets, findRecordSet, describeRecord, sameRecord } = await import('../../clients/route53.js');
-        const aws = await ctx.clients.aws();
-        const zone = insp(ctx).zone;
-        const { batch } = loadChangeBatch(ctx.env, d.name);
-        // Re-read right before the change: what we put back must be what was really there.
-        const changes: RecordChange[] = [];
-        const touched: Array<{ before: RecordSet | null; after: RecordSet | null; change: RecordChange }> = [];
-        for (const c of batch.Changes) {
-          const rr = c.ResourceRecordSet;
-          const before = await findRecordSet(aws, zone.id, rr.Name, rr.Type, rr.SetIdentifier);
-          const after = c.Action === 'DELETE' ? null : rr;
-          const pending = c.Action === 'DELETE' ? before !== null : !sameRecord(before, rr);
-          if (!pending) continue;
-          // A CREATE of a record that appeared meanwhile would fail the whole batch; UPSERT says what we mean.
-          const change: RecordChange = c.Action === 'CREATE' ? { Action: 'UPSERT', ResourceRecordSet: rr } : c.Action === 'DELETE' && before ? { Action: 'DELETE', ResourceRecordSet: before } : c;
-          changes.push(change);
-          touched.push({ before, after, change });
-        }
-        const records = touched.map((t) => ({ name: t.change.ResourceRecordSet.Name, type: t.change.ResourceRecordSet.Type, before: describeRecord(t.before), after: describeRecord(t.after) }));
-        if (changes.length === 0) return { changeId: null, restore: [], records };
-        const submitted: ChangeBatch = { Comment: `runbook dr ${d.name} run ${ctx.runId}`, Changes: changes };
-        let res;
-        try {
-          res = await changeRecordSets(aws, zone.id, submitted);
-        } catch (err) {
-          throw new StepError(`Route 53 rejected the change batch (nothing was changed): ${awsLine(err)}`, 'fix the change batch, then run again');
-        }
-        ctx.log(`Route 53 change ${res.changeId} submitted (${res.status})`);
-        return { changeId: res.changeId, submittedAt: ctx.now().toISOString(), restore: inverseChanges(touched), records };
-      },
-      async undo(ctx, data) {
-        const dns = data as DnsData;
-        if (!dns.changeId || dns.restore.length === 0) return;
-        const { changeRecordSets } = await import('../../clients/route53.js');
-        const aws = await ctx.clients.aws();
-        const res = await changeRecordSets(aws, insp(ctx).zone.id, { Comment: `runbook dr ${d.name} run ${ctx.runId}: put back`, Changes: dns.restore });
-        const r53 = drConfig(ctx.env).route53;
-        // Route 53 accepted the put-back; not being able to watch it propagate is worth a warning, not a failure.
-        await waitInsync(ctx, res.changeId, parseDuration(r53.syncTimeout), parseDuration(r53.syncInterval)).catch((err: unknown) =>
-          ctx.reporter.warn(`put-back change ${res.changeId} accepted; could not confirm INSYNC: ${err instanceof StepError ? err.message : awsLine(err)}`),
+    async run(ctx): Promise<Inspection> {
+      const i = await inspect(ctx, d);
+      for (const r of i.records) if (!r.pending) ctx.log(`${r.name} ${r.type} already ${r.action === 'DELETE' ? 'absent' : 'as the batch wants'}`);
+      return i;
+    },
+  });
+
+  const dns = step({
+    id: 'dns',
+    title: `Point DNS at the ${to} region (Route 53)`,
+    why: `Moves user traffic to the ${to} region with the configured change batch. Only the records that differ are sent, and the previous values are kept to put back on failure.`,
+    risk: 'destructive',
+    severe: true,
+    equivalent: (_p, env) => `aws route53 change-resource-record-sets --hosted-zone-id ${env.config.dr?.route53.hostedZoneId ?? '$ZONE_ID'} --change-batch file://${typeof env.config.dr?.route53[d.name] === 'string' ? env.config.dr?.route53[d.name] : `dr-${d.name}.json`}`,
+    async plan(ctx) {
+      return insp(ctx)
+        .records.filter((r) => r.pending)
+        .map((r) => ({ action: `${r.action} ${r.type}`, target: `${r.name}${r.setIdentifier ? ` [${r.setIdentifier}]` : ''} in zone ${insp(ctx).zone.name || insp(ctx).zone.id}`, before: describeRecord(r.before), after: describeRecord(r.after) }));
+    },
+    async run(ctx): Promise<DnsData> {
+      const route53 = await ctx.clients.route53();
+      const zone = insp(ctx).zone;
+      const { batch } = loadChangeBatch(ctx.env, d.name);
+      // Re-read right before the change: what we put back must be what was really there.
+      const changes: RecordChange[] = [];
+      const touched: Array<{ before: RecordSet | null; after: RecordSet | null; change: RecordChange }> = [];
+      for (const c of batch.Changes) {
+        const rr = c.ResourceRecordSet;
+        const before = await route53.findRecordSet(zone.id, rr.Name, rr.Type, rr.SetIdentifier);
+        const after = c.Action === 'DELETE' ? null : rr;
+        const pending = c.Action === 'DELETE' ? before !== null : !sameRecord(before, rr);
+        if (!pending) continue;
+        // A CREATE of a record that appeared meanwhile would fail the whole batch; UPSERT says what we mean.
+        const change: RecordChange = c.Action === 'CREATE' ? { Action: 'UPSERT', ResourceRecordSet: rr } : c.Action === 'DELETE' && before ? { Action: 'DELETE', ResourceRecordSet: before } : c;
+        changes.push(change);
+        touched.push({ before, after, change });
+      }
+      const records = touched.map((t) => ({ name: t.change.ResourceRecordSet.Name, type: t.change.ResourceRecordSet.Type, before: describeRecord(t.before), after: describeRecord(t.after) }));
+      if (changes.length === 0) return { changeId: null, restore: [], records };
+      const submitted: ChangeBatch = { Comment: `runbook dr ${d.name} run ${ctx.runId}`, Changes: changes };
+      let res;
+      try {
+        res = await route53.changeRecordSets(zone.id, submitted);
+      } catch (err) {
+        throw new StepError(`Route 53 rejected the change batch (nothing was changed): ${awsLine(err)}`, 'fix the change batch, then run again');
+      }
+      ctx.log(`Route 53 change ${res.changeId} submitted (${res.status})`);
+      return { changeId: res.changeId, submittedAt: ctx.now().toISOString(), restore: inverseChanges(touched), records };
+    },
+    async undo(ctx, data) {
+      if (!data.changeId || data.restore.length === 0) return;
+      const route53 = await ctx.clients.route53();
+      const res = await route53.changeRecordSets(insp(ctx).zone.id, { Comment: `runbook dr ${d.name} run ${ctx.runId}: put back`, Changes: data.restore });
+      const r53 = drConfig(ctx.env).route53;
+      // Route 53 accepted the put-back; not being able to watch it propagate is worth a warning, not a failure.
+      await waitInsync(ctx, res.changeId, parseDuration(r53.syncTimeout), parseDuration(r53.syncInterval)).catch((err: unknown) =>
+        ctx.reporter.warn(`put-back change ${res.changeId} accepted; could not confirm INSYNC: ${err instanceof StepError ? err.message : awsLine(err)}`),
+      );
+    },
+    undoByHand: (ctx, data) => `aws route53 change-resource-record-sets --hosted-zone-id ${drConfig(ctx.env).route53.hostedZoneId} --change-batch ${changeBatchArg(data.restore, 'put back')}`,
+  });
+
+  const sync = step({
+    id: 'sync',
+    title: 'Wait until the DNS change is INSYNC',
+    why: 'Route 53 answers PENDING until every authoritative server has the change; scaling and health checks only mean something after that.',
+    risk: 'read',
+    followsWrite: true,
+    equivalent: () => 'aws route53 wait resource-record-sets-changed --id $CHANGE_ID',
+    plan: async (ctx) => [{ action: 'wait for INSYNC', target: 'the Route 53 change', after: `within ${drConfig(ctx.env).route53.syncTimeout}` }],
+    async run(ctx) {
+      const changed = ctx.find(dns);
+      if (!changed?.changeId) return { status: 'unchanged' };
+      const r53 = drConfig(ctx.env).route53;
+      return { changeId: changed.changeId, ...(await waitInsync(ctx, changed.changeId, parseDuration(r53.syncTimeout), parseDuration(r53.syncInterval))) };
+    },
+  });
+
+  const scale = step({
+    id: 'scale',
+    title: `Scale the ${to} ECS service up`,
+    why: `The ${to} region must carry the full load now that DNS sends users there.`,
+    risk: 'write',
+    equivalent: (_p, env) => {
+      const s = env.config.dr?.[d.to];
+      return s ? ecsCmd(s, s.desiredCount ?? d.defaultCount ?? 0) : 'aws ecs update-service …';
+    },
+    async plan(ctx) {
+      const cur = insp(ctx).to;
+      const want = targetCount(ctx.env, d);
+      return cur.desired === want ? [] : [scaleChange(cur, cur.desired, want)];
+    },
+    async run(ctx): Promise<ScaleData> {
+      const ecs = await ctx.clients.ecs();
+      const s = sideOf(ctx.env, d.to);
+      const want = targetCount(ctx.env, d);
+      let before: number;
+      try {
+        before = (await ecs.describeService(s.region, s.cluster, s.service))?.desired ?? insp(ctx).to.desired;
+        await ecs.setDesiredCount(s.region, s.cluster, s.service, want);
+      } catch (err) {
+        throw new StepError(`ECS could not scale ${s.cluster}/${s.service} in ${s.region}: ${awsLine(err)}`);
+      }
+      return { region: s.region, cluster: s.cluster, service: s.service, from: before, to: want };
+    },
+    async undo(ctx, s) {
+      await (await ctx.clients.ecs()).setDesiredCount(s.region, s.cluster, s.service, s.from);
+    },
+    undoByHand: (_ctx, s) => ecsCmd(s, s.from),
+  });
+
+  const health = step({
+    id: 'health',
+    title: `Poll the ${to} health URL`,
+    why: `Nothing is stopped until the ${to} region answers its health check (the seed stopped the primary even when DR never turned healthy). Once it does, the switch is complete and is no longer undone.`,
+    risk: 'read',
+    followsWrite: true,
+    settles: ['dns', 'scale'],
+    equivalent: (_p, env) => {
+      const h = env.config.dr ? healthOf(env, d.to) : undefined;
+      return h ? `for i in $(seq ${h.attempts}); do curl -fsS ${h.url} && break; sleep ${parseDuration(h.interval) / 1000}; done` : 'curl -fsS <health url>';
+    },
+    plan: async (ctx) => {
+      const h = healthOf(ctx.env, d.to)!;
+      return [{ action: 'poll until healthy', target: h.url, after: `${h.attempts} × ${h.interval}` }];
+    },
+    async run(ctx) {
+      const h = healthOf(ctx.env, d.to)!;
+      const r = await pollHealth(ctx, h);
+      if ('status' in r) return r;
+      throw new CheckFailedError(unhealthyMessage(ctx, d, h, r, { inspect: inspectStep, dns, scale }), `fail back with: runbook dr ${d.name === 'failover' ? 'failback' : 'failover'} -e ${ctx.env.name}   (or keep waiting and re-run this command; it only changes what still differs)`);
+    },
+  });
+
+  const stop = step({
+    id: 'stop',
+    title: `Stop the ${from} ECS service`,
+    why: `Frees the ${from} region once the ${to} region serves traffic. A separate gate, after the health check, because it cannot be taken back instantly; ${d.keepFlag} skips it.`,
+    risk: 'destructive',
+    when: (p) => !p.keep,
+    equivalent: (_p, env) => {
+      const s = env.config.dr?.[d.from];
+      return s ? ecsCmd(s, s.standbyCount) : 'aws ecs update-service … --desired-count 0';
+    },
+    async plan(ctx) {
+      const cur = insp(ctx).from;
+      const want = sideOf(ctx.env, d.from).standbyCount;
+      return cur.desired === want ? [] : [scaleChange(cur, cur.desired, want)];
+    },
+    async run(ctx): Promise<ScaleData> {
+      const s = sideOf(ctx.env, d.from);
+      const before = insp(ctx).from.desired;
+      try {
+        await (await ctx.clients.ecs()).setDesiredCount(s.region, s.cluster, s.service, s.standbyCount);
+      } catch (err) {
+        throw new StepError(
+          `the ${d.name} itself is complete (DNS → ${to}, ${to} healthy), but stopping the ${from} service failed: ${awsLine(err)}`,
+          `the ${from} service still runs at ${before}; stop it later with: ${ecsCmd(s, s.standbyCount)}`,
         );
-      },
-      undoByHand: (ctx, data) =>
-        `aws route53 change-resource-record-sets --hosted-zone-id ${drConfig(ctx.env).route53.hostedZoneId} --change-batch ${changeBatchArg((data as DnsData).restore, 'put back')}`,
+      }
+      return { region: s.region, cluster: s.cluster, service: s.service, from: before, to: s.standbyCount };
     },
-    {
-      id: 'sync',
-      title: 'Wait until the DNS change is INSYNC',
-      why: 'Route 53 answers PENDING until every authoritative server has the change; scaling and health checks only mean something after that.',
-      risk: 'read',
-      followsWrite: true,
-      equivalent: () => 'aws route53 wait resource-record-sets-changed --id $CHANGE_ID',
-      plan: async (ctx) => [{ action: 'wait for INSYNC', target: 'the Route 53 change', after: `within ${drConfig(ctx.env).route53.syncTimeout}` }],
-      async run(ctx) {
-        const dns = ctx.state.dns as DnsData | undefined;
-        if (!dns?.changeId) return { status: 'unchanged' };
-        const r53 = drConfig(ctx.env).route53;
-        return { changeId: dns.changeId, ...(await waitInsync(ctx, dns.changeId, parseDuration(r53.syncTimeout), parseDuration(r53.syncInterval))) };
-      },
-    },
-    {
-      id: 'scale',
-      title: `Scale the ${to} ECS service up`,
-      why: `The ${to} region must carry the full load now that DNS sends users there.`,
-      risk: 'write',
-      equivalent: (_p, env) => {
-        const s = env.config.dr?.[d.to];
-        return s ? ecsCmd(s, s.desiredCount ?? d.defaultCount ?? 0) : 'aws ecs update-service …';
-      },
-      async plan(ctx) {
-        const cur = insp(ctx).to;
-        const want = targetCount(ctx.env, d);
-        return cur.desired === want ? [] : [scaleChange(cur, cur.desired, want)];
-      },
-      async run(ctx): Promise<ScaleData> {
-        const { describeService, setDesiredCount } = await import('../../clients/ecs.js');
-        const aws = await ctx.clients.aws();
-        const s = sideOf(ctx.env, d.to);
-        const want = targetCount(ctx.env, d);
-        let before: number;
-        try {
-          before = (await describeService(aws, s.region, s.cluster, s.service))?.desired ?? insp(ctx).to.desired;
-          await setDesiredCount(aws, s.region, s.cluster, s.service, want);
-        } catch (err) {
-          throw new StepError(`ECS could not scale ${s.cluster}/${s.service} in ${s.region}: ${awsLine(err)}`);
-        }
-        return { region: s.region, cluster: s.cluster, service: s.service, from: before, to: want };
-      },
-      async undo(ctx, data) {
-        const { setDesiredCount } = await import('../../clients/ecs.js');
-        const s = data as ScaleData;
-        await setDesiredCount(await ctx.clients.aws(), s.region, s.cluster, s.service, s.from);
-      },
-      undoByHand: (_ctx, data) => ecsCmd(data as ScaleData, (data as ScaleData).from),
-    },
-    {
-      id: 'health',
-      title: `Poll the ${to} health URL`,
-      why: `Nothing is stopped until the ${to} region answers its health check (the seed stopped the primary even when DR never turned healthy). Once it does, the switch is complete and is no longer undone.`,
-      risk: 'read',
-      followsWrite: true,
-      settles: ['dns', 'scale'],
-      equivalent: (_p, env) => {
-        const h = env.config.dr ? healthOf(env, d.to) : undefined;
-        return h ? `for i in $(seq ${h.attempts}); do curl -fsS ${h.url} && break; sleep ${parseDuration(h.interval) / 1000}; done` : 'curl -fsS <health url>';
-      },
-      plan: async (ctx) => {
-        const h = healthOf(ctx.env, d.to)!;
-        return [{ action: 'poll until healthy', target: h.url, after: `${h.attempts} × ${h.interval}` }];
-      },
-      async run(ctx) {
-        const h = healthOf(ctx.env, d.to)!;
-        const r = await pollHealth(ctx, h);
-        if ('status' in r) return r;
-        throw new CheckFailedError(unhealthyMessage(ctx, d, h, r), `fail back with: runbook dr ${d.name === 'failover' ? 'failback' : 'failover'} -e ${ctx.env.name}   (or keep waiting and re-run this command; it only changes what still differs)`);
-      },
-    },
-    {
-      id: 'stop',
-      title: `Stop the ${from} ECS service`,
-      why: `Frees the ${from} region once the ${to} region serves traffic. A separate gate, after the health check, because it cannot be taken back instantly; ${d.keepFlag} skips it.`,
-      risk: 'destructive',
-      when: (p) => !p.keep,
-      equivalent: (_p, env) => {
-        const s = env.config.dr?.[d.from];
-        return s ? ecsCmd(s, s.standbyCount) : 'aws ecs update-service … --desired-count 0';
-      },
-      async plan(ctx) {
-        const cur = insp(ctx).from;
-        const want = sideOf(ctx.env, d.from).standbyCount;
-        return cur.desired === want ? [] : [scaleChange(cur, cur.desired, want)];
-      },
-      async run(ctx): Promise<ScaleData> {
-        const { setDesiredCount } = await import('../../clients/ecs.js');
-        const s = sideOf(ctx.env, d.from);
-        const before = insp(ctx).from.desired;
-        try {
-          await setDesiredCount(await ctx.clients.aws(), s.region, s.cluster, s.service, s.standbyCount);
-        } catch (err) {
-          throw new StepError(
-            `the ${d.name} itself is complete (DNS → ${to}, ${to} healthy), but stopping the ${from} service failed: ${awsLine(err)}`,
-            `the ${from} service still runs at ${before}; stop it later with: ${ecsCmd(s, s.standbyCount)}`,
-          );
-        }
-        return { region: s.region, cluster: s.cluster, service: s.service, from: before, to: s.standbyCount };
-      },
-      undoByHand: (_ctx, data) => ecsCmd(data as ScaleData, (data as ScaleData).from),
-    },
-  ];
+    undoByHand: (_ctx, s) => ecsCmd(s, s.from),
+  });
+
+  return { inspect: inspectStep, dns, sync, scale, health, stop };
 }
 
-function unhealthyMessage(ctx: StepContext<DrParams>, d: Direction, h: HealthSpec, r: { unhealthy: string; attempts: number }): string {
-  const dns = ctx.state.dns as DnsData | undefined;
-  const scale = ctx.state.scale as ScaleData | undefined;
-  const i = ctx.state.inspect as Inspection;
+/** The typed steps of one switch-over, for its approval, its messages and its output. */
+export type SwitchSteps = ReturnType<typeof switchSteps>;
+
+function unhealthyMessage(
+  run: RunData,
+  d: Direction,
+  h: HealthSpec,
+  r: { unhealthy: string; attempts: number },
+  steps: { inspect: StepRef<Inspection>; dns: StepRef<DnsData>; scale: StepRef<ScaleData> },
+): string {
+  const dns = run.find(steps.dns);
+  const scale = run.find(steps.scale);
+  const i = run.get(steps.inspect);
   const to = sideLabel(d.to);
   const dnsState = dns?.changeId
     ? `DNS now points at ${to} (${dns.records.map((x) => `${x.name} ${x.type}: ${x.before} → ${x.after}`).join('; ')}; change ${dns.changeId} INSYNC)`
@@ -413,8 +418,8 @@ function unhealthyMessage(ctx: StepContext<DrParams>, d: Direction, h: HealthSpe
 }
 
 /** The lines of the one approval for DNS + scale (the inspect step has run). */
-function switchSummary(ctx: StepContext<DrParams>, d: Direction): string[] {
-  const i = ctx.state.inspect as Inspection;
+function switchSummary(ctx: StepContext<DrParams>, d: Direction, steps: SwitchSteps): string[] {
+  const i = ctx.get(steps.inspect);
   const to = sideLabel(d.to);
   const from = sideLabel(d.from);
   const pending = i.records.filter((r) => r.pending);
@@ -437,23 +442,24 @@ function describeShort(r: RecordSet | null): string {
 }
 
 /** stdout for a finished switch: each record and each service, before → after. */
-export function renderSwitch(state: Record<string, unknown>): string {
-  const i = state.inspect as Inspection | undefined;
+export function renderSwitch(run: RunData, steps: SwitchSteps): string {
+  const i = run.find(steps.inspect);
   if (!i) return '';
-  const dns = state.dns as DnsData | undefined;
-  const scale = state.scale as ScaleData | undefined;
-  const stop = state.stop as ScaleData | undefined;
+  const dns = run.find(steps.dns);
+  const scale = run.find(steps.scale);
+  const stop = run.find(steps.stop);
   const rows: Array<Array<string | number>> = [];
   for (const r of dns?.records ?? []) rows.push(['dns', `${r.name} ${r.type}`, r.before, r.after]);
   if (dns && dns.records.length === 0) rows.push(['dns', i.records.map((r) => `${r.name} ${r.type}`).join(', '), '(already set)', '(unchanged)']);
   for (const s of [scale, stop]) if (s) rows.push(['ecs', `${s.region} ${s.cluster}/${s.service}`, s.from, s.to]);
-  const health = state.health as { url: string; attempts: number } | undefined;
+  const health = run.find(steps.health);
   if (health) rows.push(['health', health.url, '', `healthy after ${health.attempts} attempt(s)`]);
   return table(['KIND', 'TARGET', 'BEFORE', 'AFTER'], rows);
 }
 
 /** The shared parts of `dr failover` and `dr failback`. */
 export function switchProcedure(d: Direction, extra: Pick<Procedure<DrParams>, 'name' | 'summary' | 'seedFixes' | 'examples'>): Procedure<DrParams> {
+  const steps = switchSteps(d);
   return {
     ...extra,
     params: [{ name: 'keep', flag: d.keepFlag, description: `do not stop the ${sideLabel(d.from)} service at the end`, type: 'boolean', default: false }],
@@ -466,8 +472,8 @@ export function switchProcedure(d: Direction, extra: Pick<Procedure<DrParams>, '
     validate: (_p, env) => validateDr(env, d),
     // Moving DNS and scaling the side that takes the traffic are one decision: a "no" between them
     // would leave users sent to a region that was never scaled. Stopping the old side stays its own gate.
-    approval: { before: 'dns', until: 'scale', summary: (ctx) => switchSummary(ctx, d) },
-    steps: switchSteps(d),
-    render: renderSwitch,
+    approval: { before: 'dns', until: 'scale', summary: (ctx) => switchSummary(ctx, d, steps) },
+    steps: [steps.inspect, steps.dns, steps.sync, steps.scale, steps.health, steps.stop],
+    render: (run) => renderSwitch(run, steps),
   };
 }

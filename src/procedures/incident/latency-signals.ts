@@ -4,18 +4,26 @@ import type { Step, StepContext } from '../../core/procedure.js';
 import type { ResolvedEnvironment } from '../../core/config.js';
 import type { PodMetrics, V1Deployment } from '../../clients/kube.js';
 
+/** What a tolerant step returns when the step it wraps failed: the message, as data. */
+export interface Failed {
+  error: string;
+}
+
+export function failed(x: unknown): x is Failed {
+  return typeof x === 'object' && x !== null && 'error' in x && typeof x.error === 'string';
+}
+
 /**
  * Runs another procedure's read step inside a composite: when its service is configured, and
  * turning its failure into data and a warning, because one unreachable part must not hide the others.
  */
-export function tolerant<P>(step: Step<never>, when: (env: ResolvedEnvironment) => boolean): Step<P> {
-  const inner = step as unknown as Step<P>;
+export function tolerant<P, D>(step: Step<P, D>, when: (env: ResolvedEnvironment) => boolean): Step<P, D | Failed> {
   return {
-    ...inner,
+    ...step,
     when: (_p, env) => when(env),
-    async run(ctx: StepContext<P>) {
+    async run(ctx: StepContext<P>): Promise<D | Failed> {
       try {
-        return await inner.run(ctx);
+        return await step.run(ctx);
       } catch (err) {
         if (ctx.signal.aborted) throw ctx.signal.reason;
         if (err instanceof UsageError) throw err;

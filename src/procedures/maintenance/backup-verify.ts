@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import type { S3Object } from '../../clients/s3-objects.js';
 import { awsErrorMessage } from '../../clients/aws.js';
+import { pgTarget, type PgConnection } from '../../clients/postgres.js';
 import type { ResolvedEnvironment } from '../../core/config.js';
 import { formatDuration, parseDuration } from '../../core/duration.js';
 import { CheckFailedError, RunbookError, UsageError, errorMessage } from '../../core/errors.js';
-import { defineProcedure, type StepContext } from '../../core/procedure.js';
+import { defineProcedure, stepFor, type StepContext } from '../../core/procedure.js';
 
 export interface BackupVerifyParams {
   restoreTest: boolean;
@@ -75,7 +76,7 @@ async function fail(ctx: Ctx, err: RunbookError | string): Promise<never> {
   throw e;
 }
 
-const workDir = (ctx: Ctx) => (ctx.state.download as Downloaded | undefined)?.dir;
+const workDir = (ctx: Ctx) => ctx.find(download)?.dir;
 async function removeWorkDir(ctx: Ctx): Promise<void> {
   const dir = workDir(ctx);
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -113,6 +114,175 @@ function withDatabase(url: string, database: string): string {
   return u.toString();
 }
 
+const step = stepFor<BackupVerifyParams>();
+
+const list = step({
+  id: 'list',
+  title: 'Find the newest backup in S3',
+  why: 'The newest object under the prefix by modification time is the one a restore would use.',
+  risk: 'read',
+  equivalent: (_p, env) => `aws s3api list-objects-v2 --bucket ${env.config.backups?.bucket ?? '$BUCKET'} --prefix '${env.config.backups?.prefix ?? ''}' --query 'sort_by(Contents,&LastModified)[-10:]'`,
+  async run(ctx): Promise<Listing> {
+    const b = backups(ctx.env);
+    const s3 = await ctx.clients.s3();
+    try {
+      await s3.headBucket(b.bucket, b.region);
+    } catch (err) {
+      const name = (err as { name?: string }).name;
+      if (name === 'NoSuchBucket') return fail(ctx, new UsageError(`backup bucket ${b.bucket} does not exist`, `check environments.${ctx.env.name}.backups.bucket`));
+      return fail(ctx, `cannot reach backup bucket ${b.bucket}: ${awsErrorMessage(err)}`);
+    }
+    let objects: S3Object[];
+    try {
+      objects = (await s3.listObjects(b.bucket, b.prefix, b.region)).filter((o) => !o.key.endsWith('/') && o.size > 0);
+    } catch (err) {
+      return fail(ctx, `cannot list s3://${b.bucket}/${b.prefix}: ${awsErrorMessage(err)}`);
+    }
+    if (objects.length === 0) return fail(ctx, `no backups under s3://${b.bucket}/${b.prefix}`);
+    objects.sort((x, y) => y.lastModified.localeCompare(x.lastModified) || y.key.localeCompare(x.key));
+    const newest = objects[0];
+    const ageMs = ctx.now().getTime() - new Date(newest.lastModified).getTime();
+    if (b.maxAge && ageMs > parseDuration(b.maxAge)) return fail(ctx, `newest backup ${newest.key} is ${formatDuration(ageMs)} old (limit ${b.maxAge})`);
+    ctx.log(`newest: ${newest.key} (${newest.size} bytes, ${newest.lastModified})`);
+    return { bucket: b.bucket, prefix: b.prefix, count: objects.length, newest, ageMs, recent: objects.slice(0, 10) };
+  },
+});
+
+const download = step({
+  id: 'download',
+  title: 'Stream the newest backup to a temporary file',
+  why: 'Streaming keeps memory flat for any dump size; the size and ETag prove the file is the object S3 holds.',
+  risk: 'read',
+  equivalent: (_p, env) => `aws s3 cp s3://${env.config.backups?.bucket ?? '$BUCKET'}/${env.config.backups?.prefix ?? ''}$LATEST_BACKUP "$(mktemp -d)/"`,
+  async run(ctx): Promise<Downloaded> {
+    const b = backups(ctx.env);
+    const l = ctx.get(list);
+    const dir = await mkdtemp(join(tmpdir(), 'runbook-backup-'));
+    const file = join(dir, basename(l.newest.key).replace(/[^\w.-]/g, '_') || 'backup.dump');
+    try {
+      const r = await (await ctx.clients.s3()).downloadObject(b.bucket, l.newest.key, file, { etag: l.newest.etag, size: l.newest.size }, { region: b.region, signal: ctx.signal });
+      if (r.bytes !== r.expectedBytes || r.bytes !== l.newest.size) throw new CheckFailedError(`downloaded ${r.bytes} bytes of ${l.newest.key}, expected ${l.newest.size}`);
+      if (!r.etagMatches) throw new CheckFailedError(`${l.newest.key}: the downloaded bytes do not match ETag ${r.etag} (${r.etagCheck})`);
+      return { dir, file, bytes: r.bytes, etag: r.etag, etagCheck: r.etagCheck };
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      if (ctx.signal.aborted) throw err;
+      return fail(ctx, err instanceof RunbookError ? err : `cannot download ${l.newest.key}: ${awsErrorMessage(err)}`);
+    }
+  },
+});
+
+const verify = step({
+  id: 'verify',
+  title: 'Check the dump with pg_restore --list',
+  why: 'pg_restore reads the whole table of contents of a custom-format dump; a truncated or corrupt file fails here.',
+  risk: 'read',
+  equivalent: (_p, env) => `${env.config.backups?.pgRestore ?? 'pg_restore'} --list "$FILE" > /dev/null`,
+  async run(ctx): Promise<Toc> {
+    const b = backups(ctx.env);
+    const d = ctx.get(download);
+    const processes = await ctx.clients.processes();
+    try {
+      let r;
+      try {
+        r = await processes.run(b.pgRestore, ['--list', d.file], { signal: ctx.signal, timeoutMs: 10 * 60_000 });
+      } catch (err) {
+        throw new CheckFailedError(`${errorMessage(err)}`, 'install the PostgreSQL client tools, or set backups.pgRestore');
+      }
+      if (r.exitCode !== 0) throw new CheckFailedError(`backup ${ctx.get(list).newest.key} is corrupt: pg_restore --list exit ${r.exitCode}: ${r.stderr.split('\n').find(Boolean) ?? ''}`.trim());
+      const lines = r.stdout.split('\n').filter((x) => x.trim() && !x.startsWith(';'));
+      const toc = { restoreRequested: ctx.params.restoreTest, entries: lines.length, tables: lines.filter((x) => / TABLE /.test(x) && !/ TABLE DATA /.test(x)).length, tableData: lines.filter((x) => / TABLE DATA /.test(x)).length };
+      if (toc.entries === 0) throw new CheckFailedError(`backup ${ctx.get(list).newest.key} has an empty table of contents`);
+      return toc;
+    } catch (err) {
+      await removeWorkDir(ctx);
+      if (ctx.signal.aborted) throw err;
+      return fail(ctx, err as RunbookError);
+    }
+  },
+});
+
+const restore = step({
+  id: 'restore',
+  title: 'Restore into a scratch database on the test server',
+  why: 'Only a restore proves a backup restores. A fresh database with a generated name is created on the TEST server, counted, and always dropped.',
+  // Only a write when asked for: without --restore-test the run changes nothing anywhere.
+  risk: (p) => (p.restoreTest ? 'write' : 'read'),
+  when: (p) => p.restoreTest,
+  secrets: ['backupsRestoreTest'],
+  equivalent: (_p, env) => `createdb runbook_restore_$STAMP && pg_restore --no-owner --no-acl --exit-on-error -d runbook_restore_$STAMP "$FILE" && psql -d runbook_restore_$STAMP -c 'SELECT count(*) FROM ${env.config.backups?.restoreTest?.table ?? 'users'}'; dropdb runbook_restore_$STAMP`,
+  async plan(ctx) {
+    const rt = backups(ctx.env).restoreTest!;
+    const url = ctx.clients.secret(rt.url, `environments.${ctx.env.name}.backups.restoreTest.url`);
+    return [{ action: 'create, restore, count and drop a scratch database', target: pgTarget(url), after: `runbook_restore_<timestamp>_<random>; rows of ${rt.table}` }];
+  },
+  async run(ctx): Promise<Restored> {
+    const b = backups(ctx.env);
+    const rt = b.restoreTest!;
+    const d = ctx.get(download);
+    const url = ctx.clients.secret(rt.url, `environments.${ctx.env.name}.backups.restoreTest.url`);
+    const processes = await ctx.clients.processes();
+    const name = scratchDatabaseName(ctx.now());
+    let created = false;
+    let result: Omit<Restored, 'dropped'> | undefined;
+    let failure: unknown;
+    let admin: PgConnection | undefined;
+    try {
+      admin = await ctx.clients.postgres(url);
+      await admin.query(`CREATE DATABASE ${quoteIdent(name)}`);
+      created = true;
+      ctx.log(`created scratch database ${name} on ${pgTarget(url)}`);
+      const r = await processes.run(b.pgRestore, ['--no-owner', '--no-acl', '--exit-on-error', '-d', name, d.file], {
+        env: { ...process.env, ...libpqEnv(url, name) },
+        signal: ctx.signal,
+        timeoutMs: 60 * 60_000,
+      });
+      if (r.exitCode !== 0) throw new CheckFailedError(`restore of ${ctx.get(list).newest.key} failed: pg_restore exit ${r.exitCode}: ${r.stderr.split('\n').find(Boolean) ?? ''}`);
+      const db = await ctx.clients.postgres(withDatabase(url, name));
+      try {
+        const [t] = await db.query<{ n: string }>("SELECT count(*)::text AS n FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')");
+        const parts = rt.table.split('.');
+        const exists = await db.query<{ oid: string | null }>('SELECT to_regclass($1)::text AS oid', [rt.table]);
+        if (!exists[0]?.oid) throw new CheckFailedError(`restored database has no table ${rt.table}`);
+        const [c] = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${parts.map(quoteIdent).join('.')}`);
+        result = { database: name, server: pgTarget(url), tables: Number(t.n), table: rt.table, rows: Number(c.n) };
+      } finally {
+        await db.close();
+      }
+      if (result.rows < rt.minRows) throw new CheckFailedError(`restored ${rt.table} has ${result.rows} rows (expected at least ${rt.minRows})`);
+    } catch (err) {
+      failure = err;
+    }
+    let dropped = false;
+    if (created && admin) {
+      try {
+        await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
+        dropped = true;
+      } catch (err) {
+        ctx.reporter.error(`could not drop scratch database ${name}: ${errorMessage(err)}`, `drop it by hand: psql -c 'DROP DATABASE "${name}"'`);
+      }
+    }
+    await removeWorkDir(ctx);
+    if (failure) {
+      if (ctx.signal.aborted) throw failure;
+      return fail(ctx, failure instanceof RunbookError ? failure : `restore test failed: ${errorMessage(failure)}`);
+    }
+    return { ...result!, dropped };
+  },
+});
+
+const cleanup = step({
+  id: 'cleanup',
+  title: 'Remove the temporary file',
+  why: 'A database dump is sensitive; it does not outlive the run.',
+  risk: 'read',
+  equivalent: () => 'rm -rf "$TMPDIR"',
+  async run(ctx) {
+    await removeWorkDir(ctx);
+    return { removed: workDir(ctx) ?? null };
+  },
+});
+
 export default defineProcedure<BackupVerifyParams>({
   name: 'backup verify',
   summary: 'Check the newest database backup in S3: streamed download, size/ETag, pg_restore --list, optional restore test',
@@ -132,180 +302,13 @@ export default defineProcedure<BackupVerifyParams>({
     const b = backups(env);
     if (p.restoreTest && !b.restoreTest) throw new UsageError(`--restore-test needs environments.${env.name}.backups.restoreTest`, 'add restoreTest: { url: { env: TEST_DATABASE_URL }, table: users }');
   },
-  steps: [
-    {
-      id: 'list',
-      title: 'Find the newest backup in S3',
-      why: 'The newest object under the prefix by modification time is the one a restore would use.',
-      risk: 'read',
-      equivalent: (_p, env) => `aws s3api list-objects-v2 --bucket ${env.config.backups?.bucket ?? '$BUCKET'} --prefix '${env.config.backups?.prefix ?? ''}' --query 'sort_by(Contents,&LastModified)[-10:]'`,
-      async run(ctx): Promise<Listing> {
-        const b = backups(ctx.env);
-        const { headBucket, listObjects } = await import('../../clients/s3-objects.js');
-        const aws = await ctx.clients.aws();
-        try {
-          await headBucket(aws, b.bucket, b.region);
-        } catch (err) {
-          const name = (err as { name?: string }).name;
-          if (name === 'NoSuchBucket') return fail(ctx, new UsageError(`backup bucket ${b.bucket} does not exist`, `check environments.${ctx.env.name}.backups.bucket`));
-          return fail(ctx, `cannot reach backup bucket ${b.bucket}: ${awsErrorMessage(err)}`);
-        }
-        let objects: S3Object[];
-        try {
-          objects = (await listObjects(aws, b.bucket, b.prefix, b.region)).filter((o) => !o.key.endsWith('/') && o.size > 0);
-        } catch (err) {
-          return fail(ctx, `cannot list s3://${b.bucket}/${b.prefix}: ${awsErrorMessage(err)}`);
-        }
-        if (objects.length === 0) return fail(ctx, `no backups under s3://${b.bucket}/${b.prefix}`);
-        objects.sort((x, y) => y.lastModified.localeCompare(x.lastModified) || y.key.localeCompare(x.key));
-        const newest = objects[0];
-        const ageMs = ctx.now().getTime() - new Date(newest.lastModified).getTime();
-        if (b.maxAge && ageMs > parseDuration(b.maxAge)) return fail(ctx, `newest backup ${newest.key} is ${formatDuration(ageMs)} old (limit ${b.maxAge})`);
-        ctx.log(`newest: ${newest.key} (${newest.size} bytes, ${newest.lastModified})`);
-        return { bucket: b.bucket, prefix: b.prefix, count: objects.length, newest, ageMs, recent: objects.slice(0, 10) };
-      },
-    },
-    {
-      id: 'download',
-      title: 'Stream the newest backup to a temporary file',
-      why: 'Streaming keeps memory flat for any dump size; the size and ETag prove the file is the object S3 holds.',
-      risk: 'read',
-      equivalent: (_p, env) => `aws s3 cp s3://${env.config.backups?.bucket ?? '$BUCKET'}/${env.config.backups?.prefix ?? ''}$LATEST_BACKUP "$(mktemp -d)/"`,
-      async run(ctx): Promise<Downloaded> {
-        const b = backups(ctx.env);
-        const l = ctx.state.list as Listing;
-        const { downloadObject } = await import('../../clients/s3-objects.js');
-        const dir = await mkdtemp(join(tmpdir(), 'runbook-backup-'));
-        const file = join(dir, basename(l.newest.key).replace(/[^\w.-]/g, '_') || 'backup.dump');
-        try {
-          const r = await downloadObject(await ctx.clients.aws(), b.bucket, l.newest.key, file, { etag: l.newest.etag, size: l.newest.size }, { region: b.region, signal: ctx.signal });
-          if (r.bytes !== r.expectedBytes || r.bytes !== l.newest.size) throw new CheckFailedError(`downloaded ${r.bytes} bytes of ${l.newest.key}, expected ${l.newest.size}`);
-          if (!r.etagMatches) throw new CheckFailedError(`${l.newest.key}: the downloaded bytes do not match ETag ${r.etag} (${r.etagCheck})`);
-          return { dir, file, bytes: r.bytes, etag: r.etag, etagCheck: r.etagCheck };
-        } catch (err) {
-          await rm(dir, { recursive: true, force: true });
-          if (ctx.signal.aborted) throw err;
-          return fail(ctx, err instanceof RunbookError ? err : `cannot download ${l.newest.key}: ${awsErrorMessage(err)}`);
-        }
-      },
-    },
-    {
-      id: 'verify',
-      title: 'Check the dump with pg_restore --list',
-      why: 'pg_restore reads the whole table of contents of a custom-format dump; a truncated or corrupt file fails here.',
-      risk: 'read',
-      equivalent: (_p, env) => `${env.config.backups?.pgRestore ?? 'pg_restore'} --list "$FILE" > /dev/null`,
-      async run(ctx): Promise<Toc> {
-        const b = backups(ctx.env);
-        const d = ctx.state.download as Downloaded;
-        const { runProcess } = await import('../../clients/process.js');
-        try {
-          let r;
-          try {
-            r = await runProcess(b.pgRestore, ['--list', d.file], { signal: ctx.signal, timeoutMs: 10 * 60_000 });
-          } catch (err) {
-            throw new CheckFailedError(`${errorMessage(err)}`, 'install the PostgreSQL client tools, or set backups.pgRestore');
-          }
-          if (r.exitCode !== 0) throw new CheckFailedError(`backup ${(ctx.state.list as Listing).newest.key} is corrupt: pg_restore --list exit ${r.exitCode}: ${r.stderr.split('\n').find(Boolean) ?? ''}`.trim());
-          const lines = r.stdout.split('\n').filter((x) => x.trim() && !x.startsWith(';'));
-          const toc = { restoreRequested: ctx.params.restoreTest, entries: lines.length, tables: lines.filter((x) => / TABLE /.test(x) && !/ TABLE DATA /.test(x)).length, tableData: lines.filter((x) => / TABLE DATA /.test(x)).length };
-          if (toc.entries === 0) throw new CheckFailedError(`backup ${(ctx.state.list as Listing).newest.key} has an empty table of contents`);
-          return toc;
-        } catch (err) {
-          await removeWorkDir(ctx);
-          if (ctx.signal.aborted) throw err;
-          return fail(ctx, err as RunbookError);
-        }
-      },
-    },
-    {
-      id: 'restore',
-      title: 'Restore into a scratch database on the test server',
-      why: 'Only a restore proves a backup restores. A fresh database with a generated name is created on the TEST server, counted, and always dropped.',
-      // Only a write when asked for: without --restore-test the run changes nothing anywhere.
-      risk: (p) => (p.restoreTest ? 'write' : 'read'),
-      when: (p) => p.restoreTest,
-      secrets: ['backupsRestoreTest'],
-      equivalent: (_p, env) => `createdb runbook_restore_$STAMP && pg_restore --no-owner --no-acl --exit-on-error -d runbook_restore_$STAMP "$FILE" && psql -d runbook_restore_$STAMP -c 'SELECT count(*) FROM ${env.config.backups?.restoreTest?.table ?? 'users'}'; dropdb runbook_restore_$STAMP`,
-      async plan(ctx) {
-        const rt = backups(ctx.env).restoreTest!;
-        const url = ctx.clients.secret(rt.url, `environments.${ctx.env.name}.backups.restoreTest.url`);
-        const { pgTarget } = await import('../../clients/postgres.js');
-        return [{ action: 'create, restore, count and drop a scratch database', target: pgTarget(url), after: `runbook_restore_<timestamp>_<random>; rows of ${rt.table}` }];
-      },
-      async run(ctx): Promise<Restored> {
-        const b = backups(ctx.env);
-        const rt = b.restoreTest!;
-        const d = ctx.state.download as Downloaded;
-        const url = ctx.clients.secret(rt.url, `environments.${ctx.env.name}.backups.restoreTest.url`);
-        const { pgTarget } = await import('../../clients/postgres.js');
-        const { runProcess } = await import('../../clients/process.js');
-        const name = scratchDatabaseName(ctx.now());
-        let created = false;
-        let result: Omit<Restored, 'dropped'> | undefined;
-        let failure: unknown;
-        let admin: import('../../clients/postgres.js').PgConnection | undefined;
-        try {
-          admin = await ctx.clients.postgres(url);
-          await admin.query(`CREATE DATABASE ${quoteIdent(name)}`);
-          created = true;
-          ctx.log(`created scratch database ${name} on ${pgTarget(url)}`);
-          const r = await runProcess(b.pgRestore, ['--no-owner', '--no-acl', '--exit-on-error', '-d', name, d.file], {
-            env: { ...process.env, ...libpqEnv(url, name) },
-            signal: ctx.signal,
-            timeoutMs: 60 * 60_000,
-          });
-          if (r.exitCode !== 0) throw new CheckFailedError(`restore of ${(ctx.state.list as Listing).newest.key} failed: pg_restore exit ${r.exitCode}: ${r.stderr.split('\n').find(Boolean) ?? ''}`);
-          const db = await ctx.clients.postgres(withDatabase(url, name));
-          try {
-            const [t] = await db.query<{ n: string }>("SELECT count(*)::text AS n FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')");
-            const parts = rt.table.split('.');
-            const exists = await db.query<{ oid: string | null }>('SELECT to_regclass($1)::text AS oid', [rt.table]);
-            if (!exists[0]?.oid) throw new CheckFailedError(`restored database has no table ${rt.table}`);
-            const [c] = await db.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${parts.map(quoteIdent).join('.')}`);
-            result = { database: name, server: pgTarget(url), tables: Number(t.n), table: rt.table, rows: Number(c.n) };
-          } finally {
-            await db.close();
-          }
-          if (result.rows < rt.minRows) throw new CheckFailedError(`restored ${rt.table} has ${result.rows} rows (expected at least ${rt.minRows})`);
-        } catch (err) {
-          failure = err;
-        }
-        let dropped = false;
-        if (created && admin) {
-          try {
-            await admin.query(`DROP DATABASE IF EXISTS ${quoteIdent(name)} WITH (FORCE)`);
-            dropped = true;
-          } catch (err) {
-            ctx.reporter.error(`could not drop scratch database ${name}: ${errorMessage(err)}`, `drop it by hand: psql -c 'DROP DATABASE "${name}"'`);
-          }
-        }
-        await removeWorkDir(ctx);
-        if (failure) {
-          if (ctx.signal.aborted) throw failure;
-          return fail(ctx, failure instanceof RunbookError ? failure : `restore test failed: ${errorMessage(failure)}`);
-        }
-        return { ...result!, dropped };
-      },
-    },
-    {
-      id: 'cleanup',
-      title: 'Remove the temporary file',
-      why: 'A database dump is sensitive; it does not outlive the run.',
-      risk: 'read',
-      equivalent: () => 'rm -rf "$TMPDIR"',
-      async run(ctx) {
-        await removeWorkDir(ctx);
-        return { removed: workDir(ctx) ?? null };
-      },
-    },
-  ],
-  render(state) {
-    const l = state.list as Listing | undefined;
+  steps: [list, download, verify, restore, cleanup],
+  render(run) {
+    const l = run.find(list);
     if (!l) return '';
-    const d = state.download as Downloaded | undefined;
-    const t = state.verify as Toc | undefined;
-    const r = state.restore as Restored | undefined;
+    const d = run.find(download);
+    const t = run.find(verify);
+    const r = run.find(restore);
     const rows: Array<[string, string]> = [
       ['backup', `s3://${l.bucket}/${l.newest.key}`],
       ['modified', `${l.newest.lastModified} (${formatDuration(l.ageMs)} ago; ${l.count} backups under the prefix)`],

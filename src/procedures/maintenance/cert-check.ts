@@ -1,5 +1,19 @@
-import { defineProcedure } from '../../core/procedure.js';
-import { certHosts, certProblems, checkHosts, extraCas, renderCerts, type CertParams, type CertReport } from './certs.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
+import { certHosts, certProblems, checkHosts, extraCas, renderCerts, type CertParams } from './certs.js';
+
+const step = stepFor<CertParams>();
+
+const certs = step({
+  id: 'certs',
+  title: 'Read the served certificates',
+  why: 'What users see is the certificate the server presents (with SNI), not the file on disk.',
+  risk: 'read',
+  equivalent: (p, env) => {
+    const hosts = p.hosts?.length ? p.hosts : (env.config.certs?.hosts ?? ['example.com']);
+    return hosts.map((h) => `echo | openssl s_client -connect ${h.includes(':') ? h : `${h}:443`} -servername ${h.replace(/:\d+$/, '')} 2>/dev/null | openssl x509 -noout -enddate -subject -issuer -ext subjectAltName`).join('; ');
+  },
+  run: (ctx) => checkHosts(ctx),
+});
 
 export default defineProcedure<CertParams>({
   name: 'cert check',
@@ -20,19 +34,7 @@ export default defineProcedure<CertParams>({
     certHosts(p, env);
     extraCas(p, env);
   },
-  steps: [
-    {
-      id: 'certs',
-      title: 'Read the served certificates',
-      why: 'What users see is the certificate the server presents (with SNI), not the file on disk.',
-      risk: 'read',
-      equivalent: (p, env) => {
-        const hosts = p.hosts?.length ? p.hosts : (env.config.certs?.hosts ?? ['example.com']);
-        return hosts.map((h) => `echo | openssl s_client -connect ${h.includes(':') ? h : `${h}:443`} -servername ${h.replace(/:\d+$/, '')} 2>/dev/null | openssl x509 -noout -enddate -subject -issuer -ext subjectAltName`).join('; ');
-      },
-      run: (ctx) => checkHosts(ctx),
-    },
-  ],
-  check: (state) => certProblems(state.certs as CertReport | undefined),
-  render: (state) => renderCerts(state.certs as CertReport | undefined),
+  steps: [certs],
+  check: (run) => certProblems(run.find(certs)),
+  render: (run) => renderCerts(run.find(certs)),
 });

@@ -1,8 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { ResolvedEnvironment } from '../../core/config.js';
 import { CheckFailedError, StepError, UsageError } from '../../core/errors.js';
-import { defineProcedure } from '../../core/procedure.js';
-import { certProblems, checkHosts, extraCas, renderCerts, minDaysOf, type CertParams, type CertReport } from './certs.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
+import { certProblems, checkHosts, extraCas, renderCerts, minDaysOf, type CertParams } from './certs.js';
 
 type RenewParams = Omit<CertParams, 'hosts'>;
 
@@ -13,6 +13,100 @@ const certsOf = (env: ResolvedEnvironment) => {
 };
 
 const tail = (text: string) => text.trim().split('\n').filter(Boolean).slice(-1)[0] ?? '';
+
+const step = stepFor<RenewParams>();
+
+const servedBefore = step({
+  id: 'before',
+  title: 'Read the served certificates before renewing',
+  why: 'Records what is served now, so the report shows before → after.',
+  risk: 'read',
+  when: (_p, env) => (env.config.certs?.hosts.length ?? 0) > 0,
+  equivalent: (_p, env) => `runbook cert check ${(env.config.certs?.hosts ?? []).join(' ')}`,
+  run: (ctx) => checkHosts(ctx),
+});
+
+const renew = step({
+  id: 'certbot',
+  title: 'Renew certificates with certbot',
+  why: 'certbot renews every certificate that is close to expiry and leaves the others alone.',
+  risk: 'write',
+  equivalent: (_p, env) => (env.config.certs?.certbot ?? ['certbot', 'renew']).join(' '),
+  plan: async (ctx) => [{ action: 'run', target: certsOf(ctx.env).certbot.join(' '), after: 'certificates near expiry renewed' }],
+  async run(ctx) {
+    const [file, ...args] = certsOf(ctx.env).certbot;
+    const processes = await ctx.clients.processes();
+    let r;
+    try {
+      r = await processes.run(file, args, { signal: ctx.signal, timeoutMs: 10 * 60_000, onLine: (l) => ctx.log(`certbot: ${l}`) });
+    } catch (err) {
+      throw new StepError((err as Error).message, 'install certbot, or set certs.certbot to its path and arguments');
+    }
+    if (r.exitCode !== 0) throw new StepError(`${file} exited ${r.exitCode}: ${tail(r.stderr) || tail(r.stdout)}`, 'see certbot\'s log (/var/log/letsencrypt/letsencrypt.log)');
+    return { exitCode: 0, summary: tail(r.stdout) };
+  },
+});
+
+const renewedFiles = step({
+  id: 'files',
+  title: 'Check the renewed certificate files',
+  why: 'The web server only serves what is on disk: reloading is pointless if certbot did not renew.',
+  risk: 'read',
+  followsWrite: true,
+  when: (_p, env) => (env.config.certs?.files.length ?? 0) > 0,
+  equivalent: (_p, env) => (env.config.certs?.files ?? []).map((f) => `openssl x509 -noout -enddate -in ${f}`).join('; '),
+  plan: async (ctx) => certsOf(ctx.env).files.map((f) => ({ action: 'check expiry of', target: f, after: `≥ ${minDaysOf(ctx.params, ctx.env)} days left` })),
+  async run(ctx) {
+    const { certificateFileInfo } = await ctx.clients.tls();
+    const min = minDaysOf(ctx.params, ctx.env);
+    const files = [];
+    for (const f of certsOf(ctx.env).files) {
+      let info;
+      try {
+        info = certificateFileInfo(await readFile(f, 'utf8'), ctx.now());
+      } catch (err) {
+        throw new StepError(`cannot read certificate ${f}: ${(err as Error).message}`);
+      }
+      files.push({ file: f, ...info });
+    }
+    const low = files.filter((f) => f.daysLeft < min);
+    if (low.length) throw new CheckFailedError(`certbot did not renew: ${low.map((f) => `${f.file} (${f.daysLeft} days left)`).join(', ')}; the web server was not reloaded`, 'run certbot renew --dry-run -v to see why');
+    return { files };
+  },
+});
+
+const reloadServer = step({
+  id: 'reload',
+  title: 'Reload the web server',
+  why: 'A reload makes the web server pick up the renewed files without dropping connections; it is gated because a broken configuration would take the site down.',
+  risk: 'destructive',
+  equivalent: (_p, env) => (env.config.certs?.reload ?? ['nginx', '-s', 'reload']).join(' '),
+  plan: async (ctx) => [{ action: 'run', target: certsOf(ctx.env).reload.join(' ') }],
+  async run(ctx) {
+    const [file, ...args] = certsOf(ctx.env).reload;
+    const processes = await ctx.clients.processes();
+    let r;
+    try {
+      r = await processes.run(file, args, { signal: ctx.signal, timeoutMs: 60_000 });
+    } catch (err) {
+      throw new StepError((err as Error).message, 'set certs.reload to the reload command of your web server');
+    }
+    if (r.exitCode !== 0) throw new StepError(`${file} exited ${r.exitCode}: ${tail(r.stderr) || tail(r.stdout)}`, 'check the configuration (nginx -t) and reload by hand');
+    return { exitCode: 0 };
+  },
+});
+
+const servedAfter = step({
+  id: 'after',
+  title: 'Check the served certificates again',
+  why: 'The proof is what users are served after the reload.',
+  risk: 'read',
+  followsWrite: true,
+  when: (_p, env) => (env.config.certs?.hosts.length ?? 0) > 0,
+  equivalent: (_p, env) => `runbook cert check ${(env.config.certs?.hosts ?? []).join(' ')}`,
+  plan: async (ctx) => [{ action: 'check', target: certsOf(ctx.env).hosts.join(', '), after: `≥ ${minDaysOf(ctx.params, ctx.env)} days left` }],
+  run: (ctx) => checkHosts(ctx),
+});
 
 export default defineProcedure<RenewParams>({
   name: 'cert renew',
@@ -31,105 +125,17 @@ export default defineProcedure<RenewParams>({
     certsOf(env);
     extraCas(p, env);
   },
-  steps: [
-    {
-      id: 'before',
-      title: 'Read the served certificates before renewing',
-      why: 'Records what is served now, so the report shows before → after.',
-      risk: 'read',
-      when: (_p, env) => (env.config.certs?.hosts.length ?? 0) > 0,
-      equivalent: (_p, env) => `runbook cert check ${(env.config.certs?.hosts ?? []).join(' ')}`,
-      run: (ctx) => checkHosts(ctx),
-    },
-    {
-      id: 'certbot',
-      title: 'Renew certificates with certbot',
-      why: 'certbot renews every certificate that is close to expiry and leaves the others alone.',
-      risk: 'write',
-      equivalent: (_p, env) => (env.config.certs?.certbot ?? ['certbot', 'renew']).join(' '),
-      plan: async (ctx) => [{ action: 'run', target: certsOf(ctx.env).certbot.join(' '), after: 'certificates near expiry renewed' }],
-      async run(ctx) {
-        const [file, ...args] = certsOf(ctx.env).certbot;
-        const { runProcess } = await import('../../clients/process.js');
-        let r;
-        try {
-          r = await runProcess(file, args, { signal: ctx.signal, timeoutMs: 10 * 60_000, onLine: (l) => ctx.log(`certbot: ${l}`) });
-        } catch (err) {
-          throw new StepError((err as Error).message, 'install certbot, or set certs.certbot to its path and arguments');
-        }
-        if (r.exitCode !== 0) throw new StepError(`${file} exited ${r.exitCode}: ${tail(r.stderr) || tail(r.stdout)}`, 'see certbot\'s log (/var/log/letsencrypt/letsencrypt.log)');
-        return { exitCode: 0, summary: tail(r.stdout) };
-      },
-    },
-    {
-      id: 'files',
-      title: 'Check the renewed certificate files',
-      why: 'The web server only serves what is on disk: reloading is pointless if certbot did not renew.',
-      risk: 'read',
-      followsWrite: true,
-      when: (_p, env) => (env.config.certs?.files.length ?? 0) > 0,
-      equivalent: (_p, env) => (env.config.certs?.files ?? []).map((f) => `openssl x509 -noout -enddate -in ${f}`).join('; '),
-      plan: async (ctx) => certsOf(ctx.env).files.map((f) => ({ action: 'check expiry of', target: f, after: `≥ ${minDaysOf(ctx.params, ctx.env)} days left` })),
-      async run(ctx) {
-        const { certificateFileInfo } = await import('../../clients/tls.js');
-        const min = minDaysOf(ctx.params, ctx.env);
-        const files = [];
-        for (const f of certsOf(ctx.env).files) {
-          let info;
-          try {
-            info = certificateFileInfo(await readFile(f, 'utf8'), ctx.now());
-          } catch (err) {
-            throw new StepError(`cannot read certificate ${f}: ${(err as Error).message}`);
-          }
-          files.push({ file: f, ...info });
-        }
-        const low = files.filter((f) => f.daysLeft < min);
-        if (low.length) throw new CheckFailedError(`certbot did not renew: ${low.map((f) => `${f.file} (${f.daysLeft} days left)`).join(', ')}; the web server was not reloaded`, 'run certbot renew --dry-run -v to see why');
-        return { files };
-      },
-    },
-    {
-      id: 'reload',
-      title: 'Reload the web server',
-      why: 'A reload makes the web server pick up the renewed files without dropping connections; it is gated because a broken configuration would take the site down.',
-      risk: 'destructive',
-      equivalent: (_p, env) => (env.config.certs?.reload ?? ['nginx', '-s', 'reload']).join(' '),
-      plan: async (ctx) => [{ action: 'run', target: certsOf(ctx.env).reload.join(' ') }],
-      async run(ctx) {
-        const [file, ...args] = certsOf(ctx.env).reload;
-        const { runProcess } = await import('../../clients/process.js');
-        let r;
-        try {
-          r = await runProcess(file, args, { signal: ctx.signal, timeoutMs: 60_000 });
-        } catch (err) {
-          throw new StepError((err as Error).message, 'set certs.reload to the reload command of your web server');
-        }
-        if (r.exitCode !== 0) throw new StepError(`${file} exited ${r.exitCode}: ${tail(r.stderr) || tail(r.stdout)}`, 'check the configuration (nginx -t) and reload by hand');
-        return { exitCode: 0 };
-      },
-    },
-    {
-      id: 'after',
-      title: 'Check the served certificates again',
-      why: 'The proof is what users are served after the reload.',
-      risk: 'read',
-      followsWrite: true,
-      when: (_p, env) => (env.config.certs?.hosts.length ?? 0) > 0,
-      equivalent: (_p, env) => `runbook cert check ${(env.config.certs?.hosts ?? []).join(' ')}`,
-      plan: async (ctx) => [{ action: 'check', target: certsOf(ctx.env).hosts.join(', '), after: `≥ ${minDaysOf(ctx.params, ctx.env)} days left` }],
-      run: (ctx) => checkHosts(ctx),
-    },
-  ],
-  check: (state) => {
-    const p = certProblems(state.after as CertReport | undefined);
+  steps: [servedBefore, renew, renewedFiles, reloadServer, servedAfter],
+  check: (run) => {
+    const p = certProblems(run.find(servedAfter));
     return p ? `after renewal and reload: ${p}` : null;
   },
-  render(state) {
-    const before = state.before as CertReport | undefined;
-    const after = state.after as CertReport | undefined;
+  render(run) {
+    const was = run.find(servedBefore);
+    const now = run.find(servedAfter);
     const parts: string[] = [];
-    if (before) parts.push(`before:\n${renderCerts(before)}`);
-    if (after) parts.push(`after:\n${renderCerts(after)}`);
+    if (was) parts.push(`before:\n${renderCerts(was)}`);
+    if (now) parts.push(`after:\n${renderCerts(now)}`);
     return parts.join('\n');
   },
 });

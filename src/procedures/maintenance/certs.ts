@@ -56,8 +56,8 @@ export function extraCas(p: CertParams, env: ResolvedEnvironment): string[] {
 }
 
 /** Checks every host in parallel; an unreachable host becomes an error row, never a crash. */
-export async function checkHosts(ctx: StepContext<CertParams>): Promise<CertReport> {
-  const { inspectCertificate } = await import('../../clients/tls.js');
+export async function checkHosts<P extends CertParams>(ctx: Pick<StepContext<P>, 'params' | 'env' | 'clients' | 'now' | 'signal' | 'log'>): Promise<CertReport> {
+  const { inspectCertificate } = await ctx.clients.tls();
   const minDays = minDaysOf(ctx.params, ctx.env);
   const ca = extraCas(ctx.params, ctx.env);
   const timeoutMs = parseDuration(ctx.env.config.certs?.timeout ?? '10s');

@@ -5,9 +5,9 @@ import { awsErrorMessage } from '../../clients/aws.js';
 import type { ResolvedEnvironment } from '../../core/config.js';
 import { formatDuration, parseDuration } from '../../core/duration.js';
 import { StepError, UsageError, errorMessage } from '../../core/errors.js';
-import { defineProcedure, type Change, type StepContext } from '../../core/procedure.js';
+import { defineProcedure, stepFor, type Change, type StepContext } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
-import { boundedPool, compressFile, defaultParallelism, scanDir, type Compressed, type LogFile } from './log-files.js';
+import { boundedPool, compressFile, defaultParallelism, scanDir, type LogFile } from './log-files.js';
 
 export interface LogsRotateParams {
   dir?: string;
@@ -68,12 +68,12 @@ export function settings(p: LogsRotateParams, env: ResolvedEnvironment): Setting
 }
 
 const mb = (n: number) => `${(n / 1048576).toFixed(1)} MB`;
-const scanOf = (ctx: Ctx) => ctx.state.scan as Scan;
+const scanOf = (ctx: Ctx) => ctx.get(scan);
 
 /** Local `.gz` files after this run's compression: in a dry run, predicted from the scan. */
 function gzAfterCompress(ctx: Ctx): LogFile[] {
   const s = scanOf(ctx);
-  const done = ctx.state.compress as { files: Compressed[] } | undefined;
+  const done = ctx.find(compress);
   const fromLogs = s.toCompress.map((f) => ({ rel: `${f.rel}.gz`, size: done?.files.find((c) => c.rel === f.rel)?.bytesOut ?? -1, mtimeMs: f.mtimeMs }));
   const compressed = new Set(done ? done.files.map((c) => c.rel) : s.toCompress.map((f) => f.rel));
   return [...s.gz.filter((g) => !compressed.has(g.rel.replace(/\.gz$/, ''))), ...fromLogs.filter((g) => compressed.has(g.rel.replace(/\.gz$/, '')))].sort((a, b) => a.rel.localeCompare(b.rel));
@@ -83,6 +83,194 @@ async function localGz(ctx: Ctx): Promise<LogFile[]> {
   if (ctx.dryRun !== 'off') return gzAfterCompress(ctx);
   return (await scanDir(settings(ctx.params, ctx.env).dir)).gz;
 }
+
+const step = stepFor<LogsRotateParams>();
+
+const logrotate = step({
+  id: 'logrotate',
+  title: 'Run logrotate',
+  why: 'Lets logrotate rotate the live files first, when the environment configures it.',
+  risk: 'write',
+  when: (_p, env) => Boolean(env.config.logs?.logrotate),
+  equivalent: (_p, env) => (env.config.logs?.logrotate ?? ['logrotate', '-f', '/etc/logrotate.d/application']).join(' '),
+  plan: async (ctx) => [{ action: 'run', target: ctx.env.config.logs!.logrotate!.join(' ') }],
+  async run(ctx) {
+    const [file, ...args] = ctx.env.config.logs!.logrotate!;
+    const r = await (await ctx.clients.processes()).run(file, args, { signal: ctx.signal, timeoutMs: 10 * 60_000 });
+    if (r.exitCode !== 0) throw new StepError(`${file} exited ${r.exitCode}: ${r.stderr.trim().split('\n').pop() ?? ''}`);
+    return { exitCode: 0 };
+  },
+});
+
+const scan = step({
+  id: 'scan',
+  title: 'Find logs to compress and archives to keep or delete',
+  why: 'Reads the directory (and the archive listing) so the plan names every file; clears .gz.tmp files an interrupted run left.',
+  risk: 'read',
+  equivalent: (p, env) => `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -type f \\( -name '*.log' -mtime +${Math.round((p.compressAfter ?? parseDuration(env.config.logs?.compressAfter ?? '7d')) / 86_400_000)} -o -name '*.gz' \\)`,
+  async run(ctx): Promise<Scan> {
+    const s = settings(ctx.params, ctx.env);
+    let found;
+    try {
+      found = await scanDir(s.dir);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      throw new UsageError(`cannot read log directory ${s.dir}: ${code ?? errorMessage(err)}`, code === 'EACCES' ? 'run as a user that can read and write it' : 'check --dir / logs.dir');
+    }
+    let remote: S3Object[] | null = null;
+    if (s.archive) {
+      const s3 = await ctx.clients.s3();
+      try {
+        await s3.headBucket(s.archive.bucket);
+        remote = await s3.listObjects(s.archive.bucket, s.archive.prefix);
+      } catch (err) {
+        if ((err as { name?: string }).name === 'NoSuchBucket') throw new UsageError(`archive bucket ${s.archive.bucket} does not exist`, 'check --archive / logs.archive');
+        throw new StepError(`cannot list ${s.archive.url}: ${awsErrorMessage(err)}`);
+      }
+    }
+    const partialRemoved: string[] = [];
+    if (ctx.dryRun === 'off') {
+      for (const p of found.partial) {
+        await rm(join(s.dir, p.rel), { force: true });
+        partialRemoved.push(p.rel);
+      }
+      if (partialRemoved.length) ctx.log(`removed ${partialRemoved.length} partial file(s) left by an interrupted run`);
+    }
+    const cutoff = ctx.now().getTime() - s.compressAfterMs;
+    return { dir: s.dir, toCompress: found.logs.filter((f) => f.mtimeMs < cutoff), gz: found.gz, partialRemoved, remote };
+  },
+});
+
+const compress = step({
+  id: 'compress',
+  title: 'Compress old logs (all cores, atomic)',
+  why: 'gzip into .gz.tmp → fsync → rename → remove the original, two files per core in flight; the .gz keeps the log\'s modification time, as gzip does.',
+  risk: 'write',
+  equivalent: (p, env) => `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -name '*.log' -mtime +${Math.round((p.compressAfter ?? parseDuration(env.config.logs?.compressAfter ?? '7d')) / 86_400_000)} -print0 | xargs -0 -P "$(nproc)" -n 1 gzip`,
+  async plan(ctx): Promise<Change[]> {
+    return scanOf(ctx).toCompress.map((f) => ({ action: 'compress', target: f.rel, before: mb(f.size), after: `${f.rel}.gz` }));
+  },
+  async run(ctx) {
+    const s = settings(ctx.params, ctx.env);
+    const files = scanOf(ctx).toCompress;
+    let doneCount = 0;
+    const t0 = performance.now();
+    const results = await boundedPool(
+      files,
+      s.parallel,
+      async (f) => {
+        const r = await compressFile(s.dir, f, { signal: ctx.signal });
+        doneCount++;
+        if (doneCount % 20 === 0 || doneCount === files.length) ctx.log(`compressed ${doneCount}/${files.length}`);
+        return r;
+      },
+      ctx.signal,
+    );
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    const ok = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`${files[i].rel}: ${errorMessage(r.reason)}`] : []));
+    for (const f of failed) ctx.reporter.warn(`not compressed: ${f}`);
+    const data = { files: ok, failed, bytesIn: ok.reduce((a, c) => a + c.bytesIn, 0), bytesOut: ok.reduce((a, c) => a + c.bytesOut, 0), ms: Math.round(performance.now() - t0) };
+    if (failed.length && ok.length === 0) throw new StepError(`could not compress any of ${files.length} files: ${failed[0]}`);
+    return data;
+  },
+});
+
+const archive = step({
+  id: 'archive',
+  title: 'Upload new or changed archives to S3',
+  why: 'Uploads each .gz the archive lacks or holds with different bytes (size, then MD5 against the ETag); never deletes anything remote.',
+  risk: 'write',
+  when: (p, env) => Boolean(p.archive ?? env.config.logs?.archive),
+  equivalent: (p, env) => `aws s3 sync ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} ${p.archive ?? env.config.logs?.archive} --exclude '*' --include '*.gz'   # no --delete`,
+  async plan(ctx) {
+    const s = settings(ctx.params, ctx.env);
+    const a = s.archive!;
+    const remote = new Map((scanOf(ctx).remote ?? []).map((o) => [o.key, o]));
+    const changes: Change[] = [];
+    for (const f of await localGz(ctx)) {
+      const o = remote.get(a.prefix + f.rel);
+      const target = `s3://${a.bucket}/${a.prefix}${f.rel}`;
+      if (!o) changes.push({ action: 'upload', target, after: f.size >= 0 ? mb(f.size) : '(compressed in this run)' });
+      else if (f.size >= 0 && !(await sameBytes(ctx, join(s.dir, f.rel), o))) changes.push({ action: 'replace (different bytes)', target, before: mb(o.size), after: mb(f.size) });
+    }
+    return changes;
+  },
+  async run(ctx): Promise<Archived> {
+    const s = settings(ctx.params, ctx.env);
+    const a = s.archive!;
+    const s3 = await ctx.clients.s3();
+    const remote = new Map((scanOf(ctx).remote ?? []).map((o) => [o.key, o]));
+    const local = await localGz(ctx);
+    const out: Archived = { uploaded: [], unchanged: [], safe: [], failed: [], remoteOnly: [] };
+    const results = await boundedPool(
+      local,
+      4,
+      async (f) => {
+        const file = join(s.dir, f.rel);
+        const key = a.prefix + f.rel;
+        const md5 = await s3.fileMd5(file);
+        const o = remote.get(key);
+        if (o && matches(o, md5)) return { rel: f.rel, uploaded: false };
+        const etag = await s3.uploadFile(a.bucket, key, file, md5.base64, { signal: ctx.signal });
+        if (etag && etag !== md5.hex) throw new Error(`uploaded ETag ${etag} does not match MD5 ${md5.hex}`);
+        return { rel: f.rel, uploaded: true };
+      },
+      ctx.signal,
+    );
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') {
+        (r.value.uploaded ? out.uploaded : out.unchanged).push(r.value.rel);
+        out.safe.push(r.value.rel);
+      } else out.failed.push(`${local[i].rel}: ${r.reason instanceof Error && 'name' in r.reason && (r.reason as { $metadata?: unknown }).$metadata ? awsErrorMessage(r.reason) : errorMessage(r.reason)}`);
+    });
+    const localKeys = new Set(local.map((f) => a.prefix + f.rel));
+    out.remoteOnly = [...remote.keys()].filter((k) => k.endsWith('.gz') && !localKeys.has(k)).sort();
+    if (out.failed.length) throw new StepError(`${out.failed.length} upload(s) failed (${out.uploaded.length} uploaded): ${out.failed[0]}`, 'nothing local was deleted; run again to retry');
+    return out;
+  },
+});
+
+const prune = step({
+  id: 'prune',
+  title: 'Delete archive objects that no longer exist locally',
+  why: 'Only with --prune: this is what `aws s3 sync --delete` did silently. Every key is listed before the gate.',
+  risk: 'destructive',
+  when: (p) => p.prune,
+  equivalent: (p, env) => `aws s3 rm ${p.archive ?? env.config.logs?.archive}/<key>   # for each key listed`,
+  async plan(ctx) {
+    const a = settings(ctx.params, ctx.env).archive!;
+    return (await remoteOnly(ctx)).map((o) => ({ action: 'delete', target: `s3://${a.bucket}/${o.key}`, before: mb(o.size) }));
+  },
+  async run(ctx) {
+    const a = settings(ctx.params, ctx.env).archive!;
+    const keys = (await remoteOnly(ctx)).map((o) => o.key);
+    const r = await (await ctx.clients.s3()).deleteObjects(a.bucket, keys);
+    if (r.errors.length) throw new StepError(`could not delete ${r.errors.length} object(s): ${r.errors[0]}`, `${r.deleted.length} were deleted`);
+    return r;
+  },
+});
+
+const deleteOld = step({
+  id: 'delete',
+  title: 'Delete old local archives',
+  why: 'Frees disk space. With an archive configured, only .gz files the archive holds with the same bytes are deleted.',
+  risk: 'destructive',
+  equivalent: (p, env) => `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -name '*.gz' -mtime +${Math.round((p.deleteAfter ?? parseDuration(env.config.logs?.deleteAfter ?? '30d')) / 86_400_000)} -delete`,
+  async plan(ctx) {
+    return (await deletable(ctx)).map((f) => ({ action: 'delete', target: f.rel, before: f.size >= 0 ? mb(f.size) : '(compressed in this run)' }));
+  },
+  async run(ctx) {
+    const s = settings(ctx.params, ctx.env);
+    const deleted: string[] = [];
+    for (const f of await deletable(ctx)) {
+      await unlink(join(s.dir, f.rel));
+      deleted.push(f.rel);
+    }
+    return { deleted };
+  },
+});
 
 export default defineProcedure<LogsRotateParams>({
   name: 'logs rotate',
@@ -105,203 +293,18 @@ export default defineProcedure<LogsRotateParams>({
   examples: [[], ['--dir', '/var/log/app', '--compress-after', '7d', '--delete-after', '30d', '--archive', 's3://logs-bucket/archive']],
   requires: [],
   validate: (p, env) => void settings(p, env),
-  steps: [
-    {
-      id: 'logrotate',
-      title: 'Run logrotate',
-      why: 'Lets logrotate rotate the live files first, when the environment configures it.',
-      risk: 'write',
-      when: (_p, env) => Boolean(env.config.logs?.logrotate),
-      equivalent: (_p, env) => (env.config.logs?.logrotate ?? ['logrotate', '-f', '/etc/logrotate.d/application']).join(' '),
-      plan: async (ctx) => [{ action: 'run', target: ctx.env.config.logs!.logrotate!.join(' ') }],
-      async run(ctx) {
-        const [file, ...args] = ctx.env.config.logs!.logrotate!;
-        const { runProcess } = await import('../../clients/process.js');
-        const r = await runProcess(file, args, { signal: ctx.signal, timeoutMs: 10 * 60_000 });
-        if (r.exitCode !== 0) throw new StepError(`${file} exited ${r.exitCode}: ${r.stderr.trim().split('\n').pop() ?? ''}`);
-        return { exitCode: 0 };
-      },
-    },
-    {
-      id: 'scan',
-      title: 'Find logs to compress and archives to keep or delete',
-      why: 'Reads the directory (and the archive listing) so the plan names every file; clears .gz.tmp files an interrupted run left.',
-      risk: 'read',
-      equivalent: (p, env) => `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -type f \\( -name '*.log' -mtime +${Math.round((p.compressAfter ?? parseDuration(env.config.logs?.compressAfter ?? '7d')) / 86_400_000)} -o -name '*.gz' \\)`,
-      async run(ctx): Promise<Scan> {
-        const s = settings(ctx.params, ctx.env);
-        let found;
-        try {
-          found = await scanDir(s.dir);
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          throw new UsageError(`cannot read log directory ${s.dir}: ${code ?? errorMessage(err)}`, code === 'EACCES' ? 'run as a user that can read and write it' : 'check --dir / logs.dir');
-        }
-        let remote: S3Object[] | null = null;
-        if (s.archive) {
-          const { headBucket, listObjects } = await import('../../clients/s3-objects.js');
-          const aws = await ctx.clients.aws();
-          try {
-            await headBucket(aws, s.archive.bucket);
-            remote = await listObjects(aws, s.archive.bucket, s.archive.prefix);
-          } catch (err) {
-            if ((err as { name?: string }).name === 'NoSuchBucket') throw new UsageError(`archive bucket ${s.archive.bucket} does not exist`, 'check --archive / logs.archive');
-            throw new StepError(`cannot list ${s.archive.url}: ${awsErrorMessage(err)}`);
-          }
-        }
-        const partialRemoved: string[] = [];
-        if (ctx.dryRun === 'off') {
-          for (const p of found.partial) {
-            await rm(join(s.dir, p.rel), { force: true });
-            partialRemoved.push(p.rel);
-          }
-          if (partialRemoved.length) ctx.log(`removed ${partialRemoved.length} partial file(s) left by an interrupted run`);
-        }
-        const cutoff = ctx.now().getTime() - s.compressAfterMs;
-        return { dir: s.dir, toCompress: found.logs.filter((f) => f.mtimeMs < cutoff), gz: found.gz, partialRemoved, remote };
-      },
-    },
-    {
-      id: 'compress',
-      title: 'Compress old logs (all cores, atomic)',
-      why: 'gzip into .gz.tmp → fsync → rename → remove the original, two files per core in flight; the .gz keeps the log\'s modification time, as gzip does.',
-      risk: 'write',
-      equivalent: (p, env) => `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -name '*.log' -mtime +${Math.round((p.compressAfter ?? parseDuration(env.config.logs?.compressAfter ?? '7d')) / 86_400_000)} -print0 | xargs -0 -P "$(nproc)" -n 1 gzip`,
-      async plan(ctx): Promise<Change[]> {
-        return scanOf(ctx).toCompress.map((f) => ({ action: 'compress', target: f.rel, before: mb(f.size), after: `${f.rel}.gz` }));
-      },
-      async run(ctx) {
-        const s = settings(ctx.params, ctx.env);
-        const files = scanOf(ctx).toCompress;
-        let doneCount = 0;
-        const t0 = performance.now();
-        const results = await boundedPool(
-          files,
-          s.parallel,
-          async (f) => {
-            const r = await compressFile(s.dir, f, { signal: ctx.signal });
-            doneCount++;
-            if (doneCount % 20 === 0 || doneCount === files.length) ctx.log(`compressed ${doneCount}/${files.length}`);
-            return r;
-          },
-          ctx.signal,
-        );
-        if (ctx.signal.aborted) throw ctx.signal.reason;
-        const ok = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
-        const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`${files[i].rel}: ${errorMessage(r.reason)}`] : []));
-        for (const f of failed) ctx.reporter.warn(`not compressed: ${f}`);
-        const data = { files: ok, failed, bytesIn: ok.reduce((a, c) => a + c.bytesIn, 0), bytesOut: ok.reduce((a, c) => a + c.bytesOut, 0), ms: Math.round(performance.now() - t0) };
-        if (failed.length && ok.length === 0) throw new StepError(`could not compress any of ${files.length} files: ${failed[0]}`);
-        return data;
-      },
-    },
-    {
-      id: 'archive',
-      title: 'Upload new or changed archives to S3',
-      why: 'Uploads each .gz the archive lacks or holds with different bytes (size, then MD5 against the ETag); never deletes anything remote.',
-      risk: 'write',
-      when: (p, env) => Boolean(p.archive ?? env.config.logs?.archive),
-      equivalent: (p, env) => `aws s3 sync ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} ${p.archive ?? env.config.logs?.archive} --exclude '*' --include '*.gz'   # no --delete`,
-      async plan(ctx) {
-        const s = settings(ctx.params, ctx.env);
-        const a = s.archive!;
-        const remote = new Map((scanOf(ctx).remote ?? []).map((o) => [o.key, o]));
-        const changes: Change[] = [];
-        for (const f of await localGz(ctx)) {
-          const o = remote.get(a.prefix + f.rel);
-          const target = `s3://${a.bucket}/${a.prefix}${f.rel}`;
-          if (!o) changes.push({ action: 'upload', target, after: f.size >= 0 ? mb(f.size) : '(compressed in this run)' });
-          else if (f.size >= 0 && !(await sameBytes(join(s.dir, f.rel), o))) changes.push({ action: 'replace (different bytes)', target, before: mb(o.size), after: mb(f.size) });
-        }
-        return changes;
-      },
-      async run(ctx): Promise<Archived> {
-        const s = settings(ctx.params, ctx.env);
-        const a = s.archive!;
-        const { fileMd5, uploadFile } = await import('../../clients/s3-objects.js');
-        const aws = await ctx.clients.aws();
-        const remote = new Map((scanOf(ctx).remote ?? []).map((o) => [o.key, o]));
-        const local = await localGz(ctx);
-        const out: Archived = { uploaded: [], unchanged: [], safe: [], failed: [], remoteOnly: [] };
-        const results = await boundedPool(
-          local,
-          4,
-          async (f) => {
-            const file = join(s.dir, f.rel);
-            const key = a.prefix + f.rel;
-            const md5 = await fileMd5(file);
-            const o = remote.get(key);
-            if (o && matches(o, md5)) return { rel: f.rel, uploaded: false };
-            const etag = await uploadFile(aws, a.bucket, key, file, md5.base64, { signal: ctx.signal });
-            if (etag && etag !== md5.hex) throw new Error(`uploaded ETag ${etag} does not match MD5 ${md5.hex}`);
-            return { rel: f.rel, uploaded: true };
-          },
-          ctx.signal,
-        );
-        if (ctx.signal.aborted) throw ctx.signal.reason;
-        results.forEach((r, i) => {
-          if (r.status === 'fulfilled') {
-            (r.value.uploaded ? out.uploaded : out.unchanged).push(r.value.rel);
-            out.safe.push(r.value.rel);
-          } else out.failed.push(`${local[i].rel}: ${r.reason instanceof Error && 'name' in r.reason && (r.reason as { $metadata?: unknown }).$metadata ? awsErrorMessage(r.reason) : errorMessage(r.reason)}`);
-        });
-        const localKeys = new Set(local.map((f) => a.prefix + f.rel));
-        out.remoteOnly = [...remote.keys()].filter((k) => k.endsWith('.gz') && !localKeys.has(k)).sort();
-        if (out.failed.length) throw new StepError(`${out.failed.length} upload(s) failed (${out.uploaded.length} uploaded): ${out.failed[0]}`, 'nothing local was deleted; run again to retry');
-        return out;
-      },
-    },
-    {
-      id: 'prune',
-      title: 'Delete archive objects that no longer exist locally',
-      why: 'Only with --prune: this is what `aws s3 sync --delete` did silently. Every key is listed before the gate.',
-      risk: 'destructive',
-      when: (p) => p.prune,
-      equivalent: (p, env) => `aws s3 rm ${p.archive ?? env.config.logs?.archive}/<key>   # for each key listed`,
-      async plan(ctx) {
-        const a = settings(ctx.params, ctx.env).archive!;
-        return (await remoteOnly(ctx)).map((o) => ({ action: 'delete', target: `s3://${a.bucket}/${o.key}`, before: mb(o.size) }));
-      },
-      async run(ctx) {
-        const a = settings(ctx.params, ctx.env).archive!;
-        const { deleteObjects } = await import('../../clients/s3-objects.js');
-        const keys = (await remoteOnly(ctx)).map((o) => o.key);
-        const r = await deleteObjects(await ctx.clients.aws(), a.bucket, keys);
-        if (r.errors.length) throw new StepError(`could not delete ${r.errors.length} object(s): ${r.errors[0]}`, `${r.deleted.length} were deleted`);
-        return r;
-      },
-    },
-    {
-      id: 'delete',
-      title: 'Delete old local archives',
-      why: 'Frees disk space. With an archive configured, only .gz files the archive holds with the same bytes are deleted.',
-      risk: 'destructive',
-      equivalent: (p, env) => `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -name '*.gz' -mtime +${Math.round((p.deleteAfter ?? parseDuration(env.config.logs?.deleteAfter ?? '30d')) / 86_400_000)} -delete`,
-      async plan(ctx) {
-        return (await deletable(ctx)).map((f) => ({ action: 'delete', target: f.rel, before: f.size >= 0 ? mb(f.size) : '(compressed in this run)' }));
-      },
-      async run(ctx) {
-        const s = settings(ctx.params, ctx.env);
-        const deleted: string[] = [];
-        for (const f of await deletable(ctx)) {
-          await unlink(join(s.dir, f.rel));
-          deleted.push(f.rel);
-        }
-        return { deleted };
-      },
-    },
-  ],
-  render(state) {
+  steps: [logrotate, scan, compress, archive, prune, deleteOld],
+  render(run) {
     const rows: Array<[string, string | number, string]> = [];
-    const c = state.compress as { files: Compressed[]; failed: string[]; bytesIn: number; bytesOut: number; ms: number } | undefined;
-    const scan = state.scan as Scan | undefined;
-    if (scan?.partialRemoved.length) rows.push(['partial removed', scan.partialRemoved.length, scan.partialRemoved.join(' ')]);
+    const c = run.find(compress);
+    const found = run.find(scan);
+    if (found?.partialRemoved.length) rows.push(['partial removed', found.partialRemoved.length, found.partialRemoved.join(' ')]);
     if (c) rows.push(['compressed', c.files.length, `${mb(c.bytesIn)} → ${mb(c.bytesOut)} in ${formatDuration(c.ms)}${c.failed.length ? `; ${c.failed.length} left as is` : ''}`]);
-    const a = state.archive as Archived | undefined;
+    const a = run.find(archive);
     if (a) rows.push(['uploaded', a.uploaded.length, `${a.unchanged.length} already archived`]);
-    const p = state.prune as { deleted: string[] } | undefined;
+    const p = run.find(prune);
     if (p) rows.push(['pruned (remote)', p.deleted.length, '']);
-    const d = state.delete as { deleted: string[] } | undefined;
+    const d = run.find(deleteOld);
     if (d) rows.push(['deleted (local)', d.deleted.length, d.deleted.join(' ')]);
     return rows.length ? table(['ACTION', 'FILES', 'DETAIL'], rows) : 'nothing to do\n';
   },
@@ -319,8 +322,8 @@ function matches(o: S3Object, md5: { hex: string; size: number }): boolean {
   return o.size === md5.size && (o.etag === md5.hex || /-\d+$/.test(o.etag));
 }
 
-async function sameBytes(file: string, o: S3Object): Promise<boolean> {
-  const { fileMd5 } = await import('../../clients/s3-objects.js');
+async function sameBytes(ctx: Ctx, file: string, o: S3Object): Promise<boolean> {
+  const { fileMd5 } = await ctx.clients.s3();
   return matches(o, await fileMd5(file));
 }
 
@@ -331,13 +334,13 @@ async function deletable(ctx: Ctx): Promise<LogFile[]> {
   const old = (await localGz(ctx)).filter((f) => f.mtimeMs < cutoff);
   if (!s.archive) return old;
   const a = s.archive;
-  const uploaded = new Set((ctx.state.archive as Archived | undefined)?.safe ?? []);
+  const uploaded = new Set(ctx.find(archive)?.safe ?? []);
   const remote = new Map((scanOf(ctx).remote ?? []).map((o) => [o.key, o]));
   const out: LogFile[] = [];
   for (const f of old) {
     const o = remote.get(a.prefix + f.rel);
     // In a dry run, the archive step would have uploaded what is missing.
-    const safe = uploaded.has(f.rel) || ctx.dryRun !== 'off' || (o !== undefined && (await sameBytes(join(s.dir, f.rel), o)));
+    const safe = uploaded.has(f.rel) || ctx.dryRun !== 'off' || (o !== undefined && (await sameBytes(ctx, join(s.dir, f.rel), o)));
     if (safe) out.push(f);
     else ctx.reporter.warn(`kept ${f.rel}: not confirmed in the archive`);
   }

@@ -12,8 +12,17 @@ export interface DependencyHealth {
   error?: string;
 }
 
+/** One configured service's pods (label app=<name>). */
+export interface ServicePods {
+  service: string;
+  pods: number;
+  ready: number;
+  /** "name (phase)" of each pod not running and ready. */
+  notReady: string[];
+}
+
 /** Pods per configured service (label app=<name>), all services in parallel. */
-export function servicePodsStep<P>(): Step<P> {
+export function servicePodsStep<P>(): Step<P, { services: ServicePods[] }> {
   return {
     id: 'services',
     title: 'List the pods of every service',
@@ -21,10 +30,10 @@ export function servicePodsStep<P>(): Step<P> {
     risk: 'read',
     when: (_p, env) => Boolean(env.config.services?.length),
     equivalent: (_p, env) => (env.config.services ?? []).map((s) => `kubectl get pods -n ${ns(env)} -l app=${s}`).join(' && '),
-    async run(ctx: StepContext<P>) {
+    async run(ctx): Promise<{ services: ServicePods[] }> {
       const kube = await ctx.clients.kube();
       const services = await Promise.all(
-        ctx.env.config.services!.map(async (name) => {
+        ctx.env.config.services!.map(async (name): Promise<ServicePods> => {
           const pods: PodSummary[] = (await kube.listPods(`app=${name}`)).map((p) => summarizePod(p, ctx.now()));
           const isReady = (p: PodSummary) => p.phase === 'Running' && p.ready.split('/')[0] === p.ready.split('/')[1];
           const ready = pods.filter(isReady).length;
@@ -38,7 +47,7 @@ export function servicePodsStep<P>(): Step<P> {
   };
 }
 
-async function probe(ctx: StepContext<unknown>, dep: { name: string; url: string; timeout: string; expectStatus?: number }): Promise<DependencyHealth> {
+async function probe<P>(ctx: Pick<StepContext<P>, 'clients' | 'signal'>, dep: { name: string; url: string; timeout: string; expectStatus?: number }): Promise<DependencyHealth> {
   const t0 = performance.now();
   try {
     const res = await ctx.clients.http.request(dep.url, { timeoutMs: parseDuration(dep.timeout), signal: ctx.signal });
@@ -51,7 +60,7 @@ async function probe(ctx: StepContext<unknown>, dep: { name: string; url: string
 }
 
 /** Each external dependency's health URL, in parallel, each with its own timeout. */
-export function dependencyHealthStep<P>(): Step<P> {
+export function dependencyHealthStep<P>(): Step<P, { dependencies: DependencyHealth[] }> {
   return {
     id: 'dependencies',
     title: 'Check the external dependencies',
@@ -59,8 +68,8 @@ export function dependencyHealthStep<P>(): Step<P> {
     risk: 'read',
     when: (_p, env) => Boolean(env.config.dependencies?.length),
     equivalent: (_p, env) => (env.config.dependencies ?? []).map((d) => `curl -sS -o /dev/null -w '%{http_code}' --max-time ${Math.ceil(parseDuration(d.timeout) / 1000)} ${d.url}`).join(' & ') + ' ; wait',
-    async run(ctx: StepContext<P>) {
-      const results = await Promise.all(ctx.env.config.dependencies!.map((d) => probe(ctx as StepContext<unknown>, d)));
+    async run(ctx): Promise<{ dependencies: DependencyHealth[] }> {
+      const results = await Promise.all(ctx.env.config.dependencies!.map((d) => probe(ctx, d)));
       const bad = results.filter((r) => !r.ok);
       if (bad.length) ctx.reporter.warn(`unhealthy: ${bad.map((b) => `${b.name} (${b.error ?? `HTTP ${b.status}`})`).join(', ')}`);
       return { dependencies: results };

@@ -1,11 +1,12 @@
 import { lockTargets } from '../../core/lock.js';
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { deploymentName, ns } from '../shared/pods.js';
 import { watchRolloutStep } from '../shared/rollout.js';
 import { changeEnvStep, readEnvStep } from '../shared/env-vars.js';
-import { dependencyHealthStep, servicePodsStep, type DependencyHealth } from './checks.js';
-import { createIncident, curlIncident, updateIncident, type IncidentRef } from './statuspage.js';
+import { dependencyHealthStep, servicePodsStep } from './checks.js';
+import { MAINTENANCE_VAR } from './maintenance.js';
+import { curlIncident, type IncidentRef } from './statuspage.js';
 
 export interface OutageStartParams {
   title: string;
@@ -14,7 +15,38 @@ export interface OutageStartParams {
   rolloutTimeout?: number;
 }
 
-export const MAINTENANCE_VAR = 'MAINTENANCE_MODE';
+const step = stepFor<OutageStartParams>();
+
+const incident = step({
+  id: 'incident',
+  title: 'Open an incident on the status page',
+  why: 'Users and support learn about the outage from the status page first; the incident id is journaled so `outage recover` can resolve it.',
+  risk: 'write',
+  when: (_p, env) => Boolean(env.config.statuspage),
+  equivalent: (p, env) => curlIncident(env, 'POST', '/incidents', { incident: { name: p.title, status: 'investigating', body: p.message } }),
+  plan: async (ctx) => [{ action: 'open incident on', target: `status page ${ctx.env.config.statuspage!.url}`, after: `"${ctx.params.title}" (investigating)` }],
+  async run(ctx): Promise<IncidentRef> {
+    const opened = await (await ctx.clients.statuspage()).createIncident(ctx.params.title, ctx.params.message, ctx.signal);
+    ctx.log(`incident ${opened.id} opened${opened.shortlink ? `: ${opened.shortlink}` : ''}`);
+    return opened;
+  },
+  async undo(ctx, data) {
+    await (await ctx.clients.statuspage()).updateIncident(data.id, 'resolved', `Opened in error: runbook outage start (run ${ctx.runId}) did not complete and took it back.`, ctx.signal);
+  },
+  undoByHand: (ctx, data) => curlIncident(ctx.env, 'PATCH', `/incidents/${data.id}`, { incident: { status: 'resolved', body: 'Opened in error.' } }),
+});
+
+const services = servicePodsStep<OutageStartParams>();
+const dependencies = dependencyHealthStep<OutageStartParams>();
+const current = readEnvStep<OutageStartParams>();
+const apply = changeEnvStep<OutageStartParams>({
+  title: 'Turn maintenance mode on',
+  why: 'The app answers with a maintenance page instead of errors while the cause is found; it is an environment variable, so pods roll.',
+  current,
+  change: () => ({ set: [{ key: MAINTENANCE_VAR, value: 'true' }], unset: [] }),
+  equivalent: (_p, env) => `kubectl set env deployment/${deploymentName(env)} -n ${ns(env)} ${MAINTENANCE_VAR}=true`,
+});
+const rollout = watchRolloutStep<OutageStartParams>();
 
 export default defineProcedure<OutageStartParams>({
   name: 'outage start',
@@ -36,45 +68,16 @@ export default defineProcedure<OutageStartParams>({
   secrets: ['statuspage'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   locks: (_p, env) => [lockTargets.deployment(env)],
-  steps: [
-    {
-      id: 'incident',
-      title: 'Open an incident on the status page',
-      why: 'Users and support learn about the outage from the status page first; the incident id is journaled so `outage recover` can resolve it.',
-      risk: 'write',
-      when: (_p, env) => Boolean(env.config.statuspage),
-      equivalent: (p, env) => curlIncident(env, 'POST', '/incidents', { incident: { name: p.title, status: 'investigating', body: p.message } }),
-      plan: async (ctx) => [{ action: 'open incident on', target: `status page ${ctx.env.config.statuspage!.url}`, after: `"${ctx.params.title}" (investigating)` }],
-      async run(ctx): Promise<IncidentRef> {
-        const incident = await createIncident(ctx, ctx.params.title, ctx.params.message);
-        ctx.log(`incident ${incident.id} opened${incident.shortlink ? `: ${incident.shortlink}` : ''}`);
-        return incident;
-      },
-      async undo(ctx, data) {
-        await updateIncident(ctx, (data as IncidentRef).id, 'resolved', `Opened in error: runbook outage start (run ${ctx.runId}) did not complete and took it back.`);
-      },
-      undoByHand: (ctx, data) => curlIncident(ctx.env, 'PATCH', `/incidents/${(data as IncidentRef).id}`, { incident: { status: 'resolved', body: 'Opened in error.' } }),
-    },
-    servicePodsStep(),
-    dependencyHealthStep(),
-    readEnvStep(),
-    changeEnvStep({
-      title: 'Turn maintenance mode on',
-      why: 'The app answers with a maintenance page instead of errors while the cause is found; it is an environment variable, so pods roll.',
-      change: () => ({ set: [{ key: MAINTENANCE_VAR, value: 'true' }], unset: [] }),
-      equivalent: (_p, env) => `kubectl set env deployment/${deploymentName(env)} -n ${ns(env)} ${MAINTENANCE_VAR}=true`,
-    }),
-    watchRolloutStep(),
-  ],
-  render(state) {
+  steps: [incident, services, dependencies, current, apply, rollout],
+  render(run) {
     const parts: string[] = [];
-    const inc = state.incident as IncidentRef | undefined;
+    const inc = run.find(incident);
     if (inc) parts.push(`incident ${inc.id} "${inc.name}": ${inc.status}${inc.shortlink ? ` ${inc.shortlink}` : ''}\n`);
-    const s = state.services as { services: Array<{ service: string; pods: number; ready: number; notReady: string[] }> } | undefined;
+    const s = run.find(services);
     if (s) parts.push(table(['SERVICE', 'READY', 'NOT READY'], s.services.map((x) => [x.service, `${x.ready}/${x.pods}`, x.notReady.join(', ')])));
-    const d = state.dependencies as { dependencies: DependencyHealth[] } | undefined;
+    const d = run.find(dependencies);
     if (d) parts.push(table(['DEPENDENCY', 'OK', 'STATUS', 'LATENCY'], d.dependencies.map((x) => [x.name, x.ok ? 'yes' : 'NO', x.error ?? String(x.status), `${x.latencyMs}ms`])));
-    if (state.apply) parts.push(`maintenance mode on (${MAINTENANCE_VAR}=true)\n`);
+    if (run.find(apply)) parts.push(`maintenance mode on (${MAINTENANCE_VAR}=true)\n`);
     return parts.join('\n');
   },
 });

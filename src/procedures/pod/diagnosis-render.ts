@@ -1,11 +1,16 @@
 import { table } from '../../core/table.js';
-import type { CheckedReference, ContainerReport, EventSummary, Finding, LogExcerpt, PodReport, UsageData } from './diagnosis.js';
+import type { CheckedReference, ContainerReport, EventSummary, Finding, LogExcerpt, UsageData } from './diagnosis.js';
+import type { PodsData } from './diagnosis.js';
 import { formatMemory, formatCpu, formatPct, type ContainerUsage } from './usage.js';
 
-interface PodsData {
-  namespace: string;
-  deployment?: string;
-  pods: PodReport[];
+/** What the steps of `pod diagnose` found (a step that did not run is missing). */
+export interface DiagnosisData {
+  pods?: PodsData;
+  events?: Record<string, EventSummary[]>;
+  logs?: LogExcerpt[];
+  usage?: UsageData;
+  references?: CheckedReference[];
+  findings?: { unhealthy: string | null; findings: Finding[] };
 }
 
 const indent = (s: string, n: number) =>
@@ -48,14 +53,14 @@ function findingLines(f: Finding): string {
 }
 
 /** The readable report: a pod table (deployment mode), details of the pods that need a look, references, findings. */
-export function renderDiagnosis(state: Record<string, unknown>): string {
-  const data = state.pods as PodsData | undefined;
+export function renderDiagnosis(found: DiagnosisData): string {
+  const data = found.pods;
   if (!data) return '';
-  const events = (state.events as Record<string, EventSummary[]>) ?? {};
-  const logs = (state.logs as LogExcerpt[]) ?? [];
-  const usage = state.usage as UsageData | undefined;
-  const refs = (state.references as CheckedReference[]) ?? [];
-  const result = state.findings as { unhealthy: string | null; findings: Finding[] } | undefined;
+  const events = found.events ?? {};
+  const logs = found.logs ?? [];
+  const usage = found.usage;
+  const refs = found.references ?? [];
+  const result = found.findings;
   const parts: string[] = [];
 
   if (data.deployment) {

@@ -446,3 +446,11 @@ export function unhealthyReason(pods: PodReport[], refs: CheckedReference[], dep
   for (const r of refs) if (!r.optional && (r.status === 'missing' || r.status === 'missing-key')) reasons.push(`${r.kind} ${r.name} is ${r.status}`);
   return reasons.length ? reasons.join('; ') : null;
 }
+
+/** The pods step's data: the pod asked for, or the deployment's pods worst first. */
+export interface PodsData {
+  namespace: string;
+  deployment?: string;
+  selector?: string;
+  pods: PodReport[];
+}

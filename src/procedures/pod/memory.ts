@@ -1,6 +1,6 @@
 import { KubeApiError } from '../../clients/kube.js';
 import { StepError } from '../../core/errors.js';
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { deploymentName, ns, selectorOf } from '../shared/pods.js';
 import { containerUsage, formatMemory, formatPct, podResources, type ContainerUsage } from './usage.js';
@@ -54,6 +54,44 @@ export function memoryRows(usage: ContainerUsage[], perContainer: boolean, thres
   return rows.sort((a, b) => (b.pctOfLimit ?? -1) - (a.pctOfLimit ?? -1) || (b.memory ?? -1) - (a.memory ?? -1) || a.pod.localeCompare(b.pod));
 }
 
+const step = stepFor<Params>();
+
+const memory = step({
+  id: 'memory',
+  title: 'Read the pods\' memory usage (metrics.k8s.io) and their limits',
+  why: 'A container that reaches its memory limit is killed (OOMKilled, exit 137) and restarts; catching it at 90% leaves time to act.',
+  risk: 'read',
+  equivalent: (p, env) => `kubectl top pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`}${p.containers ? ' --containers' : ''}`,
+  async run(ctx): Promise<MemoryReport> {
+    const kube = await ctx.clients.kube();
+    const name = deploymentName(ctx.env);
+    const d = await kube.getDeployment(name);
+    const selector = selectorOf(d);
+    const [pods, metrics] = await Promise.all([
+      kube.listPods(selector),
+      kube.listPodMetrics(selector).catch((err: unknown) => {
+        if (err instanceof KubeApiError && (err.status === 404 || err.status === 503)) {
+          throw new StepError(`metrics.k8s.io is not available in context ${kube.context}: ${err.message}`, 'install metrics-server (kubectl get apiservice v1beta1.metrics.k8s.io)');
+        }
+        throw err;
+      }),
+    ]);
+    const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
+    const usage = containerUsage(live.map(podResources), metrics);
+    const withMetrics = new Set(metrics.map((m) => m.name));
+    const rows = memoryRows(usage, Boolean(ctx.params.containers), ctx.params.threshold);
+    const flagged = rows.filter((r) => r.flagged);
+    if (flagged.length) ctx.log(`${flagged.length} ${ctx.params.containers ? 'container(s)' : 'pod(s)'} above ${ctx.params.threshold}% of the memory limit`);
+    return {
+      deployment: name,
+      threshold: ctx.params.threshold,
+      perContainer: Boolean(ctx.params.containers),
+      rows,
+      withoutMetrics: live.map((p) => p.metadata?.name ?? '').filter((n) => !withMetrics.has(n)),
+    };
+  },
+});
+
 export default defineProcedure<Params>({
   name: 'pod memory',
   summary: 'Memory use of the deployment\'s pods against their limits, highest first; flags > 90% of the limit (exit 4)',
@@ -68,51 +106,15 @@ export default defineProcedure<Params>({
   examples: [[], ['--containers'], ['--threshold', '80', '--json']],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'listPodMetrics', 'listPods', 'listReplicaSets'],
-  steps: [
-    {
-      id: 'memory',
-      title: 'Read the pods\' memory usage (metrics.k8s.io) and their limits',
-      why: 'A container that reaches its memory limit is killed (OOMKilled, exit 137) and restarts; catching it at 90% leaves time to act.',
-      risk: 'read',
-      equivalent: (p, env) => `kubectl top pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`}${p.containers ? ' --containers' : ''}`,
-      async run(ctx): Promise<MemoryReport> {
-        const kube = await ctx.clients.kube();
-        const name = deploymentName(ctx.env);
-        const d = await kube.getDeployment(name);
-        const selector = selectorOf(d);
-        const [pods, metrics] = await Promise.all([
-          kube.listPods(selector),
-          kube.listPodMetrics(selector).catch((err: unknown) => {
-            if (err instanceof KubeApiError && (err.status === 404 || err.status === 503)) {
-              throw new StepError(`metrics.k8s.io is not available in context ${kube.context}: ${err.message}`, 'install metrics-server (kubectl get apiservice v1beta1.metrics.k8s.io)');
-            }
-            throw err;
-          }),
-        ]);
-        const live = pods.filter((p) => !p.metadata?.deletionTimestamp);
-        const usage = containerUsage(live.map(podResources), metrics);
-        const withMetrics = new Set(metrics.map((m) => m.name));
-        const rows = memoryRows(usage, Boolean(ctx.params.containers), ctx.params.threshold);
-        const flagged = rows.filter((r) => r.flagged);
-        if (flagged.length) ctx.log(`${flagged.length} ${ctx.params.containers ? 'container(s)' : 'pod(s)'} above ${ctx.params.threshold}% of the memory limit`);
-        return {
-          deployment: name,
-          threshold: ctx.params.threshold,
-          perContainer: Boolean(ctx.params.containers),
-          rows,
-          withoutMetrics: live.map((p) => p.metadata?.name ?? '').filter((n) => !withMetrics.has(n)),
-        };
-      },
-    },
-  ],
-  check(state) {
-    const r = state.memory as MemoryReport | undefined;
+  steps: [memory],
+  check(run) {
+    const r = run.find(memory);
     const over = r?.rows.filter((x) => x.flagged) ?? [];
     if (!over.length) return null;
     return `${over.map((x) => `${x.pod}${x.container ? `/${x.container}` : ''}`).join(', ')} above ${r!.threshold}% of the memory limit`;
   },
-  render(state) {
-    const r = state.memory as MemoryReport;
+  render(run) {
+    const r = run.get(memory);
     const head = r.perContainer ? ['POD', 'CONTAINER', 'MEMORY', 'REQUEST', 'LIMIT', '% LIMIT', ''] : ['POD', 'MEMORY', 'REQUEST', 'LIMIT', '% LIMIT', ''];
     const rows = r.rows.map((x) => {
       const cells = [formatMemory(x.memory), formatMemory(x.request), x.limit === null ? 'none' : formatMemory(x.limit), formatPct(x.pctOfLimit), x.flagged ? `> ${r.threshold}%` : ''];

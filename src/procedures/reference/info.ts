@@ -1,4 +1,4 @@
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import type { EnvironmentConfig } from '../../core/config.js';
 
@@ -25,6 +25,24 @@ export function renderQuickReference(q: QuickReference): string {
   return parts.join('\n\n') + '\n';
 }
 
+const step = stepFor<Record<string, never>>();
+
+const info = step({
+  id: 'info',
+  title: 'Read the contacts and critical resources from the config',
+  why: 'At 3 a.m. the first question is who to call and where the dashboards are; this answers it without any network call.',
+  risk: 'read',
+  equivalent: (_p, env) => `yq '.environments.${env.name} | {"contacts": .contacts, "resources": .resources}' ${env.configPath ?? 'runbook.yaml'}`,
+  async run(ctx): Promise<QuickReference> {
+    return {
+      environment: ctx.env.name,
+      config: ctx.env.configPath,
+      contacts: ctx.env.config.contacts ?? [],
+      resources: ctx.env.config.resources ?? [],
+    };
+  },
+});
+
 export default defineProcedure<Record<string, never>>({
   name: 'info',
   summary: 'Quick reference: emergency contacts and critical resources of the environment',
@@ -35,22 +53,6 @@ export default defineProcedure<Record<string, never>>({
   examples: [[], ['--json']],
   requires: [],
   worksWithoutConfig: true,
-  steps: [
-    {
-      id: 'info',
-      title: 'Read the contacts and critical resources from the config',
-      why: 'At 3 a.m. the first question is who to call and where the dashboards are; this answers it without any network call.',
-      risk: 'read',
-      equivalent: (_p, env) => `yq '.environments.${env.name} | {"contacts": .contacts, "resources": .resources}' ${env.configPath ?? 'runbook.yaml'}`,
-      async run(ctx): Promise<QuickReference> {
-        return {
-          environment: ctx.env.name,
-          config: ctx.env.configPath,
-          contacts: ctx.env.config.contacts ?? [],
-          resources: ctx.env.config.resources ?? [],
-        };
-      },
-    },
-  ],
-  render: (state) => renderQuickReference(state.info as QuickReference),
+  steps: [info],
+  render: (run) => renderQuickReference(run.get(info)),
 });

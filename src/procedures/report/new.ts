@@ -1,6 +1,7 @@
 import { UsageError } from '../../core/errors.js';
-import { isRunId, journalDir, listRuns, readRun, summarize, type JournalEvent, type RunSummary } from '../../core/journal.js';
-import { defineProcedure } from '../../core/procedure.js';
+import { isRunId, type JournalEvent, type RunSummary } from '../../core/journal.js';
+import { runSummary, type JournalRun } from '../../core/journal-reader.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 
 export interface ReportParams {
   title: string;
@@ -25,7 +26,7 @@ interface Collected {
 const hhmm = (iso: string) => iso.slice(11, 16);
 
 /** Turns one run's journal into timeline lines: start, gates, the changes made, failures, put-backs, end. */
-export function timelineOf(s: RunSummary, events: JournalEvent[]): { entries: TimelineEntry[]; changes: string[] } {
+export function timelineOf(s: RunSummary, events: readonly JournalEvent[]): { entries: TimelineEntry[]; changes: string[] } {
   const entries: TimelineEntry[] = [];
   const changes: string[] = [];
   const titles = new Map<string, string>();
@@ -37,12 +38,12 @@ export function timelineOf(s: RunSummary, events: JournalEvent[]): { entries: Ti
     else if (e.type === 'step-start') {
       titles.set(String(e.step), String(e.title ?? e.step));
       risks.set(String(e.step), String(e.risk ?? 'read'));
+    } else if (e.type === 'step-end' && e.carriedFrom !== undefined) {
+      // Done in the run this one resumed (and shown with it), carried over, not done again.
     } else if (e.type === 'gate' && e.decision === 'declined') entries.push({ t: e.t, text: `declined: ${title(e.step)}` });
     else if (e.type === 'step-end' && e.status === 'succeeded' && risks.get(String(e.step)) !== 'read') {
       const detail = Array.isArray(e.changes)
-        ? (e.changes as Array<{ action: string; target: string; before?: string; after?: string }>)
-            .map((c) => `${c.action} ${c.target}${c.before !== undefined || c.after !== undefined ? ` ${c.before ?? '∅'} → ${c.after ?? '∅'}` : ''}`)
-            .join('; ')
+        ? e.changes.map((c) => `${c.action} ${c.target}${c.before !== undefined || c.after !== undefined ? ` ${c.before ?? '∅'} → ${c.after ?? '∅'}` : ''}`).join('; ')
         : '';
       entries.push({ t: e.t, text: `${title(e.step)}${detail ? `: ${detail}` : ''}` });
       changes.push(title(e.step));
@@ -52,6 +53,39 @@ export function timelineOf(s: RunSummary, events: JournalEvent[]): { entries: Ti
   }
   return { entries, changes };
 }
+
+const step = stepFor<ReportParams>();
+
+const collect = step({
+  id: 'collect',
+  title: 'Read the journal',
+  why: 'Every run of runbook is journaled with its operator, gates, steps and put-backs: the timeline writes itself.',
+  risk: 'read',
+  equivalent: (p) => `runbook history --json  # then runbook show <run-id> for each run since ${p.since / 3_600_000}h`,
+  async run(ctx): Promise<Collected> {
+    // Real runs other than this one (the reader never returns the run in progress), oldest first.
+    let chosen: JournalRun[];
+    if (ctx.params.run?.length) {
+      const ids = [...new Set(ctx.params.run)].sort();
+      const found = await Promise.all(ids.map((id) => ctx.journal.run(id)));
+      const missing = ids.filter((id, i) => !found[i] || found[i].dryRun !== 'off' || id === ctx.runId);
+      if (missing.length) throw new UsageError(`no run ${missing.join(', ')} in ${ctx.journal.dir}`, 'runbook history lists run ids');
+      chosen = found.filter((r): r is JournalRun => r !== null);
+    } else {
+      // Only the runs that started in the window are read (run files are named by their start).
+      chosen = (await ctx.journal.runs({ since: ctx.now().getTime() - ctx.params.since })).reverse();
+    }
+    const runs: Collected['runs'] = [];
+    const timeline: TimelineEntry[] = [];
+    for (const r of chosen) {
+      const { entries, changes } = timelineOf(r, r.events);
+      timeline.push(...entries);
+      runs.push({ ...runSummary(r), changes });
+    }
+    timeline.sort((a, b) => a.t.localeCompare(b.t));
+    return { runs, timeline, start: timeline[0]?.t ?? null, end: timeline.at(-1)?.t ?? null };
+  },
+});
 
 export default defineProcedure<ReportParams>({
   name: 'report new',
@@ -72,41 +106,9 @@ export default defineProcedure<ReportParams>({
   validate(p) {
     for (const id of p.run ?? []) if (!isRunId(id)) throw new UsageError(`invalid run id "${id}"`, 'runbook history lists run ids');
   },
-  steps: [
-    {
-      id: 'collect',
-      title: 'Read the journal',
-      why: 'Every run of runbook is journaled with its operator, gates, steps and put-backs: the timeline writes itself.',
-      risk: 'read',
-      equivalent: (p) => `runbook history --json  # then runbook show <run-id> for each run since ${p.since / 3_600_000}h`,
-      async run(ctx): Promise<Collected> {
-        const dir = journalDir(ctx.io.env, ctx.env.journalDir);
-        const cutoff = ctx.now().getTime() - ctx.params.since;
-        const all = (await listRuns(dir)).filter((r) => r.runId !== ctx.runId && r.dryRun === 'off');
-        let chosen: RunSummary[];
-        if (ctx.params.run?.length) {
-          const known = new Set(all.map((r) => r.runId));
-          const missing = ctx.params.run.filter((id) => !known.has(id));
-          if (missing.length) throw new UsageError(`no run ${missing.join(', ')} in ${dir}`, 'runbook history lists run ids');
-          chosen = all.filter((r) => ctx.params.run!.includes(r.runId));
-        } else {
-          chosen = all.filter((r) => new Date(r.startedAt).getTime() >= cutoff);
-        }
-        const runs: Collected['runs'] = [];
-        const timeline: TimelineEntry[] = [];
-        for (const r of chosen) {
-          const events = await readRun(dir, r.runId);
-          const { entries, changes } = timelineOf(summarize(r.runId, events), events);
-          timeline.push(...entries);
-          runs.push({ ...r, changes });
-        }
-        timeline.sort((a, b) => a.t.localeCompare(b.t));
-        return { runs, timeline, start: timeline[0]?.t ?? null, end: timeline.at(-1)?.t ?? null };
-      },
-    },
-  ],
-  render(state, _colors, params) {
-    return renderReport(state.collect as Collected, params as ReportParams);
+  steps: [collect],
+  render(run, _colors, params) {
+    return renderReport(run.get(collect), params as ReportParams);
   },
 });
 

@@ -8,6 +8,8 @@ export interface SecurityAuditModeParams {
   rolloutTimeout?: number;
 }
 
+const audit = auditSteps<SecurityAuditModeParams>((p) => p.mode);
+
 export default defineProcedure<SecurityAuditModeParams>({
   name: 'security audit-mode',
   summary: 'Turn debug and audit logging on (LOG_LEVEL=DEBUG, AUDIT_MODE=true) or off again, and wait for the rollout',
@@ -24,9 +26,9 @@ export default defineProcedure<SecurityAuditModeParams>({
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets'],
   locks: (_p, env) => [lockTargets.deployment(env)],
-  steps: auditSteps<SecurityAuditModeParams>((p) => p.mode),
-  render(state) {
-    const d = state.apply as { mode?: AuditMode; container?: string; prior?: Record<string, string | null> } | undefined;
+  steps: audit.steps,
+  render(run) {
+    const d = run.find(audit.apply);
     if (!d) return 'audit mode: nothing to change\n';
     if (d.mode === 'on') return `audit mode on in ${d.container}: ${Object.entries(AUDIT_ON).map(([k, v]) => `${k}=${v}`).join(' ')} (was ${Object.entries(d.prior ?? {}).map(([k, v]) => `${k}=${v ?? '∅'}`).join(' ')})\n`;
     return `audit mode off in ${d.container}\n`;

@@ -2,10 +2,9 @@ import { lockTargets } from '../../core/lock.js';
 import { defineProcedure } from '../../core/procedure.js';
 import { announceStep } from '../shared/notify.js';
 import { auditSteps } from './audit-logging.js';
-import { evidenceStep, renderEvidence, type EvidenceData } from './evidence-collection.js';
-import { isolateStep, readNodesStep, validateNodeNames, type IsolateData } from './nodes.js';
+import { evidenceStep, renderEvidence } from './evidence-collection.js';
+import { isolateStep, readNodesStep, renderIsolation, validateNodeNames } from './nodes.js';
 import { rotateStep } from './rotation.js';
-import { renderIsolation } from './isolate.js';
 
 export interface SecurityBreachParams {
   nodes: string[];
@@ -14,6 +13,34 @@ export interface SecurityBreachParams {
   container?: string;
   rolloutTimeout?: number;
 }
+
+const nodes = readNodesStep<SecurityBreachParams>();
+// No compensation: on a suspected breach, isolation stays whatever happens later.
+const isolate = isolateStep<SecurityBreachParams>({ compensate: false, nodes });
+const evidence = evidenceStep<SecurityBreachParams>();
+const rotate = rotateStep<SecurityBreachParams>();
+const audit = auditSteps<SecurityBreachParams>(() => 'on', { canTurnOff: false });
+
+const announce = announceStep<SecurityBreachParams>({
+  id: 'announce',
+  title: 'Notify the security team',
+  why: 'The security team must hear at once what was isolated and where the evidence is; the message carries the run id for the timeline.',
+  message(ctx) {
+    const mention = ctx.env.config.security?.notifyMention;
+    const isolated = ctx.find(isolate)?.nodes.map((n) => n.name) ?? ctx.params.nodes;
+    const folder = ctx.find(evidence)?.folder;
+    const rotated = ctx.find(rotate)?.commands.length;
+    return [
+      `${mention ? `${mention} ` : ''}Suspected breach in ${ctx.env.name} - immediate response required.`,
+      `Nodes isolated (cordoned, quarantine=true): ${isolated.join(', ')}.`,
+      folder ? `Evidence: ${folder}.` : 'Evidence: being collected.',
+      rotated ? `Credentials rotated (${rotated} command${rotated > 1 ? 's' : ''}).` : '',
+      `Audit logging on. Run ${ctx.runId}.`,
+    ]
+      .filter(Boolean)
+      .join(' ');
+  },
+});
 
 export default defineProcedure<SecurityBreachParams>({
   name: 'security breach',
@@ -38,36 +65,11 @@ export default defineProcedure<SecurityBreachParams>({
   // The nodes it isolates, and the deployment whose logging it changes.
   locks: (p, env) => [...p.nodes.map(lockTargets.node), lockTargets.deployment(env)],
   validate: (p) => validateNodeNames(p),
-  steps: [
-    readNodesStep(),
-    isolateStep({ compensate: false }),
-    evidenceStep(),
-    rotateStep(),
-    ...auditSteps<SecurityBreachParams>(() => 'on', { canTurnOff: false }),
-    announceStep<SecurityBreachParams>({
-      id: 'announce',
-      title: 'Notify the security team',
-      why: 'The security team must hear at once what was isolated and where the evidence is; the message carries the run id for the timeline.',
-      message(ctx) {
-        const mention = ctx.env.config.security?.notifyMention;
-        const isolated = (ctx.state.isolate as IsolateData | undefined)?.nodes.map((n) => n.name) ?? ctx.params.nodes;
-        const evidence = (ctx.state.evidence as EvidenceData | undefined)?.folder;
-        const rotated = (ctx.state.rotate as { commands: unknown[] } | undefined)?.commands.length;
-        return [
-          `${mention ? `${mention} ` : ''}Suspected breach in ${ctx.env.name} - immediate response required.`,
-          `Nodes isolated (cordoned, quarantine=true): ${isolated.join(', ')}.`,
-          evidence ? `Evidence: ${evidence}.` : 'Evidence: being collected.',
-          rotated ? `Credentials rotated (${rotated} command${rotated > 1 ? 's' : ''}).` : '',
-          `Audit logging on. Run ${ctx.runId}.`,
-        ]
-          .filter(Boolean)
-          .join(' ');
-      },
-    }),
-  ],
-  render(state) {
-    const told = state.announce as { sent: string[] } | undefined;
+  steps: [nodes, isolate, evidence, rotate, ...audit.steps, announce],
+  render(run) {
+    const told = run.find(announce);
     const notice = told?.sent.length ? `security team notified via ${told.sent.join(', ')}\n` : 'security team NOT notified by the tool (no notify channel answered): tell them now\n';
-    return renderIsolation(state) + (state.evidence ? renderEvidence(state.evidence as EvidenceData) : '') + notice;
+    const collected = run.find(evidence);
+    return renderIsolation(run, { nodes, isolate }) + (collected ? renderEvidence(collected) : '') + notice;
   },
 });

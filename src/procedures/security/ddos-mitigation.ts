@@ -1,18 +1,24 @@
 import { readFileSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import type { V1EnvVar } from '@kubernetes/client-node';
 import type { ResolvedEnvironment } from '../../core/config.js';
 import { wafRuleSchema, formatIssues } from '../../core/config-schema.js';
 import { StepError, UsageError } from '../../core/errors.js';
-import { journalDir, readRun } from '../../core/journal.js';
-import type { Step, StepContext } from '../../core/procedure.js';
+import type { JournalReader, JournalRun } from '../../core/journal-reader.js';
+import type { Step, StepContext, StepRef } from '../../core/procedure.js';
 import type { WafRule, WebAclRef } from '../../clients/wafv2.js';
+import { securityLevelUrl } from '../../clients/cloudflare.js';
 import type { EnvChange } from '../shared/env-vars.js';
 import { deploymentName, ns } from '../shared/pods.js';
 
 export type DdosConfig = NonNullable<ResolvedEnvironment['config']['ddos']>;
 type Cloudflare = NonNullable<ResolvedEnvironment['config']['cloudflare']>;
+
+/**
+ * Which way a mitigation step goes: on (`security ddos`), or back (`security ddos-revert`), where it
+ * puts back what the revert's `recorded` step found in the journal.
+ */
+export type Direction = { revert: false } | { revert: true; recorded: StepRef<DdosRecord | null> };
 
 /** The variables the application reads to turn its own rate limiting on. */
 export function rateLimitVars(env: ResolvedEnvironment): Record<string, string> {
@@ -74,10 +80,8 @@ function wafCli(env: ResolvedEnvironment, file: string): string {
   return `aws wafv2 get-web-acl --scope ${r.scope} --name ${r.name} --id ${r.id} --region ${r.region} --query LockToken --output text  # then: aws wafv2 update-web-acl --scope ${r.scope} --name ${r.name} --id ${r.id} --region ${r.region} --lock-token <token> --default-action <unchanged> --visibility-config <unchanged> --rules file://${file}`;
 }
 
-async function waf(ctx: StepContext<unknown>) {
-  const aws = await ctx.clients.aws();
-  return aws.wafv2(wafRef(ctx.env).region);
-}
+/** WAFv2 in the web ACL's region (CLOUDFRONT-scoped ACLs live in us-east-1). */
+const waf = <P>(ctx: Pick<StepContext<P>, 'clients' | 'env'>) => ctx.clients.waf(wafRef(ctx.env).region);
 
 /** What the WAF step did: the whole rule list before, and the names it merged. */
 export interface WafData {
@@ -87,10 +91,10 @@ export interface WafData {
 }
 
 /** Step `waf`: merge (or, for the revert, unmerge) the emergency rules, lock token read right before each update. */
-export function wafStep<P>(opts: { revert: boolean }): Step<P> {
+export function wafStep<P>(opts: Direction): Step<P, WafData> {
   const desired = (ctx: StepContext<P>, current: WafRule[]): WafRule[] => {
     if (!opts.revert) return mergeRules(current, emergencyRules(ctx.env));
-    const rec = ctx.state.recorded as DdosRecord | undefined;
+    const rec = ctx.get(opts.recorded);
     return unmergeRules(current, rec?.waf?.names ?? emergencyRules(ctx.env).map((r) => r.Name), rec?.waf?.previous ?? []);
   };
   return {
@@ -103,30 +107,31 @@ export function wafStep<P>(opts: { revert: boolean }): Step<P> {
     when: (_p, env) => !!env.config.ddos?.waf,
     equivalent: (_p, env) => wafCli(env, opts.revert ? 'previous-rules.json' : 'merged-rules.json'),
     async plan(ctx) {
-      const { getWebAcl } = await import('../../clients/wafv2.js');
-      const cur = await getWebAcl(await waf(ctx as StepContext<unknown>), wafRef(ctx.env));
+      const cur = await (await waf(ctx)).getWebAcl(wafRef(ctx.env));
       const next = desired(ctx, cur.rules);
       if (sameRules(cur.rules, next)) return [];
       return [{ action: 'set rules of', target: `web ACL ${wafRef(ctx.env).name} (${wafRef(ctx.env).scope})`, before: ruleNames(cur.rules), after: ruleNames(next) }];
     },
     async run(ctx): Promise<WafData> {
-      const { updateWebAclRules } = await import('../../clients/wafv2.js');
-      const r = await updateWebAclRules(await waf(ctx as StepContext<unknown>), wafRef(ctx.env), (cur) => desired(ctx, cur));
+      const r = await (await waf(ctx)).updateWebAclRules(wafRef(ctx.env), (cur) => desired(ctx, cur));
       if (r.retried) ctx.log('the web ACL changed under us (WAFOptimisticLockException): re-read it and retried once');
       const names = opts.revert ? [] : emergencyRules(ctx.env).map((x) => x.Name);
       return { previous: r.before, names, retried: r.retried };
     },
     async undo(ctx, data) {
-      const d = data as WafData;
-      const { updateWebAclRules } = await import('../../clients/wafv2.js');
-      await updateWebAclRules(await waf(ctx as StepContext<unknown>), wafRef(ctx.env), () => d.previous);
+      await (await waf(ctx)).updateWebAclRules(wafRef(ctx.env), () => data.previous);
     },
-    undoByHand: (ctx, data) => `${wafCli(ctx.env, 'previous-rules.json')}  # previous rules: ${JSON.stringify((data as WafData).previous)}`,
+    undoByHand: (ctx, data) => `${wafCli(ctx.env, 'previous-rules.json')}  # previous rules: ${JSON.stringify(data.previous)}`,
   };
 }
 
+/** What the shield step replaced: the DRT role associated before (null: none). */
+export interface ShieldData {
+  previous: string | null;
+}
+
 /** Step `shield`: authorise the Shield Response Team's role (skipped when ddos.shield is not configured). */
-export function shieldStep<P>(): Step<P> {
+export function shieldStep<P>(): Step<P, ShieldData> {
   const arn = (env: ResolvedEnvironment) => env.config.ddos!.shield!.drtRoleArn;
   return {
     id: 'shield',
@@ -136,34 +141,31 @@ export function shieldStep<P>(): Step<P> {
     when: (_p, env) => !!env.config.ddos?.shield,
     equivalent: (_p, env) => `aws shield associate-drt-role --role-arn ${arn(env)}`,
     async plan(ctx) {
-      const { describeDrtRole } = await import('../../clients/shield-drt.js');
-      const cur = await describeDrtRole(await (await ctx.clients.aws()).shield());
+      const cur = await (await ctx.clients.shield()).describeDrtRole();
       if (cur === arn(ctx.env)) return [];
       return [{ action: 'associate DRT role', target: 'Shield Advanced subscription', before: cur ?? '∅', after: arn(ctx.env) }];
     },
-    async run(ctx) {
-      const { describeDrtRole, setDrtRole } = await import('../../clients/shield-drt.js');
-      const shield = await (await ctx.clients.aws()).shield();
-      const previous = await describeDrtRole(shield);
-      await setDrtRole(shield, arn(ctx.env));
+    async run(ctx): Promise<ShieldData> {
+      const shield = await ctx.clients.shield();
+      const previous = await shield.describeDrtRole();
+      await shield.setDrtRole(arn(ctx.env));
       return { previous };
     },
     async undo(ctx, data) {
-      const { setDrtRole } = await import('../../clients/shield-drt.js');
-      await setDrtRole(await (await ctx.clients.aws()).shield(), (data as { previous: string | null }).previous);
+      await (await ctx.clients.shield()).setDrtRole(data.previous);
     },
     undoByHand: (_ctx, data) => {
-      const prev = (data as { previous: string | null }).previous;
+      const prev = data.previous;
       return prev ? `aws shield associate-drt-role --role-arn ${prev}` : 'aws shield disassociate-drt-role';
     },
   };
 }
 
-/** Rate-limit variables to set (ddos) or to put back (revert). */
-export function rateLimitChange(env: ResolvedEnvironment, revert: boolean, state: Record<string, unknown>): EnvChange {
+/** Rate-limit variables to set (ddos) or to put back (revert: to what the ddos run found, `recorded`). */
+export function rateLimitChange(env: ResolvedEnvironment, revert: boolean, recorded?: DdosRecord | null): EnvChange {
   const vars = rateLimitVars(env);
   if (!revert) return { set: Object.entries(vars).map(([key, value]) => ({ key, value })), unset: [] };
-  const prev = (state.recorded as DdosRecord | undefined)?.env;
+  const prev = recorded?.env;
   const change: EnvChange = { set: [], unset: [] };
   for (const key of Object.keys(vars)) {
     const v = prev?.find((e) => e.name === key)?.value;
@@ -174,14 +176,14 @@ export function rateLimitChange(env: ResolvedEnvironment, revert: boolean, state
 }
 
 /** Step `ratelimit`: which variables the `apply` step sets or removes (read-only; needs the environment's config). */
-export function rateLimitTargetStep<P>(opts: { revert: boolean }): Step<P> {
+export function rateLimitTargetStep<P>(opts: Direction): Step<P, EnvChange> {
   return {
     id: 'ratelimit',
     title: opts.revert ? 'Work out the rate-limit variables to put back' : 'Work out the rate-limit variables',
     why: 'From ddos.rateLimit (requests per window in seconds); the revert uses the values the ddos run found.',
     risk: 'read',
     equivalent: (_p, env) => `# ${Object.entries(rateLimitVars(env)).map(([k, v]) => `${k}=${v}`).join(' ')}`,
-    run: async (ctx): Promise<EnvChange> => rateLimitChange(ctx.env, opts.revert, ctx.state),
+    run: async (ctx): Promise<EnvChange> => rateLimitChange(ctx.env, opts.revert, opts.revert ? ctx.get(opts.recorded) : null),
   };
 }
 
@@ -190,17 +192,21 @@ export interface ScaleData {
   to: number;
 }
 
-async function currentReplicas(ctx: StepContext<unknown>): Promise<number> {
+async function currentReplicas<P>(ctx: Pick<StepContext<P>, 'clients' | 'env'>): Promise<number> {
   const kube = await ctx.clients.kube();
   return (await kube.getDeployment(deploymentName(ctx.env))).spec?.replicas ?? 0;
 }
 
-/** Step `scale`: like `app scale`, but only ever up (ddos), or back to the recorded count (revert). */
-export function scaleStep<P>(opts: { revert: boolean }): Step<P> {
-  const target = async (ctx: StepContext<P>): Promise<{ from: number; to: number } | null> => {
-    const from = await currentReplicas(ctx as StepContext<unknown>);
+/**
+ * Step `scale`: like `app scale`, but only ever up (ddos, to `replicas` of the params or else
+ * ddos.replicas), or back to the recorded count (revert).
+ */
+export function scaleStep<P>(opts: Direction & { replicas?: (p: P) => number | undefined }): Step<P, ScaleData | null> {
+  const wanted = (p: P, env: ResolvedEnvironment) => opts.replicas?.(p) ?? env.config.ddos?.replicas;
+  const target = async (ctx: StepContext<P>): Promise<ScaleData | null> => {
+    const from = await currentReplicas(ctx);
     if (opts.revert) {
-      const rec = (ctx.state.recorded as DdosRecord | undefined)?.scale;
+      const rec = ctx.get(opts.recorded)?.scale;
       if (!rec) return null;
       if (from !== rec.to) {
         ctx.reporter.warn(`deployment has ${from} replicas, not the ${rec.to} the ddos run set: left as it is`);
@@ -208,7 +214,7 @@ export function scaleStep<P>(opts: { revert: boolean }): Step<P> {
       }
       return from === rec.from ? null : { from, to: rec.from };
     }
-    const want = (ctx.params as { replicas?: number }).replicas ?? ctx.env.config.ddos?.replicas;
+    const want = wanted(ctx.params, ctx.env);
     if (want === undefined || from >= want) return null;
     return { from, to: want };
   };
@@ -219,7 +225,7 @@ export function scaleStep<P>(opts: { revert: boolean }): Step<P> {
       ? 'Puts back the replica count the ddos run recorded, and only if nobody has changed it since.'
       : 'More replicas absorb the load; the count found is recorded (the seed hard-codes 20), never scales down, and respects limits.maxReplicas.',
     risk: 'write',
-    equivalent: (p, env) => `kubectl scale deployment/${deploymentName(env)} --replicas=${opts.revert ? '<recorded count>' : ((p as { replicas?: number }).replicas ?? env.config.ddos?.replicas ?? '<n>')} -n ${ns(env)}`,
+    equivalent: (p, env) => `kubectl scale deployment/${deploymentName(env)} --replicas=${opts.revert ? '<recorded count>' : (wanted(p, env) ?? '<n>')} -n ${ns(env)}`,
     async plan(ctx) {
       const t = await target(ctx);
       if (!t) return [];
@@ -237,47 +243,32 @@ export function scaleStep<P>(opts: { revert: boolean }): Step<P> {
     async undo(ctx, data) {
       if (!data) return;
       const kube = await ctx.clients.kube();
-      await kube.scaleDeployment(deploymentName(ctx.env), (data as ScaleData).from);
+      await kube.scaleDeployment(deploymentName(ctx.env), data.from);
     },
-    undoByHand: (ctx, data) => (data ? `kubectl scale deployment/${deploymentName(ctx.env)} --replicas=${(data as ScaleData).from} -n ${ns(ctx.env)}` : 'nothing to undo'),
+    undoByHand: (ctx, data) => (data ? `kubectl scale deployment/${deploymentName(ctx.env)} --replicas=${data.from} -n ${ns(ctx.env)}` : 'nothing to undo'),
   };
 }
 
 function cf(env: ResolvedEnvironment): Cloudflare {
   return env.config.cloudflare!;
 }
-const levelUrl = (env: ResolvedEnvironment) => `${cf(env).api.replace(/\/$/, '')}/zones/${encodeURIComponent(cf(env).zoneId)}/settings/security_level`;
+const levelUrl = (env: ResolvedEnvironment) => securityLevelUrl(cf(env).api, cf(env).zoneId);
 
-async function cfCall(ctx: StepContext<unknown>, method: 'GET' | 'PATCH', value?: string): Promise<string> {
-  const token = ctx.clients.secret(cf(ctx.env).token, `environments.${ctx.env.name}.cloudflare.token`);
-  const res = await ctx.clients.http.request(levelUrl(ctx.env), {
-    method,
-    headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' },
-    body: value === undefined ? undefined : JSON.stringify({ value }),
-    signal: ctx.signal,
-  });
-  let doc: { success?: boolean; result?: { value?: string }; errors?: Array<{ message?: string }> } = {};
-  try {
-    doc = JSON.parse(res.text);
-  } catch {
-    /* reported below */
-  }
-  if (res.status >= 300 || !doc.success || typeof doc.result?.value !== 'string') {
-    const msg = doc.errors?.map((e) => e.message).join('; ') || `HTTP ${res.status}`;
-    throw new StepError(`Cloudflare ${method} security_level failed: ${msg}`, 'check cloudflare.zoneId and that the token may edit zone settings');
-  }
-  return doc.result.value;
+/** What the cloudflare step changed: the zone's security level before and after. */
+export interface LevelChange {
+  from: string;
+  to: string;
 }
 
 const curlLevel = (env: ResolvedEnvironment, value: string) =>
   `curl -X PATCH "${levelUrl(env)}" -H "Authorization: Bearer $CLOUDFLARE_API_TOKEN" -H "Content-Type: application/json" --data '{"value":"${value}"}'`;
 
 /** Step `cloudflare`: security level to under_attack (ddos) or back to what was recorded (revert). */
-export function cloudflareStep<P>(opts: { revert: boolean }): Step<P> {
-  const target = async (ctx: StepContext<P>): Promise<{ from: string; to: string } | null> => {
-    const from = await cfCall(ctx as StepContext<unknown>, 'GET');
+export function cloudflareStep<P>(opts: Direction): Step<P, LevelChange | null> {
+  const target = async (ctx: StepContext<P>): Promise<LevelChange | null> => {
+    const from = await (await ctx.clients.cloudflare()).getSecurityLevel(ctx.signal);
     if (!opts.revert) return from === 'under_attack' ? null : { from, to: 'under_attack' };
-    const rec = (ctx.state.recorded as DdosRecord | undefined)?.cloudflare;
+    const rec = ctx.get(opts.recorded)?.cloudflare;
     const to = rec?.from ?? 'medium';
     return from !== 'under_attack' || from === to ? null : { from, to };
   };
@@ -295,16 +286,16 @@ export function cloudflareStep<P>(opts: { revert: boolean }): Step<P> {
       const t = await target(ctx);
       return t ? [{ action: 'set security_level of', target: `Cloudflare zone ${cf(ctx.env).zoneId}`, before: t.from, after: t.to }] : [];
     },
-    async run(ctx) {
+    async run(ctx): Promise<LevelChange | null> {
       const t = await target(ctx);
       if (!t) return null;
-      await cfCall(ctx as StepContext<unknown>, 'PATCH', t.to);
+      await (await ctx.clients.cloudflare()).setSecurityLevel(t.to, ctx.signal);
       return t;
     },
     async undo(ctx, data) {
-      if (data) await cfCall(ctx as StepContext<unknown>, 'PATCH', (data as { from: string }).from);
+      if (data) await (await ctx.clients.cloudflare()).setSecurityLevel(data.from, ctx.signal);
     },
-    undoByHand: (ctx, data) => (data ? curlLevel(ctx.env, (data as { from: string }).from) : 'nothing to undo'),
+    undoByHand: (ctx, data) => (data ? curlLevel(ctx.env, data.from) : 'nothing to undo'),
   };
 }
 
@@ -314,55 +305,54 @@ export interface DdosRecord {
   waf?: WafData;
   env?: V1EnvVar[] | null;
   scale?: ScaleData;
-  cloudflare?: { from: string; to: string };
+  cloudflare?: LevelChange;
 }
 
 const SCAN_LIMIT = 500;
 
-export async function findLastDdos(dir: string, environment: string, excludeRun?: string): Promise<DdosRecord | null> {
-  let names: string[];
-  try {
-    names = await readdir(join(dir, 'runs'));
-  } catch {
-    return null;
-  }
-  const ids = names.filter((n) => n.endsWith('.ndjson')).map((n) => n.slice(0, -'.ndjson'.length)).filter((id) => id !== excludeRun).sort().reverse().slice(0, SCAN_LIMIT);
-  for (const id of ids) {
-    const events = await readRun(dir, id).catch(() => []);
-    const start = events.find((e) => e.type === 'run-start');
-    if (!start || start.environment !== environment || start.dryRun !== 'off') continue;
-    // A revert since then means there is nothing left to put back.
-    if (start.procedure === 'security ddos-revert') return null;
-    if (start.procedure !== 'security ddos') continue;
-    const data = (step: string) => {
-      const done = events.find((e) => e.type === 'step-end' && e.step === step && e.status === 'succeeded');
-      const undone = events.some((e) => e.type === 'compensation' && e.step === step && e.status === 'succeeded');
-      return done && !undone ? (done.data ?? undefined) : undefined;
-    };
-    const rec: DdosRecord = { fromRun: id };
-    const w = data('waf') as WafData | undefined;
+export async function findLastDdos(journal: JournalReader, environment: string): Promise<DdosRecord | null> {
+  // The ddos run's own steps, as handles on what each journaled (typed by the step).
+  const waf = wafStep<never>({ revert: false });
+  const scale = scaleStep<never>({ revert: false });
+  const cloudflare = cloudflareStep<never>({ revert: false });
+  const envApplied = (v: unknown): v is { previous: V1EnvVar[] | null } => typeof v === 'object' && v !== null && 'previous' in v && (v.previous === null || Array.isArray(v.previous));
+  const recordOf = (run: JournalRun): DdosRecord => {
+    const rec: DdosRecord = { fromRun: run.runId };
+    const w = run.effect(waf);
     if (w) rec.waf = w;
-    const e = data('apply') as { previous: V1EnvVar[] | null } | undefined;
-    if (e) rec.env = e.previous;
-    const s = data('scale') as ScaleData | null | undefined;
-    if (s) rec.scale = s;
-    const c = data('cloudflare') as { from: string; to: string } | null | undefined;
+    const e = run.effect('apply');
+    if (e && envApplied(e)) rec.env = e.previous;
+    const sc = run.effect(scale);
+    if (sc) rec.scale = sc;
+    const c = run.effect(cloudflare);
     if (c) rec.cloudflare = c;
-    if (rec.waf || rec.env !== undefined || rec.scale || rec.cloudflare) return rec;
-  }
-  return null;
+    return rec;
+  };
+  const run = await journal.lastEffective('security ddos', {
+    env: environment,
+    steps: [waf, 'apply', scale, cloudflare],
+    // A revert that finished since then means there is nothing left to put back (a declined or failed
+    // one, put back itself, leaves the mitigation in place and its record needed).
+    closedBy: { procedure: 'security ddos-revert', where: (r) => r.exitCode === 0 },
+    where: (r) => {
+      const rec = recordOf(r);
+      return Boolean(rec.waf || rec.env !== undefined || rec.scale || rec.cloudflare);
+    },
+    scan: SCAN_LIMIT,
+  });
+  return run ? recordOf(run) : null;
 }
 
 /** Step `recorded` of the revert: find what the last ddos run replaced. */
-export function recordedStep<P>(): Step<P> {
+export function recordedStep<P>(): Step<P, DdosRecord | null> {
   return {
     id: 'recorded',
     title: 'Find what the last ddos run changed (journal)',
     why: 'The revert puts back exactly the values the ddos run found, which it recorded in the journal.',
     risk: 'read',
     equivalent: () => 'runbook history --procedure "security ddos" --limit 1',
-    async run(ctx) {
-      const rec = await findLastDdos(journalDir(ctx.io.env, ctx.env.journalDir), ctx.env.name, ctx.runId);
+    async run(ctx): Promise<DdosRecord | null> {
+      const rec = await findLastDdos(ctx.journal, ctx.env.name);
       if (rec) ctx.log(`putting back what run ${rec.fromRun} replaced`);
       else ctx.log('no earlier ddos run in the journal: emergency rules removed by name, rate-limit variables removed, Cloudflare back to medium');
       return rec;

@@ -1,14 +1,29 @@
 import { lockTargets } from '../../core/lock.js';
 import { defineProcedure } from '../../core/procedure.js';
-import { changeEnvStep, readEnvStep, type EnvChange } from '../shared/env-vars.js';
+import { changeEnvStep, readEnvStep } from '../shared/env-vars.js';
 import { deploymentName, ns } from '../shared/pods.js';
 import { watchRolloutStep } from '../shared/rollout.js';
-import { cloudflareStep, rateLimitTargetStep, recordedStep, scaleStep, validateDdos, wafStep, type DdosRecord, type ScaleData } from './ddos-mitigation.js';
+import { cloudflareStep, rateLimitTargetStep, recordedStep, scaleStep, validateDdos, wafStep } from './ddos-mitigation.js';
 
 export interface SecurityDdosRevertParams {
   container?: string;
   rolloutTimeout?: number;
 }
+
+const recorded = recordedStep<SecurityDdosRevertParams>();
+const waf = wafStep<SecurityDdosRevertParams>({ revert: true, recorded });
+const ratelimit = rateLimitTargetStep<SecurityDdosRevertParams>({ revert: true, recorded });
+const current = readEnvStep<SecurityDdosRevertParams>();
+const apply = changeEnvStep<SecurityDdosRevertParams>({
+  title: 'Put the rate-limit variables back',
+  why: 'Restores the values found by the ddos run (removing the variables it added).',
+  current,
+  change: (_p, run) => run.get(ratelimit),
+  equivalent: (_p, env) => `kubectl set env deployment/${deploymentName(env)} RATE_LIMIT_ENABLED- RATE_LIMIT_REQUESTS- RATE_LIMIT_WINDOW- -n ${ns(env)}`,
+});
+const scale = scaleStep<SecurityDdosRevertParams>({ revert: true, recorded });
+const rollout = watchRolloutStep<SecurityDdosRevertParams>();
+const cloudflare = cloudflareStep<SecurityDdosRevertParams>({ revert: true, recorded });
 
 export default defineProcedure<SecurityDdosRevertParams>({
   name: 'security ddos-revert',
@@ -31,7 +46,7 @@ export default defineProcedure<SecurityDdosRevertParams>({
   // environment) once the journal has been read, instead of one per step.
   approval: {
     summary(ctx) {
-      const rec = ctx.state.recorded as DdosRecord | null | undefined;
+      const rec = ctx.find(recorded);
       const lines = [rec ? `put back what run ${rec.fromRun} changed (from the journal)` : 'no earlier ddos run in the journal: put back the defaults'];
       if (ctx.env.config.ddos?.waf) lines.push(`WAF: take out ${rec?.waf?.names.join(', ') || 'the emergency rules (by name)'}; other rules are kept`);
       lines.push(rec?.env !== undefined ? 'rate-limit variables back to the values found before' : 'rate-limit variables removed');
@@ -40,29 +55,15 @@ export default defineProcedure<SecurityDdosRevertParams>({
       return lines;
     },
   },
-  steps: [
-    recordedStep(),
-    wafStep({ revert: true }),
-    rateLimitTargetStep({ revert: true }),
-    readEnvStep(),
-    changeEnvStep<SecurityDdosRevertParams>({
-      title: 'Put the rate-limit variables back',
-      why: 'Restores the values found by the ddos run (removing the variables it added).',
-      change: (_p, state) => state.ratelimit as EnvChange,
-      equivalent: (_p, env) => `kubectl set env deployment/${deploymentName(env)} RATE_LIMIT_ENABLED- RATE_LIMIT_REQUESTS- RATE_LIMIT_WINDOW- -n ${ns(env)}`,
-    }),
-    scaleStep({ revert: true }),
-    watchRolloutStep(),
-    cloudflareStep({ revert: true }),
-  ],
-  render(state) {
-    const rec = state.recorded as DdosRecord | null | undefined;
-    const s = state.scale as ScaleData | null | undefined;
-    const c = state.cloudflare as { from: string; to: string } | null | undefined;
+  steps: [recorded, waf, ratelimit, current, apply, scale, rollout, cloudflare],
+  render(run) {
+    const rec = run.find(recorded);
+    const s = run.find(scale);
+    const c = run.find(cloudflare);
     return [
       `from run:   ${rec?.fromRun ?? '(none in the journal)'}`,
-      `WAF:        ${state.waf ? 'emergency rules removed' : 'unchanged'}`,
-      `rate limit: ${state.apply ? 'restored' : 'unchanged'}`,
+      `WAF:        ${run.find(waf) ? 'emergency rules removed' : 'unchanged'}`,
+      `rate limit: ${run.find(apply) ? 'restored' : 'unchanged'}`,
       `replicas:   ${s ? `${s.from} → ${s.to}` : 'unchanged'}`,
       `Cloudflare: ${c ? `${c.from} → ${c.to}` : 'unchanged'}`,
       '',

@@ -3,14 +3,28 @@ import { defineProcedure } from '../../core/procedure.js';
 import { changeEnvStep, readEnvStep } from '../shared/env-vars.js';
 import { deploymentName, ns } from '../shared/pods.js';
 import { watchRolloutStep } from '../shared/rollout.js';
-import type { EnvChange } from '../shared/env-vars.js';
-import { cloudflareStep, rateLimitTargetStep, rateLimitVars, scaleStep, shieldStep, validateDdos, wafStep, type ScaleData, type WafData } from './ddos-mitigation.js';
+import { cloudflareStep, rateLimitTargetStep, rateLimitVars, scaleStep, shieldStep, validateDdos, wafStep } from './ddos-mitigation.js';
 
 export interface SecurityDdosParams {
   replicas?: number;
   container?: string;
   rolloutTimeout?: number;
 }
+
+const shield = shieldStep<SecurityDdosParams>();
+const waf = wafStep<SecurityDdosParams>({ revert: false });
+const ratelimit = rateLimitTargetStep<SecurityDdosParams>({ revert: false });
+const current = readEnvStep<SecurityDdosParams>();
+const apply = changeEnvStep<SecurityDdosParams>({
+  title: 'Turn the application\'s rate limiting on',
+  why: 'RATE_LIMIT_ENABLED/REQUESTS/WINDOW from ddos.rateLimit; the previous values are recorded so the revert puts them back.',
+  current,
+  change: (_p, run) => run.get(ratelimit),
+  equivalent: (_p, env) => `kubectl set env deployment/${deploymentName(env)} ${Object.entries(rateLimitVars(env)).map(([k, v]) => `${k}=${v}`).join(' ')} -n ${ns(env)}`,
+});
+const scale = scaleStep<SecurityDdosParams>({ revert: false, replicas: (p) => p.replicas });
+const rollout = watchRolloutStep<SecurityDdosParams>();
+const cloudflare = cloudflareStep<SecurityDdosParams>({ revert: false });
 
 export default defineProcedure<SecurityDdosParams>({
   name: 'security ddos',
@@ -34,28 +48,14 @@ export default defineProcedure<SecurityDdosParams>({
   // The deployment (rate-limit variables, replicas) and the web ACL it adds rules to.
   locks: (_p, env) => [lockTargets.deployment(env), ...(env.config.ddos?.waf ? [`waf/${env.config.ddos.waf.id}`] : [])],
   validate: (p, env) => validateDdos(env, p.replicas),
-  steps: [
-    shieldStep(),
-    wafStep({ revert: false }),
-    rateLimitTargetStep({ revert: false }),
-    readEnvStep(),
-    changeEnvStep<SecurityDdosParams>({
-      title: 'Turn the application\'s rate limiting on',
-      why: 'RATE_LIMIT_ENABLED/REQUESTS/WINDOW from ddos.rateLimit; the previous values are recorded so the revert puts them back.',
-      change: (_p, state) => state.ratelimit as EnvChange,
-      equivalent: (_p, env) => `kubectl set env deployment/${deploymentName(env)} ${Object.entries(rateLimitVars(env)).map(([k, v]) => `${k}=${v}`).join(' ')} -n ${ns(env)}`,
-    }),
-    scaleStep({ revert: false }),
-    watchRolloutStep(),
-    cloudflareStep({ revert: false }),
-  ],
-  render(state) {
-    const w = state.waf as WafData | undefined;
-    const s = state.scale as ScaleData | null | undefined;
-    const c = state.cloudflare as { from: string; to: string } | null | undefined;
+  steps: [shield, waf, ratelimit, current, apply, scale, rollout, cloudflare],
+  render(run) {
+    const w = run.find(waf);
+    const s = run.find(scale);
+    const c = run.find(cloudflare);
     const lines = [
       `WAF:        ${w ? `merged ${w.names.join(', ')}${w.retried ? ' (retried after a lock conflict)' : ''}` : 'unchanged'}`,
-      `rate limit: ${state.apply ? 'on' : 'unchanged'}`,
+      `rate limit: ${run.find(apply) ? 'on' : 'unchanged'}`,
       `replicas:   ${s ? `${s.from} → ${s.to}` : 'unchanged'}`,
       `Cloudflare: ${c ? `${c.from} → ${c.to}` : 'unchanged'}`,
     ];

@@ -108,7 +108,7 @@ async function collectLog(kube: KubeClient, folder: string, t: LogTask, sinceSec
  * namespace's events, each streamed into its own file of a new folder, then a sha256 manifest.
  * Read-only for the cluster; the files are written only in a real run (a dry run previews them).
  */
-export function evidenceStep<P extends EvidenceParams>(): Step<P> {
+export function evidenceStep<P extends EvidenceParams>(): Step<P, EvidenceData> {
   return {
     id: 'evidence',
     title: 'Preserve logs and events in a new evidence folder',

@@ -1,10 +1,12 @@
 import { defineProcedure } from '../../core/procedure.js';
-import { evidenceStep, renderEvidence, type EvidenceData } from './evidence-collection.js';
+import { evidenceStep, renderEvidence } from './evidence-collection.js';
 
 export interface SecurityEvidenceParams {
   dir?: string;
   since?: number;
 }
+
+const evidence = evidenceStep<SecurityEvidenceParams>();
 
 export default defineProcedure<SecurityEvidenceParams>({
   name: 'security evidence',
@@ -22,6 +24,9 @@ export default defineProcedure<SecurityEvidenceParams>({
   examples: [[], ['--since', '1h', '--dir', './evidence']],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'listEvents', 'listPods', 'listReplicaSets', 'streamPodLog'],
-  steps: [evidenceStep()],
-  render: (state) => (state.evidence ? renderEvidence(state.evidence as EvidenceData) : ''),
+  steps: [evidence],
+  render(run) {
+    const d = run.find(evidence);
+    return d ? renderEvidence(d) : '';
+  },
 });

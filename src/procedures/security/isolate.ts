@@ -1,22 +1,13 @@
 import { lockTargets } from '../../core/lock.js';
 import { defineProcedure } from '../../core/procedure.js';
-import { table } from '../../core/table.js';
-import { QUARANTINE_LABEL, isolateStep, readNodesStep, validateNodeNames, type IsolateData, type NodePrior } from './nodes.js';
+import { QUARANTINE_LABEL, isolateStep, readNodesStep, renderIsolation, validateNodeNames } from './nodes.js';
 
 export interface SecurityIsolateParams {
   nodes: string[];
 }
 
-export function renderIsolation(state: Record<string, unknown>): string {
-  const priors = (state.nodes as { nodes: NodePrior[] } | undefined)?.nodes ?? [];
-  const done = new Map(((state.isolate as IsolateData | undefined)?.nodes ?? []).map((n) => [n.name, n]));
-  const rows = priors.map((p) => {
-    const d = done.get(p.name);
-    const change = d ? [d.cordoned && 'cordoned', d.labelled && 'labelled'].filter(Boolean).join(' + ') || 'already isolated' : 'already isolated';
-    return [p.name, p.unschedulable ? 'yes' : 'no', p.quarantine ?? '', change];
-  });
-  return table(['NODE', 'WAS CORDONED', `WAS ${QUARANTINE_LABEL.toUpperCase()}`, 'CHANGE'], rows);
-}
+const nodes = readNodesStep<SecurityIsolateParams>();
+const isolate = isolateStep<SecurityIsolateParams>({ compensate: true, nodes });
 
 export default defineProcedure<SecurityIsolateParams>({
   name: 'security isolate',
@@ -32,6 +23,6 @@ export default defineProcedure<SecurityIsolateParams>({
   kube: ['getNode', 'patchNode'],
   locks: (p) => p.nodes.map(lockTargets.node),
   validate: (p) => validateNodeNames(p),
-  steps: [readNodesStep(), isolateStep({ compensate: true })],
-  render: (state) => renderIsolation(state),
+  steps: [nodes, isolate],
+  render: (run) => renderIsolation(run, { nodes, isolate }),
 });

@@ -2,7 +2,8 @@ import type { V1Node } from '@kubernetes/client-node';
 import type { KubeClient } from '../../clients/kube.js';
 import { StepError, UsageError, errorMessage } from '../../core/errors.js';
 import { validateK8sName } from '../../core/params.js';
-import type { Change, Step, StepContext } from '../../core/procedure.js';
+import type { Change, RunData, Step, StepRef } from '../../core/procedure.js';
+import { table } from '../../core/table.js';
 
 export const QUARANTINE_LABEL = 'quarantine';
 
@@ -17,6 +18,11 @@ export interface NodePrior {
 /** What one isolate run changed, per node (a node already cordoned is not "cordoned by us"). */
 export interface IsolateData {
   nodes: Array<NodePrior & { cordoned: boolean; labelled: boolean }>;
+}
+
+/** What the `nodes` step read: every named node as it was before the run. */
+export interface NodesData {
+  nodes: NodePrior[];
 }
 
 interface NodesParams {
@@ -40,14 +46,14 @@ const cordonPatch = (on: boolean) => ({ spec: { unschedulable: on ? true : null 
 const labelPatch = (value: string | null) => ({ metadata: { labels: { [QUARANTINE_LABEL]: value } } });
 
 /** Step: read every named node, failing before any change when one does not exist. */
-export function readNodesStep<P extends NodesParams>(): Step<P> {
+export function readNodesStep<P extends NodesParams>(): Step<P, NodesData> {
   return {
     id: 'nodes',
     title: 'Check the nodes exist and record their state',
     why: 'Every node is checked before any is touched (a typo must not leave half the nodes isolated), and each one\'s cordon and label are recorded so an undo puts back exactly what was there.',
     risk: 'read',
     equivalent: (p) => `kubectl get nodes ${p.nodes.join(' ')} -L ${QUARANTINE_LABEL} -o wide`,
-    async run(ctx): Promise<{ nodes: NodePrior[] }> {
+    async run(ctx): Promise<NodesData> {
       const kube = await ctx.clients.kube();
       const found = await Promise.all(ctx.params.nodes.map((n) => kube.getNode(n)));
       const missing = ctx.params.nodes.filter((_, i) => found[i] === null);
@@ -83,9 +89,10 @@ function byHand(done: IsolateData['nodes']): string {
 /**
  * Step: cordon the nodes and label them quarantine=true. With `compensate`, a failed run puts back
  * only what this step changed; without it (the breach response) isolation stays whatever happens later.
+ * `nodes` is the readNodesStep() of the same procedure: the nodes as they were.
  */
-export function isolateStep<P extends NodesParams>(opts: { compensate: boolean }): Step<P> {
-  const step: Step<P> = {
+export function isolateStep<P extends NodesParams>(opts: { compensate: boolean; nodes: StepRef<NodesData> }): Step<P, IsolateData> {
+  const step: Step<P, IsolateData> = {
     id: 'isolate',
     title: `Cordon the nodes and label them ${QUARANTINE_LABEL}=true`,
     why: 'Cordoning stops new pods landing on a possibly compromised node (running pods stay, as evidence); the label marks the nodes for people, policies and the incident report.',
@@ -94,7 +101,7 @@ export function isolateStep<P extends NodesParams>(opts: { compensate: boolean }
     severe: true,
     equivalent: (p) => `kubectl cordon ${p.nodes.join(' ')} && kubectl label nodes ${p.nodes.join(' ')} ${QUARANTINE_LABEL}=true --overwrite`,
     async plan(ctx) {
-      const priors = (ctx.state.nodes as { nodes: NodePrior[] }).nodes;
+      const priors = ctx.get(opts.nodes).nodes;
       const kube = await ctx.clients.kube();
       const changes: Change[] = [];
       for (const n of priors) {
@@ -108,8 +115,8 @@ export function isolateStep<P extends NodesParams>(opts: { compensate: boolean }
       }
       return changes;
     },
-    async run(ctx: StepContext<P>): Promise<IsolateData> {
-      const priors = (ctx.state.nodes as { nodes: NodePrior[] }).nodes;
+    async run(ctx): Promise<IsolateData> {
+      const priors = ctx.get(opts.nodes).nodes;
       const kube = await ctx.clients.kube();
       const done: IsolateData['nodes'] = [];
       for (const n of priors) {
@@ -147,8 +154,20 @@ export function isolateStep<P extends NodesParams>(opts: { compensate: boolean }
   return {
     ...step,
     async undo(ctx, data) {
-      await revert(await ctx.clients.kube(), (data as IsolateData).nodes);
+      await revert(await ctx.clients.kube(), data.nodes);
     },
-    undoByHand: (_ctx, data) => byHand((data as IsolateData).nodes),
+    undoByHand: (_ctx, data) => byHand(data.nodes),
   };
+}
+
+/** Each node as it was, and what the isolate step changed on it (a node skipped or already isolated shows as such). */
+export function renderIsolation(run: RunData, steps: { nodes: StepRef<NodesData>; isolate: StepRef<IsolateData> }): string {
+  const priors = run.find(steps.nodes)?.nodes ?? [];
+  const done = new Map((run.find(steps.isolate)?.nodes ?? []).map((n) => [n.name, n]));
+  const rows = priors.map((p) => {
+    const d = done.get(p.name);
+    const change = d ? [d.cordoned && 'cordoned', d.labelled && 'labelled'].filter(Boolean).join(' + ') || 'already isolated' : 'already isolated';
+    return [p.name, p.unschedulable ? 'yes' : 'no', p.quarantine ?? '', change];
+  });
+  return table(['NODE', 'WAS CORDONED', `WAS ${QUARANTINE_LABEL.toUpperCase()}`, 'CHANGE'], rows);
 }

@@ -1,9 +1,11 @@
 import { UsageError } from '../../core/errors.js';
 import { defineProcedure } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
-import { rotateStep, rotationCommands, type RotationRecord } from './rotation.js';
+import { rotateStep, rotationCommands } from './rotation.js';
 
 export type SecurityRotateSecretsParams = Record<string, never>;
+
+const rotate = rotateStep<SecurityRotateSecretsParams>();
 
 export default defineProcedure<SecurityRotateSecretsParams>({
   name: 'security rotate-secrets',
@@ -21,9 +23,9 @@ export default defineProcedure<SecurityRotateSecretsParams>({
       throw new UsageError(`environment "${env.name}" has no security.rotate commands`, `add environments.${env.name}.security.rotate: [[./scripts/rotate-all-secrets.sh, --emergency]]`);
     }
   },
-  steps: [rotateStep()],
-  render(state) {
-    const d = state.rotate as { commands: RotationRecord[] } | undefined;
+  steps: [rotate],
+  render(run) {
+    const d = run.find(rotate);
     return d ? table(['COMMAND', 'EXIT', 'SECONDS'], d.commands.map((c) => [c.command, c.exitCode, (c.durationMs / 1000).toFixed(1)])) : '';
   },
 });

@@ -5,13 +5,17 @@ import { StepError } from '../../core/errors.js';
 import { shellQuote } from '../../core/shell.js';
 import type { Step } from '../../core/procedure.js';
 import { looksSecret, REDACTED } from '../../core/redact.js';
-import { runProcess } from '../../clients/process.js';
 
 /** One finished rotation command, as journaled: never its output. */
 export interface RotationRecord {
   command: string;
   exitCode: number;
   durationMs: number;
+}
+
+/** What the rotate step journals: the commands that finished, in order. */
+export interface RotationData {
+  commands: RotationRecord[];
 }
 
 const KEY_VALUE = /\b([A-Za-z_][A-Za-z0-9_.-]*)(\s*[=:]\s*)("[^"]*"|'[^']*'|\S+)/g;
@@ -31,7 +35,7 @@ export function rotationCommands(env: ResolvedEnvironment): string[][] {
  * Step: run the configured rotation commands one after another (argument arrays, no shell), their
  * output streamed to stderr with a prefix and masked. Rotation cannot be undone by the tool.
  */
-export function rotateStep<P>(): Step<P> {
+export function rotateStep<P>(): Step<P, RotationData> {
   return {
     id: 'rotate',
     title: 'Rotate the credentials (configured rotation commands)',
@@ -42,8 +46,9 @@ export function rotateStep<P>(): Step<P> {
     when: (_p, env) => rotationCommands(env).length > 0,
     equivalent: (_p, env) => rotationCommands(env).map((c) => c.map(shellQuote).join(' ')).join(' && ') || '(no security.rotate commands configured)',
     plan: async (ctx) => rotationCommands(ctx.env).map((c, i) => ({ action: 'run', target: `rotation command ${i + 1}`, after: c.map(shellQuote).join(' ') })),
-    async run(ctx) {
+    async run(ctx): Promise<RotationData> {
       const commands = rotationCommands(ctx.env);
+      const processes = await ctx.clients.processes();
       const timeoutMs = parseDuration(ctx.env.config.security?.rotateTimeout ?? '10m');
       const done: RotationRecord[] = [];
       for (const [i, argv] of commands.entries()) {
@@ -51,7 +56,7 @@ export function rotateStep<P>(): Step<P> {
         ctx.log(`${tag}: started`);
         const t0 = performance.now();
         // No abort signal: a rotation stopped halfway is worse than one that finishes.
-        const r = await runProcess(argv[0], argv.slice(1), {
+        const r = await processes.run(argv[0], argv.slice(1), {
           cwd: ctx.io.cwd,
           timeoutMs,
           onLine: (line) => ctx.log(`${tag}: ${maskRotationOutput(ctx.redactor.text(line))}`),

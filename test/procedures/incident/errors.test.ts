@@ -14,6 +14,7 @@ import {
   summarizeAccessLogs,
 } from '../../../src/procedures/incident/error-analysis.js';
 import { suggestions } from '../../../src/procedures/incident/errors.js';
+import { runData } from '../../../src/core/procedure.js';
 
 describe('error lines', () => {
   it.each([
@@ -104,12 +105,12 @@ describe('suggestions', () => {
   const history = { deployment: 'app', current: 3, revisions: [{ revision: 2, replicaSet: 'a', image: 'x:1', createdAt: '2026-01-01T09:00:00Z' }, { revision: 3, replicaSet: 'b', image: 'x:2', createdAt: '2026-01-01T11:50:00Z' }] };
   const logs = (firstSeen: string) => ({ pods: [], lines: 10, errorLines: 4, groups: [{ type: 'NilCart', count: 4, pods: ['p'], firstSeen, sample: '' }] });
   it('errors after a recent rollout → rollback to the previous revision', () => {
-    expect(suggestions({ history, logs: logs('2026-01-01T11:52:00Z') }, now, 3_600_000)[0]).toBe('revision 3 rolled out 10m ago and errors started after it: runbook app rollback (back to revision 2)');
+    expect(suggestions(runData({ history, logs: logs('2026-01-01T11:52:00Z') }), now, 3_600_000)[0]).toBe('revision 3 rolled out 10m ago and errors started after it: runbook app rollback (back to revision 2)');
   });
   it('errors before the rollout → a rollback may not help', () => {
-    expect(suggestions({ history, logs: logs('2026-01-01T11:40:00Z') }, now, 3_600_000)[0]).toMatch(/errors started before it/);
+    expect(suggestions(runData({ history, logs: logs('2026-01-01T11:40:00Z') }), now, 3_600_000)[0]).toMatch(/errors started before it/);
   });
   it('no rollout in the window → not the code', () => {
-    expect(suggestions({ history, logs: logs('2026-01-01T11:52:00Z') }, now, 5 * 60_000)[0]).toMatch(/no rollout in the window/);
+    expect(suggestions(runData({ history, logs: logs('2026-01-01T11:52:00Z') }), now, 5 * 60_000)[0]).toMatch(/no rollout in the window/);
   });
 });

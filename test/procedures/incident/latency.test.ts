@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { V1Deployment } from '../../../src/clients/kube.js';
 import { podCpu, replicasFor } from '../../../src/procedures/incident/latency-signals.js';
 import { latencySuggestions } from '../../../src/procedures/incident/latency.js';
+import { runData } from '../../../src/core/procedure.js';
 
 const deployment = (limit?: string, request?: string) =>
   ({ spec: { replicas: 2, selector: {}, template: { spec: { containers: [{ name: 'api', resources: { limits: limit ? { cpu: limit } : undefined, requests: request ? { cpu: request } : undefined } }] } } } }) as unknown as V1Deployment;
@@ -29,11 +30,11 @@ describe('incident latency', () => {
       cache: { hitRate: 0.5, evictedKeys: 10 },
       replicas: { replicas: [{ name: 'r1', ok: true, lagSeconds: 120 }] },
     };
-    const s = latencySuggestions(state, params, 20).join('\n');
+    const s = latencySuggestions(runData(state), params, 20).join('\n');
     expect(s).toMatch(/runbook app scale --replicas 4/);
     expect(s).toMatch(/runbook db kill-long-running --older-than 5m/);
     expect(s).toMatch(/runbook cache flush --pattern/);
     expect(s).toMatch(/replica r1 is 120s behind/);
-    expect(latencySuggestions({ locks: { error: 'down' }, cache: { hitRate: 0.95, evictedKeys: 0 } }, params, 20)).toEqual([]);
+    expect(latencySuggestions(runData({ locks: { error: 'down' }, cache: { hitRate: 0.95, evictedKeys: 0 } }), params, 20)).toEqual([]);
   });
 });

@@ -1,3 +1,4 @@
+import { openJournal } from '../../../src/core/journal-reader.js';
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { runCli } from '../../support/cli.js';
@@ -22,7 +23,7 @@ function journalWith(dir: string, runId: string, events: Array<[Parameters<Journ
 }
 
 function ctx(dir: string) {
-  return { env, io: { env: { RUNBOOK_JOURNAL_DIR: dir } } as unknown as IO };
+  return { env, journal: openJournal(dir) };
 }
 
 describe('outage recover', () => {

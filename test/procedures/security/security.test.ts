@@ -1,3 +1,4 @@
+import { openJournal } from '../../../src/core/journal-reader.js';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -79,8 +80,8 @@ describe('audit-mode off: what the journal recorded', () => {
       { id: '20260101T000005-0006', procedure: 'security audit-mode', mode: 'on', applied: false },
       { id: '20260101T000006-0007', procedure: 'security audit-mode', mode: 'on', prior: { LOG_LEVEL: 'D', AUDIT_MODE: null }, dryRun: 'plan' },
     ]);
-    expect(await findLastAuditOn(dir, 'staging')).toEqual({ fromRun: '20260101T000001-0002', prior: { LOG_LEVEL: 'ERROR', AUDIT_MODE: null } });
-    expect(await findLastAuditOn(tempDir(), 'staging')).toBeNull();
+    expect(await findLastAuditOn(openJournal(dir), 'staging')).toEqual({ fromRun: '20260101T000001-0002', prior: { LOG_LEVEL: 'ERROR', AUDIT_MODE: null } });
+    expect(await findLastAuditOn(openJournal(tempDir()), 'staging')).toBeNull();
   });
 
   it('restores recorded values, unsets what was absent, and defaults to LOG_LEVEL=INFO without a record', () => {
