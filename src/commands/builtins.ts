@@ -3,6 +3,7 @@ import { describeLeft, leftState, resumeBlocker, type LeftState } from '../core/
 import type { Procedure } from '../core/procedure.js';
 import { catalog, findEntry } from '../procedures/catalog.js';
 import { table } from '../core/table.js';
+import { didYouMean } from '../core/suggest.js';
 import { journalDir, summarize, isRunId, type CompensationEvent, type JournalEvent, type RunStartEvent } from '../core/journal.js';
 import { openJournal, runSummary, type JournalReader } from '../core/journal-reader.js';
 import { exampleConfig } from '../core/example-config.js';
@@ -52,8 +53,12 @@ function list(session: Session): number {
 }
 
 async function explain(session: Session, words: string[]): Promise<number> {
-  const entry = findEntry(words);
-  if (!entry) throw new UsageError(`unknown procedure "${words.join(' ')}"`, 'runbook list shows them all');
+  // `explain db-restart` means `explain db restart` (the folder-and-file spelling).
+  const entry = findEntry(words) ?? findEntry(words.join(' ').replace('-', ' ').split(' ')) ?? findEntry(words.flatMap((w) => w.split('-')));
+  if (!entry) {
+    const given = words.join(' ');
+    throw new UsageError(`unknown procedure "${given}"`, didYouMean(given, catalog.map((e) => e.name)) || 'runbook list shows them all');
+  }
   const proc = await entry.load();
   // Explain against the configured environment when there is one, else the built-in example.
   let env;
