@@ -282,14 +282,14 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
           reporter.changes(changes, o.dryRun === 'plan');
           if (o.dryRun === 'plan') {
             rec.status = 'planned';
-            rec.durationMs = performance.now() - s0;
+            rec.durationMs = Math.round(performance.now() - s0);
             reporter.stepEnd('planned', rec.durationMs);
             journal.append('step-end', { step: step.id, status: 'planned', changes });
             continue;
           }
           if (changes.length === 0) {
             rec.status = 'skipped';
-            rec.durationMs = performance.now() - s0;
+            rec.durationMs = Math.round(performance.now() - s0);
             reporter.stepEnd('skipped', rec.durationMs, '(nothing to change)');
             journal.append('step-end', { step: step.id, status: 'skipped', reason: 'nothing to change' });
             continue;
@@ -314,7 +314,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         results[step.id] = data;
         rec.data = data;
         rec.status = 'succeeded';
-        rec.durationMs = performance.now() - s0;
+        rec.durationMs = Math.round(performance.now() - s0);
         reporter.stepEnd('succeeded', rec.durationMs);
         journal.append('step-end', { step: step.id, status: 'succeeded', durationMs: Math.round(rec.durationMs), data, ...(rec.changes ? { changes: rec.changes } : {}) });
         if (step.settles) for (let j = done.length - 1; j >= 0; j--) if (step.settles.includes(done[j].step.id)) done.splice(j, 1);
@@ -325,7 +325,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         if (rec.status !== 'declined' && rec.status !== 'succeeded') {
           rec.status = 'failed';
           rec.error = errorMessage(err);
-          rec.durationMs = performance.now() - s0;
+          rec.durationMs = Math.round(performance.now() - s0);
           reporter.stepEnd('failed', rec.durationMs, o.redactor.text(errorMessage(err)));
           journal.append('step-end', { step: step.id, status: 'failed', durationMs: Math.round(rec.durationMs), error: errorMessage(err) });
         }

@@ -217,6 +217,13 @@ describe('runner', () => {
     }
   });
 
+  it('--json reports durations in whole milliseconds', async () => {
+    const r = await run([], { args: ['--yes', '--json'] });
+    expect(r.code, r.stderr).toBe(0);
+    const result = JSON.parse(r.stdout);
+    for (const d of [result.durationMs, ...result.steps.map((s: { durationMs: number }) => s.durationMs)]) expect(Number.isInteger(d)).toBe(true);
+  });
+
   it('a dry run runs the reads and plans the writes, and changes nothing', async () => {
     const log: string[] = [];
     const r = await run(log, { args: ['--dry-run'] });
