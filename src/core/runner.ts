@@ -326,7 +326,8 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
           rec.status = 'failed';
           rec.error = errorMessage(err);
           rec.durationMs = Math.round(performance.now() - s0);
-          reporter.stepEnd('failed', rec.durationMs, o.redactor.text(errorMessage(err)));
+          // The message itself is printed once, as the run's `error:` line with its hint.
+          reporter.stepEnd('failed', rec.durationMs);
           journal.append('step-end', { step: step.id, status: 'failed', durationMs: Math.round(rec.durationMs), error: errorMessage(err) });
         }
         throw err;

@@ -168,7 +168,9 @@ describe('runner', () => {
     const r = await run(log, { args: ['--yes'], proc: { failAt: 'finish' } });
     expect(r.code).toBe(1);
     expect(log.slice(log.indexOf('run finish'))).toEqual(['run finish', 'undo change-b from 2', 'undo change-a to 3']);
-    expect(r.stderr).toMatch(/finish broke/);
+    // Once, as the run's error line (not also on the step's line).
+    expect(r.stderr.match(/finish broke/g)).toHaveLength(1);
+    expect(r.stderr).toMatch(/error: finish broke/);
   });
 
   it('a step that settles another takes that one off the undo list', async () => {
