@@ -40,13 +40,14 @@ export async function executeProcedure(
   const { flags } = session;
   const proc = session.deps.procedureOverride ? session.deps.procedureOverride(given) : given;
   const env = resume?.env ?? (await resolveTarget(session));
-  if (env.builtIn && flags.dryRun !== 'offline' && !proc.worksWithoutConfig) {
+  const params = parseParams(env);
+  const standalone = typeof proc.worksWithoutConfig === 'function' ? proc.worksWithoutConfig(params) : Boolean(proc.worksWithoutConfig);
+  if (env.builtIn && flags.dryRun !== 'offline' && !standalone) {
     throw new UsageError(
       'no config found: the built-in "example" environment only serves --dry-run=offline, explain and list',
       'create ./runbook.yaml (see the README), or pass --config FILE or set RUNBOOK_CONFIG',
     );
   }
-  const params = parseParams(env);
   session.redactor.registerSecretsIn(params);
   proc.validate?.(params, env);
   checkRequirements(proc, env);

@@ -195,8 +195,11 @@ export interface Procedure<P = any> extends ProcedureResult {
   requires: Array<'kubernetes' | 'health' | 'aws' | 'rds' | 'postgres' | 'redis' | 'notify' | 'circuitBreaker'>;
   /** Secret references read by the run beyond its required sections' (e.g. an optional notify channel), when configured. */
   secrets?: readonly SecretSection[];
-  /** Runs with the built-in example environment too (it reads only local data: config, journal). */
-  worksWithoutConfig?: boolean;
+  /**
+   * Runs with the built-in example environment too: it reads only local data (config, journal), or,
+   * as a function, only for these params (cert check with hosts named contacts only those hosts).
+   */
+  worksWithoutConfig?: boolean | ((params: P) => boolean);
   /**
    * The Kubernetes calls the procedure makes (its steps and their undo). `runbook rbac` derives the
    * least-privilege Role from these, and changing runs check them with the API server first.

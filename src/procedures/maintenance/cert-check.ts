@@ -23,6 +23,8 @@ export default defineProcedure<CertParams>({
     'The seed prints dates for a human to read; this computes days left, exits 4 below --min-days naming the hosts (for cron and monitoring), and reports trust and name match separately from expiry.',
     'One unreachable host does not stop the others: it is an error on its own line.',
   ],
+  // Hosts named on the command line need no config (like `openssl s_client`); the configured list does.
+  worksWithoutConfig: (p) => Boolean(p.hosts?.length),
   params: [
     { name: 'hosts', argument: '[hosts...]', description: 'host[:port] to check (default: the environment\'s certs.hosts)', type: 'string' },
     { name: 'minDays', flag: '--min-days <n>', description: 'fail (exit 4) when fewer days are left (default: certs.minDays or 14)', type: 'int', min: 0, max: 3650 },

@@ -79,6 +79,16 @@ describe('cert check', () => {
     expect(r.stdout).toMatch(new RegExp(`${hostOf('fine')}.*yes\\s+ok`));
   });
 
+  it('works without a config when the hosts are named (like openssl s_client); the configured list needs one', async () => {
+    const empty = tempDir('no-config-');
+    const r = await run(['cert', 'check', hostOf('fine'), '--ca', certs.ca.certPem], empty);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`${hostOf('fine')}.*yes\\s+ok`));
+    const none = await run(['cert', 'check'], empty);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/no config found/);
+  });
+
   it('without --ca the test CA is not trusted, but the expiry is still checked', async () => {
     const { dir } = writeConfig({ environments: { prod: {} } });
     const r = await run(['cert', 'check', hostOf('fine'), '--min-days', '100'], dir);
