@@ -29,6 +29,12 @@ export interface ScanBatch {
 /** `count` only counts matches; `unlink` removes them in the same server call. */
 export type ScanOp = 'count' | 'unlink';
 
+/** One reply of the bounded sample script: like a count, plus how many keys (of any name) the same buckets held. */
+export interface SampleBatch extends ScanBatch {
+  /** Keys in the buckets sampled, whatever their name; -1 when that cannot be known (see `sampleBatch`). */
+  seen: number;
+}
+
 /**
  * A share of one SCAN iteration: the cursors whose value modulo `k` is `low`, up to the cursor
  * `boundary` where the next share starts ('0' for the last). See `lanes()` in the flush steps.
@@ -49,6 +55,13 @@ export interface RedisNode {
    * so the server is never blocked for longer than that plus one small SCAN.
    */
   scanBatch(op: ScanOp, cursor: string, pattern: string, budgetUs: number, lane?: ScanLane): Promise<ScanBatch>;
+  /**
+   * One bounded step of a sample, from `cursor` on: every SCAN MATCH is paired with a plain SCAN of
+   * the same buckets, so the reply says how many of the keys seen match (never deletes anything).
+   * Stops after about `budgetUs` µs or `limit` keys seen. `seen` is -1 when the two SCANs went
+   * different ways (a cluster node scans only the slot of a pattern with a hash tag).
+   */
+  sampleBatch(cursor: string, pattern: string, budgetUs: number, limit: number): Promise<SampleBatch>;
   /** INFO, parsed to field → value (all sections when none is given). */
   info(section?: string): Promise<Record<string, string>>;
   dbsize(): Promise<number>;
@@ -181,6 +194,26 @@ return {cursor, n}
 /** Buckets visited per SCAN inside a script: small, so the time budget is checked often. */
 const SCAN_STEP = 200;
 
+// The sample: SCAN MATCH drives the cursor, as a count does (so a sample that comes back to cursor 0
+// is an exact count); a plain SCAN of the same cursor and COUNT visits the same buckets (SCAN counts
+// the keys it samples before it filters them), so `seen` is how many keys those buckets held.
+const SAMPLE_BODY = `
+local cursor, pattern, step, budget, limit = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+local function now() local t = redis.call('TIME') return tonumber(t[1]) * 1000000 + tonumber(t[2]) end
+local t0 = now()
+local n, seen = 0, 0
+repeat
+  local m = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', step)
+  if seen >= 0 then
+    local all = redis.call('SCAN', cursor, 'COUNT', step)
+    if all[1] == m[1] then seen = seen + #all[2] else seen = -1 end
+  end
+  n = n + #m[2]
+  cursor = m[1]
+until cursor == '0' or (seen >= 0 and seen >= limit) or now() - t0 >= budget
+return {cursor, n, seen}
+`;
+
 function parseInfo(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const line of text.split(/\r?\n/)) {
@@ -243,34 +276,45 @@ class Node implements RedisNode {
     }
   }
 
-  private async script(op: ScanOp): Promise<string> {
+  private async script(body: string): Promise<string> {
     if (this.flagsShebang === undefined) {
       const v = parseInfo(String(await this.redis.info('server'))).redis_version ?? '0';
       this.flagsShebang = Number(v.split('.')[0]) >= 7;
     }
     // allow-oom: deleting keys must work on a full server; allow-cross-slot-keys: cluster masters.
-    return (this.flagsShebang ? '#!lua flags=allow-oom,allow-cross-slot-keys\n' : '') + SCAN_BODY(op, this.perKey);
+    return (this.flagsShebang ? '#!lua flags=allow-oom,allow-cross-slot-keys\n' : '') + body;
+  }
+
+  /** EVALSHA, loading the script first when the server does not have it (yet, or any more). */
+  private async evalScript(body: string, args: string[]): Promise<unknown[]> {
+    const src = await this.script(body);
+    let sha = this.shas.get(src);
+    if (!sha) {
+      sha = createHash('sha1').update(src).digest('hex');
+      this.shas.set(src, sha);
+    }
+    try {
+      return (await this.redis.call('EVALSHA', sha, '0', ...args)) as unknown[];
+    } catch (err) {
+      if (!/NOSCRIPT/.test((err as Error)?.message ?? '')) throw err;
+      await this.redis.call('SCRIPT', 'LOAD', src);
+      return (await this.redis.call('EVALSHA', sha, '0', ...args)) as unknown[];
+    }
   }
 
   scanBatch(op: ScanOp, cursor: string, pattern: string, budgetUs: number, lane: ScanLane = { k: 1, low: 0, boundary: '0' }): Promise<ScanBatch> {
     return this.run(async () => {
-      const src = await this.script(op);
-      let sha = this.shas.get(src);
-      if (!sha) {
-        sha = createHash('sha1').update(src).digest('hex');
-        this.shas.set(src, sha);
-      }
       const args = [cursor, pattern, String(SCAN_STEP), String(Math.max(1, Math.round(budgetUs))), String(lane.k), String(lane.low), lane.boundary];
-      let reply: unknown;
-      try {
-        reply = await this.redis.call('EVALSHA', sha, '0', ...args);
-      } catch (err) {
-        if (!/NOSCRIPT/.test((err as Error)?.message ?? '')) throw err;
-        await this.redis.call('SCRIPT', 'LOAD', src);
-        reply = await this.redis.call('EVALSHA', sha, '0', ...args);
-      }
-      const [next, n] = reply as [string | Buffer, number];
+      const [next, n] = (await this.evalScript(SCAN_BODY(op, this.perKey), args)) as [string | Buffer, number];
       return { cursor: String(next), n: Number(n) };
+    });
+  }
+
+  sampleBatch(cursor: string, pattern: string, budgetUs: number, limit: number): Promise<SampleBatch> {
+    return this.run(async () => {
+      const args = [cursor, pattern, String(SCAN_STEP), String(Math.max(1, Math.round(budgetUs))), String(Math.max(1, Math.round(limit)))];
+      const [next, n, seen] = (await this.evalScript(SAMPLE_BODY, args)) as [string | Buffer, number, number];
+      return { cursor: String(next), n: Number(n), seen: Number(seen) };
     });
   }
 

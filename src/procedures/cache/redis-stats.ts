@@ -31,7 +31,6 @@ export function redisCli(env: ResolvedEnvironment): string {
   return ['redis-cli', ...flags].join(' ');
 }
 
-/** A single-quoted shell word (patterns contain * and ?). */
 /** Keyspace counters of one server, as INFO reports them. */
 export interface NodeStats {
   node: string;

@@ -100,6 +100,99 @@ export async function scanPass(
   return { n, perNode };
 }
 
+/** Keys a sample looks at on each master, at most: 1% of a million-key master, a few ms of server time. */
+export const SAMPLE_KEYS = 10_000;
+/**
+ * Server calls a sample makes on each master, at most: each is bounded by BATCH_BUDGET_US, and
+ * one or two usually see SAMPLE_KEYS keys; this only bounds a table of mostly empty buckets.
+ */
+export const SAMPLE_CALLS = 50;
+
+/** What a bounded sample found on one master. */
+export interface NodeSample {
+  node: string;
+  /** Matching keys found in the sample. */
+  matched: number;
+  /** Keys (of any name) in the buckets sampled; -1 when unknown. */
+  seen: number;
+  /** The master's DBSIZE when the sample began. */
+  dbsize: number;
+  /** The sample went through the whole keyspace: `matched` is an exact count. */
+  complete: boolean;
+}
+
+/**
+ * How many keys match, from a sample of at most SAMPLE_KEYS keys per master (every master in
+ * parallel), starting at cursor 0: a master whose SCAN comes back to 0 within it is counted
+ * exactly (a small database costs no estimate); on the others the share of matching keys seen is
+ * scaled by DBSIZE. SCAN visits buckets in reverse-binary order and keys land in buckets by hash,
+ * so the first buckets are a fair sample of names (unless keys share a hash tag).
+ */
+export async function samplePass(
+  masters: RedisNode[],
+  pattern: string,
+  opts: { signal: AbortSignal; budgetUs?: number; keys?: number; calls?: number },
+): Promise<NodeSample[]> {
+  const limit = opts.keys ?? SAMPLE_KEYS;
+  return Promise.all(
+    masters.map(async (m) => {
+      const dbsize = await m.dbsize();
+      let cursor = '0';
+      let matched = 0;
+      let seen = 0;
+      for (let calls = 0; calls < (opts.calls ?? SAMPLE_CALLS); calls++) {
+        if (opts.signal.aborted) throw opts.signal.reason;
+        const b = await m.sampleBatch(cursor, pattern, opts.budgetUs ?? BATCH_BUDGET_US, seen >= 0 ? Math.max(1, limit - seen) : limit);
+        matched += b.n;
+        seen = seen < 0 || b.seen < 0 ? -1 : seen + b.seen;
+        cursor = b.cursor;
+        if (cursor === '0' || (seen >= 0 && seen >= limit)) break;
+      }
+      return { node: m.label, matched, seen, dbsize, complete: cursor === '0' };
+    }),
+  );
+}
+
+/** The count, or the estimate, that samples add up to. */
+export interface SampleSummary {
+  /** Every master was counted exactly: the number of matching keys. */
+  exact?: number;
+  /** Otherwise: the estimate, from `sampled` keys of `of` (the masters' DBSIZE summed). */
+  estimate?: number;
+  sampled: number;
+  of: number;
+  /** Some master's sample could not be scaled up (see NodeSample.seen): `estimate` is only a floor. */
+  atLeast?: boolean;
+  perNode: Array<{ node: string; n: number; estimated?: true }>;
+}
+
+export function summarizeSample(samples: NodeSample[]): SampleSummary {
+  let total = 0;
+  let sampled = 0;
+  let atLeast = false;
+  const perNode = samples.map((s): SampleSummary['perNode'][number] => {
+    if (s.complete) {
+      total += s.matched;
+      sampled += Math.max(s.seen, s.matched);
+      return { node: s.node, n: s.matched };
+    }
+    let n = s.matched;
+    if (s.seen > 0) n = Math.max(s.matched, Math.round((s.matched / s.seen) * s.dbsize));
+    else atLeast = true;
+    total += n;
+    sampled += Math.max(s.seen, s.matched, 0);
+    return { node: s.node, n, estimated: true };
+  });
+  const of = samples.reduce((a, s) => a + s.dbsize, 0);
+  if (samples.every((s) => s.complete)) return { exact: total, sampled, of, perNode };
+  return { estimate: total, sampled, of, ...(atLeast ? { atLeast } : {}), perNode };
+}
+
+/** An estimate as an operator reads it: two significant digits (it is no more precise than that). */
+export function roundEstimate(n: number): number {
+  return n < 100 ? Math.round(n) : Number(n.toPrecision(2));
+}
+
 /**
  * Progress of a long pass: an updating line on a terminal (count, share of the total, rate), and
  * otherwise a log line every few seconds so a log file shows the run is alive without flooding it.
@@ -107,15 +200,20 @@ export async function scanPass(
 export class Progress {
   private done = 0;
   private readonly t0 = performance.now();
-  private last = 0;
+  /** When the last line was shown: on a terminal the first batch shows at once; in a log, the first line comes after 3 s. */
+  private last: number;
   private readonly tty: boolean;
 
   constructor(
-    private readonly ctx: StepContext<unknown>,
+    private readonly ctx: Pick<StepContext, 'reporter' | 'log'>,
     private readonly verb: string,
     private readonly total?: number,
+    /** `total` is an estimate: shown as "of about …". */
+    private readonly approx = false,
   ) {
     this.tty = ctx.reporter.canShowLive;
+    // (From 0, a log would get a line on the first batch of any process up for more than 3 s.)
+    this.last = this.tty ? 0 : this.t0;
   }
 
   get count(): number {
@@ -132,7 +230,7 @@ export class Progress {
     const now = performance.now();
     if (now - this.last < (this.tty ? 100 : 3000)) return;
     this.last = now;
-    const of = this.total ? ` of ${formatInt(this.total)} (${Math.min(100, Math.floor((this.done / this.total) * 100))}%)` : '';
+    const of = this.total ? ` of ${this.approx ? 'about ' : ''}${formatInt(this.total)} (${Math.min(100, Math.floor((this.done / this.total) * 100))}%)` : '';
     const line = `${this.verb} ${formatInt(this.done)}${of} keys · ${formatInt(Math.round(this.rate()))} keys/s`;
     if (this.tty) this.ctx.reporter.liveLine(line);
     else this.ctx.log(line);

@@ -1,7 +1,19 @@
-import { defineProcedure } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { formatBytes, formatInt } from '../../core/format.js';
 import { formatRate, readStats, redisCli, type CacheStats } from './redis-stats.js';
+
+const stats = stepFor<Record<string, never>>()({
+  id: 'stats',
+  title: 'Read INFO from every master',
+  why: 'One snapshot of what the cache is doing: hit rate, size, memory and evictions.',
+  risk: 'read',
+  equivalent: (_p, env) => `${redisCli(env)} INFO everything`,
+  async run(ctx): Promise<CacheStats & { target: string }> {
+    const client = await ctx.clients.redis();
+    return { target: client.target, ...(await readStats(client.masters())) };
+  },
+});
 
 export default defineProcedure<Record<string, never>>({
   name: 'cache stats',
@@ -13,21 +25,9 @@ export default defineProcedure<Record<string, never>>({
   params: [],
   examples: [[]],
   requires: ['redis'],
-  steps: [
-    {
-      id: 'stats',
-      title: 'Read INFO from every master',
-      why: 'One snapshot of what the cache is doing: hit rate, size, memory and evictions.',
-      risk: 'read',
-      equivalent: (_p, env) => `${redisCli(env)} INFO everything`,
-      async run(ctx): Promise<CacheStats & { target: string }> {
-        const client = await ctx.clients.redis();
-        return { target: client.target, ...(await readStats(client.masters())) };
-      },
-    },
-  ],
-  render(state) {
-    const s = state.stats as CacheStats & { target: string };
+  steps: [stats],
+  render(run) {
+    const s = run.get(stats);
     const rows: Array<[string, string]> = [
       ['target', s.target + (s.nodes.length > 1 ? ` (${s.nodes.length} masters)` : '')],
       ['hit rate', formatRate(s.hitRate)],

@@ -1,8 +1,7 @@
 import { basename } from 'node:path';
-import { runProcess } from '../../clients/process.js';
 import { parseDuration, formatDuration } from '../../core/duration.js';
 import { StepError, UsageError, errorMessage } from '../../core/errors.js';
-import { defineProcedure, type StepContext } from '../../core/procedure.js';
+import { defineProcedure, stepFor, type StepContext } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { shellQuote } from '../../core/shell.js';
 import { formatRate, hitRate, readStats, redisCli } from './redis-stats.js';
@@ -73,6 +72,79 @@ export async function boundedMap<T, R>(items: T[], limit: number, work: (item: T
   return out;
 }
 
+const step = stepFor<CacheWarmParams>();
+
+const before = step({
+  id: 'before',
+  title: 'Read the hit rate before warming',
+  why: 'The hit rate is the measure of whether warming helped.',
+  risk: 'read',
+  equivalent: (_p, env) => `${redisCli(env)} INFO stats | grep -E 'keyspace_(hits|misses)'`,
+  run: snapshot,
+});
+
+const warm = step({
+  id: 'warm',
+  title: 'Run the warmers',
+  why: 'Fills the cache ahead of traffic; bounded parallelism keeps the warmers from overloading the database behind the cache.',
+  risk: 'write',
+  equivalent: (p, env) => (env.config.cache?.warmers[p.type] ?? []).map(display).join(' & ') + (p.parallel > 1 ? ` (at most ${p.parallel} at once)` : ''),
+  async plan(ctx) {
+    return warmers(ctx).map((argv) => ({ action: 'run warmer', target: display(argv) }));
+  },
+  async run(ctx): Promise<WarmData> {
+    const commands = warmers(ctx);
+    const names = labels(commands);
+    const cache = ctx.env.config.cache;
+    const timeoutMs = ctx.params.warmerTimeout ?? parseDuration(cache?.timeout ?? '10m', 'cache.timeout');
+    const processes = await ctx.clients.processes();
+    const results = await boundedMap(commands, ctx.params.parallel, async (argv, i): Promise<WarmerResult> => {
+      const t0 = performance.now();
+      const command = display(argv);
+      ctx.log(`[${names[i]}] started`);
+      try {
+        const r = await processes.run(argv[0], argv.slice(1), {
+          cwd: cache?.cwd,
+          env: ctx.io.env,
+          timeoutMs,
+          signal: ctx.signal,
+          onLine: (line) => ctx.log(`[${names[i]}] ${line}`),
+        });
+        const durationMs = Math.round(performance.now() - t0);
+        ctx.log(`[${names[i]}] ${r.timedOut ? `timed out after ${formatDuration(timeoutMs)}` : `exited ${r.exitCode}`} in ${formatDuration(durationMs)}`);
+        return { command, exitCode: r.exitCode, timedOut: r.timedOut, durationMs };
+      } catch (err) {
+        ctx.log(`[${names[i]}] ${errorMessage(err)}`);
+        return { command, exitCode: 127, timedOut: false, durationMs: Math.round(performance.now() - t0), error: errorMessage(err) };
+      }
+    });
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    const failed = results.filter((r) => r.exitCode !== 0);
+    if (failed.length) {
+      const summary = failed.map((r) => `${r.command} ${r.timedOut ? 'timed out' : r.error ? 'could not start' : `exited ${r.exitCode}`}`).join('; ');
+      throw new StepError(`${failed.length} of ${results.length} warmers failed: ${summary}`, 'see the prefixed output above; the other warmers completed');
+    }
+    return { type: ctx.params.type, results };
+  },
+});
+
+const after = step({
+  id: 'after',
+  title: 'Read the hit rate after warming',
+  why: 'Shows whether warming moved the hit rate (the counters are cumulative since the server started).',
+  risk: 'read',
+  followsWrite: true,
+  equivalent: (_p, env) => `${redisCli(env)} INFO stats | grep -E 'keyspace_(hits|misses)'`,
+  async run(ctx) {
+    const end = await snapshot(ctx);
+    const start = ctx.get(before);
+    const dh = end.hits - start.hits;
+    const dm = end.misses - start.misses;
+    ctx.log(`hit rate ${formatRate(start.hitRate)} → ${formatRate(end.hitRate)} (during warming: ${dh} hits, ${dm} misses)`);
+    return { ...end, during: { hits: dh, misses: dm, hitRate: hitRate(dh, dm) } };
+  },
+});
+
 export default defineProcedure<CacheWarmParams>({
   name: 'cache warm',
   summary: 'Run the configured cache warmers for a type, in parallel, and show the hit rate before and after',
@@ -98,80 +170,12 @@ export default defineProcedure<CacheWarmParams>({
       );
     }
   },
-  steps: [
-    {
-      id: 'before',
-      title: 'Read the hit rate before warming',
-      why: 'The hit rate is the measure of whether warming helped.',
-      risk: 'read',
-      equivalent: (_p, env) => `${redisCli(env)} INFO stats | grep -E 'keyspace_(hits|misses)'`,
-      run: snapshot,
-    },
-    {
-      id: 'warm',
-      title: 'Run the warmers',
-      why: 'Fills the cache ahead of traffic; bounded parallelism keeps the warmers from overloading the database behind the cache.',
-      risk: 'write',
-      equivalent: (p, env) => (env.config.cache?.warmers[p.type] ?? []).map(display).join(' & ') + (p.parallel > 1 ? ` (at most ${p.parallel} at once)` : ''),
-      async plan(ctx) {
-        return warmers(ctx).map((argv) => ({ action: 'run warmer', target: display(argv) }));
-      },
-      async run(ctx): Promise<WarmData> {
-        const commands = warmers(ctx);
-        const names = labels(commands);
-        const cache = ctx.env.config.cache;
-        const timeoutMs = ctx.params.warmerTimeout ?? parseDuration(cache?.timeout ?? '10m', 'cache.timeout');
-        const results = await boundedMap(commands, ctx.params.parallel, async (argv, i): Promise<WarmerResult> => {
-          const t0 = performance.now();
-          const command = display(argv);
-          ctx.log(`[${names[i]}] started`);
-          try {
-            const r = await runProcess(argv[0], argv.slice(1), {
-              cwd: cache?.cwd,
-              env: ctx.io.env,
-              timeoutMs,
-              signal: ctx.signal,
-              onLine: (line) => ctx.log(`[${names[i]}] ${line}`),
-            });
-            const durationMs = Math.round(performance.now() - t0);
-            ctx.log(`[${names[i]}] ${r.timedOut ? `timed out after ${formatDuration(timeoutMs)}` : `exited ${r.exitCode}`} in ${formatDuration(durationMs)}`);
-            return { command, exitCode: r.exitCode, timedOut: r.timedOut, durationMs };
-          } catch (err) {
-            ctx.log(`[${names[i]}] ${errorMessage(err)}`);
-            return { command, exitCode: 127, timedOut: false, durationMs: Math.round(performance.now() - t0), error: errorMessage(err) };
-          }
-        });
-        if (ctx.signal.aborted) throw ctx.signal.reason;
-        const failed = results.filter((r) => r.exitCode !== 0);
-        if (failed.length) {
-          const summary = failed.map((r) => `${r.command} ${r.timedOut ? 'timed out' : r.error ? 'could not start' : `exited ${r.exitCode}`}`).join('; ');
-          throw new StepError(`${failed.length} of ${results.length} warmers failed: ${summary}`, 'see the prefixed output above; the other warmers completed');
-        }
-        return { type: ctx.params.type, results };
-      },
-    },
-    {
-      id: 'after',
-      title: 'Read the hit rate after warming',
-      why: 'Shows whether warming moved the hit rate (the counters are cumulative since the server started).',
-      risk: 'read',
-      followsWrite: true,
-      equivalent: (_p, env) => `${redisCli(env)} INFO stats | grep -E 'keyspace_(hits|misses)'`,
-      async run(ctx) {
-        const after = await snapshot(ctx);
-        const before = ctx.state.before as HitSnapshot;
-        const dh = after.hits - before.hits;
-        const dm = after.misses - before.misses;
-        ctx.log(`hit rate ${formatRate(before.hitRate)} → ${formatRate(after.hitRate)} (during warming: ${dh} hits, ${dm} misses)`);
-        return { ...after, during: { hits: dh, misses: dm, hitRate: hitRate(dh, dm) } };
-      },
-    },
-  ],
-  render(state) {
-    const w = state.warm as WarmData;
-    const before = state.before as HitSnapshot;
-    const after = state.after as HitSnapshot;
+  steps: [before, warm, after],
+  render(run) {
+    const w = run.get(warm);
+    const start = run.get(before);
+    const end = run.get(after);
     const rows = w.results.map((r) => [r.command, r.timedOut ? 'timeout' : String(r.exitCode), formatDuration(r.durationMs)]);
-    return `${table(['WARMER', 'EXIT', 'DURATION'], rows)}\nhit rate: ${formatRate(before.hitRate)} → ${formatRate(after.hitRate)}\n`;
+    return `${table(['WARMER', 'EXIT', 'DURATION'], rows)}\nhit rate: ${formatRate(start.hitRate)} → ${formatRate(end.hitRate)}\n`;
   },
 });

@@ -4,15 +4,16 @@
 import { describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';
 import type { ClientFactories, RedisClient, RedisNode } from '../../../src/clients/index.js';
-import type { ScanBatch, ScanLane, ScanOp } from '../../../src/clients/redis.js';
+import type { SampleBatch, ScanBatch, ScanLane, ScanOp } from '../../../src/clients/redis.js';
 import { fetchHttpClient } from '../../../src/clients/http.js';
 import type { StepContext } from '../../../src/core/procedure.js';
 import { checkPattern } from '../../../src/procedures/cache/flush.js';
 import { boundedMap } from '../../../src/procedures/cache/warm.js';
 import { nodeStats, readStats } from '../../../src/procedures/cache/redis-stats.js';
-import { PartialPassError, Progress, lanes, scanPass, undisturbed } from '../../../src/procedures/cache/scan.js';
+import { PartialPassError, Progress, SAMPLE_KEYS, lanes, roundEstimate, samplePass, scanPass, summarizeSample, undisturbed } from '../../../src/procedures/cache/scan.js';
 import { runCli } from '../../support/cli.js';
 import { writeConfig } from '../../support/config.js';
+import type { ScriptedPrompter } from '../../support/prompter.js';
 
 const glob = (p: string) => new RegExp(`^${p.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
 
@@ -34,13 +35,30 @@ class FakeNode implements RedisNode {
     this.keys = [...keys];
   }
 
-  async scanBatch(op: ScanOp, cursor: string, pattern: string, _budgetUs: number, lane?: ScanLane): Promise<ScanBatch> {
-    expect(lane?.k ?? 1).toBe(1); // the fake's cursor is no bucket index: it asks for one lane
+  /** Calls by kind: the sample, counting and deleting passes. */
+  readonly callsBy: Record<ScanOp | 'sample', number> = { sample: 0, count: 0, unlink: 0 };
+
+  private call(kind: ScanOp | 'sample'): void {
+    this.callsBy[kind]++;
     if (++this.calls > this.failAfterCalls) throw new Error(`the connection to Redis at ${this.label} was closed`);
     for (let i = 0; i < this.foreignWritesPerCall; i++) {
       this.keys.push(`user:late${this.calls}-${i}`);
       this.dirty++;
     }
+  }
+
+  /** Like the real script, a sample call looks at up to `limit` keys (1,000 at most here: its time budget). */
+  async sampleBatch(cursor: string, pattern: string, _budgetUs: number, limit: number): Promise<SampleBatch> {
+    this.call('sample');
+    const start = cursor === '0' ? 0 : Number(cursor) - 1;
+    const slice = this.keys.slice(start, start + Math.min(limit, 1000));
+    const next = start + slice.length;
+    return { cursor: next >= this.keys.length ? '0' : String(next + 1), n: slice.filter((k) => glob(pattern).test(k)).length, seen: slice.length };
+  }
+
+  async scanBatch(op: ScanOp, cursor: string, pattern: string, _budgetUs: number, lane?: ScanLane): Promise<ScanBatch> {
+    expect(lane?.k ?? 1).toBe(1); // the fake's cursor is no bucket index: it asks for one lane
+    this.call(op);
     const re = glob(pattern);
     const start = cursor === '0' ? 0 : Number(cursor) - 1;
     const slice = this.keys.slice(start, start + 10);
@@ -76,6 +94,9 @@ function fakeRedis(nodes: FakeNode[]): { client: RedisClient; factories: ClientF
 }
 
 const keys = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}:${i}`);
+/** `user` matching keys and `other` others, evenly interleaved (as a hash table mixes them). */
+const mixed = (user: number, other: number) =>
+  Array.from({ length: user + other }, (_, i) => (Math.floor(((i + 1) * user) / (user + other)) > Math.floor((i * user) / (user + other)) ? `user:${i}` : `other:${i}`));
 const dir = writeConfig({
   default: 'staging',
   environments: { staging: { redis: { url: 'redis://fake:6379' } }, production: { protected: true, redis: { url: 'redis://fake:6379' } } },
@@ -143,6 +164,40 @@ describe('scanPass', () => {
   });
 });
 
+describe('samplePass and its estimate', () => {
+  const sig = new AbortController().signal;
+
+  it('is an exact count when the sample goes through the whole keyspace', async () => {
+    const a = new FakeNode('a:1', [...keys('user', 30), ...keys('x', 5)]);
+    const s = summarizeSample(await samplePass([a], 'user:*', { signal: sig }));
+    expect(s).toMatchObject({ exact: 30, of: 35, perNode: [{ node: 'a:1', n: 30 }] });
+    expect(s.estimate).toBeUndefined();
+    expect(a.callsBy).toEqual({ sample: 1, count: 0, unlink: 0 });
+  });
+
+  it('scales what it saw by DBSIZE otherwise, looking at no more than SAMPLE_KEYS keys per master', async () => {
+    const a = new FakeNode('a:1', mixed(15_000, 5_000));
+    const b = new FakeNode('b:1', keys('user', 100));
+    const s = summarizeSample(await samplePass([a, b], 'user:*', { signal: sig }));
+    expect(s.exact).toBeUndefined();
+    expect(s.sampled).toBe(SAMPLE_KEYS + 100);
+    expect(s.of).toBe(20_100);
+    expect(s.estimate! / 15_100).toBeGreaterThan(0.95);
+    expect(s.estimate! / 15_100).toBeLessThan(1.05);
+    expect(s.perNode).toEqual([{ node: 'a:1', n: expect.any(Number), estimated: true }, { node: 'b:1', n: 100 }]);
+    expect(a.callsBy.sample).toBe(SAMPLE_KEYS / 1000);
+  });
+
+  it('says when a sample could not be scaled up (the two SCANs went different ways)', () => {
+    const s = summarizeSample([{ node: 'a', matched: 40, seen: -1, dbsize: 1e6, complete: false }]);
+    expect(s).toMatchObject({ estimate: 40, atLeast: true });
+  });
+
+  it('rounds an estimate to two significant digits', () => {
+    expect([roundEstimate(42), roundEstimate(123_456), roundEstimate(499_960), roundEstimate(0)]).toEqual([42, 120_000, 500_000, 0]);
+  });
+});
+
 describe('undisturbed', () => {
   const c = (dirty: number, dbsize: number, lastSave = '1') => ({ node: 'n', dirty, dbsize, lastSave });
   it('holds only when our deletions are the only writes', () => {
@@ -175,12 +230,54 @@ describe('cache flush --pattern (fake Redis)', () => {
     expect(r.stderr).toMatch(/keys match 'user:\*' again/);
   });
 
+  it('--yes deletes in one pass: a bounded sample, no counting pass, the exact count at the end', async () => {
+    const node = new FakeNode('fake:6379', mixed(9_000, 3_000));
+    const { run } = setup([node]);
+    const r = await run(['flush', '--pattern', 'user:*', '--yes', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(node.callsBy.count).toBe(0);
+    expect(node.callsBy.sample).toBe(SAMPLE_KEYS / 1000);
+    const c = dataOf(r.stdout, 'count');
+    expect(c.matched).toBeNull();
+    expect((c.estimate as { sampled: number; of: number }).sampled).toBe(SAMPLE_KEYS);
+    expect(dataOf(r.stdout, 'unlink')).toMatchObject({ matched: 9_000, deleted: 9_000, estimated: c.estimate && (c.estimate as { keys: number }).keys, undisturbed: true });
+    expect(node.keys.length).toBe(3_000);
+    expect(r.stderr).toMatch(/delete keys matching 'user:\*' in db 0 at fake:6379: about [\d,]+ keys \(estimate from a sample of 10,000 of 12,000 keys\) → 0 keys/);
+  });
+
+  it('on a terminal the gate shows the estimate, labelled, and the end the exact count', async () => {
+    const node = new FakeNode('fake:6379', mixed(9_000, 3_000));
+    const { run } = setup([node]);
+    const r = await run(['flush', '--pattern', 'user:*'], { tty: true, answers: [true] });
+    expect(r.code, r.stderr).toBe(0);
+    expect((r.prompter as ScriptedPrompter).asked).toEqual(['Delete the matching keys (SCAN + UNLINK) in staging?']);
+    const shown = /: about ([\d,]+) keys \(estimate from a sample of 10,000 of 12,000 keys\) → 0 keys/.exec(r.stderr);
+    expect(shown, r.stderr).not.toBeNull();
+    const estimate = Number(shown![1].replace(/,/g, ''));
+    expect(estimate).toBeGreaterThan(8_000);
+    expect(estimate).toBeLessThan(10_000);
+    expect(r.stderr).toMatch(/deleted [\d,]+ of about [\d,]+ \(\d+%\) keys/);
+    expect(r.stderr).toMatch(/deleted 9,000 keys in .*: the exact count \(the estimate was about [\d,]+ keys\)/);
+    expect(r.stdout).toMatch(/keys matching 'user:\*'\s+9,000\s+9,000\s+0/);
+    expect(node.callsBy.count).toBe(0);
+  });
+
+  it('a failure mid-way after an estimate says the total was one', async () => {
+    const node = new FakeNode('fake:6379', mixed(9_000, 3_000));
+    const { run } = setup([node]);
+    node.failAfterCalls = SAMPLE_KEYS / 1000 + 5;
+    const r = await run(['flush', '--pattern', 'user:*', '--yes']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/stopped after deleting [\d,]+ of [\d,]+ matching keys \(that total is an estimate from a sample\): the connection/);
+  });
+
   it('--dry-run counts and changes nothing', async () => {
     const { nodes, run } = setup();
     const r = await run(['flush', '--pattern', 'user:*', '--dry-run']);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/would delete keys matching 'user:\*' in db 0 at fake:6379: 95 keys → 0 keys/);
     expect(nodes[0].deleted).toBe(0);
+    expect(nodes[0].callsBy.sample).toBe(0); // a dry run counts every key, as before
   });
 
   it('a declined gate exits 3 and deletes nothing', async () => {
@@ -192,7 +289,7 @@ describe('cache flush --pattern (fake Redis)', () => {
 
   it('a failure mid-way exits 1 with the count deleted so far', async () => {
     const { nodes, run } = setup();
-    nodes[0].failAfterCalls = 14 + 3; // 14 calls to count, then 3 deleting batches
+    nodes[0].failAfterCalls = 1 + 3; // 1 call to sample (all 135 keys: an exact count), then 3 deleting batches
     const r = await run(['flush', '--pattern', 'user:*', '--yes']);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/stopped after deleting 30 of 95 matching keys: the connection to Redis at fake:6379 was closed/);
@@ -205,7 +302,8 @@ describe('cache flush --pattern (fake Redis)', () => {
     const r = await run(['flush', '--pattern', 'user:*', '--yes'], { tty: true });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/\r\u001b\[2K {6}deleted [\d,]+ of 3,000 \(\d+%\) keys · [\d,]+ keys\/s/);
-    expect(r.stderr).toMatch(/\r\u001b\[2K {6}✓ succeeded/);
+    // Cleared before the step's result line (the deletion is the only step with a live line: the count is a sample).
+    expect(r.stderr).toMatch(/\r\u001b\[2K {6}deleted 3,000 keys in /);
     const again = setup([new FakeNode('fake:6379', keys('user', 3000))]);
     const quiet = await again.run(['flush', '--pattern', 'user:*', '--yes', '--quiet', '--json'], { tty: true });
     expect(quiet.code).toBe(0);

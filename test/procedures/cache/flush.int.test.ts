@@ -1,10 +1,12 @@
-// `cache flush` against a real redis-server and a real 3-master cluster: the count, the gate, the
-// streamed SCAN + UNLINK, the verification, --all behind its severe gate, bad input, and a
+// `cache flush` against a real redis-server and a real 3-master cluster: the count (or the estimate
+// from a bounded sample), the gate, the streamed SCAN + UNLINK as the only full pass, the
+// verification, keys written during the pass, --all behind its severe gate, bad input, and a
 // connection killed mid-flush (exit 1 with the partial count; a second run finishes).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from 'ioredis';
 import { runCli } from '../../support/cli.js';
 import { writeConfig } from '../../support/config.js';
+import type { ScriptedPrompter } from '../../support/prompter.js';
 import { redisCommands, startRedis, startRedisCluster, type RedisClusterService, type RedisService } from '../../support/services/index.js';
 
 let redis: RedisService;
@@ -36,6 +38,12 @@ async function dbsize(db: number): Promise<number> {
   const [, n] = await redisCommands(redis.port, [['SELECT', String(db)], ['DBSIZE']]);
   return n as number;
 }
+/** SCAN commands the server has run so far (those inside scripts included). */
+async function scanCalls(): Promise<number> {
+  const info = String(await cmd('INFO', 'commandstats'));
+  return Number(/^cmdstat_scan:calls=(\d+)/m.exec(info)?.[1] ?? 0);
+}
+const num = (s: string) => Number(s.replace(/,/g, ''));
 
 /** A config whose environments point at database `db` of the test server. */
 function config(db: number) {
@@ -170,6 +178,87 @@ describe('cache flush --pattern', () => {
   }, 60_000);
 });
 
+describe('cache flush --pattern in one pass', () => {
+  it('--yes deletes in one full pass (a bounded sample first, no counting pass) and reports the exact count', async () => {
+    await load(9, 'user:', 150_000);
+    await load(9, 'other:', 50_000);
+    const dir = config(9);
+    // What one full pass costs: a dry run counts every key, as before.
+    const s0 = await scanCalls();
+    const dry = await runCli(['cache', 'flush', '--pattern', 'user:*', '--dry-run', '--json'], { cwd: dir });
+    expect(dry.code, dry.stderr).toBe(0);
+    expect(steps(dry.stdout).count.data).toMatchObject({ matched: 150_000 });
+    const s1 = await scanCalls();
+    const onePass = s1 - s0;
+
+    const r = await runCli(['cache', 'flush', '--pattern', 'user:*', '--yes', '--json'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    const used = (await scanCalls()) - s1;
+    // The old flow counted, then deleted: two passes. Now one, plus a sample of 10,000 of 200,000 keys.
+    expect(used, `${used} SCANs for --yes, ${onePass} for one counting pass`).toBeLessThan(onePass * 1.3);
+    expect(used).toBeGreaterThan(onePass * 0.7);
+    const s = steps(r.stdout);
+    const c = s.count.data as { matched: number | null; estimate: { keys: number; sampled: number; of: number } };
+    expect(c.matched).toBeNull();
+    expect(c.estimate).toMatchObject({ sampled: expect.any(Number), of: 200_000 });
+    expect(c.estimate.sampled).toBeGreaterThanOrEqual(10_000);
+    expect(c.estimate.sampled).toBeLessThan(12_000);
+    expect(Math.abs(c.estimate.keys - 150_000) / 150_000).toBeLessThan(0.1);
+    expect(s.unlink.data).toMatchObject({ matched: 150_000, deleted: 150_000, estimated: c.estimate.keys, undisturbed: true });
+    expect(s.verify.data).toEqual({ remaining: 0, method: 'write counter' });
+    expect(await matching(9, 'user:*')).toBe(0);
+    expect(await dbsize(9)).toBe(50_000);
+  }, 60_000);
+
+  it('on a terminal the prompt shows an estimate labelled as one, and the end the exact count deleted', async () => {
+    await load(10, 'user:', 60_000);
+    await load(10, 'other:', 20_000);
+    const r = await runCli(['cache', 'flush', '--pattern', 'user:*'], { cwd: config(10), tty: true, answers: [true] });
+    expect(r.code, r.stderr).toBe(0);
+    expect((r.prompter as ScriptedPrompter).asked).toEqual(['Delete the matching keys (SCAN + UNLINK) in staging?']);
+    const gate = /delete keys matching 'user:\*' in db 10 at 127\.0\.0\.1:\d+: about ([\d,]+) keys \(estimate from a sample of ([\d,]+) of 80,000 keys\) → 0 keys/.exec(r.stderr);
+    expect(gate, r.stderr).not.toBeNull();
+    expect(Math.abs(num(gate![1]) - 60_000)).toBeLessThanOrEqual(6_000);
+    expect(num(gate![2])).toBeGreaterThanOrEqual(10_000);
+    expect(r.stderr).toMatch(/deleted 60,000 keys in .*: the exact count \(the estimate was about [\d,]+ keys\)/);
+    expect(r.stdout).toMatch(/keys matching 'user:\*'\s+60,000\s+60,000\s+0/);
+    expect(await matching(10, 'user:*')).toBe(0);
+    expect(await dbsize(10)).toBe(20_000);
+  }, 60_000);
+
+  it('a key written during the pass is neither lost nor miscounted: deleted and counted, or found again by the verification', async () => {
+    const total = 400_000;
+    await load(11, 'user:', total);
+    await load(11, 'keep:', 100);
+    const run = runCli(['cache', 'flush', '--pattern', 'user:*', '--yes', '--json'], { cwd: config(11) });
+    let ended = false;
+    void run.then(() => (ended = true));
+    const t0 = Date.now();
+    while ((await dbsize(11)) === total + 100) {
+      if (Date.now() - t0 > 20_000) throw new Error('the flush never started deleting');
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    // Another client writes 500 keys that match and 500 that do not, while the pass runs.
+    await redisCommands(redis.port, [['SELECT', '11'], ['EVAL', LOADER, '0', 'user:late:', '1', '500'], ['EVAL', LOADER, '0', 'keep:late:', '1', '500']], { timeoutMs: 10_000 });
+    expect(ended, 'the flush ended before the other client wrote').toBe(false);
+    const r = await run;
+    expect(r.code, r.stderr).toBe(0);
+    const s = steps(r.stdout);
+    const u = s.unlink.data as { deleted: number; matched: number; undisturbed: boolean };
+    const v = s.verify.data as { remaining: number; method: string };
+    // The server saw other writes during the pass: the verification scans instead of trusting the counter.
+    expect(u.undisturbed).toBe(false);
+    expect(v.method).toBe('scan');
+    // No key that does not match went, and every matching key is accounted for exactly once.
+    expect(await matching(11, 'keep:*')).toBe(600);
+    expect(u.deleted + v.remaining).toBe(total + 500);
+    expect(u.matched).toBe(u.deleted);
+    expect(await matching(11, 'user:*')).toBe(v.remaining);
+    expect(await dbsize(11)).toBe(600 + v.remaining);
+    if (v.remaining > 0) expect(r.stderr).toMatch(new RegExp(`${v.remaining.toLocaleString('en-US')} keys match 'user:\\*' again`));
+  }, 60_000);
+});
+
 describe('cache flush --all', () => {
   it('needs the typed confirmation even outside a protected environment, and shows the key count first', async () => {
     await load(8, 'a:', 300);
@@ -218,4 +307,40 @@ describe('cache flush on a Redis Cluster', () => {
       c.disconnect();
     }
   });
+
+  it('with more keys than the sample: estimates, then deletes on every master in parallel with the exact count', async () => {
+    const c = new Cluster(cluster.nodes, { lazyConnect: true, enableAutoPipelining: true });
+    await c.connect();
+    try {
+      for (let s = 0; s < 36_000; s += 6_000) await Promise.all(Array.from({ length: 6_000 }, (_, i) => c.set(`bulk:${s + i}`, 'v')));
+      await Promise.all(Array.from({ length: 12_000 }, (_, i) => c.set(`stay:${i}`, 'v')));
+      const masters = c.nodes('master');
+      const before = await Promise.all(masters.map((n) => n.dbsize()));
+      expect(before.every((n) => n > 10_000)).toBe(true); // each master has more than its sample looks at
+
+      const dir = writeConfig({ default: 'cl', environments: { cl: { redis: { nodes: cluster.nodes.map((n) => `${n.host}:${n.port}`) } } } }).dir;
+      const r = await runCli(['cache', 'flush', '--pattern', 'bulk:*', '--yes', '--json'], { cwd: dir });
+      expect(r.code, r.stderr).toBe(0);
+      const s = steps(r.stdout);
+      const count = s.count.data as { matched: number | null; estimate: { keys: number }; perNode: Array<{ n: number; estimated?: boolean }> };
+      expect(count.matched).toBeNull();
+      expect(count.perNode).toHaveLength(3);
+      expect(count.perNode.every((p) => p.estimated)).toBe(true);
+      expect(Math.abs(count.estimate.keys - 36_000) / 36_000).toBeLessThan(0.1);
+      const u = s.unlink.data as { matched: number; deleted: number; perNode: Array<{ node: string; n: number }> };
+      expect(u).toMatchObject({ matched: 36_000, deleted: 36_000 });
+      expect(u.perNode).toHaveLength(3);
+      expect(u.perNode.every((p) => p.n > 0)).toBe(true); // deleted on every master
+      expect(u.perNode.reduce((a, p) => a + p.n, 0)).toBe(36_000);
+      expect(s.verify.data).toMatchObject({ remaining: 0 });
+      for (const n of cluster.nodes) {
+        const [left] = await redisCommands(n.port, [['EVAL', COUNT, '0', 'bulk:*']], { timeoutMs: 20_000 });
+        expect(left).toBe(0);
+      }
+      const after = await Promise.all(masters.map((n) => n.dbsize()));
+      expect(after.reduce((a, b) => a + b, 0)).toBe(700 + 12_000);
+    } finally {
+      c.disconnect();
+    }
+  }, 60_000);
 });
