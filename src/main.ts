@@ -8,7 +8,11 @@ import { jsonText, visible } from './core/terminal.js';
 
 export type { Deps } from './core/session.js';
 
+/** Set by scripts/bundle.mjs from package.json; unset when running from src. */
+declare const __RUNBOOK_VERSION__: string | undefined;
+
 function version(): string {
+  if (typeof __RUNBOOK_VERSION__ === 'string') return __RUNBOOK_VERSION__;
   try {
     return JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version as string;
   } catch {

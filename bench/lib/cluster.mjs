@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The built CLI (`npm run build` first); RUNBOOK_BENCH_BIN measures another build instead. */
 export const runbookBin = process.env.RUNBOOK_BENCH_BIN ?? join(root, 'bin', 'runbook.js');
+/** Another build to measure side by side with this one (e.g. the one before a change), if given. */
+export const baselineBin = process.env.RUNBOOK_BENCH_BASELINE || undefined;
 
 /** A non-zero exit, with what the code means when it is Node's own. */
 export function exitProblem(what, r) {

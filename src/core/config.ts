@@ -1,7 +1,9 @@
 import { readFile } from 'node:fs/promises';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { UsageError } from './errors.js';
 import type { ConfigFile, EnvironmentConfig, ValueOrRef } from './config-schema.js';
 import type { Redactor } from './redact.js';
@@ -50,11 +52,16 @@ export async function loadConfig(path: string | null): Promise<LoadedConfig> {
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsageError(`cannot read config ${path}: ${code === 'ENOENT' ? 'no such file' : String(code)}`);
   }
-  const [{ parse }, { configSchema, formatIssues }] = await Promise.all([
-    import('yaml'),
-    import('./config-schema.js'),
-  ]);
-  parseYaml = (t) => parse(t);
+  // The same text validates to the same config: do it once per process, and (in the built CLI) once
+  // per build. A hit skips loading yaml and zod and building the schema (~60 ms of every command).
+  const known = validated.get(text) ?? readCache(text);
+  if (known) {
+    rejectInlineSecrets(known, path);
+    validated.set(text, known);
+    if (needsKubeconfigYaml(known)) await importYaml();
+    return { config: structuredClone(known), path };
+  }
+  const [parse, { configSchema, formatIssues }] = await Promise.all([importYaml(), import('./config-schema.js')]);
   let raw: unknown;
   try {
     raw = parse(text, { prettyErrors: true });
@@ -66,7 +73,83 @@ export async function loadConfig(path: string | null): Promise<LoadedConfig> {
   const parsed = configSchema.safeParse(raw);
   if (!parsed.success) throw new UsageError(`invalid config ${path}: ${formatIssues(parsed.error)}`);
   rejectInlineSecrets(parsed.data, path);
+  validated.set(text, structuredClone(parsed.data));
+  writeCache(text, parsed.data);
   return { config: parsed.data, path };
+}
+
+async function importYaml(): Promise<(text: string, options?: { prettyErrors?: boolean }) => unknown> {
+  const { parse } = await import('yaml');
+  parseYaml = (t) => parse(t);
+  return parse;
+}
+
+/** Configs this process has validated, by their text. */
+const validated = new Map<string, ConfigFile>();
+
+/**
+ * The built CLI's identity (scripts/bundle.mjs defines it from the compiled sources and the locked
+ * dependency versions), so a cached validation never outlives the schema or the zod that made it.
+ * Undefined when running from src (tests, tsx): no cache on disk then.
+ */
+declare const __RUNBOOK_BUILD_ID__: string | undefined;
+const buildId = typeof __RUNBOOK_BUILD_ID__ === 'string' ? __RUNBOOK_BUILD_ID__ : undefined;
+const CACHE_ENTRIES = 32;
+
+/** $XDG_CACHE_HOME/runbook/config/<build>/<sha256 of the text>.json; nothing from src. */
+function cachePath(text: string): string | undefined {
+  if (!buildId) return undefined;
+  const env = process.env;
+  const base = env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache');
+  const key = createHash('sha256').update(text).digest('hex');
+  return join(base, 'runbook', 'config', buildId, `${key}.json`);
+}
+
+/** A config this build validated from exactly this text before; any problem reading it is a miss. */
+function readCache(text: string): ConfigFile | undefined {
+  try {
+    const file = cachePath(text);
+    if (!file) return undefined;
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { text?: string; config?: ConfigFile };
+    // The entry holds the text it was made from: a hit is the same text, not only the same hash.
+    if (doc.text !== text || !doc.config || typeof doc.config !== 'object' || typeof doc.config.environments !== 'object') return undefined;
+    return doc.config;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Records a successful validation (never a failure: errors are always worked out afresh). Only
+ * a result that survives JSON unchanged is kept, so a hit returns exactly what zod returned. Best
+ * effort: an unwritable cache is no error. Other builds' entries are removed, and the oldest past 32.
+ */
+function writeCache(text: string, config: ConfigFile): void {
+  try {
+    const file = cachePath(text);
+    if (!file) return;
+    const json = JSON.stringify({ text, config });
+    if (!isDeepStrictEqual((JSON.parse(json) as { config: unknown }).config, config)) return;
+    const dir = dirname(file);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const tmp = `${file}.${process.pid}.tmp`;
+    writeFileSync(tmp, json, { mode: 0o600 });
+    renameSync(tmp, file);
+    const builds = dirname(dir);
+    for (const other of readdirSync(builds)) if (other !== buildId) rmSync(join(builds, other), { recursive: true, force: true });
+    const entries = readdirSync(dir)
+      .map((f) => join(dir, f))
+      .map((f) => ({ f, at: statSync(f).mtimeMs }))
+      .sort((a, b) => b.at - a.at);
+    for (const { f } of entries.slice(CACHE_ENTRIES)) unlinkSync(f);
+  } catch {
+    // a read-only or full disk: validate again next time
+  }
+}
+
+/** Whether selectEnvironment may read a kubeconfig (a namespace left to the context): it is YAML. */
+function needsKubeconfigYaml(config: ConfigFile): boolean {
+  return Object.values(config.environments).some((e) => e.kubernetes && e.kubernetes.namespace === undefined);
 }
 
 /** Secrets never live in the file: a URL with a password must come from { env } or { file }. */

@@ -15,10 +15,16 @@ export interface IO {
 
 export function processIO(): IO {
   return {
-    stdin: process.stdin,
+    // Read when first asked (a session, a prompt): making process.stdin loads tty and net and opens
+    // a stream (~4 ms), and `--help` or a usage error never needs it.
+    get stdin() {
+      return process.stdin;
+    },
+    get stdinIsTTY() {
+      return Boolean(process.stdin.isTTY);
+    },
     stdout: process.stdout,
     stderr: process.stderr,
-    stdinIsTTY: Boolean(process.stdin.isTTY),
     stdoutIsTTY: Boolean(process.stdout.isTTY),
     stderrIsTTY: Boolean(process.stderr.isTTY),
     env: process.env,
@@ -99,7 +105,10 @@ export class GuardedOutput extends Writable {
 /** IO whose stdout and stderr absorb write errors (see GuardedOutput); guarding twice is a no-op. */
 export function guardIO(io: IO): IO {
   const guard = (s: Writable) => (s instanceof GuardedOutput ? s : new GuardedOutput(s));
-  return { ...io, stdout: guard(io.stdout), stderr: guard(io.stderr) };
+  // Copies the properties as they are (not with a spread): a lazy stdin stays lazy.
+  const guarded = Object.defineProperties({}, Object.getOwnPropertyDescriptors(io)) as IO;
+  const own = { enumerable: true, writable: true, configurable: true };
+  return Object.defineProperties(guarded, { stdout: { ...own, value: guard(io.stdout) }, stderr: { ...own, value: guard(io.stderr) } });
 }
 
 /** The stream under a guard (prompts draw on the terminal itself). */
