@@ -46,7 +46,11 @@ const freePort = () =>
 
 const dir = mkdtempSync(join(tmpdir(), 'runbook-bench-cache-'));
 const port = await freePort();
-const server = spawn(redisServer, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, 'redis.log')], { stdio: 'ignore' });
+const server = spawn(
+  redisServer,
+  ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', join(dir, 'redis.log')],
+  { stdio: 'ignore' },
+);
 const cleanup = () => {
   if (server.exitCode === null) server.kill('SIGKILL');
   rmSync(dir, { recursive: true, force: true });
@@ -83,7 +87,10 @@ const LOADER = `for i = tonumber(ARGV[2]), tonumber(ARGV[3]) do redis.call('SET'
 function load(matching, other) {
   cli('FLUSHALL');
   const chunk = 100_000;
-  for (const [prefix, n] of [['user:', matching], ['other:', other]]) {
+  for (const [prefix, n] of [
+    ['user:', matching],
+    ['other:', other],
+  ]) {
     for (let s = 1; s <= n; s += chunk) cli('EVAL', LOADER, '0', prefix, String(s), String(Math.min(n, s + chunk - 1)));
   }
   const size = Number(cli('DBSIZE'));
@@ -103,7 +110,10 @@ const configPath = join(cfgDir, 'runbook.yaml');
 writeFileSync(configPath, `default: bench\nenvironments:\n  bench:\n    redis: { url: "redis://127.0.0.1:${port}" }\n`);
 const rssFile = join(dir, 'maxrss');
 const preload = join(dir, 'maxrss.mjs');
-writeFileSync(preload, `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(rssFile)}, String(process.resourceUsage().maxRSS)));\n`);
+writeFileSync(
+  preload,
+  `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(rssFile)}, String(process.resourceUsage().maxRSS)));\n`,
+);
 const childEnv = { ...process.env, NO_COLOR: '1', RUNBOOK_JOURNAL_DIR: join(dir, 'journal'), XDG_STATE_HOME: join(dir, 'state') };
 
 const methods = {
@@ -147,7 +157,14 @@ function runTimed(name, withRss = false) {
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
   if (r.status !== 0) throw new Error(`${name} exited ${r.status}: ${r.stderr}`);
   const lat = slowest(name);
-  const left = Number(cli('EVAL', `local c, n = '0', 0 repeat local r = redis.call('SCAN', c, 'MATCH', ARGV[1], 'COUNT', 1000) c = r[1] n = n + #r[2] until c == '0' return n`, '0', 'user:*'));
+  const left = Number(
+    cli(
+      'EVAL',
+      `local c, n = '0', 0 repeat local r = redis.call('SCAN', c, 'MATCH', ARGV[1], 'COUNT', 1000) c = r[1] n = n + #r[2] until c == '0' return n`,
+      '0',
+      'user:*',
+    ),
+  );
   if (left !== 0) throw new Error(`${name} left ${left} matching keys`);
   const steps = name === 'ours' ? Object.fromEntries(JSON.parse(r.stdout).steps.map((s) => [s.id, s.durationMs])) : undefined;
   return { ms, ...lat, steps, rss: withRss ? Number(readFileSync(rssFile, 'utf8')) : undefined };
@@ -157,7 +174,9 @@ const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const fmt = (ms) => `${(ms / 1000).toFixed(2)} s`;
 const t0 = performance.now();
 
-console.log(`cache flush --pattern 'user:*': ${TOTAL.toLocaleString('en-US')} keys, ${MATCHING.toLocaleString('en-US')} matching; ${ROUNDS} interleaved rounds, medians`);
+console.log(
+  `cache flush --pattern 'user:*': ${TOTAL.toLocaleString('en-US')} keys, ${MATCHING.toLocaleString('en-US')} matching; ${ROUNDS} interleaved rounds, medians`,
+);
 const samples = { ours: [], seed: [], floor: [] };
 for (let round = 0; round < ROUNDS; round++) {
   for (const name of Object.keys(methods)) {
@@ -171,7 +190,9 @@ for (const name of Object.keys(methods)) {
   const all = samples[name].map((x) => fmt(x.ms)).join(', ');
   const calls = median(samples[name].map((x) => x.calls));
   const over = Math.max(...samples[name].map((x) => x.over5ms));
-  console.log(`  ${name.padEnd(6)} ${fmt(m[name]).padStart(8)}   (runs: ${all})   ~${calls} server calls, longest ${(maxCall[name] / 1000).toFixed(1)} ms, ${over} over 5 ms`);
+  console.log(
+    `  ${name.padEnd(6)} ${fmt(m[name]).padStart(8)}   (runs: ${all})   ~${calls} server calls, longest ${(maxCall[name] / 1000).toFixed(1)} ms, ${over} over 5 ms`,
+  );
 }
 // Each round runs the three back to back, so a round's ratios share its load: their medians are steadier.
 const perRound = (f) => median(samples.ours.map((_, i) => f(i)));
@@ -179,13 +200,17 @@ console.log(
   `  per-round ratios (medians): seed/ours ${perRound((i) => samples.seed[i].ms / samples.ours[i].ms).toFixed(2)}×, ours/floor ${perRound((i) => samples.ours[i].ms / samples.floor[i].ms).toFixed(2)}×`,
 );
 const part = (id) => median(samples.ours.map((x) => x.steps[id]));
-console.log(`  ours, by step (medians): count (a sample) ${fmt(part('count'))}, delete ${fmt(part('unlink'))}, verify ${fmt(part('verify'))}; the rest is process start, connect and output`);
+console.log(
+  `  ours, by step (medians): count (a sample) ${fmt(part('count'))}, delete ${fmt(part('unlink'))}, verify ${fmt(part('verify'))}; the rest is process start, connect and output`,
+);
 console.log(`  our delete step alone: ${(part('unlink') / m.floor).toFixed(2)}× the floor`);
 const speedup = m.seed / m.ours;
 const vsFloor = m.ours / m.floor;
 console.log(`  ours vs seed:  ${speedup.toFixed(2)}× faster   (goal ≥ 3×: ${speedup >= 3 ? 'met' : 'MISSED'})`);
 console.log(`  ours vs floor: ${vsFloor.toFixed(2)}× the floor (goal ≤ 1.2×: ${vsFloor <= 1.2 ? 'met' : 'MISSED'})`);
-console.log(`  our longest server call: ${(maxCall.ours / 1000).toFixed(1)} ms (goal: a few ms: ${maxCall.ours <= 5000 ? 'met' : 'MISSED'}); the floor blocks the server ${(maxCall.floor / 1000).toFixed(0)} ms in one call`);
+console.log(
+  `  our longest server call: ${(maxCall.ours / 1000).toFixed(1)} ms (goal: a few ms: ${maxCall.ours <= 5000 ? 'met' : 'MISSED'}); the floor blocks the server ${(maxCall.floor / 1000).toFixed(0)} ms in one call`,
+);
 
 // Peak memory: the same flush with 10× the matching keys must not need more memory.
 const rss = {};
@@ -194,7 +219,9 @@ for (const n of [100_000, 1_000_000]) {
   rss[n] = runTimed('ours', true).rss;
 }
 const rssRatio = rss[1_000_000] / rss[100_000];
-console.log(`  peak RSS: ${(rss[100_000] / 1024).toFixed(1)} MiB with 100,000 matching keys, ${(rss[1_000_000] / 1024).toFixed(1)} MiB with 1,000,000: ${rssRatio.toFixed(2)}× (goal ≤ 1.2×: ${rssRatio <= 1.2 ? 'met' : 'MISSED'})`);
+console.log(
+  `  peak RSS: ${(rss[100_000] / 1024).toFixed(1)} MiB with 100,000 matching keys, ${(rss[1_000_000] / 1024).toFixed(1)} MiB with 1,000,000: ${rssRatio.toFixed(2)}× (goal ≤ 1.2×: ${rssRatio <= 1.2 ? 'met' : 'MISSED'})`,
+);
 console.log(`  (bench took ${fmt(performance.now() - t0)})`);
 cleanup();
 process.exit(0);

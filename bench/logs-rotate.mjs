@@ -21,7 +21,7 @@ mkdirSync(source);
 
 // Log-like text with enough variety to compress like real logs (about 5-8x).
 let x = 0x9e3779b9;
-const rnd = () => ((x = (x * 1103515245 + 12345) >>> 0) >>> 8);
+const rnd = () => (x = (x * 1103515245 + 12345) >>> 0) >>> 8;
 const paths = ['/api/users', '/api/orders', '/api/checkout', '/health', '/api/products', '/api/cart', '/login'];
 const codes = [200, 200, 200, 200, 201, 204, 301, 400, 404, 500];
 function logFile(n) {
@@ -71,11 +71,16 @@ function timed(label, file, args, env = {}) {
 
 const runSeed = (d) => timed('find -exec gzip', 'find', [d, '-name', '*.log', '-mtime', '+7', '-exec', 'gzip', '{}', ';']);
 const runOurs = (d) =>
-  timed('runbook logs rotate', process.execPath, [join(root, 'bin/runbook.js'), 'logs', 'rotate', '--dir', d, '--compress-after', '7d', '--delete-after', '3650d', '--yes', '-q'], {
-    RUNBOOK_CONFIG: config,
-    RUNBOOK_JOURNAL_DIR: join(work, 'journal'),
-    NO_COLOR: '1',
-  });
+  timed(
+    'runbook logs rotate',
+    process.execPath,
+    [join(root, 'bin/runbook.js'), 'logs', 'rotate', '--dir', d, '--compress-after', '7d', '--delete-after', '3650d', '--yes', '-q'],
+    {
+      RUNBOOK_CONFIG: config,
+      RUNBOOK_JOURNAL_DIR: join(work, 'journal'),
+      NO_COLOR: '1',
+    },
+  );
 
 // Alternate the order each round: the machine is shared and noisy.
 let seedMs = 0;
@@ -93,7 +98,9 @@ for (let round = 0; round < ROUNDS; round++) {
   }
   seedMs += times.seed;
   oursMs += times.ours;
-  process.stdout.write(`round ${round + 1}: seed ${(times.seed / 1000).toFixed(2)} s, ours ${(times.ours / 1000).toFixed(2)} s, ratio ${(times.seed / times.ours).toFixed(2)}x\n`);
+  process.stdout.write(
+    `round ${round + 1}: seed ${(times.seed / 1000).toFixed(2)} s, ours ${(times.ours / 1000).toFixed(2)} s, ratio ${(times.seed / times.ours).toFixed(2)}x\n`,
+  );
 }
 
 async function gunzipHash(file) {
@@ -108,7 +115,12 @@ let mismatches = 0;
 for (const d of [ours, seed]) {
   const names = readdirSync(d);
   if (names.length !== FILES || names.some((n) => !n.endsWith('.log.gz'))) {
-    process.stdout.write(`UNEXPECTED files in ${d}: ${names.filter((n) => !n.endsWith('.log.gz')).slice(0, 5).join(', ')} (${names.length} total)\n`);
+    process.stdout.write(
+      `UNEXPECTED files in ${d}: ${names
+        .filter((n) => !n.endsWith('.log.gz'))
+        .slice(0, 5)
+        .join(', ')} (${names.length} total)\n`,
+    );
     mismatches++;
   }
   for (const n of names.filter((f) => f.endsWith('.log.gz'))) if ((await gunzipHash(join(d, n))) !== expected.get(n.replace(/\.gz$/, ''))) mismatches++;
@@ -120,5 +132,7 @@ process.stdout.write(`cores: ${availableParallelism()}, load average at start: $
 process.stdout.write(`total over ${ROUNDS} round(s):\n`);
 process.stdout.write(`seed  find -exec gzip   ${(seedMs / 1000).toFixed(2)} s  (${(mbTotal / (seedMs / 1000)).toFixed(0)} MB/s)\n`);
 process.stdout.write(`ours  runbook logs rotate ${(oursMs / 1000).toFixed(2)} s  (${(mbTotal / (oursMs / 1000)).toFixed(0)} MB/s)\n`);
-process.stdout.write(`ratio: ${(seedMs / oursMs).toFixed(2)}x faster (goal ≥ 1.5x); bytes after gunzip identical: ${mismatches === 0 ? 'yes' : `NO (${mismatches} mismatches)`}\n`);
+process.stdout.write(
+  `ratio: ${(seedMs / oursMs).toFixed(2)}x faster (goal ≥ 1.5x); bytes after gunzip identical: ${mismatches === 0 ? 'yes' : `NO (${mismatches} mismatches)`}\n`,
+);
 process.exitCode = mismatches === 0 ? 0 : 1;

@@ -26,10 +26,15 @@ function runbookCases(args) {
   const label = `runbook ${args.join(' ')}`;
   const cases = {
     [label]: { file: process.execPath, args: [runbookBin, ...args] },
-    [`${label} (cold caches)`]: { file: process.execPath, args: [runbookBin, ...args], env: () => ({ XDG_CACHE_HOME: join(dir, `cold-${fresh++}`), RUNBOOK_JOURNAL_DIR: join(dir, 'journal-cold') }) },
+    [`${label} (cold caches)`]: {
+      file: process.execPath,
+      args: [runbookBin, ...args],
+      env: () => ({ XDG_CACHE_HOME: join(dir, `cold-${fresh++}`), RUNBOOK_JOURNAL_DIR: join(dir, 'journal-cold') }),
+    },
   };
   // Journals apart, so the step time below is this build's.
-  if (baselineBin) cases[`before: ${label}`] = { file: process.execPath, args: [baselineBin, ...args], env: () => ({ RUNBOOK_JOURNAL_DIR: join(dir, 'journal-before') }) };
+  if (baselineBin)
+    cases[`before: ${label}`] = { file: process.execPath, args: [baselineBin, ...args], env: () => ({ RUNBOOK_JOURNAL_DIR: join(dir, 'journal-before') }) };
   return { label, cases };
 }
 
@@ -58,7 +63,13 @@ async function measure(title, { env, native, runbook, check, stepOf }) {
   for (const name of names) {
     const m = median(samples[name]);
     const ratio = name === native.label ? '' : `  ${(m / theirs).toFixed(2).padStart(5)}× ${native.label.split(' ')[0]}`;
-    console.log(`  ${name.padEnd(58)} ${m.toFixed(0).padStart(6)} ms  (min ${Math.min(...samples[name]).toFixed(0).padStart(4)}, max ${Math.max(...samples[name]).toFixed(0).padStart(5)})${ratio}`);
+    console.log(
+      `  ${name.padEnd(58)} ${m.toFixed(0).padStart(6)} ms  (min ${Math.min(...samples[name])
+        .toFixed(0)
+        .padStart(4)}, max ${Math.max(...samples[name])
+        .toFixed(0)
+        .padStart(5)})${ratio}`,
+    );
   }
   const step = stepOf?.();
   if (step !== undefined) console.log(`  ${'  of which its step (journal time)'.padEnd(58)} ${step.toFixed(0).padStart(6)} ms`);
@@ -72,7 +83,14 @@ function journalStepMs(journalDir, step, runs) {
   const ms = readdirSync(runsDir)
     .sort()
     .slice(-runs)
-    .map((f) => readFileSync(join(runsDir, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.type === 'step-end' && e.step === step)?.durationMs)
+    .map(
+      (f) =>
+        readFileSync(join(runsDir, f), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l))
+          .find((e) => e.type === 'step-end' && e.step === step)?.durationMs,
+    )
     .filter((n) => typeof n === 'number');
   return ms.length ? median(ms) : undefined;
 }
@@ -81,7 +99,14 @@ function journalStepMs(journalDir, step, runs) {
 function benchEnv(name, configText, extra = {}) {
   const config = join(dir, `${name}.yaml`);
   writeFileSync(config, configText);
-  return { ...process.env, RUNBOOK_CONFIG: config, RUNBOOK_JOURNAL_DIR: join(dir, `journal-${name}`), XDG_CACHE_HOME: join(dir, `cache-${name}`), NO_COLOR: '1', ...extra };
+  return {
+    ...process.env,
+    RUNBOOK_CONFIG: config,
+    RUNBOOK_JOURNAL_DIR: join(dir, `journal-${name}`),
+    XDG_CACHE_HOME: join(dir, `cache-${name}`),
+    NO_COLOR: '1',
+    ...extra,
+  };
 }
 
 const sections = {
@@ -92,7 +117,13 @@ const sections = {
         name: 'app',
         replicas: 3,
         labels: { app: 'api' },
-        containers: [{ name: 'api', image: 'registry.example.com/api:1.0.0', resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } } }],
+        containers: [
+          {
+            name: 'api',
+            image: 'registry.example.com/api:1.0.0',
+            resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } },
+          },
+        ],
       });
       await kube.create({
         apiVersion: 'autoscaling/v2',
@@ -105,11 +136,19 @@ const sections = {
           metrics: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: 70 } } }],
         },
       });
-      const env = benchEnv('kube', `environments:\n  bench:\n    kubernetes: { kubeconfig: ${kubeconfig}, context: bench, namespace: production, deployment: app, selector: app=api }\n`, { KUBECONFIG: kubeconfig });
+      const env = benchEnv(
+        'kube',
+        `environments:\n  bench:\n    kubernetes: { kubeconfig: ${kubeconfig}, context: bench, namespace: production, deployment: app, selector: app=api }\n`,
+        { KUBECONFIG: kubeconfig },
+      );
       await measure('app scaling against the real API server, same kubeconfig', {
         env,
         runbook: runbookCases(['app', 'scaling', '-e', 'bench']),
-        native: { label: 'kubectl get hpa,pods -n production', file: 'kubectl', args: ['--kubeconfig', kubeconfig, '--cache-dir', join(dir, 'kcache'), 'get', 'hpa,pods', '-n', 'production'] },
+        native: {
+          label: 'kubectl get hpa,pods -n production',
+          file: 'kubectl',
+          args: ['--kubeconfig', kubeconfig, '--cache-dir', join(dir, 'kcache'), 'get', 'hpa,pods', '-n', 'production'],
+        },
         check: (name, out) => {
           if (!/app-[a-z0-9]+-[a-z0-9]+/.test(out) || !/\bapp\b/.test(out)) throw new Error(`${name}: the pods are missing from its output:\n${out}`);
         },
@@ -127,7 +166,18 @@ const sections = {
         env,
         runbook: runbookCases(['db', 'connections', '-e', 'bench']),
         // What the procedure names as its equivalent (`runbook explain db connections`).
-        native: { label: 'psql -c <by state> -c "SHOW max_connections"', file: 'psql', args: [pg.url, '-X', '-c', "SELECT state, count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY state", '-c', 'SHOW max_connections'] },
+        native: {
+          label: 'psql -c <by state> -c "SHOW max_connections"',
+          file: 'psql',
+          args: [
+            pg.url,
+            '-X',
+            '-c',
+            "SELECT state, count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY state",
+            '-c',
+            'SHOW max_connections',
+          ],
+        },
         check: (name, out) => {
           if (!/\d/.test(out)) throw new Error(`${name}: no numbers in its output:\n${out}`);
         },

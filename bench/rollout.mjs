@@ -17,7 +17,10 @@ try {
     const kubeconfig = writeBenchKubeconfig(kube, join(dir, 'kubeconfig'));
     await kube.seedDeployment({ name: 'app', replicas: 2, labels: { app: 'api' } });
     const config = join(dir, 'runbook.yaml');
-    writeFileSync(config, `environments:\n  bench:\n    kubernetes: { kubeconfig: ${kubeconfig}, context: bench, namespace: production, deployment: app }\n    rollout: { timeout: 60s }\n    limits: { maxReplicas: 50 }\n`);
+    writeFileSync(
+      config,
+      `environments:\n  bench:\n    kubernetes: { kubeconfig: ${kubeconfig}, context: bench, namespace: production, deployment: app }\n    rollout: { timeout: 60s }\n    limits: { maxReplicas: 50 }\n`,
+    );
     const journal = join(dir, 'journal');
     const env = { ...process.env, RUNBOOK_CONFIG: config, RUNBOOK_JOURNAL_DIR: journal, KUBECONFIG: kubeconfig, NO_COLOR: '1' };
     const kubectl = (args) => run('kubectl', ['--kubeconfig', kubeconfig, '--cache-dir', join(dir, 'kcache'), ...args], { env });
@@ -27,7 +30,11 @@ try {
     await watch.untilComplete();
     // The last transition since `mark` up to `until` (a few ms of slack: the harness's watch and the
     // tool's watch get the same event at nearly the same moment), else the first one since `mark`.
-    const completedAt = (mark, until) => watch.transitions.slice(mark).filter((t) => t <= until + 20).at(-1) ?? watch.transitions[mark];
+    const completedAt = (mark, until) =>
+      watch.transitions
+        .slice(mark)
+        .filter((t) => t <= until + 20)
+        .at(-1) ?? watch.transitions[mark];
     // Warm kubectl's discovery cache so its first measured run is like the others.
     await kubectl(['get', 'deployment/app', '-n', 'production']);
 
@@ -43,7 +50,10 @@ try {
         if (r.code !== 0) throw exitProblem('runbook app scale', r);
         await watch.untilComplete();
         const runs = readdirSync(join(journal, 'runs')).sort();
-        const events = readFileSync(join(journal, 'runs', runs.at(-1)), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+        const events = readFileSync(join(journal, 'runs', runs.at(-1)), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l));
         const endEvent = events.find((e) => e.type === 'step-end' && e.step === 'rollout');
         if (!endEvent) throw new Error('runbook journal: no step-end for the rollout step');
         const end = new Date(endEvent.t).getTime();
@@ -68,9 +78,12 @@ try {
     }
 
     console.log(`rollout completion reported after the rollout completed (watch on the API server; median of ${ITERATIONS})`);
-    console.log(`  runbook (watch, journal time)         ${median(ours).toFixed(0).padStart(6)} ms   (goal ≤ 1000 ms: ${median(ours) <= 1000 ? 'met' : 'MISSED'})   samples: ${ours.join(', ')}`);
+    console.log(
+      `  runbook (watch, journal time)         ${median(ours).toFixed(0).padStart(6)} ms   (goal ≤ 1000 ms: ${median(ours) <= 1000 ? 'met' : 'MISSED'})   samples: ${ours.join(', ')}`,
+    );
     console.log(`  kubectl rollout status (process exit) ${median(theirs).toFixed(0).padStart(6)} ms   samples: ${theirs.join(', ')}`);
-    if ([...ours, ...theirs].some((ms) => ms < 0)) console.log('  (a negative sample: this process saw the completion on its watch after the tool reported it, i.e. scheduling noise on a busy machine)');
+    if ([...ours, ...theirs].some((ms) => ms < 0))
+      console.log('  (a negative sample: this process saw the completion on its watch after the tool reported it, i.e. scheduling noise on a busy machine)');
   });
 } finally {
   rmSync(dir, { recursive: true, force: true });

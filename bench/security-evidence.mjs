@@ -22,7 +22,9 @@ try {
       labels: { app: 'api' },
       containers: CONTAINERS.map((name) => ({ name, image: `registry.example.com/${name}:1` })),
     });
-    const pods = (await kube.list('pods', { namespace: 'production', labelSelector: 'app=api' })).filter((p) => !p.metadata.deletionTimestamp).map((p) => p.metadata.name);
+    const pods = (await kube.list('pods', { namespace: 'production', labelSelector: 'app=api' }))
+      .filter((p) => !p.metadata.deletionTimestamp)
+      .map((p) => p.metadata.name);
     if (pods.length !== PODS) throw new Error(`expected ${PODS} pods, found ${pods.length}`);
     const config = join(dir, 'runbook.yaml');
     writeFileSync(config, `environments:\n  bench:\n    kubernetes: { kubeconfig: ${kubeconfig}, context: bench, namespace: production, deployment: app }\n`);
@@ -78,7 +80,9 @@ try {
       const got = logs.reduce((n, f) => n + f.bytes, 0);
       const errors = logs.filter((f) => f.error);
       if (logs.length !== PODS * CONTAINERS.length || got !== bytes || errors.length) {
-        throw new Error(`evidence: ${logs.length} logs, ${got} bytes (expected ${PODS * CONTAINERS.length}, ${bytes})${errors.length ? `; ${errors[0].file}: ${errors[0].error}` : ''}`);
+        throw new Error(
+          `evidence: ${logs.length} logs, ${got} bytes (expected ${PODS * CONTAINERS.length}, ${bytes})${errors.length ? `; ${errors[0].file}: ${errors[0].error}` : ''}`,
+        );
       }
     };
 
@@ -97,7 +101,9 @@ try {
       const o = median(ours.map((r) => r.ms));
       const t = median(theirs.map((r) => r.ms));
       const mb = (bytes / 1e6).toFixed(0).padStart(4);
-      console.log(`${mb} MB    ${o.toFixed(0).padStart(7)} ms            ${t.toFixed(0).padStart(7)} ms                 ${(t / o).toFixed(2)}×        ${Math.max(...ours.map((r) => r.rssMb)).toFixed(0)} MB`);
+      console.log(
+        `${mb} MB    ${o.toFixed(0).padStart(7)} ms            ${t.toFixed(0).padStart(7)} ms                 ${(t / o).toFixed(2)}×        ${Math.max(...ours.map((r) => r.rssMb)).toFixed(0)} MB`,
+      );
     }
   });
 } finally {

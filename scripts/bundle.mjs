@@ -136,7 +136,8 @@ const cjsDirname = {
       const text = readFileSync(args.path, 'utf8');
       if (!/\b__(?:dirname|filename)\b/.test(text) || !nodeTreatsAsCommonJS(args.path) || /^\s*(?:import|export)\b/m.test(text)) return undefined;
       // Used in code, not only named in a comment (commander's JSDoc mentions __dirname).
-      if (!/\b__(?:dirname|filename)\b/.test(transformSync(text, { loader: 'js', minifyWhitespace: true, legalComments: 'none', logLevel: 'silent' }).code)) return undefined;
+      if (!/\b__(?:dirname|filename)\b/.test(transformSync(text, { loader: 'js', minifyWhitespace: true, legalComments: 'none', logLevel: 'silent' }).code))
+        return undefined;
       const rel = relative(root, args.path).split(sep);
       const at = rel.lastIndexOf('node_modules');
       const pkgLen = rel[at + 1].startsWith('@') ? 2 : 1;
@@ -159,7 +160,10 @@ const cjsDirname = {
 const zodEnglishOnly = {
   name: 'zod-english-only',
   setup(b) {
-    b.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, () => ({ contents: 'export { default as en } from "./en.js";\n', loader: 'js' }));
+    b.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, () => ({
+      contents: 'export { default as en } from "./en.js";\n',
+      loader: 'js',
+    }));
   },
 };
 
@@ -178,7 +182,8 @@ function buildId() {
     }
   };
   walk(join(root, 'dist'));
-  for (const f of ['package-lock.json', 'package.json', 'scripts/bundle.mjs', 'scripts/sdk-script-loader.cjs']) if (existsSync(join(root, f))) h.update(readFileSync(join(root, f)));
+  for (const f of ['package-lock.json', 'package.json', 'scripts/bundle.mjs', 'scripts/sdk-script-loader.cjs'])
+    if (existsSync(join(root, f))) h.update(readFileSync(join(root, f)));
   return h.digest('hex').slice(0, 16);
 }
 
@@ -237,7 +242,8 @@ const kubePure = {
       if (args.pluginData?.kubePure) return undefined;
       if (args.path !== '@kubernetes/client-node' && !/[\\/]@kubernetes[\\/]client-node[\\/]dist[\\/]/.test(args.importer)) return undefined;
       const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { kubePure: true } });
-      if (r.errors.length || r.external || !/[\\/]@kubernetes[\\/]client-node[\\/]dist[\\/]/.test(r.path)) return r.errors.length ? { errors: r.errors } : undefined;
+      if (r.errors.length || r.external || !/[\\/]@kubernetes[\\/]client-node[\\/]dist[\\/]/.test(r.path))
+        return r.errors.length ? { errors: r.errors } : undefined;
       return { path: r.path, sideEffects: false };
     });
   },
@@ -252,10 +258,15 @@ const id = buildId();
 const scriptSdk = {
   name: 'script-sdk',
   setup(b) {
-    const filter = new RegExp(`^(${Object.keys(scriptSdks).map((p) => p.replace(/[/.]/g, (c) => `\\${c}`)).join('|')})$`);
+    const filter = new RegExp(
+      `^(${Object.keys(scriptSdks)
+        .map((p) => p.replace(/[/.]/g, (c) => `\\${c}`))
+        .join('|')})$`,
+    );
     b.onResolve({ filter }, (args) => {
       if (!scriptSdks[args.path] || /[\\/]node_modules[\\/]/.test(args.importer)) return undefined;
-      if (args.kind !== 'import-statement') return { errors: [{ text: `${args.path} is loaded as a script with a code cache: import it statically (scripts/bundle.mjs)` }] };
+      if (args.kind !== 'import-statement')
+        return { errors: [{ text: `${args.path} is loaded as a script with a code cache: import it statically (scripts/bundle.mjs)` }] };
       return { path: scriptSdks[args.path], namespace: 'script-sdk' };
     });
     // CommonJS, so the importer's named imports are read off the exports object (no list needed here).
@@ -278,7 +289,9 @@ function importedNames(files, pkg) {
     }
     for (const line of text.split('\n')) {
       if (new RegExp(`from\\s*${quoted}`).test(line) && !/^import\s*\{[^}]*\}\s*from/.test(line)) {
-        throw new Error(`${file}: only \`import { … } from '${pkg}'\` (on one line, as tsc writes it) is supported for an SDK loaded as a script (scripts/bundle.mjs)`);
+        throw new Error(
+          `${file}: only \`import { … } from '${pkg}'\` (on one line, as tsc writes it) is supported for an SDK loaded as a script (scripts/bundle.mjs)`,
+        );
       }
     }
   }
@@ -304,7 +317,10 @@ const common = {
   sourcesContent: false,
   metafile: true,
   legalComments: 'none',
-  define: { __RUNBOOK_BUILD_ID__: JSON.stringify(id), __RUNBOOK_VERSION__: JSON.stringify(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version) },
+  define: {
+    __RUNBOOK_BUILD_ID__: JSON.stringify(id),
+    __RUNBOOK_VERSION__: JSON.stringify(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version),
+  },
   banner: { js: banner },
   logLevel: 'warning',
 };
@@ -329,7 +345,12 @@ const analysis = await build({
           if (args.kind !== 'dynamic-import' || args.pluginData?.findLazy) return undefined;
           const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { findLazy: true } });
           if (r.errors.length) return { errors: r.errors };
-          if (inNodeModules(r.path) && !inNodeModules(args.importer)) return { errors: [{ text: `the startup path imports the package ${args.path} lazily; import it from a lazily loaded module instead (scripts/bundle.mjs)` }] };
+          if (inNodeModules(r.path) && !inNodeModules(args.importer))
+            return {
+              errors: [
+                { text: `the startup path imports the package ${args.path} lazily; import it from a lazily loaded module instead (scripts/bundle.mjs)` },
+              ],
+            };
           lazyTargets.add(r.path);
           return { path: r.path, external: true };
         });
@@ -351,7 +372,8 @@ const coreModules = new Map(); // file → { names, ns, specifier?, index }
 const corePackages = new Map(); // specifier → file
 for (const [file, input] of Object.entries(analysis.metafile.inputs)) {
   if (inNodeModules(file)) continue;
-  for (const imp of input.imports) if (imp.original && !imp.original.startsWith('.') && !isBuiltin(imp.original) && !imp.external) corePackages.set(imp.original, abs(imp.path));
+  for (const imp of input.imports)
+    if (imp.original && !imp.original.startsWith('.') && !isBuiltin(imp.original) && !imp.external) corePackages.set(imp.original, abs(imp.path));
 }
 for (const file of coreFiles) if (!inNodeModules(file) && /\.js$/.test(file)) coreModules.set(file, { ns: await import(pathToFileURL(file).href) });
 for (const [specifier, file] of corePackages) coreModules.set(file, { ns: await import(specifier), specifier });
@@ -380,7 +402,13 @@ const coreMap = {
     b.onResolve({ filter: /.*/ }, async (args) => {
       if (args.pluginData?.coreMap || args.namespace === 'core') return undefined;
       if (inNodeModules(args.importer) && !corePackages.has(args.path)) return undefined;
-      const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, namespace: args.namespace, pluginData: { ...args.pluginData, coreMap: true } });
+      const r = await b.resolve(args.path, {
+        kind: args.kind,
+        importer: args.importer,
+        resolveDir: args.resolveDir,
+        namespace: args.namespace,
+        pluginData: { ...args.pluginData, coreMap: true },
+      });
       if (r.errors.length || r.external || !coreFiles.has(r.path)) return undefined;
       const m = coreModules.get(r.path);
       if (!m) return { errors: [{ text: `${relative(root, r.path)} is inside a package main.js bundles; import the package itself (scripts/bundle.mjs)` }] };
@@ -452,7 +480,11 @@ const core = await build({
     cjsDirname,
   ],
 });
-const coreNow = new Set(Object.keys(core.metafile.inputs).filter((f) => !f.startsWith('core-entry:')).map(abs));
+const coreNow = new Set(
+  Object.keys(core.metafile.inputs)
+    .filter((f) => !f.startsWith('core-entry:'))
+    .map(abs),
+);
 const grown = [...coreNow].filter((f) => !coreFiles.has(f));
 if (grown.length) {
   rmSync(staging, { recursive: true, force: true });
@@ -513,10 +545,13 @@ for (const r of scripts) {
 }
 for (const r of scripts) {
   for (const path of Object.keys(r.metafile.outputs)) {
-    if (path.endsWith('.cjs') && /[^\x00-\x7f]/.test(readFileSync(join(root, path), 'latin1'))) fail(`${path} is not ASCII, which scripts/sdk-script-loader.cjs reads it as`);
+    if (path.endsWith('.cjs') && /[^\x00-\x7f]/.test(readFileSync(join(root, path), 'latin1')))
+      fail(`${path} is not ASCII, which scripts/sdk-script-loader.cjs reads it as`);
   }
 }
-const localesUser = Object.keys(inputs).find((f) => !/[\\/]node_modules[\\/]zod[\\/]/.test(f) && /\.js$/.test(f) && existsSync(join(root, f)) && readFileSync(join(root, f), 'utf8').includes('locales'));
+const localesUser = Object.keys(inputs).find(
+  (f) => !/[\\/]node_modules[\\/]zod[\\/]/.test(f) && /\.js$/.test(f) && existsSync(join(root, f)) && readFileSync(join(root, f), 'utf8').includes('locales'),
+);
 if (localesUser && /^dist\//.test(localesUser)) fail(`${localesUser} mentions zod's locales, which the bundle leaves out (scripts/bundle.mjs, zodEnglishOnly)`);
 
 // What each chunk holds: bytes by package ("(runbook)" for src/, "(glue)" for the wrappers above),
@@ -551,7 +586,10 @@ if (report) {
   let total = 0;
   for (const [name, c] of rows) {
     total += c.bytes;
-    const top = Object.entries(c.packages).slice(0, 4).map(([p, n]) => `${p} ${kb(n)}`).join(', ');
+    const top = Object.entries(c.packages)
+      .slice(0, 4)
+      .map(([p, n]) => `${p} ${kb(n)}`)
+      .join(', ');
     console.log(`${kb(c.bytes).padStart(8)}  ${name.padEnd(44)} ${top}`);
   }
   console.log(`${kb(total).padStart(8)}  total, ${rows.length} chunks`);

@@ -51,7 +51,11 @@ exports.loadSdk = function loadSdk(name, build) {
     cachedData = undefined;
   }
   // The wrapper has a line of its own and lineOffset takes it back: stack lines stay the file's.
-  const script = new Script(`(function (exports, require, module, __filename, __dirname) { 'use strict';\n${source}\n})`, { filename: file, lineOffset: -1, cachedData });
+  const script = new Script(`(function (exports, require, module, __filename, __dirname) { 'use strict';\n${source}\n})`, {
+    filename: file,
+    lineOffset: -1,
+    cachedData,
+  });
   const module = { exports: {} };
   script.runInThisContext().call(module.exports, module.exports, require, module, file, dirname(file));
   if (cacheFile && (cachedData === undefined || script.cachedDataRejected)) process.once('exit', () => writeCache(cacheFile, script, name));

@@ -129,7 +129,7 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
   builtin('history', '', 'Past runs from the journal').option('--limit <n>', 'how many', '20');
   builtin('show', '<run-id>', 'One run from the journal: parameters, gates, steps and their data');
   builtin('resume', '<run-id>', 'Continue a failed or interrupted run from its first unfinished step');
-  builtin('rbac', '[procedure...]', "The least-privilege Kubernetes Role (and ClusterRole for nodes) the procedures need, derived from what they call")
+  builtin('rbac', '[procedure...]', 'The least-privilege Kubernetes Role (and ClusterRole for nodes) the procedures need, derived from what they call')
     .option('--name <name>', 'name of the Role and bindings', 'runbook-operator')
     .option('--group <group>', 'the group the bindings grant it to', 'runbook-operators');
 

@@ -28,12 +28,21 @@ const files = sources('src');
 const text = new Map(files.map((f) => [f, readFileSync(join(root, f), 'utf8')]));
 
 function importsOf(file: string): Array<{ spec: string; typeOnly: boolean; dynamic: boolean }> {
-  const src = text.get(file)!.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
+  const src = text
+    .get(file)!
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .replace(/^\s*\/\/.*$/gm, '');
   const out: Array<{ spec: string; typeOnly: boolean; dynamic: boolean }> = [];
   for (const m of src.matchAll(/^\s*(import|export)\s+(type\s+)?([^'";]*?)\s*from\s*['"]([^'"]+)['"]/gm)) {
     // `import { type A, type B }` is type-only too.
     const names = m[3];
-    const allTypes = /^\{[^}]*\}$/.test(names.trim()) && names.replace(/[{}\s]/g, '').split(',').filter(Boolean).every((n) => n.startsWith('type'));
+    const allTypes =
+      /^\{[^}]*\}$/.test(names.trim()) &&
+      names
+        .replace(/[{}\s]/g, '')
+        .split(',')
+        .filter(Boolean)
+        .every((n) => n.startsWith('type'));
     out.push({ spec: m[4], typeOnly: Boolean(m[2]) || allTypes, dynamic: false });
   }
   for (const m of src.matchAll(/^\s*import\s+['"]([^'"]+)['"]/gm)) out.push({ spec: m[1], typeOnly: false, dynamic: false });

@@ -62,7 +62,12 @@ export function deploymentComplete(d) {
   const want = d?.spec?.replicas ?? 1;
   const s = d?.status;
   if (!s) return false;
-  return (s.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) && (s.updatedReplicas ?? 0) === want && (s.replicas ?? 0) === want && (s.availableReplicas ?? 0) === want;
+  return (
+    (s.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) &&
+    (s.updatedReplicas ?? 0) === want &&
+    (s.replicas ?? 0) === want &&
+    (s.availableReplicas ?? 0) === want
+  );
 }
 
 /**

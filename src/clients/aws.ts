@@ -39,7 +39,13 @@ export function makeAwsClients(target: AwsTarget, env: Record<string, string | u
     ...(target.endpoint || env.AWS_ENDPOINT_URL ? { forcePathStyle: true } : {}),
     // The run's environment (process.env in production, injected in tests) takes precedence over the chain.
     ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
-      ? { credentials: { accessKeyId: env.AWS_ACCESS_KEY_ID, secretAccessKey: env.AWS_SECRET_ACCESS_KEY, ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}) } }
+      ? {
+          credentials: {
+            accessKeyId: env.AWS_ACCESS_KEY_ID,
+            secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+            ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
+          },
+        }
       : {}),
     maxAttempts: 3,
   });
@@ -56,7 +62,11 @@ export function makeAwsClients(target: AwsTarget, env: Record<string, string | u
     wafv2: (region) => get(`wafv2:${region ?? ''}`, async () => new (await import('@aws-sdk/client-wafv2')).WAFV2Client(base(region))),
     shield: () => get('shield', async () => new (await import('@aws-sdk/client-shield')).ShieldClient(base('us-east-1'))),
     close() {
-      for (const p of made.values()) void p.then((c) => c.destroy(), () => undefined);
+      for (const p of made.values())
+        void p.then(
+          (c) => c.destroy(),
+          () => undefined,
+        );
       made.clear();
     },
   };

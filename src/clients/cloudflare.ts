@@ -14,7 +14,13 @@ export function securityLevelUrl(api: string, zoneId: string): string {
   return `${api.replace(/\/$/, '')}/zones/${encodeURIComponent(zoneId)}/settings/security_level`;
 }
 
-async function securityLevelCall(http: HttpClient, t: CloudflareTarget, method: 'GET' | 'PATCH', value: string | undefined, signal: AbortSignal | undefined): Promise<string> {
+async function securityLevelCall(
+  http: HttpClient,
+  t: CloudflareTarget,
+  method: 'GET' | 'PATCH',
+  value: string | undefined,
+  signal: AbortSignal | undefined,
+): Promise<string> {
   const res = await http.request(securityLevelUrl(t.api, t.zoneId), {
     method,
     headers: { Authorization: `Bearer ${t.token}`, 'Content-Type': 'application/json' },

@@ -16,7 +16,17 @@ import type { V1Deployment, V2HorizontalPodAutoscaler, V1Lease } from '@kubernet
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { pipeline } from 'node:stream/promises';
 import { existsSync } from 'node:fs';
-import { KubeApiError, type KubeClient, type KubePermission, type KubeTarget, type LeaseRecord, type PatchType, type PodMetrics, type WatchEvent, type WriteOptions } from './kube.js';
+import {
+  KubeApiError,
+  type KubeClient,
+  type KubePermission,
+  type KubeTarget,
+  type LeaseRecord,
+  type PatchType,
+  type PodMetrics,
+  type WatchEvent,
+  type WriteOptions,
+} from './kube.js';
 import { UsageError } from '../core/errors.js';
 
 const CONTENT_TYPE: Record<PatchType, string> = {
@@ -130,12 +140,18 @@ export class KubeAdapter implements KubeClient {
       kc = files.length ? mergeKubeconfigs(files) : defaultKubeconfig(env);
     } catch (err) {
       // A config error, found before anything is contacted: exit 2, and resuming cannot help.
-      throw new UsageError(`cannot load kubeconfig${file ? ` ${file}` : ''}: ${(err as Error).message}`, 'check kubernetes.kubeconfig in the config, or $KUBECONFIG');
+      throw new UsageError(
+        `cannot load kubeconfig${file ? ` ${file}` : ''}: ${(err as Error).message}`,
+        'check kubernetes.kubeconfig in the config, or $KUBECONFIG',
+      );
     }
     if (target.context) {
       if (!kc.getContextObject(target.context)) {
         const known = kc.getContexts().map((c) => c.name);
-        throw new UsageError(`kube context "${target.context}" is not in the kubeconfig${file ? ` ${file}` : ''}`, `known contexts: ${known.join(', ') || '(none)'}; check kubernetes.context in the config`);
+        throw new UsageError(
+          `kube context "${target.context}" is not in the kubeconfig${file ? ` ${file}` : ''}`,
+          `known contexts: ${known.join(', ') || '(none)'}; check kubernetes.context in the config`,
+        );
       }
       kc.setCurrentContext(target.context);
     }
@@ -262,7 +278,11 @@ export class KubeAdapter implements KubeClient {
       });
       if (outcome === 'done') return;
       // Retrying a refusal only hides it: say what was refused.
-      if (denied) throw new KubeApiError(`Kubernetes API at ${this.server}: ${denied === 403 ? 'forbidden' : 'unauthorized'}: watch deployments in namespace ${this.namespace} (${denied})`, denied);
+      if (denied)
+        throw new KubeApiError(
+          `Kubernetes API at ${this.server}: ${denied === 403 ? 'forbidden' : 'unauthorized'}: watch deployments in namespace ${this.namespace} (${denied})`,
+          denied,
+        );
       if (outcome === 'gone') {
         resourceVersion = undefined;
       } else if (outcome === 'error') {
@@ -286,7 +306,15 @@ export class KubeAdapter implements KubeClient {
 
   async readPodLog(pod: string, opts: { container?: string; tailLines?: number; previous?: boolean; sinceSeconds?: number; timestamps?: boolean } = {}) {
     const text = await this.call(() =>
-      this.core.readNamespacedPodLog({ name: pod, namespace: this.namespace, container: opts.container, tailLines: opts.tailLines, previous: opts.previous, sinceSeconds: opts.sinceSeconds, timestamps: opts.timestamps }),
+      this.core.readNamespacedPodLog({
+        name: pod,
+        namespace: this.namespace,
+        container: opts.container,
+        tailLines: opts.tailLines,
+        previous: opts.previous,
+        sinceSeconds: opts.sinceSeconds,
+        timestamps: opts.timestamps,
+      }),
     );
     return typeof text === 'string' ? text : String(text ?? '');
   }
@@ -400,11 +428,17 @@ export class KubeAdapter implements KubeClient {
   }
 
   async createLease(lease: LeaseRecord) {
-    return fromLease(await this.call(() => this.coordination.createNamespacedLease({ namespace: this.namespace, body: toLease(lease), fieldManager: 'runbook' })));
+    return fromLease(
+      await this.call(() => this.coordination.createNamespacedLease({ namespace: this.namespace, body: toLease(lease), fieldManager: 'runbook' })),
+    );
   }
 
   async updateLease(lease: LeaseRecord & { resourceVersion: string }) {
-    return fromLease(await this.call(() => this.coordination.replaceNamespacedLease({ name: lease.name, namespace: this.namespace, body: toLease(lease), fieldManager: 'runbook' })));
+    return fromLease(
+      await this.call(() =>
+        this.coordination.replaceNamespacedLease({ name: lease.name, namespace: this.namespace, body: toLease(lease), fieldManager: 'runbook' }),
+      ),
+    );
   }
 
   async deleteLease(name: string, resourceVersion: string) {
@@ -419,7 +453,15 @@ export class KubeAdapter implements KubeClient {
             body: {
               apiVersion: 'authorization.k8s.io/v1',
               kind: 'SelfSubjectAccessReview',
-              spec: { resourceAttributes: { verb: p.verb, group: p.group, resource: p.resource, subresource: p.subresource, namespace: p.cluster ? undefined : this.namespace } },
+              spec: {
+                resourceAttributes: {
+                  verb: p.verb,
+                  group: p.group,
+                  resource: p.resource,
+                  subresource: p.subresource,
+                  namespace: p.cluster ? undefined : this.namespace,
+                },
+              },
             },
           }),
         );

@@ -1,13 +1,4 @@
-import type {
-  V1Deployment,
-  V1Pod,
-  V1ReplicaSet,
-  V1Scale,
-  V2HorizontalPodAutoscaler,
-  V1Lease,
-  CoreV1Event,
-  V1Node,
-} from '@kubernetes/client-node';
+import type { V1Deployment, V1Pod, V1ReplicaSet, V1Scale, V2HorizontalPodAutoscaler, V1Lease, CoreV1Event, V1Node } from '@kubernetes/client-node';
 
 export type { V1Deployment, V1Pod, V1ReplicaSet, V1Scale, V2HorizontalPodAutoscaler, V1Lease, CoreV1Event, V1Node };
 import { KUBE_PERMISSIONS, type KubeMethod, type KubePermission } from '../core/kube-permissions.js';
@@ -39,11 +30,7 @@ export interface KubeClient {
   patchDeployment(name: string, patch: unknown, type: PatchType, opts?: WriteOptions): Promise<V1Deployment>;
   scaleDeployment(name: string, replicas: number, opts?: WriteOptions): Promise<V1Scale>;
   /** Yields watch events for one deployment until the signal aborts or the callback returns true. */
-  watchDeployment(
-    name: string,
-    onEvent: (ev: WatchEvent<V1Deployment>) => boolean | void,
-    signal: AbortSignal,
-  ): Promise<void>;
+  watchDeployment(name: string, onEvent: (ev: WatchEvent<V1Deployment>) => boolean | void, signal: AbortSignal): Promise<void>;
   listPods(labelSelector?: string): Promise<V1Pod[]>;
   listReplicaSets(labelSelector?: string): Promise<V1ReplicaSet[]>;
   readPodLog(pod: string, opts?: { container?: string; tailLines?: number; previous?: boolean; sinceSeconds?: number; timestamps?: boolean }): Promise<string>;
@@ -109,7 +96,8 @@ export function declaredOnly(kube: KubeClient, allowed: readonly KubeMethod[], p
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver);
       if (typeof prop === 'string' && prop in KUBE_PERMISSIONS && !ok.has(prop)) {
-        return () => Promise.reject(new Error(`${procedure} calls KubeClient.${prop} without declaring it in its kube list (a bug: runbook rbac would miss it)`));
+        return () =>
+          Promise.reject(new Error(`${procedure} calls KubeClient.${prop} without declaring it in its kube list (a bug: runbook rbac would miss it)`));
       }
       return typeof v === 'function' ? v.bind(target) : v;
     },

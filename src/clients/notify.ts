@@ -21,7 +21,13 @@ export async function sendNotification(
   if (notify.slack && deps.webhookUrl) {
     const body = JSON.stringify({ text: message, ...(notify.slack.channel ? { channel: notify.slack.channel } : {}) });
     try {
-      const res = await deps.http.request(deps.webhookUrl, { method: 'POST', headers: { 'content-type': 'application/json' }, body, timeoutMs: 10_000, signal: deps.signal });
+      const res = await deps.http.request(deps.webhookUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+        timeoutMs: 10_000,
+        signal: deps.signal,
+      });
       results.push({ channel: 'slack', ok: res.status >= 200 && res.status < 300, detail: `HTTP ${res.status}` });
     } catch (err) {
       results.push({ channel: 'slack', ok: false, detail: (err as Error).message });

@@ -21,7 +21,10 @@ export function pgTarget(url: string): string {
  * Connects with node-postgres. libpq variables (PGHOST, PGPASSWORD, …) fill whatever the URL leaves
  * out, as psql does; every query is parameterised.
  */
-export async function connectPostgres(url: string, opts: { connectTimeoutMs?: number; applicationName?: string; statementTimeoutMs?: number } = {}): Promise<PgConnection> {
+export async function connectPostgres(
+  url: string,
+  opts: { connectTimeoutMs?: number; applicationName?: string; statementTimeoutMs?: number } = {},
+): Promise<PgConnection> {
   const pg = (await import('pg')).default;
   const client: PgClient = new pg.Client({
     connectionString: url,
@@ -36,7 +39,7 @@ export async function connectPostgres(url: string, opts: { connectTimeoutMs?: nu
     await client.connect();
   } catch (err) {
     await client.end().catch(() => undefined);
-    throw new Error(`cannot connect to PostgreSQL at ${pgTarget(url)}: ${(err as Error).message}`);
+    throw new Error(`cannot connect to PostgreSQL at ${pgTarget(url)}: ${(err as Error).message}`, { cause: err });
   }
   return {
     target: pgTarget(url),

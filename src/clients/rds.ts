@@ -26,7 +26,17 @@ export interface RdsSnapshot {
 }
 
 /** Statuses after which waiting for `available` is pointless. */
-const TERMINAL = new Set(['failed', 'incompatible-restore', 'incompatible-parameters', 'incompatible-network', 'incompatible-option-group', 'inaccessible-encryption-credentials', 'deleting', 'stopped', 'storage-full']);
+const TERMINAL = new Set([
+  'failed',
+  'incompatible-restore',
+  'incompatible-parameters',
+  'incompatible-network',
+  'incompatible-option-group',
+  'inaccessible-encryption-credentials',
+  'deleting',
+  'stopped',
+  'storage-full',
+]);
 
 /** Tag put on an instance restored by runbook, so a re-run (or resume) recognises its own restore. */
 export const RESTORED_FROM_TAG = 'runbook/restored-from-snapshot';
@@ -49,7 +59,6 @@ function scoped<T>(signal: AbortSignal | undefined, call: (s: AbortSignal | unde
   else signal.addEventListener('abort', forward, { once: true });
   return call(ctl.signal).finally(() => signal.removeEventListener('abort', forward));
 }
-
 
 /** The RDS calls of the database procedures, over the SDK client (loaded on first use). */
 export class RdsApi {
@@ -82,7 +91,10 @@ export class RdsApi {
   /** The instance, or null when it does not exist. */
   async describeInstance(id: string, signal?: AbortSignal): Promise<RdsInstance | null> {
     try {
-      const out = await this.send<import('@aws-sdk/client-rds').DescribeDBInstancesCommandOutput>(new this.sdk.DescribeDBInstancesCommand({ DBInstanceIdentifier: id }), signal);
+      const out = await this.send<import('@aws-sdk/client-rds').DescribeDBInstancesCommandOutput>(
+        new this.sdk.DescribeDBInstancesCommand({ DBInstanceIdentifier: id }),
+        signal,
+      );
       const i = out.DBInstances?.[0];
       return i ? this.toInstance(i) : null;
     } catch (err) {
@@ -94,13 +106,20 @@ export class RdsApi {
   /** Like describeInstance, but a missing instance is an error naming it. */
   async requireInstance(id: string, signal?: AbortSignal): Promise<RdsInstance> {
     const i = await this.describeInstance(id, signal);
-    if (!i) throw new StepError(`RDS instance ${id} not found`, `aws rds describe-db-instances --query 'DBInstances[].DBInstanceIdentifier' lists the instances; fix rds.instance in the config`);
+    if (!i)
+      throw new StepError(
+        `RDS instance ${id} not found`,
+        `aws rds describe-db-instances --query 'DBInstances[].DBInstanceIdentifier' lists the instances; fix rds.instance in the config`,
+      );
     return i;
   }
 
   async reboot(id: string, signal?: AbortSignal): Promise<RdsInstance> {
     try {
-      const out = await this.send<import('@aws-sdk/client-rds').RebootDBInstanceCommandOutput>(new this.sdk.RebootDBInstanceCommand({ DBInstanceIdentifier: id }), signal);
+      const out = await this.send<import('@aws-sdk/client-rds').RebootDBInstanceCommandOutput>(
+        new this.sdk.RebootDBInstanceCommand({ DBInstanceIdentifier: id }),
+        signal,
+      );
       return this.toInstance(out.DBInstance ?? { DBInstanceIdentifier: id });
     } catch (err) {
       if (isNotFound(err, 'instance')) throw new StepError(`RDS reboot failed: instance ${id} not found`, 'aws rds describe-db-instances lists the instances');
@@ -114,7 +133,10 @@ export class RdsApi {
     let marker: string | undefined;
     try {
       do {
-        const page = await this.send<import('@aws-sdk/client-rds').DescribeDBSnapshotsCommandOutput>(new this.sdk.DescribeDBSnapshotsCommand({ DBInstanceIdentifier: instance, Marker: marker }), signal);
+        const page = await this.send<import('@aws-sdk/client-rds').DescribeDBSnapshotsCommandOutput>(
+          new this.sdk.DescribeDBSnapshotsCommand({ DBInstanceIdentifier: instance, Marker: marker }),
+          signal,
+        );
         for (const s of page.DBSnapshots ?? []) out.push(this.toSnapshot(s));
         marker = page.Marker;
       } while (marker);
@@ -126,7 +148,10 @@ export class RdsApi {
 
   async findSnapshot(id: string, signal?: AbortSignal): Promise<RdsSnapshot | null> {
     try {
-      const page = await this.send<import('@aws-sdk/client-rds').DescribeDBSnapshotsCommandOutput>(new this.sdk.DescribeDBSnapshotsCommand({ DBSnapshotIdentifier: id }), signal);
+      const page = await this.send<import('@aws-sdk/client-rds').DescribeDBSnapshotsCommandOutput>(
+        new this.sdk.DescribeDBSnapshotsCommand({ DBSnapshotIdentifier: id }),
+        signal,
+      );
       const s = page.DBSnapshots?.[0];
       return s ? this.toSnapshot(s) : null;
     } catch (err) {
@@ -181,10 +206,17 @@ export class RdsApi {
         opts.onStatus?.(i.status);
       }
       if (i.status === 'available') return { status: i.status, seen, waitedMs: Math.round(performance.now() - t0), endpoint: i.endpoint };
-      if (TERMINAL.has(i.status)) throw new StepError(`RDS instance ${id} is "${i.status}", it will not become available on its own`, `aws rds describe-events --source-identifier ${id} --source-type db-instance`);
+      if (TERMINAL.has(i.status))
+        throw new StepError(
+          `RDS instance ${id} is "${i.status}", it will not become available on its own`,
+          `aws rds describe-events --source-identifier ${id} --source-type db-instance`,
+        );
       const left = opts.timeoutMs - (performance.now() - t0);
       if (left <= 0) {
-        throw new StepError(`RDS instance ${id} not available after ${formatDuration(opts.timeoutMs)} (status: ${i.status})`, `aws rds wait db-instance-available --db-instance-identifier ${id}; raise rds.waitTimeout if reboots are slow`);
+        throw new StepError(
+          `RDS instance ${id} not available after ${formatDuration(opts.timeoutMs)} (status: ${i.status})`,
+          `aws rds wait db-instance-available --db-instance-identifier ${id}; raise rds.waitTimeout if reboots are slow`,
+        );
       }
       await sleep(Math.min(opts.intervalMs, left), opts.signal);
     }

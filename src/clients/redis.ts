@@ -125,7 +125,10 @@ export function parseRedisEndpoints(opts: RedisConnectOptions): Endpoint[] {
       throw new UsageError(`${where}.url is not a valid URL`, 'write redis://host:6379/0, or rediss://host:6380 for TLS');
     }
     if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
-      throw new UsageError(`${where}.url must start with redis:// or rediss://, not ${u.protocol}//`, 'write redis://host:6379/0, or rediss://host:6380 for TLS');
+      throw new UsageError(
+        `${where}.url must start with redis:// or rediss://, not ${u.protocol}//`,
+        'write redis://host:6379/0, or rediss://host:6380 for TLS',
+      );
     }
     if (!u.hostname) throw new UsageError(`${where}.url has no host`, 'write redis://host:6379/0');
     const path = u.pathname.replace(/^\//, '');
@@ -234,20 +237,38 @@ function describeError(err: unknown, label: string, tls: boolean, timeoutMs: num
     return new StepError(`Redis at ${label} rejected the username or password`, 'check the redis password (and username) the environment points at');
   }
   if (/NOAUTH/.test(msg)) return new StepError(`Redis at ${label} requires a password`, 'set redis.password: { env: REDIS_PASSWORD } in the environment');
-  if (/NOPERM/.test(msg)) return new StepError(`Redis at ${label} refused a command for this user: ${msg.split('\n')[0]}`, 'the ACL user needs SCAN, UNLINK, EVALSHA, INFO, DBSIZE and FLUSHDB');
+  if (/NOPERM/.test(msg))
+    return new StepError(
+      `Redis at ${label} refused a command for this user: ${msg.split('\n')[0]}`,
+      'the ACL user needs SCAN, UNLINK, EVALSHA, INFO, DBSIZE and FLUSHDB',
+    );
   if (/DB index is out of range/i.test(msg)) return new StepError(`Redis at ${label} has no such database: ${msg}`, 'check redis.db (or the /N in the URL)');
-  if (code === 'ECONNREFUSED') return new StepError(`cannot reach Redis at ${label}: connection refused`, 'is the server running, and are host and port right?');
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return new StepError(`cannot reach Redis at ${label}: unknown host`, 'check the host name in the redis url or nodes');
+  if (code === 'ECONNREFUSED')
+    return new StepError(`cannot reach Redis at ${label}: connection refused`, 'is the server running, and are host and port right?');
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN')
+    return new StepError(`cannot reach Redis at ${label}: unknown host`, 'check the host name in the redis url or nodes');
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return new StepError(`cannot reach Redis at ${label}: host unreachable`);
-  if (/ssl|tls|certificate|self[- ]signed|wrong version number|EPROTO|handshake/i.test(`${code} ${msg}`) || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || /CERT|UNABLE_TO_VERIFY/.test(code)) {
-    return new StepError(`TLS with Redis at ${label} failed: ${msg.split('\n')[0]}`, 'check that the server speaks TLS (rediss://) and that redis.tls.ca names its CA');
+  if (
+    /ssl|tls|certificate|self[- ]signed|wrong version number|EPROTO|handshake/i.test(`${code} ${msg}`) ||
+    code.startsWith('ERR_TLS') ||
+    code.startsWith('ERR_SSL') ||
+    /CERT|UNABLE_TO_VERIFY/.test(code)
+  ) {
+    return new StepError(
+      `TLS with Redis at ${label} failed: ${msg.split('\n')[0]}`,
+      'check that the server speaks TLS (rediss://) and that redis.tls.ca names its CA',
+    );
   }
   if (code === 'ETIMEDOUT' || /timed? ?out/i.test(msg)) {
     return tls
-      ? new StepError(`TLS handshake with Redis at ${label} did not complete within ${timeoutMs} ms`, 'is the server speaking TLS? use redis:// for a plain server, rediss:// only for a TLS port')
+      ? new StepError(
+          `TLS handshake with Redis at ${label} did not complete within ${timeoutMs} ms`,
+          'is the server speaking TLS? use redis:// for a plain server, rediss:// only for a TLS port',
+        )
       : new StepError(`cannot reach Redis at ${label}: no answer within ${timeoutMs} ms`, 'is the host reachable from here (firewall, VPN)?');
   }
-  if (/Connection is closed|ECONNRESET|EPIPE|Stream isn't writeable/i.test(`${code} ${msg}`)) return new StepError(`the connection to Redis at ${label} was closed`);
+  if (/Connection is closed|ECONNRESET|EPIPE|Stream isn't writeable/i.test(`${code} ${msg}`))
+    return new StepError(`the connection to Redis at ${label} was closed`);
   return new StepError(`Redis at ${label}: ${msg.split('\n')[0]}`);
 }
 

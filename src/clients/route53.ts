@@ -53,7 +53,13 @@ export async function findRecordSet(aws: AwsClients, zoneId: string, name: strin
   let startId: string | undefined = setIdentifier;
   for (let page = 0; page < 20; page++) {
     const r: import('@aws-sdk/client-route-53').ListResourceRecordSetsCommandOutput = await client.send(
-      new ListResourceRecordSetsCommand({ HostedZoneId: bareZoneId(zoneId), StartRecordName: startName, StartRecordType: startType as never, StartRecordIdentifier: startId, MaxItems: 100 }),
+      new ListResourceRecordSetsCommand({
+        HostedZoneId: bareZoneId(zoneId),
+        StartRecordName: startName,
+        StartRecordType: startType as never,
+        StartRecordIdentifier: startId,
+        MaxItems: 100,
+      }),
     );
     for (const rr of r.ResourceRecordSets ?? []) {
       const n = normalizeName(rr.Name ?? '');

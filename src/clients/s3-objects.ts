@@ -37,7 +37,9 @@ export async function listObjects(aws: AwsClients, bucket: string, prefix: strin
   const out: S3Object[] = [];
   let token: string | undefined;
   do {
-    const r: import('@aws-sdk/client-s3').ListObjectsV2CommandOutput = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, ContinuationToken: token }));
+    const r: import('@aws-sdk/client-s3').ListObjectsV2CommandOutput = await s3.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix || undefined, ContinuationToken: token }),
+    );
     for (const o of r.Contents ?? []) {
       if (!o.Key) continue;
       out.push({ key: o.Key, size: o.Size ?? 0, etag: unquote(o.ETag), lastModified: (o.LastModified ?? new Date(0)).toISOString() });
@@ -101,7 +103,14 @@ export interface DownloadResult {
  * Streams an object to `file` (never whole in memory), pinned to the listed ETag with If-Match so a
  * backup replaced meanwhile fails instead of mixing versions; checks the size and the ETag.
  */
-export async function downloadObject(aws: AwsClients, bucket: string, key: string, file: string, expect: { etag: string; size: number }, opts: { region?: string; signal?: AbortSignal } = {}): Promise<DownloadResult> {
+export async function downloadObject(
+  aws: AwsClients,
+  bucket: string,
+  key: string,
+  file: string,
+  expect: { etag: string; size: number },
+  opts: { region?: string; signal?: AbortSignal } = {},
+): Promise<DownloadResult> {
   const s3 = await aws.s3(opts.region);
   const { GetObjectCommand, HeadObjectCommand } = await import('@aws-sdk/client-s3');
   const multipart = /-(\d+)$/.exec(expect.etag);
@@ -133,6 +142,7 @@ export async function downloadObject(aws: AwsClients, bucket: string, key: strin
 /** MD5 (hex and base64) and size of a local file, streamed. */
 export async function fileMd5(file: string): Promise<{ hex: string; base64: string; size: number }> {
   const h = createHash('md5');
+  // eslint-disable-next-line require-yield -- a pipeline() sink: it consumes the stream
   await pipeline(createReadStream(file), async function* (src: AsyncIterable<Buffer>) {
     for await (const c of src) h.update(c);
   });
@@ -141,12 +151,26 @@ export async function fileMd5(file: string): Promise<{ hex: string; base64: stri
 }
 
 /** Uploads a file as one object with Content-MD5, so S3 itself rejects a corrupted transfer. */
-export async function uploadFile(aws: AwsClients, bucket: string, key: string, file: string, md5Base64: string, opts: { region?: string; signal?: AbortSignal } = {}): Promise<string> {
+export async function uploadFile(
+  aws: AwsClients,
+  bucket: string,
+  key: string,
+  file: string,
+  md5Base64: string,
+  opts: { region?: string; signal?: AbortSignal } = {},
+): Promise<string> {
   const s3 = await aws.s3(opts.region);
   const { PutObjectCommand } = await import('@aws-sdk/client-s3');
   const size = (await stat(file)).size;
   const r = await s3.send(
-    new PutObjectCommand({ Bucket: bucket, Key: key, Body: createReadStream(file), ContentLength: size, ContentMD5: md5Base64, ContentType: 'application/gzip' }),
+    new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: createReadStream(file),
+      ContentLength: size,
+      ContentMD5: md5Base64,
+      ContentType: 'application/gzip',
+    }),
     { abortSignal: opts.signal },
   );
   return unquote(r.ETag);

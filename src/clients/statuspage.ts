@@ -21,9 +21,20 @@ export interface StatuspageTarget {
 async function call(http: HttpClient, t: StatuspageTarget, method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<IncidentRef> {
   const url = `${t.url.replace(/\/+$/, '')}${path}`;
   const headers = { authorization: `OAuth ${t.token}`, 'content-type': 'application/json', accept: 'application/json' };
-  const res = await http.request(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), timeoutMs: parseDuration(t.timeout), signal });
+  const res = await http.request(url, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    timeoutMs: parseDuration(t.timeout),
+    signal,
+  });
   if (res.status < 200 || res.status > 299) {
-    const hint = res.status === 401 || res.status === 403 ? 'check the statuspage.token (an API key with write access to this page)' : res.status === 404 ? `check statuspage.url (the page's API base) and the incident id` : undefined;
+    const hint =
+      res.status === 401 || res.status === 403
+        ? 'check the statuspage.token (an API key with write access to this page)'
+        : res.status === 404
+          ? `check statuspage.url (the page's API base) and the incident id`
+          : undefined;
     throw new StepError(`status page ${method} ${path}: HTTP ${res.status}${res.text ? ` ${res.text.slice(0, 120)}` : ''}`, hint);
   }
   let o: Record<string, unknown>;
@@ -40,8 +51,10 @@ async function call(http: HttpClient, t: StatuspageTarget, method: string, path:
 export function statuspageApi(http: HttpClient, target: StatuspageTarget) {
   return {
     /** Opens an incident (status investigating) with its first update. */
-    createIncident: (name: string, body: string, signal?: AbortSignal): Promise<IncidentRef> => call(http, target, 'POST', '/incidents', { incident: { name, status: 'investigating', body } }, signal),
-    getIncident: (id: string, signal?: AbortSignal): Promise<IncidentRef> => call(http, target, 'GET', `/incidents/${encodeURIComponent(id)}`, undefined, signal),
+    createIncident: (name: string, body: string, signal?: AbortSignal): Promise<IncidentRef> =>
+      call(http, target, 'POST', '/incidents', { incident: { name, status: 'investigating', body } }, signal),
+    getIncident: (id: string, signal?: AbortSignal): Promise<IncidentRef> =>
+      call(http, target, 'GET', `/incidents/${encodeURIComponent(id)}`, undefined, signal),
     /** Posts an update that also sets the incident's status. */
     updateIncident: (id: string, status: string, body: string, signal?: AbortSignal): Promise<IncidentRef> =>
       call(http, target, 'PATCH', `/incidents/${encodeURIComponent(id)}`, { incident: { status, body } }, signal),

@@ -60,7 +60,11 @@ const cn = (x: unknown): string => {
  * is verified separately from the handshake (rejectUnauthorized: false) so an untrusted certificate
  * still has its dates reported.
  */
-export function inspectCertificate(host: string, port: number, opts: { ca?: string[]; timeoutMs?: number; now?: Date; signal?: AbortSignal } = {}): Promise<ServedCertificate> {
+export function inspectCertificate(
+  host: string,
+  port: number,
+  opts: { ca?: string[]; timeoutMs?: number; now?: Date; signal?: AbortSignal } = {},
+): Promise<ServedCertificate> {
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
       host,

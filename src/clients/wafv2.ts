@@ -35,7 +35,7 @@ export async function getWebAcl(client: WAFV2Client, ref: WebAclRef): Promise<We
   const m = await import('@aws-sdk/client-wafv2');
   const r = await client.send(new m.GetWebACLCommand({ Scope: ref.scope, Name: ref.name, Id: ref.id }));
   const acl = (clean(r.WebACL ?? {}) as Record<string, unknown>) ?? {};
-  return { acl, rules: ((acl.Rules as WafRule[] | undefined) ?? []), lockToken: r.LockToken ?? '' };
+  return { acl, rules: (acl.Rules as WafRule[] | undefined) ?? [], lockToken: r.LockToken ?? '' };
 }
 
 export function isLockError(err: unknown): boolean {
@@ -48,7 +48,11 @@ export function isLockError(err: unknown): boolean {
  * (never hard-coded), and on WAFOptimisticLockException the ACL is read again, `next` recomputed
  * against the fresh rules, and the update retried once. Everything else on the ACL is sent back as read.
  */
-export async function updateWebAclRules(client: WAFV2Client, ref: WebAclRef, next: (current: WafRule[]) => WafRule[]): Promise<{ before: WafRule[]; after: WafRule[]; retried: boolean }> {
+export async function updateWebAclRules(
+  client: WAFV2Client,
+  ref: WebAclRef,
+  next: (current: WafRule[]) => WafRule[],
+): Promise<{ before: WafRule[]; after: WafRule[]; retried: boolean }> {
   const m = await import('@aws-sdk/client-wafv2');
   for (let attempt = 0; ; attempt++) {
     const cur = await getWebAcl(client, ref);

@@ -45,9 +45,18 @@ function outJson(session: Session, value: unknown): void {
 
 function list(session: Session): number {
   if (session.flags.json) {
-    outJson(session, catalog.map(({ name, summary, risk, seed }) => ({ name, summary, risk, seed })));
+    outJson(
+      session,
+      catalog.map(({ name, summary, risk, seed }) => ({ name, summary, risk, seed })),
+    );
   } else {
-    out(session, table(['PROCEDURE', 'RISK', 'SUMMARY'], catalog.map((e) => [e.name, e.risk, e.summary])));
+    out(
+      session,
+      table(
+        ['PROCEDURE', 'RISK', 'SUMMARY'],
+        catalog.map((e) => [e.name, e.risk, e.summary]),
+      ),
+    );
   }
   return ExitCode.ok;
 }
@@ -57,7 +66,13 @@ async function explain(session: Session, words: string[]): Promise<number> {
   const entry = findEntry(words) ?? findEntry(words.join(' ').replace('-', ' ').split(' ')) ?? findEntry(words.flatMap((w) => w.split('-')));
   if (!entry) {
     const given = words.join(' ');
-    throw new UsageError(`unknown procedure "${given}"`, didYouMean(given, catalog.map((e) => e.name)) || 'runbook list shows them all');
+    throw new UsageError(
+      `unknown procedure "${given}"`,
+      didYouMean(
+        given,
+        catalog.map((e) => e.name),
+      ) || 'runbook list shows them all',
+    );
   }
   const proc = await entry.load();
   // Explain against the configured environment when there is one, else the built-in example.
@@ -110,7 +125,20 @@ async function explain(session: Session, words: string[]): Promise<number> {
   lines.push('');
   lines.push('Try it safely: add --dry-run (reads are real, writes previewed) or --dry-run=offline (nothing contacted).');
   if (session.flags.json) {
-    outJson(session, { name: proc.name, summary: proc.summary, seed: entry.seed, seedFixes: proc.seedFixes ?? [], steps: steps.map((s) => ({ id: s.id, title: s.title, why: s.why, risk: stepRisk(s, params as never, env), equivalent: s.equivalent(params as never, env), compensated: Boolean(s.undo) })) });
+    outJson(session, {
+      name: proc.name,
+      summary: proc.summary,
+      seed: entry.seed,
+      seedFixes: proc.seedFixes ?? [],
+      steps: steps.map((s) => ({
+        id: s.id,
+        title: s.title,
+        why: s.why,
+        risk: stepRisk(s, params as never, env),
+        equivalent: s.equivalent(params as never, env),
+        compensated: Boolean(s.undo),
+      })),
+    });
   } else out(session, lines.join('\n') + '\n');
   return ExitCode.ok;
 }
@@ -141,7 +169,16 @@ async function history(session: Session, opts: Record<string, unknown>): Promise
       session,
       table(
         ['RUN', 'PROCEDURE', 'ENV', 'STATUS', 'EXIT', 'DURATION', 'OPERATOR', 'STARTED'],
-        runs.map((r) => [r.runId, r.procedure, r.environment, r.dryRun !== 'off' ? `${r.status} (dry run)` : r.status, r.exitCode ?? '', r.durationMs === null ? '' : formatDuration(r.durationMs), r.operator, r.startedAt]),
+        runs.map((r) => [
+          r.runId,
+          r.procedure,
+          r.environment,
+          r.dryRun !== 'off' ? `${r.status} (dry run)` : r.status,
+          r.exitCode ?? '',
+          r.durationMs === null ? '' : formatDuration(r.durationMs),
+          r.operator,
+          r.startedAt,
+        ]),
       ),
     );
   return ExitCode.ok;
@@ -179,9 +216,11 @@ async function show(session: Session, runId: string | undefined): Promise<number
   ];
   for (const e of events) {
     const time = e.t.slice(11, 19);
-    if (e.type === 'step-end') lines.push(`${time}  ${e.step}: ${e.status}${e.error ? ` — ${e.error}` : ''}${e.data !== undefined ? `  ${JSON.stringify(e.data)}` : ''}`);
+    if (e.type === 'step-end')
+      lines.push(`${time}  ${e.step}: ${e.status}${e.error ? ` — ${e.error}` : ''}${e.data !== undefined ? `  ${JSON.stringify(e.data)}` : ''}`);
     else if (e.type === 'gate') lines.push(`${time}  gate ${e.step}: ${e.decision}${e.by ? ` by ${e.by}` : ''}${e.reason ? ` (${e.reason})` : ''}`);
-    else if (e.type === 'compensation') lines.push(`${time}  undo ${e.step}: ${e.status}${e.error ? ` — ${e.error}` : ''}${e.byHand ? ` — by hand: ${e.byHand}` : ''}`);
+    else if (e.type === 'compensation')
+      lines.push(`${time}  undo ${e.step}: ${e.status}${e.error ? ` — ${e.error}` : ''}${e.byHand ? ` — by hand: ${e.byHand}` : ''}`);
     else if (e.type === 'lock') lines.push(`${time}  lock ${e.lease}`);
     else if (e.type === 'run-end' && e.error) lines.push(`${time}  error: ${e.error.message}`);
   }
@@ -212,7 +251,10 @@ async function resume(session: Session, runId: string | undefined): Promise<numb
   const { io } = session.deps;
   const environment = String(start.environment);
   if (session.flags.env !== undefined && session.flags.env !== environment) {
-    throw new UsageError(`run ${runId} ran on environment "${environment}", not "${session.flags.env}"`, `drop -e, or: runbook resume ${runId} -e ${environment}`);
+    throw new UsageError(
+      `run ${runId} ran on environment "${environment}", not "${session.flags.env}"`,
+      `drop -e, or: runbook resume ${runId} -e ${environment}`,
+    );
   }
   // The config the run used, unless -c names another: resume from any directory finds the same targets.
   const recordedConfig = typeof start.config === 'string' ? start.config : undefined;
@@ -233,7 +275,8 @@ async function rbac(session: Session, args: string[], opts: Record<string, unkno
     env = selectEnvironment({ config: exampleConfig, path: null }, undefined, {});
   }
   const namespace = env.config.kubernetes?.namespace;
-  if (!namespace) throw new UsageError(`environment ${env.name} has no kubernetes section`, 'the Role is for the namespace in environments.<env>.kubernetes.namespace');
+  if (!namespace)
+    throw new UsageError(`environment ${env.name} has no kubernetes section`, 'the Role is for the namespace in environments.<env>.kubernetes.namespace');
   const { rbacManifests } = await import('./rbac.js');
   const words = args.length ? splitProcedures(args) : undefined;
   out(session, await rbacManifests({ namespace, procedures: words, name: opts.name as string, group: opts.group as string }));
@@ -244,7 +287,7 @@ async function rbac(session: Session, args: string[], opts: Record<string, unkno
 function splitProcedures(args: string[]): string[][] {
   const words = args.flatMap((a) => a.split(/\s+/)).filter(Boolean);
   const out: string[][] = [];
-  for (let i = 0; i < words.length; ) {
+  for (let i = 0; i < words.length;) {
     const n = [3, 2].find((k) => i + k <= words.length && findEntry(words.slice(i, i + k))?.name === words.slice(i, i + k).join(' ')) ?? 0;
     if (!n) throw new UsageError(`unknown procedure near "${words.slice(i).join(' ')}"`, 'runbook list shows them all');
     out.push(words.slice(i, i + n));

@@ -61,11 +61,23 @@ export async function rbacManifests(o: RbacOptions): Promise<string> {
   const clusterWide = rules(perms.filter((p) => p.cluster));
   if (namespaced.length) {
     docs.push({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'Role', metadata: { name, namespace: o.namespace, labels }, rules: namespaced });
-    docs.push({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'RoleBinding', metadata: { name, namespace: o.namespace, labels }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name }, subjects });
+    docs.push({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name, namespace: o.namespace, labels },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name },
+      subjects,
+    });
   }
   if (clusterWide.length) {
     docs.push({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRole', metadata: { name, labels }, rules: clusterWide });
-    docs.push({ apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name, labels }, roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name }, subjects });
+    docs.push({
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'ClusterRoleBinding',
+      metadata: { name, labels },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name },
+      subjects,
+    });
   }
   const header = `# Least-privilege RBAC for runbook in namespace ${o.namespace}, derived from what these procedures call:\n# ${covered.join(', ')}\n# Apply with: kubectl apply -f <this file>   (bind your own users or groups in the subjects)\n`;
   return header + docs.map((d) => `---\n${stringify(d)}`).join('');

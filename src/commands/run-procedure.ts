@@ -24,7 +24,10 @@ export async function resolveTarget(session: Session): Promise<ResolvedEnvironme
 export function checkRequirements(proc: Procedure, env: ResolvedEnvironment): void {
   for (const section of proc.requires) {
     if (!env.config[section]) {
-      throw new UsageError(`${proc.name} needs a "${section}" section in environment "${env.name}"`, `add environments.${env.name}.${section} to ${env.configPath ?? 'your config'}`);
+      throw new UsageError(
+        `${proc.name} needs a "${section}" section in environment "${env.name}"`,
+        `add environments.${env.name}.${section} to ${env.configPath ?? 'your config'}`,
+      );
     }
   }
 }
@@ -55,7 +58,10 @@ export async function executeProcedure(
   const now = session.now;
   const runId = newRunId(now());
   const dir = journalDir(io.env, env.journalDir);
-  const journal = flags.dryRun === 'offline' ? new NullJournal(dir, runId, session.redactor, now) : new Journal(dir, runId, session.redactor, now, session.deps.journalWrites);
+  const journal =
+    flags.dryRun === 'offline'
+      ? new NullJournal(dir, runId, session.redactor, now)
+      : new Journal(dir, runId, session.redactor, now, session.deps.journalWrites);
   // A journal that cannot be written stops the run here, before anything is contacted (exit 2).
   journal.open();
   // Retention (journal.keep): looked at when a changing run starts, at most once a day; never this run.
@@ -65,7 +71,8 @@ export async function executeProcedure(
   }
   const made = makeClients(env, io.env, session.deps.clientFactories ?? defaultFactories, session.redactor);
   // Tests hold every procedure to its declaration, so the RBAC derived from it is complete.
-  const clients = io.env.RUNBOOK_STRICT_KUBE === '1' ? { ...made, kube: async () => declaredOnly(await made.kube(), declaredKubeCalls(proc), proc.name) } : made;
+  const clients =
+    io.env.RUNBOOK_STRICT_KUBE === '1' ? { ...made, kube: async () => declaredOnly(await made.kube(), declaredKubeCalls(proc), proc.name) } : made;
   const interrupts = session.deps.interrupts ?? { signal: new AbortController().signal, hard: new AbortController().signal };
   let result: RunResult;
   try {

@@ -21,10 +21,12 @@ export function targetBanner(proc: Procedure, env: ResolvedEnvironment, redactor
   if (c.kubernetes && uses.has('kubernetes')) {
     parts.push(`kube ${c.kubernetes.context ?? '(current context)'} ns/${c.kubernetes.namespace} deploy/${c.kubernetes.deployment}`);
   }
-  if (c.aws && (uses.has('aws') || uses.has('rds'))) parts.push(`aws ${c.aws.profile ? `${c.aws.profile}@` : ''}${c.aws.region}${c.aws.endpoint ? ` via ${c.aws.endpoint}` : ''}`);
+  if (c.aws && (uses.has('aws') || uses.has('rds')))
+    parts.push(`aws ${c.aws.profile ? `${c.aws.profile}@` : ''}${c.aws.region}${c.aws.endpoint ? ` via ${c.aws.endpoint}` : ''}`);
   if (c.rds && uses.has('rds')) parts.push(`rds ${c.rds.instance}`);
   if (c.postgres && uses.has('postgres')) parts.push(`db ${hostOf(c.postgres.url)}`);
-  if (c.redis && uses.has('redis')) parts.push(`redis ${c.redis.url ? hostOf(c.redis.url) : `cluster ${c.redis.nodes?.join(',')}`}${c.redis.db ? ` db ${c.redis.db}` : ''}`);
+  if (c.redis && uses.has('redis'))
+    parts.push(`redis ${c.redis.url ? hostOf(c.redis.url) : `cluster ${c.redis.nodes?.join(',')}`}${c.redis.db ? ` db ${c.redis.db}` : ''}`);
   const prot = c.protected ? ' (PROTECTED)' : '';
   const source = env.builtIn ? ' [built-in example]' : '';
   return [redactor.text(`▶ runbook ${proc.name} → ${env.name}${prot}${source}`), ...parts.map((p) => redactor.text(`  ${p}`))];

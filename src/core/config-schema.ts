@@ -2,10 +2,7 @@ import { z } from 'zod';
 import { durationMs, MAX_DURATION_MS, MAX_WAIT_MS } from './duration.js';
 
 /** A secret is never written in the file: it is read from an environment variable or a file. */
-export const secretRef = z.union([
-  z.strictObject({ env: z.string().min(1) }),
-  z.strictObject({ file: z.string().min(1) }),
-]);
+export const secretRef = z.union([z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]);
 /** A value that may be plain (non-secret) or a secret reference. */
 const valueOrRef = z.union([z.string().min(1), secretRef]);
 
@@ -119,7 +116,10 @@ const certs = z.strictObject({
 const redis = z
   .strictObject({
     url: valueOrRef.optional(),
-    nodes: z.array(z.string().regex(/^[^\s:/@]+:\d{1,5}$/, 'host:port')).min(1).optional(),
+    nodes: z
+      .array(z.string().regex(/^[^\s:/@]+:\d{1,5}$/, 'host:port'))
+      .min(1)
+      .optional(),
     username: valueOrRef.optional(),
     password: secretRef.optional(),
     db: z.number().int().min(0).max(100_000).optional(),
@@ -156,7 +156,12 @@ const accessLogs = z.strictObject({
 });
 /** A status page API base, e.g. https://api.statuspage.io/v1/pages/PAGE_ID. */
 const statuspage = z.strictObject({ url, token: secretRef, timeout: duration.default('10s') });
-const dependency = z.strictObject({ name: z.string().min(1), url, timeout: duration.default('5s'), expectStatus: z.number().int().min(100).max(599).optional() });
+const dependency = z.strictObject({
+  name: z.string().min(1),
+  url,
+  timeout: duration.default('5s'),
+  expectStatus: z.number().int().min(100).max(599).optional(),
+});
 
 // --- quick reference (runbook info) ---
 const quickContact = z.strictObject({
@@ -199,19 +204,23 @@ const ddos = z.strictObject({
       rules: z.union([z.array(wafRuleSchema).min(1), z.string().min(1)]),
     })
     .optional(),
-  rateLimit: z.strictObject({ requests: z.number().int().min(1).default(10), window: z.number().int().min(1).default(60) }).default({ requests: 10, window: 60 }),
+  rateLimit: z
+    .strictObject({ requests: z.number().int().min(1).default(10), window: z.number().int().min(1).default(60) })
+    .default({ requests: 10, window: 60 }),
   replicas: z.number().int().min(1).optional(),
 });
-const cloudflare = z.strictObject({ api: url.default('https://api.cloudflare.com/client/v4'), zoneId: z.string().regex(/^[A-Za-z0-9]+$/, 'a zone id'), token: secretRef });
+const cloudflare = z.strictObject({
+  api: url.default('https://api.cloudflare.com/client/v4'),
+  zoneId: z.string().regex(/^[A-Za-z0-9]+$/, 'a zone id'),
+  token: secretRef,
+});
 
 const environment = z.strictObject({
   description: z.string().optional(),
   protected: z.boolean().default(false),
   kubernetes: kubernetes.optional(),
   health: health.optional(),
-  limits: z
-    .strictObject({ maxReplicas: z.number().int().min(1).max(10_000).default(50) })
-    .default({ maxReplicas: 50 }),
+  limits: z.strictObject({ maxReplicas: z.number().int().min(1).max(10_000).default(50) }).default({ maxReplicas: 50 }),
   rollout: z.strictObject({ timeout: duration.default('5m') }).default({ timeout: '5m' }),
   logs: z
     .strictObject({
@@ -250,7 +259,10 @@ const environment = z.strictObject({
             .regex(/^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$/, 'a table name, optionally schema-qualified (schema.table)')
             .default('users'),
           /** The deployment variable that points the app at its database. */
-          hostVariable: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name').default('DATABASE_HOST'),
+          hostVariable: z
+            .string()
+            .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name')
+            .default('DATABASE_HOST'),
         })
         .default({ verifyTable: 'users', hostVariable: 'DATABASE_HOST' }),
     })
@@ -264,9 +276,7 @@ const environment = z.strictObject({
   redis: redis.optional(),
   cache: cache.optional(),
   notify: notify.optional(),
-  circuitBreaker: z
-    .strictObject({ url, token: secretRef.optional(), method: z.enum(['POST', 'PUT']).default('POST') })
-    .optional(),
+  circuitBreaker: z.strictObject({ url, token: secretRef.optional(), method: z.enum(['POST', 'PUT']).default('POST') }).optional(),
   dr: dr.optional(),
   backups: backups.optional(),
   certs: certs.optional(),

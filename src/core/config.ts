@@ -157,10 +157,7 @@ function rejectInlineSecrets(config: ConfigFile, path: string): void {
   const check = (value: unknown, field: string) => {
     if (typeof value !== 'string') return;
     if (/^[a-z][a-z0-9+.-]*:\/\/[^/\s@]*:[^/\s@]+@/i.test(value)) {
-      throw new UsageError(
-        `invalid config ${path}: ${field}: contains a password`,
-        `move it to an environment variable and write ${field}: { env: NAME }`,
-      );
+      throw new UsageError(`invalid config ${path}: ${field}: contains a password`, `move it to an environment variable and write ${field}: { env: NAME }`);
     }
   };
   for (const [name, env] of Object.entries(config.environments)) {
@@ -174,11 +171,7 @@ function rejectInlineSecrets(config: ConfigFile, path: string): void {
   }
 }
 
-export function selectEnvironment(
-  loaded: LoadedConfig,
-  flag: string | undefined,
-  env: Record<string, string | undefined>,
-): ResolvedEnvironment {
+export function selectEnvironment(loaded: LoadedConfig, flag: string | undefined, env: Record<string, string | undefined>): ResolvedEnvironment {
   const names = Object.keys(loaded.config.environments);
   const name = flag || env.RUNBOOK_ENV || loaded.config.default || (names.length === 1 ? names[0] : undefined);
   if (!name) throw new UsageError('no environment selected', `pass --env <name> (one of: ${names.join(', ')}) or set "default" in the config`);

@@ -32,7 +32,8 @@ export function durationMs(input: string): number | null {
  */
 export function parseDuration(input: string, what = 'duration', maxMs = durationLimit(what)): number {
   const s = String(input).trim();
-  if (/^\d+(\.\d+)?$/.test(s)) throw new UsageError(`${what} "${input}" has no unit: say ${s}m or ${s}s`, 'a duration is a number with a unit: 30s, 5m, 1h30m, 7d');
+  if (/^\d+(\.\d+)?$/.test(s))
+    throw new UsageError(`${what} "${input}" has no unit: say ${s}m or ${s}s`, 'a duration is a number with a unit: 30s, 5m, 1h30m, 7d');
   const ms = durationMs(s);
   if (ms === null) throw new UsageError(`invalid ${what} "${input}"`, 'use a number with a unit, e.g. 30s, 5m, 1h30m, 7d');
   if (ms > maxMs) throw new UsageError(`${what} "${input}" is too long: at most ${formatLimit(maxMs)}`);

@@ -29,7 +29,13 @@ export const exampleConfig: ConfigFile = {
       limits: { maxReplicas: 50 },
       rollout: { timeout: '5m' },
       aws: { region: 'us-east-1' },
-      rds: { instance: 'prod-db', waitTimeout: '20m', pollInterval: '10s', connectTimeout: '5m', recovery: { verifyTable: 'users', hostVariable: 'DATABASE_HOST' } },
+      rds: {
+        instance: 'prod-db',
+        waitTimeout: '20m',
+        pollInterval: '10s',
+        connectTimeout: '5m',
+        recovery: { verifyTable: 'users', hostVariable: 'DATABASE_HOST' },
+      },
       postgres: { url: { env: 'DATABASE_URL' }, replicas: [{ name: 'replica', url: { env: 'REPLICA_URL' } }] },
       redis: { url: 'redis://redis.example.com:6379' },
       cache: { warmers: { product: [['./scripts/warm-cache.sh', '--type=product']] }, timeout: '10m' },
@@ -39,17 +45,44 @@ export const exampleConfig: ConfigFile = {
       dr: {
         route53: {
           hostedZoneId: 'Z0EXAMPLE',
-          failover: { Changes: [{ Action: 'UPSERT', ResourceRecordSet: { Name: 'api.example.com', Type: 'CNAME', TTL: 60, ResourceRecords: [{ Value: 'dr.example.com' }] } }] },
-          failback: { Changes: [{ Action: 'UPSERT', ResourceRecordSet: { Name: 'api.example.com', Type: 'CNAME', TTL: 60, ResourceRecords: [{ Value: 'prod.example.com' }] } }] },
+          failover: {
+            Changes: [
+              { Action: 'UPSERT', ResourceRecordSet: { Name: 'api.example.com', Type: 'CNAME', TTL: 60, ResourceRecords: [{ Value: 'dr.example.com' }] } },
+            ],
+          },
+          failback: {
+            Changes: [
+              { Action: 'UPSERT', ResourceRecordSet: { Name: 'api.example.com', Type: 'CNAME', TTL: 60, ResourceRecords: [{ Value: 'prod.example.com' }] } },
+            ],
+          },
           syncTimeout: '5m',
           syncInterval: '5s',
         },
         primary: { region: 'us-east-1', cluster: 'prod-cluster', service: 'app', desiredCount: 4, standbyCount: 0 },
-        dr: { region: 'us-west-2', cluster: 'dr-cluster', service: 'app', desiredCount: 10, standbyCount: 0, health: { url: 'https://dr.example.com/health', attempts: 10, interval: '30s', timeout: '5s', expectStatus: 200 } },
+        dr: {
+          region: 'us-west-2',
+          cluster: 'dr-cluster',
+          service: 'app',
+          desiredCount: 10,
+          standbyCount: 0,
+          health: { url: 'https://dr.example.com/health', attempts: 10, interval: '30s', timeout: '5s', expectStatus: 200 },
+        },
       },
-      backups: { bucket: 'backup-bucket', prefix: 'database/', pgRestore: 'pg_restore', restoreTest: { url: { env: 'TEST_DATABASE_URL' }, table: 'users', minRows: 1 } },
+      backups: {
+        bucket: 'backup-bucket',
+        prefix: 'database/',
+        pgRestore: 'pg_restore',
+        restoreTest: { url: { env: 'TEST_DATABASE_URL' }, table: 'users', minRows: 1 },
+      },
       certs: { hosts: ['example.com'], minDays: 14, timeout: '10s', certbot: ['certbot', 'renew', '--nginx'], reload: ['nginx', '-s', 'reload'], files: [] },
-      logs: { tail: 100, dir: '/var/log/app', compressAfter: '7d', deleteAfter: '30d', archive: 's3://logs-bucket/archive', logrotate: ['logrotate', '-f', '/etc/logrotate.d/application'] },
+      logs: {
+        tail: 100,
+        dir: '/var/log/app',
+        compressAfter: '7d',
+        deleteAfter: '30d',
+        archive: 's3://logs-bucket/archive',
+        logrotate: ['logrotate', '-f', '/etc/logrotate.d/application'],
+      },
     },
   },
 };

@@ -71,7 +71,9 @@ export async function approve(opts: {
     // A slip of the finger at 3 a.m. is asked again (up to TYPED_TRIES times), not taken as a "no".
     let note = '';
     for (let left = TYPED_TRIES; left > 0; left--) {
-      const typed = (await opts.prompter.text(`${opts.question}\n  ${note}Type the environment name (${envName}) to approve:`, opts.signal, { expect: envName })).trim();
+      const typed = (
+        await opts.prompter.text(`${opts.question}\n  ${note}Type the environment name (${envName}) to approve:`, opts.signal, { expect: envName })
+      ).trim();
       if (typed === envName) return 'prompt';
       if (left > 1) note = `"${visible(typed)}" is not "${envName}" (${left - 1} ${left - 1 === 1 ? 'try' : 'tries'} left). `;
       else throw new GateError(`declined: the environment name was typed wrong ${TYPED_TRIES} times (last "${visible(typed)}", expected "${envName}")`);

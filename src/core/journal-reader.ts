@@ -1,8 +1,18 @@
 import { open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StepRef } from './step-ref.js';
-import { parseEvent, parseEvents, runFile, runIdFloor, summarize, type JournalEvent, type RunEndEvent, type RunStartEvent, type RunSummary, type StepEndEvent } from './journal.js';
-
+import {
+  parseEvent,
+  parseEvents,
+  runFile,
+  runIdFloor,
+  summarize,
+  type JournalEvent,
+  type RunEndEvent,
+  type RunStartEvent,
+  type RunSummary,
+  type StepEndEvent,
+} from './journal.js';
 
 /**
  * One run read back from the journal: its summary (what `history` shows), its events, and what its

@@ -148,7 +148,10 @@ export function journalDir(env: Record<string, string | undefined>, configured?:
 }
 
 function journalDirError(dir: string, problem: string): UsageError {
-  return new UsageError(`journal directory ${dir} ${problem}; nothing was contacted or changed`, 'set $RUNBOOK_JOURNAL_DIR (or journal.dir in the config) to a directory you can write');
+  return new UsageError(
+    `journal directory ${dir} ${problem}; nothing was contacted or changed`,
+    'set $RUNBOOK_JOURNAL_DIR (or journal.dir in the config) to a directory you can write',
+  );
 }
 
 /**
@@ -191,7 +194,10 @@ function errorText(err: unknown): string {
 }
 
 export function newRunId(now: Date): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, '');
   return `${stamp}-${randomBytes(2).toString('hex')}`;
 }
 
@@ -210,7 +216,10 @@ export function runIdTime(id: string): number | null {
 
 /** The smallest run id made at or after `ms` (for comparing ids with a time: ids sort by time). */
 export function runIdFloor(ms: number): string {
-  return `${new Date(Math.ceil(ms / 1000) * 1000).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '')}-0000`;
+  return `${new Date(Math.ceil(ms / 1000) * 1000)
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, '')}-0000`;
 }
 
 /** The low-level writes of a journal (a test seam: a disk that fills up). */
@@ -230,7 +239,10 @@ export class JournalWriteError extends StepError {
     readonly path: string,
     readonly code: string,
   ) {
-    super(`the journal could not be written (${code} on ${path}): the run stopped so that nothing it does goes unrecorded`, 'free space on that disk (or set $RUNBOOK_JOURNAL_DIR to another), then check what the run left: the summary above, or runbook show <run id>');
+    super(
+      `the journal could not be written (${code} on ${path}): the run stopped so that nothing it does goes unrecorded`,
+      'free space on that disk (or set $RUNBOOK_JOURNAL_DIR to another), then check what the run left: the summary above, or runbook show <run id>',
+    );
   }
 }
 
@@ -279,7 +291,7 @@ export class Journal {
     const line = Buffer.from(JSON.stringify(event) + '\n');
     const size = fstatSync(fd).size;
     try {
-      for (let off = 0; off < line.length; ) off += this.writes.write(fd, line, off, line.length - off);
+      for (let off = 0; off < line.length;) off += this.writes.write(fd, line, off, line.length - off);
       this.writes.fsync(fd);
     } catch (err) {
       try {
@@ -383,7 +395,10 @@ export async function listRuns(dir: string, skipped?: (runIds: string[]) => void
   } catch {
     return [];
   }
-  const ids = names.filter((n) => n.endsWith('.ndjson')).map((n) => n.slice(0, -'.ndjson'.length)).sort();
+  const ids = names
+    .filter((n) => n.endsWith('.ndjson'))
+    .map((n) => n.slice(0, -'.ndjson'.length))
+    .sort();
   const out: RunSummary[] = [];
   const broken: string[] = [];
   for (const id of ids) {

@@ -11,7 +11,12 @@ export interface KubePermission {
   cluster?: boolean;
 }
 
-const apps = (verb: string, subresource?: string): KubePermission => ({ verb, group: 'apps', resource: 'deployments', ...(subresource ? { subresource } : {}) });
+const apps = (verb: string, subresource?: string): KubePermission => ({
+  verb,
+  group: 'apps',
+  resource: 'deployments',
+  ...(subresource ? { subresource } : {}),
+});
 const core = (verb: string, resource: string, subresource?: string): KubePermission => ({ verb, group: '', resource, ...(subresource ? { subresource } : {}) });
 const hpa = (verb: string): KubePermission => ({ verb, group: 'autoscaling', resource: 'horizontalpodautoscalers' });
 const lease = (verb: string): KubePermission => ({ verb, group: 'coordination.k8s.io', resource: 'leases' });

@@ -62,7 +62,11 @@ export const lockTargets = {
  * not fit as it is gets a short hash of itself, so two targets never share a lease by truncation.
  */
 export function leaseName(target: string): string {
-  const raw = `runbook-${target}`.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/-+/g, '-').replace(/-+$/, '');
+  const raw = `runbook-${target}`
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/-+/g, '-')
+    .replace(/-+$/, '');
   const exact = raw === `runbook-${target}`.replace(/\//g, '-');
   if (exact && raw.length <= 63) return raw;
   const hash = createHash('sha256').update(target).digest('hex').slice(0, 8);
@@ -100,7 +104,14 @@ export interface LockOptions {
  */
 export async function acquireLock(kube: LeaseStore, name: string, holder: LockHolder, now: () => Date, opts: LockOptions = {}): Promise<HeldLock> {
   const identity = holderIdentity(holder);
-  const fresh = (): LeaseRecord => ({ name, holder: identity, durationSeconds: DURATION_S, acquireTime: now(), renewTime: now(), labels: { 'app.kubernetes.io/managed-by': 'runbook' } });
+  const fresh = (): LeaseRecord => ({
+    name,
+    holder: identity,
+    durationSeconds: DURATION_S,
+    acquireTime: now(),
+    renewTime: now(),
+    labels: { 'app.kubernetes.io/managed-by': 'runbook' },
+  });
   let current: LeaseRecord;
   try {
     const existing = await kube.getLease(name);
@@ -156,9 +167,12 @@ export async function acquireLock(kube: LeaseStore, name: string, holder: LockHo
       if (now().getTime() - lastRenewed > (DURATION_S * 1000 * 2) / 3) lose(`renewals keep failing (${(err as Error).message})`);
     }
   };
-  const timer = setInterval(() => {
-    if (!inflight) inflight = renew().finally(() => (inflight = undefined));
-  }, opts.renewEveryMs ?? (DURATION_S * 1000) / 3);
+  const timer = setInterval(
+    () => {
+      if (!inflight) inflight = renew().finally(() => (inflight = undefined));
+    },
+    opts.renewEveryMs ?? (DURATION_S * 1000) / 3,
+  );
   timer.unref();
   return {
     name,
@@ -181,7 +195,13 @@ export async function acquireLock(kube: LeaseStore, name: string, holder: LockHo
  * One lease per target, taken in a stable (sorted) order so two runs needing overlapping targets cannot
  * deadlock, all or nothing: when one is held elsewhere, those already taken are released before exit 6.
  */
-export async function acquireLocks(kube: LeaseStore, targets: readonly string[], holder: LockHolder, now: () => Date, opts: LockOptions = {}): Promise<HeldLock> {
+export async function acquireLocks(
+  kube: LeaseStore,
+  targets: readonly string[],
+  holder: LockHolder,
+  now: () => Date,
+  opts: LockOptions = {},
+): Promise<HeldLock> {
   const names = [...new Set(targets.map(leaseName))].sort();
   const taken: HeldLock[] = [];
   try {
@@ -201,5 +221,8 @@ export async function acquireLocks(kube: LeaseStore, targets: readonly string[],
 
 function held(name: string, holder: string, since?: Date): LockHeldError {
   const when = since ? ` since ${since.toISOString()}` : '';
-  return new LockHeldError(`${name} is held by ${holder}${when}`, 'wait for that run to finish, or ask its operator; a crashed run\'s lock expires within a minute (your own crashed run: `runbook resume <run-id>` takes it over)');
+  return new LockHeldError(
+    `${name} is held by ${holder}${when}`,
+    "wait for that run to finish, or ask its operator; a crashed run's lock expires within a minute (your own crashed run: `runbook resume <run-id>` takes it over)",
+  );
 }

@@ -2,7 +2,6 @@ import { UsageError } from './errors.js';
 import { parseDuration } from './duration.js';
 import type { ParamSpec } from './procedure.js';
 
-const RFC1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const RFC1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 /** Kubernetes resource.Quantity: a signed decimal with an optional binary/decimal suffix or exponent. */
 const QUANTITY = /^[+]?(\d+(\.\d*)?|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\d+)?$/;
@@ -10,7 +9,10 @@ const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 
 export function validateK8sName(value: string, what: string): string {
   if (!value || value.length > 253 || !RFC1123_SUBDOMAIN.test(value)) {
-    throw new UsageError(`invalid ${what} "${value}"`, 'Kubernetes names are lowercase letters, digits, "-" and ".", starting and ending with a letter or digit, at most 253 characters');
+    throw new UsageError(
+      `invalid ${what} "${value}"`,
+      'Kubernetes names are lowercase letters, digits, "-" and ".", starting and ending with a letter or digit, at most 253 characters',
+    );
   }
   return value;
 }
@@ -63,10 +65,14 @@ export function validateEnvName(key: string): string {
 
 /** Converts one raw flag/argument value into its typed form, or throws UsageError naming the flag. */
 export function parseParam(spec: ParamSpec, raw: unknown): unknown {
-  const what = spec.flag ? spec.flag.split(/[ ,]/).find((p) => p.startsWith('--')) ?? spec.name : spec.name;
+  const what = spec.flag ? (spec.flag.split(/[ ,]/).find((p) => p.startsWith('--')) ?? spec.name) : spec.name;
   if (raw === undefined) {
     if (spec.required) throw new UsageError(`missing ${what}`, spec.description);
-    return spec.default === undefined ? undefined : spec.type === 'duration' && typeof spec.default === 'string' ? parseDuration(spec.default, what) : spec.default;
+    return spec.default === undefined
+      ? undefined
+      : spec.type === 'duration' && typeof spec.default === 'string'
+        ? parseDuration(spec.default, what)
+        : spec.default;
   }
   const one = (v: string): unknown => {
     switch (spec.type) {

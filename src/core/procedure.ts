@@ -177,6 +177,7 @@ export interface ProcedureResult {
   render?(run: RunData, colors: Colors, params: unknown): string;
 }
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- the catalogue holds procedures of every params type
 export interface Procedure<P = any> extends ProcedureResult {
   /** "app restart" — noun and verb. */
   name: string;

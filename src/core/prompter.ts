@@ -38,10 +38,13 @@ export class TerminalPrompter implements Prompter {
     const { input } = await import('@inquirer/prompts');
     const { expect } = opts;
     // inquirer marks every answered prompt ✔; a mistyped confirmation must not look accepted.
-    const typed = expect === undefined ? {} : {
-      theme: { prefix: { idle: '?', done: '›' } },
-      transformer: (v: string, { isFinal }: { isFinal: boolean }) => (isFinal ? `${v} ${v.trim() === expect ? '✔' : `✖ not "${expect}"`}` : v),
-    };
+    const typed =
+      expect === undefined
+        ? {}
+        : {
+            theme: { prefix: { idle: '?', done: '›' } },
+            transformer: (v: string, { isFinal }: { isFinal: boolean }) => (isFinal ? `${v} ${v.trim() === expect ? '✔' : `✖ not "${expect}"`}` : v),
+          };
     return asked(() => input({ message, ...typed }, this.context(signal) as never), signal);
   }
 

@@ -35,13 +35,20 @@ export function summaryLine(result: RunResult, proc: Procedure, c: Colors): stri
       const putBack = new Set(result.compensations.filter((x) => x.status === 'succeeded').map((x) => x.step));
       const kept = changed.filter((s) => !putBack.has(s.id));
       const parts = [
-        putBack.size ? `put back: ${changed.filter((s) => putBack.has(s.id)).map((s) => s.title).join('; ')}` : '',
+        putBack.size
+          ? `put back: ${changed
+              .filter((s) => putBack.has(s.id))
+              .map((s) => s.title)
+              .join('; ')}`
+          : '',
         kept.length ? `done and not undone: ${kept.map((s) => s.title).join('; ')}` : '',
       ].filter(Boolean);
       return c.yellow(`✗ ${proc.name} stopped at a gate after changing things — ${parts.join(' — ')}; nothing past the gate changed (run ${result.runId})`);
     }
     case 'partial':
-      return c.red(`✗ ${proc.name} FAILED AND COULD NOT PUT EVERYTHING BACK — act by hand (run ${result.runId}):\n${(result.byHand ?? []).map((h) => `    ${h}`).join('\n')}`);
+      return c.red(
+        `✗ ${proc.name} FAILED AND COULD NOT PUT EVERYTHING BACK — act by hand (run ${result.runId}):\n${(result.byHand ?? []).map((h) => `    ${h}`).join('\n')}`,
+      );
     case 'locked':
       return c.red(`✗ ${proc.name} did not start: locked`);
     case 'interrupted':

@@ -114,8 +114,7 @@ export class Reporter {
   stepEnd(status: StepStatus, durationMs: number, note?: string): void {
     this.endLive();
     const c = this.opts.colors;
-    const mark =
-      status === 'succeeded' ? c.green('✓') : status === 'failed' ? c.red('✗') : status === 'planned' ? c.yellow('~') : c.dim('-');
+    const mark = status === 'succeeded' ? c.green('✓') : status === 'failed' ? c.red('✗') : status === 'planned' ? c.yellow('~') : c.dim('-');
     const extra = note ? ` ${visible(note)}` : '';
     this.info(`      ${mark} ${status} in ${formatDuration(durationMs)}${extra}`);
   }

@@ -26,7 +26,10 @@ export function resumeBlocker(runId: string, events: readonly JournalEvent[], kn
   if (end && end.status === 'succeeded') return { message: `run ${runId} already succeeded; nothing to resume` };
   if (start.dryRun && start.dryRun !== 'off') return { message: `run ${runId} was a dry run; run the procedure again instead` };
   if (JSON.stringify(start.params ?? {}).includes(REDACTED)) {
-    return { message: `run ${runId} was given secret values, which the journal never keeps`, hint: `run the command again instead: runbook ${String(start.procedure)} …` };
+    return {
+      message: `run ${runId} was given secret values, which the journal never keeps`,
+      hint: `run the command again instead: runbook ${String(start.procedure)} …`,
+    };
   }
   if (!known) return { message: `run ${runId} is of an unknown procedure "${String(start.procedure)}"` };
   return null;
@@ -64,7 +67,8 @@ export function leftState(runId: string, events: readonly JournalEvent[], proc: 
       if (inProgress?.step === step) inProgress = null;
       if (e.status === 'failed') failedStep = true;
       // A step a resume carried over (done in the run it resumed) has no start here: its risk is the procedure's.
-      if (e.status === 'succeeded') succeeded.push({ step, risk: risks.get(step) ?? declaredRisk(step), changes: Array.isArray(e.changes) && e.changes.length > 0 });
+      if (e.status === 'succeeded')
+        succeeded.push({ step, risk: risks.get(step) ?? declaredRisk(step), changes: Array.isArray(e.changes) && e.changes.length > 0 });
     }
   }
   const compEvents = events.filter((e): e is CompensationEvent => e.type === 'compensation');
@@ -74,12 +78,23 @@ export function leftState(runId: string, events: readonly JournalEvent[], proc: 
   // Compensation runs newest first: list it that way, with the ones the process never reached.
   for (const s of [...succeeded].reverse()) {
     const c = compByStep.get(s.step);
-    if (c) compensations.push({ step: s.step, title: title(s.step), status: c.status, error: typeof c.error === 'string' ? c.error : undefined, byHand: typeof c.byHand === 'string' ? c.byHand : undefined });
+    if (c)
+      compensations.push({
+        step: s.step,
+        title: title(s.step),
+        status: c.status,
+        error: typeof c.error === 'string' ? c.error : undefined,
+        byHand: typeof c.byHand === 'string' ? c.byHand : undefined,
+      });
     else if (undoable(s.step)) compensations.push({ step: s.step, title: title(s.step), status: 'not run' });
   }
   const putBack = new Set(compensations.filter((c) => c.status === 'succeeded').map((c) => c.step));
-  const done = succeeded.filter((s) => !putBack.has(s.step)).map((s) => ({ step: s.step, title: title(s.step), changes: s.changes || (s.risk !== '' && s.risk !== 'read'), undoable: undoable(s.step) }));
-  const leases = events.filter((e): e is LockEvent => e.type === 'lock' && typeof e.lease === 'string').map((e) => `${e.lease}${e.namespace ? ` (namespace ${String(e.namespace)})` : ''}`);
+  const done = succeeded
+    .filter((s) => !putBack.has(s.step))
+    .map((s) => ({ step: s.step, title: title(s.step), changes: s.changes || (s.risk !== '' && s.risk !== 'read'), undoable: undoable(s.step) }));
+  const leases = events
+    .filter((e): e is LockEvent => e.type === 'lock' && typeof e.lease === 'string')
+    .map((e) => `${e.lease}${e.namespace ? ` (namespace ${String(e.namespace)})` : ''}`);
   const byHand = compensations.flatMap((c) => (c.status !== 'succeeded' && c.byHand ? [c.byHand] : []));
   return { done, inProgress, compensating, compensations, leases, resumeBlocker: resumeBlocker(runId, events, proc !== undefined), byHand };
 }
@@ -94,10 +109,18 @@ export function describeLeft(runId: string, procedure: string, s: LeftState, dry
   }
   if (s.done.length) for (const d of s.done) lines.push(`  done:         ${d.title}${d.changes ? ' (its change stands)' : ''}`);
   else lines.push('  done:         no step finished');
-  if (s.inProgress) lines.push(`  in progress:  ${s.inProgress.title} (started ${s.inProgress.startedAt}, never recorded as finished: it may or may not have taken effect)`);
+  if (s.inProgress)
+    lines.push(`  in progress:  ${s.inProgress.title} (started ${s.inProgress.startedAt}, never recorded as finished: it may or may not have taken effect)`);
   if (s.compensating) {
     for (const c of s.compensations) {
-      const what = c.status === 'succeeded' ? 'put back' : c.status === 'failed' ? `could not be put back${c.error ? ` (${c.error})` : ''}` : c.status === 'skipped' ? 'putting back was skipped' : 'not put back: the process stopped before it got there';
+      const what =
+        c.status === 'succeeded'
+          ? 'put back'
+          : c.status === 'failed'
+            ? `could not be put back${c.error ? ` (${c.error})` : ''}`
+            : c.status === 'skipped'
+              ? 'putting back was skipped'
+              : 'not put back: the process stopped before it got there';
       lines.push(`  undo:         ${c.title} — ${what}`);
     }
   } else if (s.compensations.length) {

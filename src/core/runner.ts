@@ -157,7 +157,9 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   // A closed stdout/stderr silences progress but never the journal: it records when that happened.
   const unwatch = [o.io.stdout, o.io.stderr].map((s, i) =>
     s instanceof GuardedOutput
-      ? s.onClose((err) => journal.append('note', { note: `${i === 0 ? 'stdout' : 'stderr'} closed (${err.code ?? err.message}): output went quiet, the run carried on` }))
+      ? s.onClose((err) =>
+          journal.append('note', { note: `${i === 0 ? 'stdout' : 'stderr'} closed (${err.code ?? err.message}): output went quiet, the run carried on` }),
+        )
       : () => undefined,
   );
 
@@ -186,7 +188,11 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   let failure: RunbookError | undefined;
 
   try {
-    if (journal.failure) throw new UsageError(`the journal could not be written (${journal.failure.code} on ${journal.failure.path}); nothing was contacted or changed`, journal.failure.hint);
+    if (journal.failure)
+      throw new UsageError(
+        `the journal could not be written (${journal.failure.code} on ${journal.failure.path}); nothing was contacted or changed`,
+        journal.failure.hint,
+      );
     checkConfirmFlag(o.gateFlags, env.name);
     if (o.dryRun === 'offline') {
       renderOffline(o, steps);
@@ -238,7 +244,15 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         if (recheck.holds) {
           if (recheck.confirm && o.dryRun === 'off') {
             const question = `${recheck.confirm} (recorded in ${when}): still right?`;
-            const decision = await approve({ kind: 'confirm', flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal });
+            const decision = await approve({
+              kind: 'confirm',
+              flags: o.gateFlags,
+              envName: env.name,
+              interactive: o.interactive,
+              prompter: o.prompter,
+              question,
+              signal,
+            });
             journal.append('gate', { step: step.id, kind: 'confirm', decision: 'approved', by: decision, recorded: recheck.confirm });
             reporter.info(`  using ${recheck.confirm}, recorded in ${when}`);
           }
@@ -251,7 +265,9 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
           reporter.info(`${o.colors.dim(`[${++shown}/${totalShown}] ${step.title} — done in ${when}${step.postcondition ? ' (re-checked)' : ''}`)}`);
           continue;
         }
-        journal.append('note', { note: `resume: ${step.id} was done in run ${o.resume.fromRun}, but ${step.postcondition!.describe} no longer holds: ${recheck.found}` });
+        journal.append('note', {
+          note: `resume: ${step.id} was done in run ${o.resume.fromRun}, but ${step.postcondition!.describe} no longer holds: ${recheck.found}`,
+        });
         if (step.postcondition!.unsafeToRerun) {
           throw new StepError(
             `resume stopped before "${step.title}": it was done in ${when}, but ${step.postcondition!.describe} no longer holds (${recheck.found}), and running it again is not safe`,
@@ -298,7 +314,10 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
           const question = `${step.title} in ${env.name}${env.config.protected ? ' (PROTECTED)' : ''}?`;
           try {
             // Approved with the whole plan up front: not asked again step by step.
-            const decision = kind !== 'none' && planApproved && i <= planEnd(proc) ? 'plan' : await approve({ kind, flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal });
+            const decision =
+              kind !== 'none' && planApproved && i <= planEnd(proc)
+                ? 'plan'
+                : await approve({ kind, flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal });
             if (decision !== 'not-needed') journal.append('gate', { step: step.id, kind, decision: 'approved', by: decision });
           } catch (err) {
             if (err instanceof GateError) {
@@ -316,7 +335,13 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         rec.status = 'succeeded';
         rec.durationMs = Math.round(performance.now() - s0);
         reporter.stepEnd('succeeded', rec.durationMs);
-        journal.append('step-end', { step: step.id, status: 'succeeded', durationMs: Math.round(rec.durationMs), data, ...(rec.changes ? { changes: rec.changes } : {}) });
+        journal.append('step-end', {
+          step: step.id,
+          status: 'succeeded',
+          durationMs: Math.round(rec.durationMs),
+          data,
+          ...(rec.changes ? { changes: rec.changes } : {}),
+        });
         if (step.settles) for (let j = done.length - 1; j >= 0; j--) if (step.settles.includes(done[j].step.id)) done.splice(j, 1);
         if (step.undo) done.push({ step, data });
         // The step's compensation is registered first: a write that could not be journaled is still put back.
@@ -389,7 +414,9 @@ async function approvePlan<P>(o: RunOptions<P>, ctx: StepContext<P>, at: number,
   if (kind === 'none') return false;
   const lines = proc.approval!.summary(ctx);
   const part = proc.approval!.until === undefined ? 'whole plan' : 'plan';
-  o.reporter.info(`${o.colors.bold(`The ${part} of ${proc.name} in ${env.name}${env.config.protected ? ' (PROTECTED)' : ''}:`)}\n${lines.map((l) => `  • ${l}`).join('\n')}`);
+  o.reporter.info(
+    `${o.colors.bold(`The ${part} of ${proc.name} in ${env.name}${env.config.protected ? ' (PROTECTED)' : ''}:`)}\n${lines.map((l) => `  • ${l}`).join('\n')}`,
+  );
   const question =
     proc.approval!.until === undefined
       ? `Approve the whole plan above (${proc.name} in ${env.name})? No step of it is asked again`
@@ -431,7 +458,9 @@ async function compensate<P>(
 ): Promise<void> {
   const { reporter } = o;
   const compCtx: StepContext<P> = { ...ctx, signal: o.interrupts.hard };
-  reporter.warn(`${failure instanceof GateError ? 'declined' : failure instanceof InterruptedError ? 'interrupted' : 'failed'}: putting back what this run changed (${done.length} step${done.length > 1 ? 's' : ''})${failure instanceof InterruptedError ? '; press Ctrl-C again to skip this' : ''}`);
+  reporter.warn(
+    `${failure instanceof GateError ? 'declined' : failure instanceof InterruptedError ? 'interrupted' : 'failed'}: putting back what this run changed (${done.length} step${done.length > 1 ? 's' : ''})${failure instanceof InterruptedError ? '; press Ctrl-C again to skip this' : ''}`,
+  );
   for (const c of [...done].reverse()) {
     const byHand = c.step.undoByHand?.(ctx, c.data);
     if (o.interrupts.hard.aborted) {

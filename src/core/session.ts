@@ -75,7 +75,14 @@ export function makeSession(deps: Deps, flags: GlobalFlags): Session {
   // Values of environment variables named like secrets never appear in output.
   for (const [k, v] of Object.entries(deps.io.env)) if (looksSecret(k)) redactor.add(v);
   const colors = makeColors(colorEnabled(deps.io, !flags.color));
-  const reporter = new Reporter({ err: deps.io.stderr, colors, quiet: flags.quiet, verbose: flags.verbose, redactor, liveProgress: deps.io.stderrIsTTY && !flags.json });
+  const reporter = new Reporter({
+    err: deps.io.stderr,
+    colors,
+    quiet: flags.quiet,
+    verbose: flags.verbose,
+    redactor,
+    liveProgress: deps.io.stderrIsTTY && !flags.json,
+  });
   const interactive = !flags.gate.noInput && deps.io.stdinIsTTY && deps.io.stderrIsTTY;
   return { deps, flags, colors, redactor, reporter, interactive, operator: deps.operator ?? operatorName(deps.io.env), now: deps.now ?? (() => new Date()) };
 }

@@ -24,13 +24,20 @@ function containers(): Container[] {
     {
       name: 'log-shipper',
       image: 'registry.example.com/shipper:2.1',
-      env: [{ name: 'MODE', value: 'sidecar' }, { name: 'A', value: 'side' }],
+      env: [
+        { name: 'MODE', value: 'sidecar' },
+        { name: 'A', value: 'side' },
+      ],
       resources: { requests: { cpu: '50m', memory: '32Mi' }, limits: { memory: '64Mi' } },
     },
     {
       name: 'api',
       image: 'registry.example.com/api:1.0.0',
-      env: [{ name: 'MODE', value: 'normal' }, { name: 'A', value: '1' }, { name: 'DB_PASSWORD', valueFrom: SECRET_REF }],
+      env: [
+        { name: 'MODE', value: 'normal' },
+        { name: 'A', value: '1' },
+        { name: 'DB_PASSWORD', valueFrom: SECRET_REF },
+      ],
       resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } },
     },
   ];
@@ -121,7 +128,10 @@ describe('app env set / unset: a strategic merge on env, keyed by name', () => {
     const r = await cli(['app', 'env', 'unset', 'A', '--container', 'api']);
     expect(r.code, r.stderr).toBe(0);
     expect(((await container('api')).env ?? []).map((e) => e.name)).toEqual(['MODE', 'DB_PASSWORD', 'C']);
-    expect((await container('log-shipper')).env).toEqual([{ name: 'MODE', value: 'sidecar' }, { name: 'A', value: 'side' }]);
+    expect((await container('log-shipper')).env).toEqual([
+      { name: 'MODE', value: 'sidecar' },
+      { name: 'A', value: 'side' },
+    ]);
 
     const generation = (await deployment()).metadata.generation;
     const patches = deploymentPatches().length;
@@ -152,7 +162,22 @@ describe('app env set / unset: a strategic merge on env, keyed by name', () => {
     // Put DB_PASSWORD back to the secret reference with the harness (not the product).
     const d = await deployment();
     const api = d.spec.template.spec.containers.findIndex((c) => c.name === 'api');
-    await sb.kube.patch('deployments', sb.namespace, 'web', [{ op: 'replace', path: `/spec/template/spec/containers/${api}/env`, value: [{ name: 'MODE', value: 'normal' }, { name: 'DB_PASSWORD', valueFrom: SECRET_REF }] }], 'json');
+    await sb.kube.patch(
+      'deployments',
+      sb.namespace,
+      'web',
+      [
+        {
+          op: 'replace',
+          path: `/spec/template/spec/containers/${api}/env`,
+          value: [
+            { name: 'MODE', value: 'normal' },
+            { name: 'DB_PASSWORD', valueFrom: SECRET_REF },
+          ],
+        },
+      ],
+      'json',
+    );
     await sb.kube.waitForRollout('web', { timeoutMs: 30_000 });
     const before = await deployment();
     await sb.kube.failPods('never-ready');
@@ -232,7 +257,13 @@ describe('app resources: a strategic merge on resources, keyed by container name
       await sb.kube.waitFor(async () => (await container('api')).resources?.requests?.memory === '320Mi', { timeoutMs: 10_000, what: 'the resources patch' });
       // Someone else swaps the containers meanwhile: the index the run read is now the sidecar's.
       const now = await deployment();
-      await sb.kube.patch('deployments', sb.namespace, 'web', [{ op: 'replace', path: '/spec/template/spec/containers', value: [...now.spec.template.spec.containers].reverse() }], 'json');
+      await sb.kube.patch(
+        'deployments',
+        sb.namespace,
+        'web',
+        [{ op: 'replace', path: '/spec/template/spec/containers', value: [...now.spec.template.spec.containers].reverse() }],
+        'json',
+      );
       const r = await run;
       expect(r.code, r.stderr).toBe(1);
       expect(JSON.parse(r.stdout).compensations).toEqual([{ step: 'patch', status: 'succeeded' }]);
@@ -244,7 +275,13 @@ describe('app resources: a strategic merge on resources, keyed by container name
     expect(resourcesOf(after, 'api')).toEqual(resourcesOf(before, 'api'));
     expect(resourcesOf(after, 'log-shipper')).toEqual(resourcesOf(before, 'log-shipper'));
     // Put the order back as it was for any later test.
-    await sb.kube.patch('deployments', sb.namespace, 'web', [{ op: 'replace', path: '/spec/template/spec/containers', value: before.spec.template.spec.containers }], 'json');
+    await sb.kube.patch(
+      'deployments',
+      sb.namespace,
+      'web',
+      [{ op: 'replace', path: '/spec/template/spec/containers', value: before.spec.template.spec.containers }],
+      'json',
+    );
     await unstick();
   });
 });

@@ -36,7 +36,11 @@ afterAll(async () => {
 describe('the Lease lock on a real API server', () => {
   it('writes MicroTime the server accepts; a second holder is refused; release deletes only its own version', async () => {
     const lock = await acquireLock(client, 'runbook-test-lock', { operator: 'alice@laptop', runId: 'r1' }, now);
-    const stored = await kube.get<{ spec: { acquireTime: string; holderIdentity: string } } & import('../support/cluster/index.js').KubeObject>('leases', kube.namespace, 'runbook-test-lock');
+    const stored = await kube.get<{ spec: { acquireTime: string; holderIdentity: string } } & import('../support/cluster/index.js').KubeObject>(
+      'leases',
+      kube.namespace,
+      'runbook-test-lock',
+    );
     expect(stored?.spec.holderIdentity).toBe('alice@laptop run r1');
     expect(stored?.spec.acquireTime).toMatch(/\.\d{6}Z$/);
     await expect(acquireLock(client, 'runbook-test-lock', { operator: 'bob@desk', runId: 'r2' }, now)).rejects.toThrow(LockHeldError);
@@ -85,14 +89,17 @@ describe('kubeconfig as kubectl reads it', () => {
   it('KUBECONFIG with several files: clusters from one, users and contexts from another', async () => {
     const admin = kube.userKubeconfig(join(dir, 'split-source.kubeconfig'), { name: 'operator', groups: ['system:masters'], context: 'split' });
     const full = (await import('yaml')).parse((await import('node:fs')).readFileSync(admin, 'utf8'));
-    writeFileSync(join(dir, 'a.yaml'), stringify({ apiVersion: 'v1', kind: 'Config', clusters: full.clusters, users: [], contexts: [], 'current-context': 'split' }));
+    writeFileSync(
+      join(dir, 'a.yaml'),
+      stringify({ apiVersion: 'v1', kind: 'Config', clusters: full.clusters, users: [], contexts: [], 'current-context': 'split' }),
+    );
     writeFileSync(join(dir, 'b.yaml'), stringify({ apiVersion: 'v1', kind: 'Config', clusters: [], users: full.users, contexts: full.contexts }));
     const merged = await createKubeClient({ namespace: kube.namespace }, { KUBECONFIG: `${join(dir, 'a.yaml')}:${join(dir, 'b.yaml')}` });
     expect(merged.context).toBe('split');
     expect((await merged.getDeployment('app')).metadata?.name).toBe('app');
   });
 
-  it('no namespace in the config: the kubeconfig context\'s namespace, as kubectl uses it', async () => {
+  it("no namespace in the config: the kubeconfig context's namespace, as kubectl uses it", async () => {
     const cfg = join(dir, 'runbook.yaml');
     writeFileSync(cfg, stringify({ default: 'k', environments: { k: { kubernetes: { kubeconfig: join(dir, 'kubeconfig'), deployment: 'app' } } } }));
     const r = await runCli(['app', 'scaling', '--json'], { env: { RUNBOOK_CONFIG: cfg } });
@@ -111,9 +118,16 @@ describe('kubeconfig as kubectl reads it', () => {
       subjects: [{ kind: 'ServiceAccount', name: 'exec-user', namespace: kube.namespace }],
     } as never);
     const admin = new (await import('../support/cluster/index.js')).AdminClient(kube.info);
-    const tr = await admin.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${kube.namespace}/serviceaccounts/exec-user/token`, { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenRequest', spec: { expirationSeconds: 3600 } });
+    const tr = await admin.request<{ status: { token: string } }>('POST', `/api/v1/namespaces/${kube.namespace}/serviceaccounts/exec-user/token`, {
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenRequest',
+      spec: { expirationSeconds: 3600 },
+    });
     const plugin = join(dir, 'get-token.mjs');
-    writeFileSync(plugin, `#!${process.execPath}\nif (process.env.FAIL_PLUGIN) { console.error('plugin: not logged in'); process.exit(1); }\nconsole.log(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: ${JSON.stringify(tr.status.token)} } }));\n`);
+    writeFileSync(
+      plugin,
+      `#!${process.execPath}\nif (process.env.FAIL_PLUGIN) { console.error('plugin: not logged in'); process.exit(1); }\nconsole.log(JSON.stringify({ apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status: { token: ${JSON.stringify(tr.status.token)} } }));\n`,
+    );
     chmodSync(plugin, 0o755);
     const cfg = {
       apiVersion: 'v1',
@@ -147,7 +161,10 @@ describe('watching a rollout on a real server', () => {
 
   const configFor = (deployment: string, kubeconfig: string) => {
     const cfg = join(dir, `runbook-${deployment}.yaml`);
-    writeFileSync(cfg, stringify({ default: 'w', environments: { w: { kubernetes: { kubeconfig, namespace: k.namespace, deployment }, rollout: { timeout: '20s' } } } }));
+    writeFileSync(
+      cfg,
+      stringify({ default: 'w', environments: { w: { kubernetes: { kubeconfig, namespace: k.namespace, deployment }, rollout: { timeout: '20s' } } } }),
+    );
     return { RUNBOOK_CONFIG: cfg };
   };
 
@@ -168,7 +185,7 @@ describe('watching a rollout on a real server', () => {
     expect(d?.spec.replicas).toBe(1);
   });
 
-  it('selectors with matchExpressions: pods that match only the labels are not the deployment\'s', async () => {
+  it("selectors with matchExpressions: pods that match only the labels are not the deployment's", async () => {
     await k.create({
       apiVersion: 'apps/v1',
       kind: 'Deployment',
@@ -180,7 +197,12 @@ describe('watching a rollout on a real server', () => {
         template: { metadata: { labels: { app: 'expr', tier: 'web' } }, spec: { containers: [{ name: 'web', image: 'registry.example.com/web:1' }] } },
       },
     } as never);
-    await k.create({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'expr-decoy', namespace: k.namespace, labels: { app: 'expr', tier: 'db' } }, spec: { containers: [{ name: 'db', image: 'registry.example.com/db:1' }] } } as never);
+    await k.create({
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name: 'expr-decoy', namespace: k.namespace, labels: { app: 'expr', tier: 'db' } },
+      spec: { containers: [{ name: 'db', image: 'registry.example.com/db:1' }] },
+    } as never);
     await k.waitForRollout('expr', { timeoutMs: 30_000 });
     const kc = join(dir, 'expr.kubeconfig');
     await k.writeKubeconfig(kc);
@@ -204,10 +226,14 @@ describe('watching a rollout on a real server', () => {
     // Hold the first watch request back while the cluster moves on and etcd is compacted past it.
     k.faults.add({ method: 'GET', path: `/apis/apps/v1/namespaces/${k.namespace}/deployments`, query: { watch: 'true' }, delayMs: 2500 });
     const seen: V1Deployment[] = [];
-    const done = c.watchDeployment('web', (ev) => {
-      seen.push(ev.object);
-      return (ev.object.spec?.replicas ?? 0) === 2 && (ev.object.status?.availableReplicas ?? 0) === 2;
-    }, AbortSignal.timeout(30_000));
+    const done = c.watchDeployment(
+      'web',
+      (ev) => {
+        seen.push(ev.object);
+        return (ev.object.spec?.replicas ?? 0) === 2 && (ev.object.status?.availableReplicas ?? 0) === 2;
+      },
+      AbortSignal.timeout(30_000),
+    );
     await new Promise((r) => setTimeout(r, 300));
     for (let i = 0; i < 3; i++) await k.patch('deployments', k.namespace, 'web', { metadata: { annotations: { bump: String(i) } } });
     const compacted = await compactEtcd(private_.info);
@@ -251,8 +277,20 @@ describe('rollouts that can never finish fail at once, not at the timeout', () =
   });
 
   it('a ResourceQuota that forbids more pods: the rollout fails on ReplicaFailure with the quota message', async () => {
-    await sb.kube.create({ apiVersion: 'v1', kind: 'ResourceQuota', metadata: { name: 'no-more-pods', namespace: sb.namespace }, spec: { hard: { pods: '3' } } } as never);
-    await sb.kube.waitFor(async () => Boolean((await sb.kube.get<{ status?: { hard?: object } } & import('../support/cluster/index.js').KubeObject>('resourcequotas', sb.namespace, 'no-more-pods'))?.status?.hard), { what: 'quota status' });
+    await sb.kube.create({
+      apiVersion: 'v1',
+      kind: 'ResourceQuota',
+      metadata: { name: 'no-more-pods', namespace: sb.namespace },
+      spec: { hard: { pods: '3' } },
+    } as never);
+    await sb.kube.waitFor(
+      async () =>
+        Boolean(
+          (await sb.kube.get<{ status?: { hard?: object } } & import('../support/cluster/index.js').KubeObject>('resourcequotas', sb.namespace, 'no-more-pods'))
+            ?.status?.hard,
+        ),
+      { what: 'quota status' },
+    );
     const r = await cli(['app', 'scale', '--replicas', '5', '--yes']);
     await sb.kube.remove('resourcequotas', sb.namespace, 'no-more-pods');
     expect(r.code).toBe(1);

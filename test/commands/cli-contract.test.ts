@@ -10,7 +10,12 @@ function setup(replicas = 4) {
   const kube = new FakeKube(replicas);
   const { dir } = writeConfig(twoEnvironments());
   const journal = tempDir('journal-');
-  const opts = (extra: Parameters<typeof runCli>[1] = {}) => ({ cwd: dir, clientFactories: fakeFactories(kube), ...extra, env: { RUNBOOK_JOURNAL_DIR: journal, ...(extra.env ?? {}) } });
+  const opts = (extra: Parameters<typeof runCli>[1] = {}) => ({
+    cwd: dir,
+    clientFactories: fakeFactories(kube),
+    ...extra,
+    env: { RUNBOOK_JOURNAL_DIR: journal, ...(extra.env ?? {}) },
+  });
   return { kube, dir, journal, opts };
 }
 
@@ -108,7 +113,10 @@ describe('CLI contract', () => {
     expect(kube.mutations).toEqual(['scale deployment/app 6']);
     const files = readdirSync(join(journal, 'runs'));
     expect(files).toHaveLength(1);
-    const types = readFileSync(join(journal, 'runs', files[0]), 'utf8').trim().split('\n').map((l) => JSON.parse(l).type);
+    const types = readFileSync(join(journal, 'runs', files[0]), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).type);
     expect(types[0]).toBe('run-start');
     expect(types.at(-1)).toBe('run-end');
     expect(types).toContain('lock');

@@ -29,7 +29,12 @@ beforeAll(async () => {
   const applied = await admin(['apply', '-f', '-'], manifests);
   expect(applied.code, applied.stderr).toBe(0);
   // A user whose only rights are the derived Role and ClusterRole.
-  const kubeconfig = sb.kube.userKubeconfig(join(dir, 'limited.kubeconfig'), { name: `limited-${sb.namespace}`, groups: [`ops-${sb.namespace}`], context: 'sandbox', namespace: sb.namespace });
+  const kubeconfig = sb.kube.userKubeconfig(join(dir, 'limited.kubeconfig'), {
+    name: `limited-${sb.namespace}`,
+    groups: [`ops-${sb.namespace}`],
+    context: 'sandbox',
+    namespace: sb.namespace,
+  });
   const config = parse(readFileSync(sb.configPath, 'utf8')) as { environments: Record<string, { kubernetes: Record<string, unknown> }> };
   for (const e of Object.values(config.environments)) e.kubernetes = { ...e.kubernetes, kubeconfig, context: 'sandbox' };
   writeFileSync(join(dir, 'runbook.yaml'), stringify(config));
@@ -40,7 +45,6 @@ afterAll(async () => {
   if (manifests) await admin(['delete', '--ignore-not-found', '-f', '-'], manifests);
   await sb?.stop();
 });
-
 
 describe('runbook rbac', () => {
   it('derives a Role for the namespace and a ClusterRole only for nodes', () => {
@@ -60,7 +64,8 @@ describe('runbook rbac', () => {
   it.each(kubeProcedures)('%s runs as the least-privileged user', async (name, entry) => {
     const proc = await entry.load();
     if (!proc.kube?.length) return;
-    for (const h of await sb.kube.list('horizontalpodautoscalers', { namespace: sb.namespace })) await sb.kube.remove('horizontalpodautoscalers', sb.namespace, h.metadata.name);
+    for (const h of await sb.kube.list('horizontalpodautoscalers', { namespace: sb.namespace }))
+      await sb.kube.remove('horizontalpodautoscalers', sb.namespace, h.metadata.name);
     const r = await runCli([...name.split(' '), ...sb.localize(proc.examples[0] ?? []), '--yes', '--confirm', 'sandbox', '--json'], { env: limitedEnv });
     expect(r.stderr).not.toMatch(/forbidden|not allowed to/);
     expect([0, 4], `${r.stderr}\n${r.stdout.slice(0, 2000)}`).toContain(r.code);
@@ -77,7 +82,12 @@ describe('runbook rbac', () => {
       const r = await runCli(['app', 'scale', '--replicas', String((before.spec.replicas ?? 1) + 1), '--yes'], { env: limitedEnv });
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(`not allowed to patch deployments/scale.apps in namespace ${sb.namespace}`);
-      expect(r.stderr.trim().split('\n').filter((l) => /not allowed/.test(l))).toHaveLength(1);
+      expect(
+        r.stderr
+          .trim()
+          .split('\n')
+          .filter((l) => /not allowed/.test(l)),
+      ).toHaveLength(1);
       const after = (await sb.kube.get<Deployment>('deployments', sb.namespace, 'app'))!;
       expect(after.metadata.resourceVersion).toBe(before.metadata.resourceVersion);
       expect(await sb.kube.list('leases', { namespace: sb.namespace })).toEqual([]);

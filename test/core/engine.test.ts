@@ -39,15 +39,23 @@ describe('engine', () => {
     const { dir } = writeConfig(twoEnvironments());
     const a = await runCli(['app', 'scaling', '--json'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_ENV: 'production' } });
     expect(JSON.parse(a.stdout).environment).toBe('production');
-    const b = await runCli(['app', 'scaling', '--json', '-e', 'staging'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_ENV: 'production' } });
+    const b = await runCli(['app', 'scaling', '--json', '-e', 'staging'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      env: { RUNBOOK_ENV: 'production' },
+    });
     expect(JSON.parse(b.stdout).environment).toBe('staging');
   });
 
-  it('the config\'s journal.dir holds the journal when $RUNBOOK_JOURNAL_DIR is not set; history reads it', async () => {
+  it("the config's journal.dir holds the journal when $RUNBOOK_JOURNAL_DIR is not set; history reads it", async () => {
     const kube = new FakeKube();
     const journal = tempDir();
     const { dir } = writeConfig({ ...twoEnvironments(), journal: { dir: journal } });
-    const r = await runCli(['app', 'scale', '--replicas', '5', '--json'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: undefined } });
+    const r = await runCli(['app', 'scale', '--replicas', '5', '--json'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      env: { RUNBOOK_JOURNAL_DIR: undefined },
+    });
     expect(r.code).toBe(0);
     const runId = JSON.parse(r.stdout).runId;
     expect(readdirSync(join(journal, 'runs'))).toEqual([`${runId}.ndjson`]);
@@ -70,7 +78,11 @@ describe('engine', () => {
     const first = new AbortController();
     const hard = new AbortController();
     setTimeout(() => first.abort(new InterruptedError('SIGINT')), 100);
-    const r1 = await runCli(['app', 'scale', '--replicas', '6'], { cwd: dir, clientFactories: fakeFactories(once), interrupts: { signal: first.signal, hard: hard.signal } });
+    const r1 = await runCli(['app', 'scale', '--replicas', '6'], {
+      cwd: dir,
+      clientFactories: fakeFactories(once),
+      interrupts: { signal: first.signal, hard: hard.signal },
+    });
     expect(r1.code).toBe(130);
     expect(once.deployments.get('app')!.spec!.replicas).toBe(4);
 
@@ -81,7 +93,11 @@ describe('engine', () => {
       f2.abort(new InterruptedError('SIGINT'));
       h2.abort(new InterruptedError('SIGINT'));
     }, 100);
-    const r2 = await runCli(['app', 'scale', '--replicas', '6'], { cwd: dir, clientFactories: fakeFactories(twice), interrupts: { signal: f2.signal, hard: h2.signal } });
+    const r2 = await runCli(['app', 'scale', '--replicas', '6'], {
+      cwd: dir,
+      clientFactories: fakeFactories(twice),
+      interrupts: { signal: f2.signal, hard: h2.signal },
+    });
     expect(r2.code).toBe(5);
     expect(r2.stderr).toMatch(/skipped by a second interrupt/);
     expect(r2.stderr).toContain('kubectl scale deployment/app --replicas=4 -n production');
@@ -93,7 +109,11 @@ describe('engine', () => {
     const kube = stuckKube();
     const first = new AbortController();
     setTimeout(() => first.abort(new InterruptedError('SIGTERM')), 100);
-    const r = await runCli(['app', 'scale', '--replicas', '6'], { cwd: dir, clientFactories: fakeFactories(kube), interrupts: { signal: first.signal, hard: new AbortController().signal } });
+    const r = await runCli(['app', 'scale', '--replicas', '6'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      interrupts: { signal: first.signal, hard: new AbortController().signal },
+    });
     expect(r.code).toBe(143);
   });
 
@@ -109,7 +129,11 @@ describe('engine', () => {
       if (!o?.dryRun && ++real === 2) throw new Error('API down');
       return scale(n, r, o);
     };
-    const failed = await runCli(['app', 'scale', '--replicas', '6', '--json'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: journal } });
+    const failed = await runCli(['app', 'scale', '--replicas', '6', '--json'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      env: { RUNBOOK_JOURNAL_DIR: journal },
+    });
     expect(failed.code).toBe(5);
     const runId = JSON.parse(failed.stdout).runId;
     const resumed = await runCli(['resume', runId, '--json'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: journal } });
@@ -124,7 +148,11 @@ describe('engine', () => {
     const journal = tempDir();
     const kube = new FakeKube(4);
     kube.failNext('watchDeployment', 1, 500);
-    const failed = await runCli(['app', 'scale', '--replicas', '6', '-e', 'staging', '--json'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: journal } });
+    const failed = await runCli(['app', 'scale', '--replicas', '6', '-e', 'staging', '--json'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      env: { RUNBOOK_JOURNAL_DIR: journal },
+    });
     expect(failed.code).not.toBe(0);
     const runId = JSON.parse(failed.stdout).runId;
     // Elsewhere, with no runbook.yaml around: before, "unknown environment".
@@ -133,7 +161,11 @@ describe('engine', () => {
     expect(resumed.stderr).toContain(`on staging, config ${path}`);
     expect(JSON.parse(resumed.stdout).environment).toBe('staging');
     // Another environment than the run's is refused, not silently swapped.
-    const other = await runCli(['resume', runId, '-e', 'production'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: journal } });
+    const other = await runCli(['resume', runId, '-e', 'production'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      env: { RUNBOOK_JOURNAL_DIR: journal },
+    });
     expect(other.code).toBe(2);
     expect(other.stderr).toMatch(/ran on environment "staging", not "production"/);
   });
@@ -141,9 +173,21 @@ describe('engine', () => {
   it.each([
     [{ metadata: { generation: 2 }, spec: { replicas: 3 }, status: { observedGeneration: 1 } }, false, /spec update/],
     [{ metadata: { generation: 2 }, spec: { replicas: 3 }, status: { observedGeneration: 2, updatedReplicas: 1, replicas: 3 } }, false, /1 of 3 updated/],
-    [{ metadata: { generation: 2 }, spec: { replicas: 3 }, status: { observedGeneration: 2, updatedReplicas: 3, replicas: 4, availableReplicas: 3 } }, false, /1 old replicas pending termination/],
-    [{ metadata: { generation: 2 }, spec: { replicas: 3 }, status: { observedGeneration: 2, updatedReplicas: 3, replicas: 3, availableReplicas: 2 } }, false, /2 of 3 updated replicas available/],
-    [{ metadata: { generation: 2 }, spec: { replicas: 3 }, status: { observedGeneration: 2, updatedReplicas: 3, replicas: 3, availableReplicas: 3 } }, true, /3 of 3 updated/],
+    [
+      { metadata: { generation: 2 }, spec: { replicas: 3 }, status: { observedGeneration: 2, updatedReplicas: 3, replicas: 4, availableReplicas: 3 } },
+      false,
+      /1 old replicas pending termination/,
+    ],
+    [
+      { metadata: { generation: 2 }, spec: { replicas: 3 }, status: { observedGeneration: 2, updatedReplicas: 3, replicas: 3, availableReplicas: 2 } },
+      false,
+      /2 of 3 updated replicas available/,
+    ],
+    [
+      { metadata: { generation: 2 }, spec: { replicas: 3 }, status: { observedGeneration: 2, updatedReplicas: 3, replicas: 3, availableReplicas: 3 } },
+      true,
+      /3 of 3 updated/,
+    ],
     [{ metadata: { generation: 2 }, spec: { replicas: 0 }, status: { observedGeneration: 2 } }, true, /0 of 0/],
   ])('rollout status follows kubectl rollout status (%#)', (d, done, message) => {
     const s = rolloutStatus(d as never);

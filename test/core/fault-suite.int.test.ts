@@ -34,9 +34,6 @@ function cli(argv: string[], extra: Parameters<typeof runCli>[1] = {}) {
   return runCli(argv, { ...extra, env: { ...sb.env, ...(extra.env ?? {}) } });
 }
 
-
-
-
 async function leases(): Promise<string[]> {
   return (await sb.kube.list('leases', { namespace: sb.namespace })).map((l) => l.metadata.name).filter((n) => n.startsWith('runbook-'));
 }
@@ -78,7 +75,12 @@ class ClosingAt extends Writable {
 /** The events of the one run of `procedure` in the journal dir. */
 function journalEvents(dir: string, procedure: string): Array<Record<string, any>> {
   const runs = readdirSync(join(dir, 'runs'))
-    .map((f) => readFileSync(join(dir, 'runs', f), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, any>))
+    .map((f) =>
+      readFileSync(join(dir, 'runs', f), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, any>),
+    )
     .filter((ev) => ev[0]?.type === 'run-start' && ev[0].procedure === procedure);
   expect(runs).toHaveLength(1);
   return runs[0];
@@ -103,7 +105,8 @@ describe.each(entries.map((x) => [x.entry.name, x] as const))('%s', (name, { pro
   beforeAll(async () => {
     args = sb.localize(proc.examples[0] ?? []);
     // A live autoscaler left by an earlier procedure would change the deployment under the fingerprints.
-    for (const h of await sb.kube.list('horizontalpodautoscalers', { namespace: sb.namespace })) await sb.kube.remove('horizontalpodautoscalers', sb.namespace, h.metadata.name);
+    for (const h of await sb.kube.list('horizontalpodautoscalers', { namespace: sb.namespace }))
+      await sb.kube.remove('horizontalpodautoscalers', sb.namespace, h.metadata.name);
     const offline = await cli([...words, ...args, '--dry-run=offline', '--json']);
     expect(offline.code, offline.stderr).toBe(0);
     params = JSON.parse(offline.stdout).params;
@@ -132,7 +135,11 @@ describe.each(entries.map((x) => [x.entry.name, x] as const))('%s', (name, { pro
     // A procedure that declares no secret really reads none: with every secret of the sandbox unset,
     // a dry run does not fail on one (runCli holds runs to their declared secrets).
     if (uses.length === 0) {
-      const blank = Object.fromEntries(Object.keys(sb.env).filter((k) => /URL|TOKEN|PASSWORD|WEBHOOK|SECRET/.test(k) && !k.startsWith('AWS_')).map((k) => [k, undefined]));
+      const blank = Object.fromEntries(
+        Object.keys(sb.env)
+          .filter((k) => /URL|TOKEN|PASSWORD|WEBHOOK|SECRET/.test(k) && !k.startsWith('AWS_'))
+          .map((k) => [k, undefined]),
+      );
       const r = await cli([...words, ...args, '--dry-run', '--json'], { env: blank });
       expect(r.stderr).not.toMatch(/is not set|cannot read secret file/);
     }
@@ -172,7 +179,10 @@ describe.each(entries.map((x) => [x.entry.name, x] as const))('%s', (name, { pro
         expect(doc.exitCode, at).toBe(r.code);
         const ev = journalEvents(journal, name);
         expect(ev.at(-1), at).toMatchObject({ type: 'run-end', exitCode: r.code });
-        expect(ev.some((e) => e.type === 'note' && /stderr closed \(EPIPE\)/.test(e.note)), at).toBe(true);
+        expect(
+          ev.some((e) => e.type === 'note' && /stderr closed \(EPIPE\)/.test(e.note)),
+          at,
+        ).toBe(true);
         expect(await leases(), at).toEqual([]);
       }
     }, 300_000);

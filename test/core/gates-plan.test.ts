@@ -31,10 +31,20 @@ function setup() {
   });
   const journal = tempDir('journal-');
   const run = (answers: string[]) =>
-    runCli(['db', 'restart'], { cwd: dir, tty: true, answers, clientFactories: { ...fakeFactories(kube), aws: async () => rds.clients(), postgres: fakePostgres() }, env: { RUNBOOK_JOURNAL_DIR: journal } });
+    runCli(['db', 'restart'], {
+      cwd: dir,
+      tty: true,
+      answers,
+      clientFactories: { ...fakeFactories(kube), aws: async () => rds.clients(), postgres: fakePostgres() },
+      env: { RUNBOOK_JOURNAL_DIR: journal },
+    });
   const gates = () =>
     readdirSync(join(journal, 'runs')).flatMap((f) =>
-      readFileSync(join(journal, 'runs', f), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'gate'),
+      readFileSync(join(journal, 'runs', f), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .filter((e) => e.type === 'gate'),
     );
   return { kube, rds, run, gates };
 }
@@ -77,25 +87,40 @@ describe('db restart in a protected environment', () => {
 
 describe('the closing line of a declined run says what actually happened', () => {
   const base: RunResult = {
-    procedure: 'db restart', environment: 'production', runId: 'R', dryRun: 'off', status: 'declined', exitCode: 3,
-    startedAt: '', durationMs: 5, params: {}, compensations: [], steps: [],
+    procedure: 'db restart',
+    environment: 'production',
+    runId: 'R',
+    dryRun: 'off',
+    status: 'declined',
+    exitCode: 3,
+    startedAt: '',
+    durationMs: 5,
+    params: {},
+    compensations: [],
+    steps: [],
   };
   const proc = { name: 'db restart' } as never;
   it('a decline after a change that cannot be undone (a reboot) never claims nothing changed', () => {
-    const line = summaryLine({
-      ...base,
-      steps: [
-        { id: 'scale-down', title: 'Scale the app to 0', risk: 'destructive', status: 'succeeded', durationMs: 1 },
-        { id: 'reboot', title: 'Reboot the RDS instance', risk: 'destructive', status: 'succeeded', durationMs: 1 },
-        { id: 'x', title: 'Something gated', risk: 'write', status: 'declined', durationMs: 0 },
-      ],
-      compensations: [{ step: 'scale-down', status: 'succeeded' }],
-    }, proc, plainColors);
+    const line = summaryLine(
+      {
+        ...base,
+        steps: [
+          { id: 'scale-down', title: 'Scale the app to 0', risk: 'destructive', status: 'succeeded', durationMs: 1 },
+          { id: 'reboot', title: 'Reboot the RDS instance', risk: 'destructive', status: 'succeeded', durationMs: 1 },
+          { id: 'x', title: 'Something gated', risk: 'write', status: 'declined', durationMs: 0 },
+        ],
+        compensations: [{ step: 'scale-down', status: 'succeeded' }],
+      },
+      proc,
+      plainColors,
+    );
     expect(line).not.toMatch(/nothing past it changed|nothing was changed/);
     expect(line).toMatch(/put back: Scale the app to 0/);
     expect(line).toMatch(/done and not undone: Reboot the RDS instance/);
   });
   it('a decline before any change says nothing was changed', () => {
-    expect(summaryLine({ ...base, steps: [{ id: 'r', title: 'Read', risk: 'read', status: 'succeeded', durationMs: 1 }] }, proc, plainColors)).toMatch(/nothing was changed/);
+    expect(summaryLine({ ...base, steps: [{ id: 'r', title: 'Read', risk: 'read', status: 'succeeded', durationMs: 1 }] }, proc, plainColors)).toMatch(
+      /nothing was changed/,
+    );
   });
 });

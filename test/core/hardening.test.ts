@@ -46,7 +46,10 @@ class ThrowingStream extends Writable {
 
 function events(journal: string): Array<Record<string, any>> {
   const [file] = readdirSync(join(journal, 'runs'));
-  return readFileSync(join(journal, 'runs', file), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  return readFileSync(join(journal, 'runs', file), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l));
 }
 
 function kubeSetup(replicas = 4) {
@@ -112,7 +115,7 @@ describe('output streams that close never stop a run', () => {
     expect(events(journal).at(-1)).toMatchObject({ type: 'run-end', exitCode: 1 });
   });
 
-  it('stdout closed before the result is printed: the exit code is still the run\'s', async () => {
+  it("stdout closed before the result is printed: the exit code is still the run's", async () => {
     const { kube, opts } = kubeSetup();
     const stdout = new ClosingPipe(0);
     const r = await runCli(['app', 'scale', '--replicas', '5', '--json'], { ...opts, stdout });
@@ -139,18 +142,30 @@ describe('output streams that close never stop a run', () => {
 
 describe('a journal directory that cannot be used is exit 2 before anything is contacted', () => {
   it.each([
-    ['a file', (root: string) => {
-      writeFileSync(join(root, 'journal'), 'not a directory');
-      return join(root, 'journal');
-    }, /journal directory .*\/journal is not a directory; nothing was contacted or changed/],
-    ['a directory under a file', (root: string) => {
-      writeFileSync(join(root, 'file'), '');
-      return join(root, 'file', 'journal');
-    }, /journal directory .*\/file\/journal cannot be created: .*\/file is not a directory/],
+    [
+      'a file',
+      (root: string) => {
+        writeFileSync(join(root, 'journal'), 'not a directory');
+        return join(root, 'journal');
+      },
+      /journal directory .*\/journal is not a directory; nothing was contacted or changed/,
+    ],
+    [
+      'a directory under a file',
+      (root: string) => {
+        writeFileSync(join(root, 'file'), '');
+        return join(root, 'file', 'journal');
+      },
+      /journal directory .*\/file\/journal cannot be created: .*\/file is not a directory/,
+    ],
   ])('%s', async (_name, make, message) => {
     const { factories, contacts } = recordContacts({ kube: async () => new FakeKube() });
     const { dir } = writeConfig(twoEnvironments());
-    const r = await runCli(['app', 'scale', '--replicas', '4', '--yes'], { cwd: dir, clientFactories: factories, env: { RUNBOOK_JOURNAL_DIR: make(tempDir()) } });
+    const r = await runCli(['app', 'scale', '--replicas', '4', '--yes'], {
+      cwd: dir,
+      clientFactories: factories,
+      env: { RUNBOOK_JOURNAL_DIR: make(tempDir()) },
+    });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(message);
     expect(r.stderr.split('\n').filter((l) => l.startsWith('error:'))).toHaveLength(1);
@@ -176,7 +191,9 @@ describe('a journal directory that cannot be used is exit 2 before anything is c
 describe('durations have a unit and a sane size, everywhere', () => {
   const pg = () => {
     const { factories, contacts } = recordContacts({ postgres: fakePostgres() });
-    const { dir } = writeConfig({ environments: { staging: { postgres: { url: 'postgres://app@db.internal:5432/app' }, kubernetes: { namespace: 'production', deployment: 'app' } } } });
+    const { dir } = writeConfig({
+      environments: { staging: { postgres: { url: 'postgres://app@db.internal:5432/app' }, kubernetes: { namespace: 'production', deployment: 'app' } } },
+    });
     return { contacts, run: (argv: string[]) => runCli(argv, { cwd: dir, clientFactories: factories }) };
   };
 
@@ -242,14 +259,14 @@ describe('arguments are taken literally and shown safely', () => {
     expect(JSON.parse(j.stdout).params.title).toBe(title);
   });
 
-  it('an unknown option with an escape sequence (commander\'s own message) is shown visibly', async () => {
+  it("an unknown option with an escape sequence (commander's own message) is shown visibly", async () => {
     const r = await runCli(['app', 'scale', '--\u001b[31mred']);
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('\\x1b[31mred');
     expect(r.stderr).not.toContain('\u001b');
   });
 
-  it('the tool\'s own colours still reach a colour terminal', async () => {
+  it("the tool's own colours still reach a colour terminal", async () => {
     const { opts } = kubeSetup();
     const r = await runCli(['app', 'scale', '--replicas', '5'], { ...opts, env: { ...opts.env, NO_COLOR: undefined, FORCE_COLOR: '1' } });
     expect(r.code).toBe(0);
@@ -293,7 +310,10 @@ describe('resume is suggested only where a resume can finish the run; config err
       }),
     );
     const { dir } = writeConfig(twoEnvironments({ kubeconfig, context: 'prod-ctx' }));
-    for (const argv of [['app', 'scale', '--replicas', '3', '--yes'], ['app', 'scaling']]) {
+    for (const argv of [
+      ['app', 'scale', '--replicas', '3', '--yes'],
+      ['app', 'scaling'],
+    ]) {
       const r = await runCli(argv, { cwd: dir });
       expect(r.code, argv.join(' ')).toBe(2);
       expect(r.stderr).toContain('kube context "prod-ctx" is not in the kubeconfig');

@@ -42,7 +42,12 @@ describe('a journal write that fails mid-run (disk full)', () => {
     const kube = new FakeKube(4);
     // run-start, lock, current (start, end), scale start: the scale's step-end is the line that fails.
     const disk = diskFullAfter(5);
-    const r = await runCli(['app', 'scale', '--replicas', '6', '-e', 'staging'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: journal }, journalWrites: disk });
+    const r = await runCli(['app', 'scale', '--replicas', '6', '-e', 'staging'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      env: { RUNBOOK_JOURNAL_DIR: journal },
+      journalWrites: disk,
+    });
     expect(disk.failures).toBe(1);
     expect(r.code, r.stderr).toBe(1);
     expect(kube.deployments.get('app')!.spec!.replicas).toBe(4);
@@ -55,7 +60,10 @@ describe('a journal write that fails mid-run (disk full)', () => {
     expect(kube.leases.size).toBe(0);
     const text = runFile(journal);
     expect(text.endsWith('\n')).toBe(true);
-    const events = text.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    const events = text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l));
     expect(events.map((e) => e.type)).toEqual(['run-start', 'lock', 'step-start', 'step-end', 'step-start']);
   });
 
@@ -63,7 +71,12 @@ describe('a journal write that fails mid-run (disk full)', () => {
     const { dir } = writeConfig(twoEnvironments());
     const journal = tempDir();
     const kube = new FakeKube(4);
-    const r = await runCli(['app', 'scale', '--replicas', '6', '-e', 'staging'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: journal }, journalWrites: diskFullAfter(0) });
+    const r = await runCli(['app', 'scale', '--replicas', '6', '-e', 'staging'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      env: { RUNBOOK_JOURNAL_DIR: journal },
+      journalWrites: diskFullAfter(0),
+    });
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toMatch(/the journal could not be written \(ENOSPC on .+\); nothing was contacted or changed/);
     expect(kube.deployments.get('app')!.spec!.replicas).toBe(4);
@@ -77,7 +90,11 @@ describe('history with broken run files', () => {
     const { dir } = writeConfig(twoEnvironments());
     const journal = tempDir();
     const kube = new FakeKube(4);
-    const ok = await runCli(['app', 'scale', '--replicas', '5', '-e', 'staging'], { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: journal } });
+    const ok = await runCli(['app', 'scale', '--replicas', '5', '-e', 'staging'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      env: { RUNBOOK_JOURNAL_DIR: journal },
+    });
     expect(ok.code, ok.stderr).toBe(0);
     mkdirSync(join(journal, 'runs'), { recursive: true });
     writeFileSync(join(journal, 'runs', '20260101T000000-0000.ndjson'), '');

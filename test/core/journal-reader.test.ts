@@ -36,7 +36,18 @@ interface RunSpec {
 
 function writeRun(dir: string, r: RunSpec): string {
   const id = idAt(r.at, r.suffix);
-  const lines: Line[] = [{ t: r.at, type: 'run-start', runId: id, procedure: r.procedure ?? 'app scale', environment: r.env ?? 'staging', params: r.params ?? {}, operator: 'tester@test', dryRun: r.dryRun ?? 'off' }];
+  const lines: Line[] = [
+    {
+      t: r.at,
+      type: 'run-start',
+      runId: id,
+      procedure: r.procedure ?? 'app scale',
+      environment: r.env ?? 'staging',
+      params: r.params ?? {},
+      operator: 'tester@test',
+      dryRun: r.dryRun ?? 'off',
+    },
+  ];
   for (const s of r.reads ?? []) {
     lines.push({ t: r.at, type: 'step-start', step: s, title: s, risk: 'read' });
     lines.push({ t: r.at, type: 'step-end', step: s, status: 'succeeded', data: {} });
@@ -87,7 +98,16 @@ describe('runs()', () => {
     expect(runs.map((r) => r.runId)).toEqual([ids[4], ids[3], ids[1], ids[0]]);
     expect(runs[0].status).toBe('incomplete');
     expect(runs[0].end).toBeUndefined();
-    expect(runs[1]).toMatchObject({ procedure: 'db restart', environment: 'staging', operator: 'tester@test', dryRun: 'off', status: 'succeeded', exitCode: 0, durationMs: 5, startedAt: '2026-01-01T03:00:00Z' });
+    expect(runs[1]).toMatchObject({
+      procedure: 'db restart',
+      environment: 'staging',
+      operator: 'tester@test',
+      dryRun: 'off',
+      status: 'succeeded',
+      exitCode: 0,
+      durationMs: 5,
+      startedAt: '2026-01-01T03:00:00Z',
+    });
     expect(runs[1].start.type).toBe('run-start');
     expect((await j.runs({ includeDryRuns: true })).map((r) => r.runId)).toContain(ids[2]);
   });
@@ -141,7 +161,10 @@ describe('broken run files', () => {
     writeFileSync(join(dir, 'runs', '20260101T000300-0000.ndjson'), 'null\n42\n"x"\n[1]\n{"type":"nonsense","t":"x"}\n\u0000\u0001\n');
     mkdirSync(join(dir, 'runs', '20260101T000400-0000.ndjson'));
     // A crash mid-line: what came before it is intact.
-    writeFileSync(join(dir, 'runs', ids[1] + '.ndjson'), readFileSync(join(dir, 'runs', ids[1] + '.ndjson'), 'utf8').replace(/\{"t"[^\n]*"run-end"[^\n]*\n$/, '{"t":"2026-01-01T00:05:01Z","type":"step-'));
+    writeFileSync(
+      join(dir, 'runs', ids[1] + '.ndjson'),
+      readFileSync(join(dir, 'runs', ids[1] + '.ndjson'), 'utf8').replace(/\{"t"[^\n]*"run-end"[^\n]*\n$/, '{"t":"2026-01-01T00:05:01Z","type":"step-'),
+    );
     const w = warnings();
     const j = openJournal(dir, w);
     const runs = await j.runs({ includeDryRuns: true });
@@ -149,7 +172,9 @@ describe('broken run files', () => {
       [ids[1], 'incomplete'],
       [ids[0], 'succeeded'],
     ]);
-    expect(w.seen).toEqual(['skipped 4 run files with no start record (empty or cut off): 20260101T000100-0000, 20260101T000200-0000, 20260101T000300-0000, 20260101T000400-0000']);
+    expect(w.seen).toEqual([
+      'skipped 4 run files with no start record (empty or cut off): 20260101T000100-0000, 20260101T000200-0000, 20260101T000300-0000, 20260101T000400-0000',
+    ]);
     // Once per reader: looking again says nothing new.
     await j.runs();
     expect(await j.lastEffective('app scale', { env: 'staging' })).toBeNull();
@@ -158,7 +183,13 @@ describe('broken run files', () => {
 });
 
 describe('lastEffective()', () => {
-  const on = (at: string, extra: Partial<RunSpec> = {}): RunSpec => ({ at, procedure: 'security audit-mode', params: { mode: 'on' }, steps: { apply: { prior: { LOG_LEVEL: at } } }, ...extra });
+  const on = (at: string, extra: Partial<RunSpec> = {}): RunSpec => ({
+    at,
+    procedure: 'security audit-mode',
+    params: { mode: 'on' },
+    steps: { apply: { prior: { LOG_LEVEL: at } } },
+    ...extra,
+  });
 
   it('the newest real run in the environment whose change was not put back: dry runs, compensated runs and other environments are passed over', async () => {
     const { dir, ids } = journalOf([
@@ -192,7 +223,8 @@ describe('lastEffective()', () => {
     const j = openJournal(dir);
     expect((await j.lastEffective('outage start', { env: 'staging', steps: ['incident'] }))?.runId).toBe(ids[0]);
     expect((await j.lastEffective('outage start', { env: 'staging', steps: ['incident', 'apply'] }))?.runId).toBe(ids[1]);
-    const where = (r: { done(s: string): unknown; undone(s: string): boolean }) => (!r.done('incident') ? false : r.undone('incident') ? ('none' as const) : true);
+    const where = (r: { done(s: string): unknown; undone(s: string): boolean }) =>
+      !r.done('incident') ? false : r.undone('incident') ? ('none' as const) : true;
     expect(await j.lastEffective('outage start', { env: 'staging', steps: ['incident'], where })).toBeNull();
     // A typed handle on a step reads its data typed.
     const incident = { id: 'incident', run: async (): Promise<{ id: string }> => ({ id: '' }) };
@@ -210,11 +242,15 @@ describe('lastEffective()', () => {
     expect((await j.lastEffective('security ddos', { env: 'staging' }))?.runId).toBe(ids[0]);
     expect(await j.lastEffective('security ddos', { env: 'staging', closedBy: { procedure: 'security ddos-revert' } })).toBeNull();
     // Only a closing run that passes its own test closes (a recovery that completed).
-    expect((await j.lastEffective('security ddos', { env: 'staging', closedBy: { procedure: 'security ddos-revert', where: (r) => r.exitCode === 0 } }))?.runId).toBe(ids[0]);
+    expect(
+      (await j.lastEffective('security ddos', { env: 'staging', closedBy: { procedure: 'security ddos-revert', where: (r) => r.exitCode === 0 } }))?.runId,
+    ).toBe(ids[0]);
     // A dry-run revert closes nothing.
     writeRun(dir, { at: '2026-01-01T00:02:00Z', procedure: 'security ddos', steps: { waf: {} } });
     writeRun(dir, { at: '2026-01-01T00:03:00Z', procedure: 'security ddos-revert', dryRun: 'plan' });
-    expect((await j.lastEffective('security ddos', { env: 'staging', closedBy: { procedure: 'security ddos-revert' } }))?.runId).toBe(idAt('2026-01-01T00:02:00Z'));
+    expect((await j.lastEffective('security ddos', { env: 'staging', closedBy: { procedure: 'security ddos-revert' } }))?.runId).toBe(
+      idAt('2026-01-01T00:02:00Z'),
+    );
   });
 
   it('large run files: a start record longer than what is read first, a long run after a short start', async () => {
@@ -230,11 +266,7 @@ describe('lastEffective()', () => {
   });
 
   it('scan bounds how many of the newest run files are looked at', async () => {
-    const { dir, ids } = journalOf([
-      on('2026-01-01T00:00:00Z'),
-      { at: '2026-01-01T00:01:00Z' },
-      { at: '2026-01-01T00:02:00Z' },
-    ]);
+    const { dir, ids } = journalOf([on('2026-01-01T00:00:00Z'), { at: '2026-01-01T00:01:00Z' }, { at: '2026-01-01T00:02:00Z' }]);
     const j = openJournal(dir);
     expect(await j.lastEffective('security audit-mode', { env: 'staging', scan: 2 })).toBeNull();
     expect((await j.lastEffective('security audit-mode', { env: 'staging', scan: 3 }))?.runId).toBe(ids[0]);
@@ -245,12 +277,7 @@ describe('retention (journal.keep)', () => {
   const NOW = new Date('2026-06-01T12:00:00Z');
 
   function oldAndNew() {
-    return journalOf([
-      { at: '2026-01-01T00:00:00Z' },
-      { at: '2026-02-28T11:59:00Z' },
-      { at: '2026-03-10T00:00:00Z' },
-      { at: '2026-06-01T11:59:00Z' },
-    ]);
+    return journalOf([{ at: '2026-01-01T00:00:00Z' }, { at: '2026-02-28T11:59:00Z' }, { at: '2026-03-10T00:00:00Z' }, { at: '2026-06-01T11:59:00Z' }]);
   }
 
   it('deletes runs that started longer ago than keep, by their ids, never the run in progress or other files', async () => {
@@ -327,7 +354,18 @@ describe('ctx.journal', () => {
     expect(r.code, r.stderr).toBe(0);
     const runs = JSON.parse(r.stdout).steps[0].data.runs;
     expect(runs.map((x: { procedure: string }) => x.procedure)).toEqual(['app scale']);
-    expect(Object.keys(runs[0]).sort()).toEqual(['changes', 'dryRun', 'durationMs', 'environment', 'exitCode', 'operator', 'procedure', 'runId', 'startedAt', 'status']);
+    expect(Object.keys(runs[0]).sort()).toEqual([
+      'changes',
+      'dryRun',
+      'durationMs',
+      'environment',
+      'exitCode',
+      'operator',
+      'procedure',
+      'runId',
+      'startedAt',
+      'status',
+    ]);
     expect(r.stderr).not.toMatch(/skipped/);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, tempDir } from '../support/cli.js';
 import { twoEnvironments, writeConfig } from '../support/config.js';
@@ -51,7 +51,10 @@ describe('lease names', () => {
   });
 
   it('every locking procedure names a deployment/rds/… target, never its own name', async () => {
-    const env = { name: 'staging', config: { kubernetes: { deployment: 'app', namespace: 'ns' }, rds: { instance: 'prod-db', recovery: {} }, redis: {}, protected: false } } as never;
+    const env = {
+      name: 'staging',
+      config: { kubernetes: { deployment: 'app', namespace: 'ns' }, rds: { instance: 'prod-db', recovery: {} }, redis: {}, protected: false },
+    } as never;
     const byProc: Record<string, string[]> = {};
     for (const e of catalog) {
       const p = await e.load();
@@ -99,10 +102,19 @@ describe('locks per target', () => {
   it('a run needing several targets takes all or none: one held elsewhere → exit 6 and the others released', async () => {
     const kube = new FakeKube(3);
     const now = new Date();
-    await kube.createLease({ name: 'runbook-rds-prod-db', holder: 'alice@laptop run 20261129T030000-beef', durationSeconds: 60, acquireTime: now, renewTime: now });
+    await kube.createLease({
+      name: 'runbook-rds-prod-db',
+      holder: 'alice@laptop run 20261129T030000-beef',
+      durationSeconds: 60,
+      acquireTime: now,
+      renewTime: now,
+    });
     const rds = new FakeRds();
     const { dir } = writeConfig(dbEnv());
-    const r = await runCli(['db', 'restart', '--yes'], { cwd: dir, clientFactories: { ...fakeFactories(kube), aws: async () => rds.clients(), postgres: fakePostgres() } });
+    const r = await runCli(['db', 'restart', '--yes'], {
+      cwd: dir,
+      clientFactories: { ...fakeFactories(kube), aws: async () => rds.clients(), postgres: fakePostgres() },
+    });
     expect(r.code).toBe(6);
     expect(r.stderr).toMatch(/runbook-rds-prod-db is held by alice@laptop run 20261129T030000-beef since 20/);
     expect([...kube.leases.keys()]).toEqual(['runbook-rds-prod-db']);
@@ -133,7 +145,13 @@ describe('locks per target', () => {
   it('an expired Lease is deleted when found, then taken afresh', async () => {
     const kube = new FakeKube(3);
     const old = new Date(Date.now() - 10 * 60_000);
-    await kube.createLease({ name: 'runbook-deployment-app', holder: 'crashed@laptop run 20200101T000000-dead', durationSeconds: 60, acquireTime: old, renewTime: old });
+    await kube.createLease({
+      name: 'runbook-deployment-app',
+      holder: 'crashed@laptop run 20200101T000000-dead',
+      durationSeconds: 60,
+      acquireTime: old,
+      renewTime: old,
+    });
     const del = kube.deleteLease.bind(kube);
     const deleted: string[] = [];
     kube.deleteLease = async (n, v) => (deleted.push(`${n}@${v}`), del(n, v));

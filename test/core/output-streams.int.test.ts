@@ -28,7 +28,12 @@ interface Closed {
 }
 
 /** Spawns asynchronously (the fault proxy lives in this process); kills the child after `timeoutMs`. */
-function run(args: string[], env: Record<string, string>, closed: Closed, timeoutMs = 60_000): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
+function run(
+  args: string[],
+  env: Record<string, string>,
+  closed: Closed,
+  timeoutMs = 60_000,
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [bin, ...args], { env: { ...baseEnv, ...env }, cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -55,7 +60,9 @@ const replicas = async () => (await sb.kube.get<Deployment>('deployments', sb.na
 function lastEvent(journal: string): Record<string, unknown> {
   const files = readdirSync(join(journal, 'runs'));
   expect(files).toHaveLength(1);
-  const lines = readFileSync(join(journal, 'runs', files[0]), 'utf8').trim().split('\n');
+  const lines = readFileSync(join(journal, 'runs', files[0]), 'utf8')
+    .trim()
+    .split('\n');
   return JSON.parse(lines.at(-1)!);
 }
 
@@ -100,7 +107,11 @@ describe('closed output streams (built CLI)', () => {
     await sb.kube.failPods('never-ready');
     let r;
     try {
-      r = await run(['app', 'scale', '--replicas', String(before + 2), '--rollout-timeout', '1s', '--yes'], { RUNBOOK_JOURNAL_DIR: journal }, { stdout: 'now', stderr: 'now' });
+      r = await run(
+        ['app', 'scale', '--replicas', String(before + 2), '--rollout-timeout', '1s', '--yes'],
+        { RUNBOOK_JOURNAL_DIR: journal },
+        { stdout: 'now', stderr: 'now' },
+      );
     } finally {
       await sb.kube.failPods(undefined);
     }
@@ -110,7 +121,9 @@ describe('closed output streams (built CLI)', () => {
     expect(await sb.kube.list('leases', { namespace: sb.namespace })).toEqual([]);
     expect(lastEvent(journal)).toMatchObject({ type: 'run-end', exitCode: 1 });
     for (const p of await sb.kube.list('pods', { namespace: sb.namespace, labelSelector: 'app=api' })) {
-      const ready = (p as { status?: { conditions?: Array<{ type: string; status: string }> } }).status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+      const ready = (p as { status?: { conditions?: Array<{ type: string; status: string }> } }).status?.conditions?.some(
+        (c) => c.type === 'Ready' && c.status === 'True',
+      );
       if (!ready) await sb.kube.remove('pods', sb.namespace, p.metadata.name);
     }
     await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
@@ -125,7 +138,9 @@ describe('a journal directory that cannot be used (built CLI)', () => {
     expect(r.signal, 'it hung and was killed').toBeNull();
     expect(r.code).toBe(2);
     expect(Date.now() - t0).toBeLessThan(10_000);
-    expect(r.stderr.split('\n').filter((l) => l.startsWith('error:'))).toEqual(['error: journal directory /proc/nope cannot be created (ENOENT on /proc/nope); nothing was contacted or changed']);
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('error:'))).toEqual([
+      'error: journal directory /proc/nope cannot be created (ENOENT on /proc/nope); nothing was contacted or changed',
+    ]);
     expect(sb.kube.requests.slice(seen)).toEqual([]);
   });
 

@@ -11,9 +11,12 @@ describe('parameter parsing', () => {
   ])('accepts the integer %j', (raw, n) => expect(parseInteger(raw, '--replicas', 0, 100)).toBe(n));
 
   // Issue 13: " 12 " used to be accepted as 12; a count is now written plainly or refused.
-  it.each(['-1', '1.5', 'three', '', '1e3', '0x10', '101', ' 12 ', ' 3', '3 ', '00000000000000003', '03', '+3', '-0'])('rejects the replica count %j', (raw) => {
-    expect(() => parseInteger(raw, '--replicas', 0, 100)).toThrow(UsageError);
-  });
+  it.each(['-1', '1.5', 'three', '', '1e3', '0x10', '101', ' 12 ', ' 3', '3 ', '00000000000000003', '03', '+3', '-0'])(
+    'rejects the replica count %j',
+    (raw) => {
+      expect(() => parseInteger(raw, '--replicas', 0, 100)).toThrow(UsageError);
+    },
+  );
 
   it.each(['app', 'my-app', 'a.b-c', 'x1'])('accepts the RFC 1123 name %j', (n) => expect(validateK8sName(n, 'name')).toBe(n));
   it.each(['App', '-app', 'app-', 'a_b', '', 'a'.repeat(254), 'app;rm -rf /'])('rejects the name %j', (n) => {

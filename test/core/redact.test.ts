@@ -15,8 +15,22 @@ describe('redaction', () => {
 
   it('masks values under secret-looking keys and {name,value} env pairs in data', () => {
     const r = new Redactor();
-    const out = r.value({ password: 'hunter22', env: [{ name: 'DB_PASSWORD', value: 'x1y2z3' }, { name: 'MODE', value: 'fast' }], nested: { apiKey: 'abcd1234' } });
-    expect(out).toEqual({ password: '****', env: [{ name: 'DB_PASSWORD', value: '****' }, { name: 'MODE', value: 'fast' }], nested: { apiKey: '****' } });
+    const out = r.value({
+      password: 'hunter22',
+      env: [
+        { name: 'DB_PASSWORD', value: 'x1y2z3' },
+        { name: 'MODE', value: 'fast' },
+      ],
+      nested: { apiKey: 'abcd1234' },
+    });
+    expect(out).toEqual({
+      password: '****',
+      env: [
+        { name: 'DB_PASSWORD', value: '****' },
+        { name: 'MODE', value: 'fast' },
+      ],
+      nested: { apiKey: '****' },
+    });
   });
 
   it('recognises secret names', () => {

@@ -17,7 +17,10 @@ function journalWith(events: Ev[], runId = ID): string {
   return dir;
 }
 
-const start = (extra: Record<string, unknown> = {}): Ev => ['run-start', { runId: ID, procedure: 'db restart', environment: 'default', params: {}, operator: 'tester@test', dryRun: 'off', ...extra }];
+const start = (extra: Record<string, unknown> = {}): Ev => [
+  'run-start',
+  { runId: ID, procedure: 'db restart', environment: 'default', params: {}, operator: 'tester@test', dryRun: 'off', ...extra },
+];
 const DOWN = 'Scale the app to 0 (stop traffic to the database)';
 const begun: Ev[] = [
   start(),
@@ -44,7 +47,9 @@ describe('show on an incomplete run', () => {
     expect(r.stdout).toContain(`done:         ${DOWN} (its change stands)`);
     expect(r.stdout).toMatch(/done: +Record the current replicas and check the instance\n/);
     expect(r.stdout).toMatch(/in progress: +Reboot the RDS instance \(started 2026-01-01T00:00:08\.000Z, never recorded as finished/);
-    expect(r.stdout).toMatch(/undo: +none ran \(the run stopped before putting anything back\): Scale the app to 0 \(stop traffic to the database\); Announce the maintenance/);
+    expect(r.stdout).toMatch(
+      /undo: +none ran \(the run stopped before putting anything back\): Scale the app to 0 \(stop traffic to the database\); Announce the maintenance/,
+    );
     expect(r.stdout).toMatch(/lock: +lease runbook-deployment-app \(namespace default\) may still be held/);
     expect(r.stdout).toContain(`Next: runbook resume ${ID}`);
   });
@@ -100,7 +105,10 @@ describe('show on an incomplete run', () => {
   });
 
   it('an incomplete dry run changed nothing', async () => {
-    const dir = journalWith([start({ dryRun: 'plan' }), ['step-start', { step: 'record', title: 'Record the current replicas and check the instance', risk: 'read' }]]);
+    const dir = journalWith([
+      start({ dryRun: 'plan' }),
+      ['step-start', { step: 'record', title: 'Record the current replicas and check the instance', risk: 'read' }],
+    ]);
     const r = await show(dir);
     expect(r.stdout).toMatch(/a dry run: nothing was changed/);
     expect(r.stdout).toMatch(/Next: run the command again/);
@@ -109,8 +117,14 @@ describe('show on an incomplete run', () => {
   it('a resumed run killed again: the steps it carried over from the run it resumed are done, their changes standing', async () => {
     const dir = journalWith([
       start({ resumedFrom: '20251231T000000-abcd' }),
-      ['step-end', { step: 'record', status: 'succeeded', durationMs: 0, data: { replicas: 3 }, carriedFrom: '20251231T000000-abcd', doneAt: '2025-12-31T00:00:01.000Z' }],
-      ['step-end', { step: 'scale-down', status: 'succeeded', durationMs: 0, data: { from: 3 }, carriedFrom: '20251231T000000-abcd', doneAt: '2025-12-31T00:00:02.000Z' }],
+      [
+        'step-end',
+        { step: 'record', status: 'succeeded', durationMs: 0, data: { replicas: 3 }, carriedFrom: '20251231T000000-abcd', doneAt: '2025-12-31T00:00:01.000Z' },
+      ],
+      [
+        'step-end',
+        { step: 'scale-down', status: 'succeeded', durationMs: 0, data: { from: 3 }, carriedFrom: '20251231T000000-abcd', doneAt: '2025-12-31T00:00:02.000Z' },
+      ],
       ['step-start', { step: 'reboot', title: 'Reboot the RDS instance', risk: 'destructive' }],
     ]);
     const r = await show(dir);

@@ -134,7 +134,17 @@ function synthetic(log: string[], opts: { failAt?: string; waitIn?: string; star
   });
 }
 
-async function run(log: string[], o: { answers?: boolean[]; args?: string[]; tty?: boolean; proc?: Parameters<typeof synthetic>[1]; env?: Record<string, string>; interrupts?: { signal: AbortSignal; hard: AbortSignal } } = {}) {
+async function run(
+  log: string[],
+  o: {
+    answers?: boolean[];
+    args?: string[];
+    tty?: boolean;
+    proc?: Parameters<typeof synthetic>[1];
+    env?: Record<string, string>;
+    interrupts?: { signal: AbortSignal; hard: AbortSignal };
+  } = {},
+) {
   return runCli(['info', ...(o.args ?? [])], {
     tty: o.tty ?? true,
     prompter: new LoggingPrompter(log, o.answers ?? []),
@@ -149,7 +159,18 @@ describe('runner', () => {
     const log: string[] = [];
     const r = await run(log, { answers: [true, true, true] });
     expect(r.code, r.stderr).toBe(0);
-    expect(log).toEqual(['run look', 'plan change-a', 'ask Change A', 'run change-a', 'plan change-b', 'ask Change B', 'run change-b', 'plan finish', 'ask Finish', 'run finish']);
+    expect(log).toEqual([
+      'run look',
+      'plan change-a',
+      'ask Change A',
+      'run change-a',
+      'plan change-b',
+      'ask Change B',
+      'run change-b',
+      'plan finish',
+      'ask Finish',
+      'run finish',
+    ]);
     expect(r.stdout).toBe('seen 3, done true\n');
   });
 
@@ -243,7 +264,12 @@ describe('runner', () => {
     const runId = readdirSync(join(journal, 'runs'))[0].replace(/\.ndjson$/, '');
     // The failure put change-a back, so resume has to do change-a again; look's data comes from the journal.
     const second: string[] = [];
-    const resumed = await runCli(['resume', runId, '--yes'], { tty: true, prompter: new LoggingPrompter(second, []), procedureOverride: () => synthetic(second), env });
+    const resumed = await runCli(['resume', runId, '--yes'], {
+      tty: true,
+      prompter: new LoggingPrompter(second, []),
+      procedureOverride: () => synthetic(second),
+      env,
+    });
     expect(resumed.code, resumed.stderr).toBe(0);
     expect(second).not.toContain('run look');
     expect(second).toEqual(expect.arrayContaining(['run change-a', 'run change-b', 'run finish']));

@@ -116,8 +116,18 @@ describe('secrets are resolved before the lock and before any contact', () => {
   });
 
   const cases: Array<[string, string[], (e: Record<string, any>) => void, string]> = [
-    ['db restart: the webhook of its announcement (the Lease was taken first)', ['db', 'restart', '--yes'], (e) => (e.notify.slack.webhook = env('SLACK_WEBHOOK_URL')), 'SLACK_WEBHOOK_URL'],
-    ['security breach: the webhook (it cordoned first)', ['security', 'breach', '--nodes', 'node-1', '--yes'], (e) => (e.notify.slack.webhook = env('SLACK_WEBHOOK_URL')), 'SLACK_WEBHOOK_URL'],
+    [
+      'db restart: the webhook of its announcement (the Lease was taken first)',
+      ['db', 'restart', '--yes'],
+      (e) => (e.notify.slack.webhook = env('SLACK_WEBHOOK_URL')),
+      'SLACK_WEBHOOK_URL',
+    ],
+    [
+      'security breach: the webhook (it cordoned first)',
+      ['security', 'breach', '--nodes', 'node-1', '--yes'],
+      (e) => (e.notify.slack.webhook = env('SLACK_WEBHOOK_URL')),
+      'SLACK_WEBHOOK_URL',
+    ],
     ['cache flush: redis.password', ['cache', 'flush', '--pattern', 'user:*', '--yes'], (e) => (e.redis.password = env('REDIS_PASSWORD')), 'REDIS_PASSWORD'],
     ['cache stats: redis.url', ['cache', 'stats'], (e) => (e.redis.url = env('REDIS_URL')), 'REDIS_URL'],
     ['db connections: postgres.url', ['db', 'connections'], (e) => (e.postgres.url = env('DATABASE_URL')), 'DATABASE_URL'],
@@ -129,8 +139,18 @@ describe('secrets are resolved before the lock and before any contact', () => {
     ['incident errors: metrics.token', ['incident', 'errors'], (e) => (e.metrics.token = env('METRICS_TOKEN')), 'METRICS_TOKEN'],
     ['incident latency: postgres.url', ['incident', 'latency'], (e) => (e.postgres.url = env('DATABASE_URL')), 'DATABASE_URL'],
     ['backup verify: the alert webhook', ['backup', 'verify'], (e) => (e.notify.slack.webhook = env('SLACK_WEBHOOK_URL')), 'SLACK_WEBHOOK_URL'],
-    ['backup verify --restore-test: the test database', ['backup', 'verify', '--restore-test', '--yes'], (e) => (e.backups.restoreTest.url = env('TEST_DATABASE_URL')), 'TEST_DATABASE_URL'],
-    ['db recover: rds.recovery.url', ['db', 'recover', '--snapshot', 'prod-db-snap-1', '--yes'], (e) => (e.rds.recovery = { url: env('RECOVERY_URL') }), 'RECOVERY_URL'],
+    [
+      'backup verify --restore-test: the test database',
+      ['backup', 'verify', '--restore-test', '--yes'],
+      (e) => (e.backups.restoreTest.url = env('TEST_DATABASE_URL')),
+      'TEST_DATABASE_URL',
+    ],
+    [
+      'db recover: rds.recovery.url',
+      ['db', 'recover', '--snapshot', 'prod-db-snap-1', '--yes'],
+      (e) => (e.rds.recovery = { url: env('RECOVERY_URL') }),
+      'RECOVERY_URL',
+    ],
     ['security ddos: cloudflare.token', ['security', 'ddos', '--yes'], () => undefined, 'CLOUDFLARE_TOKEN'],
     ['security ddos revert: cloudflare.token', ['security', 'ddos-revert', '--yes'], () => undefined, 'CLOUDFLARE_TOKEN'],
   ];
@@ -167,10 +187,20 @@ describe('secrets are resolved before the lock and before any contact', () => {
     });
     const { factories } = recordContacts({ kube: async () => new FakeKube() });
     const { dir } = writeConfig(environment());
-    const failed = await runCli(['app', 'scaling'], { cwd: dir, clientFactories: factories, procedureOverride: sneaky, env: { STATUSPAGE_TOKEN: 'sp-token-123456' } });
+    const failed = await runCli(['app', 'scaling'], {
+      cwd: dir,
+      clientFactories: factories,
+      procedureOverride: sneaky,
+      env: { STATUSPAGE_TOKEN: 'sp-token-123456' },
+    });
     expect(failed.code).toBe(2);
     expect(failed.stderr).toMatch(/statuspage\.token was read but not resolved before the run/);
-    const lax = await runCli(['app', 'scaling'], { cwd: dir, clientFactories: factories, procedureOverride: sneaky, env: { STATUSPAGE_TOKEN: 'sp-token-123456', RUNBOOK_STRICT_SECRETS: undefined } });
+    const lax = await runCli(['app', 'scaling'], {
+      cwd: dir,
+      clientFactories: factories,
+      procedureOverride: sneaky,
+      env: { STATUSPAGE_TOKEN: 'sp-token-123456', RUNBOOK_STRICT_SECRETS: undefined },
+    });
     expect(lax.code, lax.stderr).toBe(0);
   });
 });

@@ -22,9 +22,16 @@ afterAll(async () => {
 });
 
 /** Spawns asynchronously: the fault proxy in front of the Kubernetes API server lives in this process and must keep answering. */
-function run(args: string[], env: Record<string, string> = {}, opts: { nodeArgs?: string[]; cwd?: string; replaceEnv?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function run(
+  args: string[],
+  env: Record<string, string> = {},
+  opts: { nodeArgs?: string[]; cwd?: string; replaceEnv?: boolean } = {},
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), bin, ...args], { env: opts.replaceEnv ? env : { ...baseEnv, ...env }, cwd: opts.cwd ?? root });
+    const child = spawn(process.execPath, [...(opts.nodeArgs ?? []), bin, ...args], {
+      env: opts.replaceEnv ? env : { ...baseEnv, ...env },
+      cwd: opts.cwd ?? root,
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -74,7 +81,11 @@ function loadedBy(trace: string): { chunks: string[]; packages: Set<string>; mod
 const replicas = async () => (await sb.kube.get<Deployment>('deployments', sb.namespace, 'app'))!.spec.replicas;
 
 /** Runs the CLI under a pseudo-terminal and answers prompts as they appear. */
-function runInTerminal(args: string[], answers: Array<{ when: RegExp; send: string }>, env: Record<string, string> = {}): Promise<{ code: number; screen: string }> {
+function runInTerminal(
+  args: string[],
+  answers: Array<{ when: RegExp; send: string }>,
+  env: Record<string, string> = {},
+): Promise<{ code: number; screen: string }> {
   return new Promise((resolve) => {
     const term = pty.spawn(process.execPath, [bin, ...args], { cols: 120, rows: 40, cwd: root, env: { ...baseEnv, ...env } });
     let screen = '';
@@ -110,7 +121,11 @@ describe('the built CLI', () => {
     const trace = join(tempDir('trace-'), 'imports.txt');
     const cwd = tempDir('e2e-empty-');
     const env = { PATH: baseEnv.PATH, HOME: baseEnv.HOME, RUNBOOK_JOURNAL_DIR: baseEnv.RUNBOOK_JOURNAL_DIR, TRACE_IMPORTS_FILE: trace };
-    const r = await run(['app', 'restart', '--dry-run=offline'], env, { nodeArgs: ['--import', join(root, 'test/support/trace-imports.mjs')], cwd, replaceEnv: true });
+    const r = await run(['app', 'restart', '--dry-run=offline'], env, {
+      nodeArgs: ['--import', join(root, 'test/support/trace-imports.mjs')],
+      cwd,
+      replaceEnv: true,
+    });
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('$ kubectl rollout restart deployment/app -n production');
     expect(r.stderr).toContain('DRY RUN');
@@ -125,7 +140,11 @@ describe('the built CLI', () => {
     const codeCache = join(home, '.cache', 'runbook', 'code');
     const traced = async () => {
       const trace = join(tempDir('trace-'), 'imports.txt');
-      const r = await run(['app', 'scaling'], { TRACE_IMPORTS_FILE: trace, HOME: home }, { nodeArgs: ['--import', join(root, 'test/support/trace-imports.mjs')] });
+      const r = await run(
+        ['app', 'scaling'],
+        { TRACE_IMPORTS_FILE: trace, HOME: home },
+        { nodeArgs: ['--import', join(root, 'test/support/trace-imports.mjs')] },
+      );
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toMatch(/^POD +STATUS/m);
       return loadedBy(trace);
@@ -148,7 +167,20 @@ describe('the built CLI', () => {
   });
 
   it('the bundle keeps each SDK in chunks of its own, out of main.js', () => {
-    const family = (p: string) => (/^@kubernetes\//.test(p) ? 'kubernetes' : /^@(aws-sdk|smithy|aws-crypto)\//.test(p) ? 'aws' : /^pg(-|$)/.test(p) ? 'pg' : /^(@ioredis\/|ioredis$)/.test(p) ? 'ioredis' : /^@inquirer\//.test(p) ? 'inquirer' : p === 'execa' ? 'execa' : undefined);
+    const family = (p: string) =>
+      /^@kubernetes\//.test(p)
+        ? 'kubernetes'
+        : /^@(aws-sdk|smithy|aws-crypto)\//.test(p)
+          ? 'aws'
+          : /^pg(-|$)/.test(p)
+            ? 'pg'
+            : /^(@ioredis\/|ioredis$)/.test(p)
+              ? 'ioredis'
+              : /^@inquirer\//.test(p)
+                ? 'inquirer'
+                : p === 'execa'
+                  ? 'execa'
+                  : undefined;
     const chunks = chunkIndex();
     for (const [name, c] of Object.entries(chunks)) {
       const families = new Set(Object.keys(c.packages).map(family).filter(Boolean));
@@ -184,7 +216,10 @@ describe('the built CLI', () => {
   });
 
   it('on a terminal, a severe gate asks for the environment name; typing it approves', async () => {
-    const r = await runInTerminal(['app', 'scale', '--replicas', '0', '--env', 'sandbox-protected'], [{ when: /Type the environment name/, send: 'sandbox-protected\r' }]);
+    const r = await runInTerminal(
+      ['app', 'scale', '--replicas', '0', '--env', 'sandbox-protected'],
+      [{ when: /Type the environment name/, send: 'sandbox-protected\r' }],
+    );
     expect(r.screen).toContain('sandbox-protected');
     expect(r.code, r.screen).toBe(0);
     expect(await replicas()).toBe(0);

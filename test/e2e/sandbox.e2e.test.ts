@@ -43,7 +43,21 @@ describe('npm run sandbox', () => {
       expect((await kubectl('get', 'deployment', 'app', '-n', 'production', '-o', 'jsonpath={.spec.replicas}')).stdout).toBe('4');
       // The controllers, the scheduler and kwok really ran the fourth pod.
       await kubectl('rollout', 'status', 'deployment/app', '-n', 'production', '--timeout=30s');
-      const phases = (await kubectl('get', 'pods', '-n', 'production', '-l', 'app=api', '--field-selector=status.phase=Running', '-o', 'jsonpath={range .items[*]}{.metadata.deletionTimestamp}{"/"}{.spec.nodeName}{"\\n"}{end}')).stdout.trim().split('\n');
+      const phases = (
+        await kubectl(
+          'get',
+          'pods',
+          '-n',
+          'production',
+          '-l',
+          'app=api',
+          '--field-selector=status.phase=Running',
+          '-o',
+          'jsonpath={range .items[*]}{.metadata.deletionTimestamp}{"/"}{.spec.nodeName}{"\\n"}{end}',
+        )
+      ).stdout
+        .trim()
+        .split('\n');
       expect(phases.filter((l) => l.startsWith('/') && l.length > 1)).toHaveLength(4);
     } finally {
       child.kill('SIGINT');

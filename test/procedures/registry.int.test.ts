@@ -72,9 +72,6 @@ function cli(argv: string[], extra: Parameters<typeof runCli>[1] = {}) {
   return runCli(argv, { ...extra, env: { ...sb.env, ...(extra.env ?? {}) } });
 }
 
-
-
-
 describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
   let proc: Procedure;
   let args: string[];
@@ -87,7 +84,8 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
     args = sb.localize(proc.examples[0] ?? []);
     // An autoscaler left by an earlier procedure (app autoscale) is a live controller: the real HPA
     // controller would change the deployment's replicas under this procedure's fingerprints.
-    for (const h of await sb.kube.list('horizontalpodautoscalers', { namespace: sb.namespace })) await sb.kube.remove('horizontalpodautoscalers', sb.namespace, h.metadata.name);
+    for (const h of await sb.kube.list('horizontalpodautoscalers', { namespace: sb.namespace }))
+      await sb.kube.remove('horizontalpodautoscalers', sb.namespace, h.metadata.name);
   });
 
   it('has an example, a why and an equivalent command for every step', () => {

@@ -13,7 +13,13 @@ export function writeConfig(config: unknown): { dir: string; path: string } {
 
 /** Two environments on one cluster: staging (unprotected) and production (protected). */
 export function twoEnvironments(extra: { kubeconfig?: string; context?: string; healthUrl?: string; namespace?: string } = {}) {
-  const kubernetes = { kubeconfig: extra.kubeconfig, context: extra.context, namespace: extra.namespace ?? 'production', deployment: 'app', selector: 'app=api' };
+  const kubernetes = {
+    kubeconfig: extra.kubeconfig,
+    context: extra.context,
+    namespace: extra.namespace ?? 'production',
+    deployment: 'app',
+    selector: 'app=api',
+  };
   const health = extra.healthUrl ? { url: extra.healthUrl, attempts: 3, interval: '50ms', timeout: '2s' } : undefined;
   const strip = <T extends object>(o: T) => JSON.parse(JSON.stringify(o)) as T;
   return strip({

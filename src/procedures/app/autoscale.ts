@@ -77,7 +77,15 @@ const apply = step({
     if (cur.hpa && describe(cur.hpa.spec) === describe(spec)) return [];
     if (cur.hpa) await kube.patchHpaSpec(cur.hpa.metadata!.name!, spec, { dryRun: true });
     else await kube.createHpa(hpaObject(name, spec), { dryRun: true });
-    return [{ action: cur.hpa ? 'update' : 'create', target: `hpa/${cur.hpa?.metadata?.name ?? name}`, before: describe(cur.hpa?.spec), after: describe(spec), validated: true }];
+    return [
+      {
+        action: cur.hpa ? 'update' : 'create',
+        target: `hpa/${cur.hpa?.metadata?.name ?? name}`,
+        before: describe(cur.hpa?.spec),
+        after: describe(spec),
+        validated: true,
+      },
+    ];
   },
   async run(ctx): Promise<HpaApplied> {
     const kube = await ctx.clients.kube();
@@ -103,7 +111,7 @@ export default defineProcedure<AppAutoscaleParams>({
   summary: "Create or update the deployment's HorizontalPodAutoscaler",
   seedFixes: [
     '`kubectl autoscale` fails when an autoscaler already exists; this creates it or updates it in place (autoscaling/v2), and puts the old settings back if anything fails.',
-    '--min above --max, or --max above the environment\'s limit, is refused before anything is contacted.',
+    "--min above --max, or --max above the environment's limit, is refused before anything is contacted.",
   ],
   params: [
     { name: 'min', flag: '--min <n>', description: 'minimum replicas', type: 'int', required: true, min: 1 },
@@ -117,7 +125,8 @@ export default defineProcedure<AppAutoscaleParams>({
   validate(p, env) {
     if (p.min > p.max) throw new UsageError(`--min ${p.min} is greater than --max ${p.max}`);
     const limit = env.config.limits.maxReplicas;
-    if (p.max > limit) throw new UsageError(`--max ${p.max} is above this environment's limit of ${limit}`, `raise environments.${env.name}.limits.maxReplicas if intended`);
+    if (p.max > limit)
+      throw new UsageError(`--max ${p.max} is above this environment's limit of ${limit}`, `raise environments.${env.name}.limits.maxReplicas if intended`);
   },
   steps: [current, apply],
 });

@@ -59,7 +59,14 @@ const switchBreaker = step({
     const before = ctx.get(breaker).enabled;
     const want = ctx.params.action === 'enable';
     if (before === want) return [];
-    return [{ action: ctx.params.action, target: `circuit breaker at ${endpoint(ctx).url}`, before: before === null ? 'unknown' : before ? 'enabled' : 'disabled', after: want ? 'enabled' : 'disabled' }];
+    return [
+      {
+        action: ctx.params.action,
+        target: `circuit breaker at ${endpoint(ctx).url}`,
+        before: before === null ? 'unknown' : before ? 'enabled' : 'disabled',
+        after: want ? 'enabled' : 'disabled',
+      },
+    ];
   },
   async run(ctx) {
     await post(ctx, ctx.params.action);
@@ -73,7 +80,8 @@ const switchBreaker = step({
     if (data.previous === null) return;
     await post(ctx, data.previous ? 'enable' : 'disable');
   },
-  undoByHand: (ctx, data) => `curl -X ${ctx.env.config.circuitBreaker?.method ?? 'POST'} ${ctx.env.config.circuitBreaker?.url}/${data.previous ? 'enable' : 'disable'}`,
+  undoByHand: (ctx, data) =>
+    `curl -X ${ctx.env.config.circuitBreaker?.method ?? 'POST'} ${ctx.env.config.circuitBreaker?.url}/${data.previous ? 'enable' : 'disable'}`,
 });
 
 export default defineProcedure<CircuitBreakerParams>({
@@ -82,7 +90,16 @@ export default defineProcedure<CircuitBreakerParams>({
   seedFixes: [
     'The seed POSTs blindly and never checks the answer; this reads the breaker first, checks the HTTP status of the change, verifies the new state, and can put the old state back.',
   ],
-  params: [{ name: 'action', argument: '<enable|disable>', description: 'enable or disable the breaker', type: 'string', required: true, choices: ['enable', 'disable'] }],
+  params: [
+    {
+      name: 'action',
+      argument: '<enable|disable>',
+      description: 'enable or disable the breaker',
+      type: 'string',
+      required: true,
+      choices: ['enable', 'disable'],
+    },
+  ],
   examples: [['enable']],
   requires: ['circuitBreaker'],
   validate(p) {

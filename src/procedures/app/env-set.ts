@@ -18,7 +18,8 @@ const apply = changeEnvStep<AppEnvSetParams>({
   title: 'Set the environment variables',
   why: 'Changing the pod template rolls out new pods with the new values.',
   change: (p) => ({ set: p.vars, unset: [] }),
-  equivalent: (p, env) => `kubectl set env deployment/${deploymentName(env)} -n ${ns(env)} ${p.vars.map((v) => `${v.key}=${looksSecret(v.key) ? REDACTED : v.value}`).join(' ')}`,
+  equivalent: (p, env) =>
+    `kubectl set env deployment/${deploymentName(env)} -n ${ns(env)} ${p.vars.map((v) => `${v.key}=${looksSecret(v.key) ? REDACTED : v.value}`).join(' ')}`,
 });
 
 const rollout = watchRolloutStep<AppEnvSetParams>();
@@ -32,7 +33,7 @@ export default defineProcedure<AppEnvSetParams>({
   ],
   params: [
     { name: 'vars', argument: '<KEY=VALUE...>', description: 'variables to set', type: 'keyValue', required: true },
-    { name: 'container', flag: '--container <name>', description: 'container to change (default: the only one, or the environment\'s)', type: 'k8sName' },
+    { name: 'container', flag: '--container <name>', description: "container to change (default: the only one, or the environment's)", type: 'k8sName' },
     { name: 'rolloutTimeout', flag: '--rollout-timeout <duration>', description: 'how long to wait for the rollout', type: 'duration' },
   ],
   examples: [['RATE_LIMIT=100']],

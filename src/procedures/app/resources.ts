@@ -78,7 +78,12 @@ export function sameResources(a: V1ResourceRequirements | null | undefined, b: V
 
 function describe(r: V1ResourceRequirements | null | undefined): string {
   if (!r) return 'none';
-  const f = (o?: Record<string, unknown>) => (o ? Object.entries(o).map(([k, v]) => `${k}=${v}`).join(',') : '-');
+  const f = (o?: Record<string, unknown>) =>
+    o
+      ? Object.entries(o)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',')
+      : '-';
   return `requests ${f(r.requests)} limits ${f(r.limits)}`;
 }
 
@@ -86,10 +91,11 @@ const step = stepFor<AppResourcesParams>();
 
 const current = step({
   id: 'current',
-  title: 'Read the container\'s current resources',
+  title: "Read the container's current resources",
   why: 'To merge the change with what is there, check requests ≤ limits on the result, and be able to put it back.',
   risk: 'read',
-  equivalent: (p, env) => `kubectl get deployment/${deploymentName(env)} -n ${ns(env)} -o jsonpath='{.spec.template.spec.containers[?(@.name=="${p.container ?? env.config.kubernetes?.container ?? '*'}")].resources}'`,
+  equivalent: (p, env) =>
+    `kubectl get deployment/${deploymentName(env)} -n ${ns(env)} -o jsonpath='{.spec.template.spec.containers[?(@.name=="${p.container ?? env.config.kubernetes?.container ?? '*'}")].resources}'`,
   async run(ctx): Promise<Current> {
     const kube = await ctx.clients.kube();
     const d = await kube.getDeployment(deploymentName(ctx.env));
@@ -117,7 +123,15 @@ const patch = step({
     if (sameResources(next, cur.resources)) return [];
     const kube = await ctx.clients.kube();
     await kube.patchDeployment(deploymentName(ctx.env), patchFor(cur.container, next), 'strategic', { dryRun: true });
-    return [{ action: 'update', target: `deployment/${deploymentName(ctx.env)} container ${cur.container}`, before: describe(cur.resources), after: describe(next), validated: true }];
+    return [
+      {
+        action: 'update',
+        target: `deployment/${deploymentName(ctx.env)} container ${cur.container}`,
+        before: describe(cur.resources),
+        after: describe(next),
+        validated: true,
+      },
+    ];
   },
   async run(ctx): Promise<ResourcesApplied> {
     const cur = ctx.get(current);
@@ -142,7 +156,7 @@ export default defineProcedure<AppResourcesParams>({
     'If the rollout does not complete, the previous resources are put back.',
   ],
   params: [
-    { name: 'container', flag: '--container <name>', description: 'container to change (default: the only one, or the environment\'s)', type: 'k8sName' },
+    { name: 'container', flag: '--container <name>', description: "container to change (default: the only one, or the environment's)", type: 'k8sName' },
     { name: 'cpuRequest', flag: '--cpu-request <qty>', description: 'CPU request, e.g. 500m', type: 'quantity' },
     { name: 'memoryRequest', flag: '--memory-request <qty>', description: 'memory request, e.g. 512Mi', type: 'quantity' },
     { name: 'cpuLimit', flag: '--cpu-limit <qty>', description: 'CPU limit, e.g. 1000m', type: 'quantity' },

@@ -46,7 +46,14 @@ export default defineProcedure<AppRestartParams>({
     'The seed never checks that the rollout finished before calling the health URL; this watches the rollout with the same rules as `kubectl rollout status`, with a time limit.',
     'The seed curls the health URL once; this retries with a limit, because new pods may need a moment.',
   ],
-  params: [{ name: 'rolloutTimeout', flag: '--rollout-timeout <duration>', description: 'how long to wait for the rollout (default: the environment\'s rollout.timeout)', type: 'duration' }],
+  params: [
+    {
+      name: 'rolloutTimeout',
+      flag: '--rollout-timeout <duration>',
+      description: "how long to wait for the rollout (default: the environment's rollout.timeout)",
+      type: 'duration',
+    },
+  ],
   examples: [[]],
   requires: ['kubernetes'],
   kube: ['getDeployment', 'patchDeployment', 'watchDeployment', 'listPods', 'listReplicaSets', 'readPodLog'],

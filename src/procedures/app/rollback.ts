@@ -53,7 +53,8 @@ const history = step({
     let target: number;
     if (ctx.params.toRevision !== undefined) {
       if (ctx.params.toRevision === current) throw new UsageError(`revision ${current} is the current one; nothing to roll back to`);
-      if (!known.includes(ctx.params.toRevision)) throw new UsageError(`revision ${ctx.params.toRevision} not found`, `known revisions: ${known.join(', ') || 'none'}`);
+      if (!known.includes(ctx.params.toRevision))
+        throw new UsageError(`revision ${ctx.params.toRevision} not found`, `known revisions: ${known.join(', ') || 'none'}`);
       target = ctx.params.toRevision;
     } else {
       const older = known.filter((r) => r < current);
@@ -68,14 +69,22 @@ const history = step({
 const rollback = step({
   id: 'rollback',
   title: 'Roll back the pod template',
-  why: 'Puts the old ReplicaSet\'s pod template back on the deployment, as `kubectl rollout undo` does; Kubernetes then rolls pods to it.',
+  why: "Puts the old ReplicaSet's pod template back on the deployment, as `kubectl rollout undo` does; Kubernetes then rolls pods to it.",
   risk: 'write',
   equivalent: (p, env) => `kubectl rollout undo deployment/${deploymentName(env)} -n ${ns(env)}${p.toRevision ? ` --to-revision=${p.toRevision}` : ''}`,
   async plan(ctx) {
     const h = ctx.get(history);
     const kube = await ctx.clients.kube();
     await kube.patchDeployment(deploymentName(ctx.env), templatePatch(h.targetTemplate), 'json', { dryRun: true });
-    return [{ action: 'roll back', target: `deployment/${deploymentName(ctx.env)}`, before: `revision ${h.current} (${images(h.currentTemplate)})`, after: `revision ${h.target} (${images(h.targetTemplate)})`, validated: true }];
+    return [
+      {
+        action: 'roll back',
+        target: `deployment/${deploymentName(ctx.env)}`,
+        before: `revision ${h.current} (${images(h.currentTemplate)})`,
+        after: `revision ${h.target} (${images(h.targetTemplate)})`,
+        validated: true,
+      },
+    ];
   },
   async run(ctx) {
     const h = ctx.get(history);
@@ -111,7 +120,15 @@ export default defineProcedure<AppRollbackParams>({
   render(run) {
     const h = run.find(history);
     if (!h) return '';
-    return table(['REVISION', 'REPLICASET', 'IMAGE', 'CHANGE-CAUSE'], h.revisions.map((r) => [`${r.revision}${r.revision === h.target ? ' (now)' : r.revision === h.current ? ' (was)' : ''}`, r.replicaSet, r.image, r.changeCause]));
+    return table(
+      ['REVISION', 'REPLICASET', 'IMAGE', 'CHANGE-CAUSE'],
+      h.revisions.map((r) => [
+        `${r.revision}${r.revision === h.target ? ' (now)' : r.revision === h.current ? ' (was)' : ''}`,
+        r.replicaSet,
+        r.image,
+        r.changeCause,
+      ]),
+    );
   },
 });
 

@@ -21,7 +21,10 @@ const current = step({
     const kube = await ctx.clients.kube();
     const d = await kube.getDeployment(deploymentName(ctx.env));
     const hpa = (await kube.listHpas()).find((h) => h.spec?.scaleTargetRef?.name === deploymentName(ctx.env));
-    if (hpa) ctx.reporter.warn(`HPA ${hpa.metadata?.name} manages this deployment (min ${hpa.spec?.minReplicas ?? 1}, max ${hpa.spec?.maxReplicas}); it may change the count again`);
+    if (hpa)
+      ctx.reporter.warn(
+        `HPA ${hpa.metadata?.name} manages this deployment (min ${hpa.spec?.minReplicas ?? 1}, max ${hpa.spec?.maxReplicas}); it may change the count again`,
+      );
     return { replicas: d.spec?.replicas ?? 0, hpa: hpa?.metadata?.name ?? null };
   },
 });
@@ -37,7 +40,15 @@ const scale = step({
     if (from === ctx.params.replicas) return [];
     const kube = await ctx.clients.kube();
     await kube.scaleDeployment(deploymentName(ctx.env), ctx.params.replicas, { dryRun: true });
-    return [{ action: 'scale', target: `deployment/${deploymentName(ctx.env)}`, before: from === undefined ? undefined : String(from), after: String(ctx.params.replicas), validated: true }];
+    return [
+      {
+        action: 'scale',
+        target: `deployment/${deploymentName(ctx.env)}`,
+        before: from === undefined ? undefined : String(from),
+        after: String(ctx.params.replicas),
+        validated: true,
+      },
+    ];
   },
   async run(ctx) {
     const kube = await ctx.clients.kube();
@@ -59,7 +70,7 @@ export default defineProcedure<AppScaleParams>({
   summary: "Set the deployment's replica count and wait for it",
   seedFixes: [
     'Scaling to 0 takes the service down: it is treated as destructive and gated, which the seed never did.',
-    'The replica count is checked against the environment\'s limits.maxReplicas before anything is contacted.',
+    "The replica count is checked against the environment's limits.maxReplicas before anything is contacted.",
     'If the new pods never become ready, the deployment is scaled back to the count it had.',
   ],
   params: [
@@ -72,7 +83,11 @@ export default defineProcedure<AppScaleParams>({
   locks: (_p, env) => [lockTargets.deployment(env)],
   validate(p, env) {
     const max = env.config.limits.maxReplicas;
-    if (p.replicas > max) throw new UsageError(`--replicas ${p.replicas} is above this environment's limit of ${max}`, `raise environments.${env.name}.limits.maxReplicas if that is really intended`);
+    if (p.replicas > max)
+      throw new UsageError(
+        `--replicas ${p.replicas} is above this environment's limit of ${max}`,
+        `raise environments.${env.name}.limits.maxReplicas if that is really intended`,
+      );
   },
   steps: [current, scale, rollout],
 });

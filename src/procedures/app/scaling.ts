@@ -15,7 +15,8 @@ const scaling = step({
   title: 'Read the autoscaler, the deployment and its pods',
   why: 'One view of what the autoscaler wants and what is running.',
   risk: 'read',
-  equivalent: (_p, env) => `kubectl get hpa -n ${ns(env)} && kubectl get pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`}`,
+  equivalent: (_p, env) =>
+    `kubectl get hpa -n ${ns(env)} && kubectl get pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`}`,
   async run(ctx): Promise<Scaling> {
     const kube = await ctx.clients.kube();
     const name = deploymentName(ctx.env);
@@ -57,10 +58,18 @@ export default defineProcedure<Record<string, never>>({
     parts.push(`deployment/${s.deployment.name}: ${s.deployment.ready}/${s.deployment.replicas} ready, ${s.deployment.available} available`);
     if (s.hpa) {
       parts.push(
-        table(['HPA', 'MIN', 'MAX', 'CURRENT', 'DESIRED', 'CPU'], [[s.hpa.name, s.hpa.min, s.hpa.max, s.hpa.current, s.hpa.desired, `${s.hpa.cpuCurrent ?? '?'}%/${s.hpa.cpuTarget ?? '?'}%`]]).trimEnd(),
+        table(
+          ['HPA', 'MIN', 'MAX', 'CURRENT', 'DESIRED', 'CPU'],
+          [[s.hpa.name, s.hpa.min, s.hpa.max, s.hpa.current, s.hpa.desired, `${s.hpa.cpuCurrent ?? '?'}%/${s.hpa.cpuTarget ?? '?'}%`]],
+        ).trimEnd(),
       );
     } else parts.push('no autoscaler');
-    parts.push(table(['POD', 'STATUS', 'READY', 'RESTARTS', 'AGE', 'NODE'], s.pods.map((p) => [p.name, p.phase, p.ready, p.restarts, p.age, p.node])).trimEnd());
+    parts.push(
+      table(
+        ['POD', 'STATUS', 'READY', 'RESTARTS', 'AGE', 'NODE'],
+        s.pods.map((p) => [p.name, p.phase, p.ready, p.restarts, p.age, p.node]),
+      ).trimEnd(),
+    );
     return parts.join('\n\n') + '\n';
   },
 });

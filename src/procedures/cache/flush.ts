@@ -76,7 +76,7 @@ export function checkPattern(p: string): string {
   const hint = 'to delete every key in the database use --all (FLUSHDB ASYNC behind a typed confirmation)';
   if (p.trim() === '') throw new UsageError('--pattern must not be empty', hint);
   if (/^\*+$/.test(p)) throw new UsageError(`--pattern ${shellQuote(p)} matches every key`, hint);
-  if (/[\u0000-\u001f\u007f]/.test(p)) throw new UsageError('--pattern contains a control character', 'quote the pattern, e.g. --pattern \'user:*\'');
+  if (/[\u0000-\u001f\u007f]/.test(p)) throw new UsageError('--pattern contains a control character', "quote the pattern, e.g. --pattern 'user:*'");
   for (let i = 0; i < p.length; i++) {
     if (p[i] === '\\') {
       if (i === p.length - 1) throw new UsageError(`--pattern ${shellQuote(p)} ends with a lone backslash`, 'escape a literal backslash as \\\\');
@@ -96,7 +96,11 @@ export function checkPattern(p: string): string {
 
 async function masters(ctx: StepContext<CacheFlushParams>): Promise<{ nodes: RedisNode[]; lanes: number; target: string }> {
   const client = await ctx.clients.redis();
-  return { nodes: client.masters(), lanes: client.scanLanes, target: client.cluster ? `${client.target} (${client.masters().length} masters)` : `db ${client.db} at ${client.target.replace(/\/\d+$/, '')}` };
+  return {
+    nodes: client.masters(),
+    lanes: client.scanLanes,
+    target: client.cluster ? `${client.target} (${client.masters().length} masters)` : `db ${client.db} at ${client.target.replace(/\/\d+$/, '')}`,
+  };
 }
 
 async function countKeys(ctx: StepContext<CacheFlushParams>, pattern: string): Promise<CountData & { matched: number }> {
@@ -198,7 +202,9 @@ const unlink = step({
     const deleted = perNode.reduce((a, x) => a + x.n, 0);
     const quiet = nodes.every((_, i) => undisturbed(before[i], after[i], perNode[i].n));
     const keysPerSecond = Math.round(deleted / Math.max(durationMs / 1000, 0.001));
-    ctx.log(`deleted ${formatInt(deleted)} keys in ${formatDuration(durationMs)} (${formatInt(keysPerSecond)} keys/s)${c.matched === null ? `: the exact count (the estimate was ${describeCount(c).replace(/ \(.*$/, '')})` : ''}`);
+    ctx.log(
+      `deleted ${formatInt(deleted)} keys in ${formatDuration(durationMs)} (${formatInt(keysPerSecond)} keys/s)${c.matched === null ? `: the exact count (the estimate was ${describeCount(c).replace(/ \(.*$/, '')})` : ''}`,
+    );
     return {
       pattern,
       matched: c.matched ?? deleted,
@@ -231,7 +237,9 @@ const verify = step({
     }
     const c = await countKeys(ctx, ctx.params.pattern!);
     if (c.matched > 0) {
-      ctx.reporter.warn(`${formatInt(c.matched)} keys match ${shellQuote(ctx.params.pattern!)} again: written since the flush began (the application is refilling the cache); run again to remove them`);
+      ctx.reporter.warn(
+        `${formatInt(c.matched)} keys match ${shellQuote(ctx.params.pattern!)} again: written since the flush began (the application is refilling the cache); run again to remove them`,
+      );
     }
     return { remaining: c.matched, method: 'scan' };
   },
@@ -307,7 +315,8 @@ export default defineProcedure<CacheFlushParams>({
   requires: ['redis'],
   locks: (_p, env) => [lockTargets.redis(env)],
   validate(p) {
-    if (p.pattern !== undefined && p.all) throw new UsageError('--pattern and --all cannot be combined', 'use --pattern to delete some keys, or --all for every key');
+    if (p.pattern !== undefined && p.all)
+      throw new UsageError('--pattern and --all cannot be combined', 'use --pattern to delete some keys, or --all for every key');
     if (p.pattern === undefined && !p.all) throw new UsageError('cache flush needs --pattern <glob> or --all', "e.g. runbook cache flush --pattern 'user:*'");
     if (p.pattern !== undefined) checkPattern(p.pattern);
   },
@@ -319,7 +328,7 @@ export default defineProcedure<CacheFlushParams>({
     const matched = u?.matched ?? c?.matched ?? run.find(size)?.keys;
     const what = c ? `keys matching ${shellQuote(c.pattern)}` : 'keys in the database';
     // Only an estimate when the run stopped before the deletion counted them (e.g. declined).
-    const shown = matched != null ? formatInt(matched) : c?.estimate ? `~${formatInt(roundEstimate(c.estimate.keys))}` : '0';
+    const shown = matched !== null && matched !== undefined ? formatInt(matched) : c?.estimate ? `~${formatInt(roundEstimate(c.estimate.keys))}` : '0';
     return table(['WHAT', 'MATCHED', 'DELETED', 'REMAINING'], [[what, shown, formatInt(u?.deleted ?? 0), v ? formatInt(v.remaining) : '-']]);
   },
 });

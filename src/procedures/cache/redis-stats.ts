@@ -108,4 +108,3 @@ export async function readStats(masters: RedisNode[]): Promise<CacheStats> {
 export function formatRate(rate: number | null): string {
   return rate === null ? 'n/a' : `${(rate * 100).toFixed(1)}%`;
 }
-

@@ -40,7 +40,12 @@ export default defineProcedure<Record<string, never>>({
       ['ops/s', formatInt(s.opsPerSec)],
     ];
     const dbs = Object.entries(s.keyspace).sort(([a], [b]) => Number(a.slice(2)) - Number(b.slice(2)));
-    const keyspace = dbs.length ? table(['DB', 'KEYS', 'WITH TTL'], dbs.map(([db, v]) => [db, formatInt(v.keys), formatInt(v.expires)])) : 'no keys\n';
+    const keyspace = dbs.length
+      ? table(
+          ['DB', 'KEYS', 'WITH TTL'],
+          dbs.map(([db, v]) => [db, formatInt(v.keys), formatInt(v.expires)]),
+        )
+      : 'no keys\n';
     return `${table(['METRIC', 'VALUE'], rows)}\n${keyspace}`;
   },
 });

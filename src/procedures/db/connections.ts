@@ -79,7 +79,9 @@ export default defineProcedure<DbConnectionsParams>({
     "The seed's count(*) mixes client sessions with replication and background processes, and never compares it with max_connections; this counts client backends against max_connections minus the reserved slots, and lists the others apart.",
     'Adds what you need to decide what to kill: who holds the connections (application, user) and the longest idle and active sessions.',
   ],
-  params: [{ name: 'top', flag: '--top <n>', description: 'how many of the longest idle and active sessions to show', type: 'int', default: 5, min: 1, max: 100 }],
+  params: [
+    { name: 'top', flag: '--top <n>', description: 'how many of the longest idle and active sessions to show', type: 'int', default: 5, min: 1, max: 100 },
+  ],
   examples: [[], ['--top', '10']],
   requires: ['postgres'],
   steps: [connections],
@@ -90,13 +92,26 @@ export default defineProcedure<DbConnectionsParams>({
       `${r.total} client connection(s) of ${r.maxConnections - r.reserved} usable (max_connections ${r.maxConnections}, ${r.reserved} reserved for superusers): ${r.usedPercent}% used`,
       r.otherBackends.length ? `other backends: ${r.otherBackends.map((o) => `${o.type} ${o.count}`).join(', ')}` : '',
       '',
-      table(['STATE', 'COUNT'], r.byState.map((s) => [s.state, s.count])).trimEnd(),
+      table(
+        ['STATE', 'COUNT'],
+        r.byState.map((s) => [s.state, s.count]),
+      ).trimEnd(),
       '',
-      table(['APPLICATION', 'USER', 'COUNT'], r.byApplication.map((a) => [a.application, a.user, a.count])).trimEnd(),
+      table(
+        ['APPLICATION', 'USER', 'COUNT'],
+        r.byApplication.map((a) => [a.application, a.user, a.count]),
+      ).trimEnd(),
     ];
     const sessions = (title: string, rows: Session[], col: 'stateSeconds' | 'querySeconds') => {
       if (!rows.length) return;
-      out.push('', title, table(['PID', 'USER', 'APPLICATION', 'STATE', 'FOR', 'QUERY'], rows.map((s) => [s.pid, s.user, s.application, s.state, secondsText(s[col]), oneLine(s.query)])).trimEnd());
+      out.push(
+        '',
+        title,
+        table(
+          ['PID', 'USER', 'APPLICATION', 'STATE', 'FOR', 'QUERY'],
+          rows.map((s) => [s.pid, s.user, s.application, s.state, secondsText(s[col]), oneLine(s.query)]),
+        ).trimEnd(),
+      );
     };
     sessions('longest idle:', r.longestIdle, 'stateSeconds');
     sessions('longest active:', r.longestActive, 'querySeconds');

@@ -1,10 +1,9 @@
 // The read steps of the database diagnostics (slow queries, locks, replication), shared by their
 // procedures and by `incident latency`.
 import { CheckFailedError, errorMessage, UsageError } from '../../core/errors.js';
-import { defineProcedure, type Step, stepFor } from '../../core/procedure.js';
-import { table } from '../../core/table.js';
+import { type Step } from '../../core/procedure.js';
 import { primaryRef, secondsText, withPg } from './rds.js';
-import { oneLine, scrubRows } from './sessions.js';
+import { scrubRows } from './sessions.js';
 import { describeRef } from '../../core/config.js';
 
 export interface DbSlowQueriesParams {
@@ -42,11 +41,13 @@ export function slowQueriesStep<P extends DbSlowQueriesParams>(): Step<P, SlowQu
       `psql "${primaryRef(env)}" -c "SELECT query, calls, mean_exec_time, total_exec_time FROM pg_stat_statements WHERE mean_exec_time > ${p.minMeanMs} ORDER BY mean_exec_time DESC LIMIT ${p.limit}"`,
     async run(ctx) {
       return withPg(ctx, async (c) => {
-        const ext = await c.query<{ schema: string }>(`SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'`);
+        const ext = await c.query<{ schema: string }>(
+          `SELECT n.nspname AS schema FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements'`,
+        );
         if (!ext.length) {
           throw new CheckFailedError(
             'pg_stat_statements is not installed in this database, so there are no statement statistics',
-            "add pg_stat_statements to shared_preload_libraries (needs a restart), then run CREATE EXTENSION pg_stat_statements; on RDS set it in the DB parameter group",
+            'add pg_stat_statements to shared_preload_libraries (needs a restart), then run CREATE EXTENSION pg_stat_statements; on RDS set it in the DB parameter group',
           );
         }
         const view = `"${ext[0].schema.replace(/"/g, '""')}".pg_stat_statements`;
@@ -111,7 +112,10 @@ export function locksStep<P>(): Step<P, LocksReport> {
         );
         const blockerPids = [...new Set(blocked.flatMap((b) => b.blockedBy))];
         const blockers = blockerPids.length
-          ? await c.query<LockSession & Record<string, unknown>>(`SELECT ${COLS} FROM pg_stat_activity WHERE pid = ANY($1::int[]) ORDER BY xact_start NULLS LAST`, [blockerPids])
+          ? await c.query<LockSession & Record<string, unknown>>(
+              `SELECT ${COLS} FROM pg_stat_activity WHERE pid = ANY($1::int[]) ORDER BY xact_start NULLS LAST`,
+              [blockerPids],
+            )
           : [];
         const blocking = blockers.map((b) => ({ ...b, blocks: blocked.filter((x) => x.blockedBy.includes(b.pid)).length, root: b.blockedBy.length === 0 }));
         ctx.log(`${blocked.length} blocked session(s), ${blocking.filter((b) => b.root).length} root blocker(s)`);
@@ -182,7 +186,9 @@ export function primaryStep<P>(): Step<P, PrimaryReport> {
       `psql "${primaryRef(env)}" -c "SELECT application_name, client_addr, state, sync_state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) AS lag_bytes, replay_lag FROM pg_stat_replication"`,
     async run(ctx): Promise<PrimaryReport> {
       return withPg(ctx, async (c) => {
-        const [me] = await c.query<{ recovery: boolean; lsn: string | null }>(`SELECT pg_is_in_recovery() AS recovery, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn`);
+        const [me] = await c.query<{ recovery: boolean; lsn: string | null }>(
+          `SELECT pg_is_in_recovery() AS recovery, CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS lsn`,
+        );
         if (me.recovery) ctx.reporter.warn(`${primaryRef(ctx.env)} is itself a standby (pg_is_in_recovery); postgres.url should point at the primary`);
         const standbys = me.recovery
           ? []

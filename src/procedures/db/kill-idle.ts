@@ -19,9 +19,17 @@ export default defineProcedure<DbKillIdleParams>({
   ],
   params: [
     { name: 'olderThan', flag: '--idle-for <duration>', description: 'only sessions idle longer than this', type: 'duration', default: '10m' },
-    { name: 'inTransaction', flag: '--in-transaction', description: "also sessions 'idle in transaction' (they hold locks; their transaction is rolled back)", type: 'boolean' },
+    {
+      name: 'inTransaction',
+      flag: '--in-transaction',
+      description: "also sessions 'idle in transaction' (they hold locks; their transaction is rolled back)",
+      type: 'boolean',
+    },
   ],
-  examples: [['--idle-for', '10m'], ['--idle-for', '30s', '--in-transaction']],
+  examples: [
+    ['--idle-for', '10m'],
+    ['--idle-for', '30s', '--in-transaction'],
+  ],
   requires: ['postgres'],
   locks: (_p, env) => [lockTargets.postgres(env)],
   validate: (p) => atLeastOneSecond(p.olderThan, '--idle-for'),

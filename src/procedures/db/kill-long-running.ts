@@ -21,7 +21,10 @@ export default defineProcedure<DbKillLongRunningParams>({
     { name: 'olderThan', flag: '--older-than <duration>', description: 'only queries running longer than this', type: 'duration', default: '5m' },
     { name: 'cancel', flag: '--cancel', description: 'cancel the query (pg_cancel_backend) instead of terminating the session', type: 'boolean' },
   ],
-  examples: [['--older-than', '5m'], ['--older-than', '1m', '--cancel']],
+  examples: [
+    ['--older-than', '5m'],
+    ['--older-than', '1m', '--cancel'],
+  ],
   requires: ['postgres'],
   locks: (_p, env) => [lockTargets.postgres(env)],
   validate: (p) => atLeastOneSecond(p.olderThan, '--older-than'),

@@ -33,12 +33,15 @@ interface Verified {
  * the literal is built from the number, never from the text the user typed.
  */
 export function alterSystemSql(n: number): string {
-  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_CONNECTIONS_LIMIT) throw new UsageError(`max_connections must be a whole number from 1 to ${MAX_CONNECTIONS_LIMIT}, got ${n}`);
+  if (!Number.isSafeInteger(n) || n < 1 || n > MAX_CONNECTIONS_LIMIT)
+    throw new UsageError(`max_connections must be a whole number from 1 to ${MAX_CONNECTIONS_LIMIT}, got ${n}`);
   return `ALTER SYSTEM SET max_connections = '${String(Math.trunc(n))}'`;
 }
 
 async function readCurrent(c: PgConnection): Promise<Current> {
-  const [s] = await c.query<{ running: string; pending: boolean }>(`SELECT setting AS running, pending_restart AS pending FROM pg_settings WHERE name = 'max_connections'`);
+  const [s] = await c.query<{ running: string; pending: boolean }>(
+    `SELECT setting AS running, pending_restart AS pending FROM pg_settings WHERE name = 'max_connections'`,
+  );
   const auto = await c.query<{ setting: string }>(
     `SELECT setting FROM pg_file_settings WHERE name = 'max_connections' AND sourcefile LIKE '%postgresql.auto.conf' ORDER BY seqno DESC LIMIT 1`,
   );
@@ -58,9 +61,14 @@ const current = step({
   equivalent: (_p, env) => `psql "${primaryRef(env)}" -c "SELECT setting, pending_restart FROM pg_settings WHERE name = 'max_connections'"`,
   async run(ctx): Promise<Current> {
     const cur = await withPg(ctx, readCurrent);
-    if (ctx.params.value < cur.inUse) ctx.reporter.warn(`${cur.inUse} client connections are open now, more than ${ctx.params.value}: after the restart, clients above the limit will be refused`);
+    if (ctx.params.value < cur.inUse)
+      ctx.reporter.warn(
+        `${cur.inUse} client connections are open now, more than ${ctx.params.value}: after the restart, clients above the limit will be refused`,
+      );
     if (cur.replicas > 0 && ctx.params.value > cur.running) {
-      ctx.reporter.warn(`${cur.replicas} hot-standby replica(s) stream from this server: their max_connections must be at least ${ctx.params.value} before the primary restarts with it, or they stop`);
+      ctx.reporter.warn(
+        `${cur.replicas} hot-standby replica(s) stream from this server: their max_connections must be at least ${ctx.params.value} before the primary restarts with it, or they stop`,
+      );
     }
     return cur;
   },
@@ -113,7 +121,7 @@ const verify = step({
   risk: 'read',
   followsWrite: true,
   equivalent: (_p, env) => `psql "${primaryRef(env)}" -c "SELECT setting, pending_restart FROM pg_settings WHERE name = 'max_connections'"`,
-  plan: async (ctx) => [{ action: 'read pending_restart of', target: 'max_connections', after: 'true until the server restarts (runbook db restart)' }],
+  plan: async () => [{ action: 'read pending_restart of', target: 'max_connections', after: 'true until the server restarts (runbook db restart)' }],
   async run(ctx): Promise<Verified> {
     const want = ctx.params.value;
     // The reload is asynchronous (SIGHUP): give the server a moment to read the file.
@@ -122,8 +130,13 @@ const verify = step({
       const written = ctx.find(alter) !== undefined;
       const settled = !written || (cur.autoConf === String(want) && (cur.running === want || cur.pendingRestart));
       if (settled || i >= 20) {
-        if (written && cur.autoConf !== String(want)) throw new StepError(`postgresql.auto.conf does not hold max_connections = ${want} after ALTER SYSTEM (it holds ${cur.autoConf ?? 'nothing'})`);
-        const restartCommand = cur.pendingRestart ? (ctx.env.config.rds ? 'runbook db restart' : 'restart the PostgreSQL server (e.g. pg_ctl restart, or systemctl restart postgresql)') : null;
+        if (written && cur.autoConf !== String(want))
+          throw new StepError(`postgresql.auto.conf does not hold max_connections = ${want} after ALTER SYSTEM (it holds ${cur.autoConf ?? 'nothing'})`);
+        const restartCommand = cur.pendingRestart
+          ? ctx.env.config.rds
+            ? 'runbook db restart'
+            : 'restart the PostgreSQL server (e.g. pg_ctl restart, or systemctl restart postgresql)'
+          : null;
         if (cur.pendingRestart) ctx.reporter.warn(`max_connections is still ${cur.running}: ${want} applies only after a server restart — ${restartCommand}`);
         return { running: cur.running, configured: want, pendingRestart: cur.pendingRestart, restartCommand };
       }
@@ -140,7 +153,17 @@ export default defineProcedure<DbMaxConnectionsParams>({
     'The value is validated (1..262143) before anything is contacted, and the previous setting is put back if the change cannot be verified.',
     'Hot-standby replicas refuse to start with a lower max_connections than the primary: raise theirs first; this warns when replicas are streaming.',
   ],
-  params: [{ name: 'value', argument: '<n>', description: `the new max_connections (1..${MAX_CONNECTIONS_LIMIT})`, type: 'int', required: true, min: 1, max: MAX_CONNECTIONS_LIMIT }],
+  params: [
+    {
+      name: 'value',
+      argument: '<n>',
+      description: `the new max_connections (1..${MAX_CONNECTIONS_LIMIT})`,
+      type: 'int',
+      required: true,
+      min: 1,
+      max: MAX_CONNECTIONS_LIMIT,
+    },
+  ],
   examples: [['200']],
   requires: ['postgres'],
   locks: (_p, env) => [lockTargets.postgres(env)],

@@ -20,7 +20,11 @@ export function rdsOf(env: ResolvedEnvironment): RdsConfig {
 export function rdsDatabaseUrl(ctx: Pick<StepContext<unknown>, 'clients' | 'env'>): string {
   const r = rdsOf(ctx.env);
   const ref = r.url ?? ctx.env.config.postgres?.url;
-  if (!ref) throw new UsageError(`environment "${ctx.env.name}" says nothing about how to connect to the database on ${r.instance}`, `set environments.${ctx.env.name}.rds.url (or postgres.url), e.g. { env: DATABASE_URL }`);
+  if (!ref)
+    throw new UsageError(
+      `environment "${ctx.env.name}" says nothing about how to connect to the database on ${r.instance}`,
+      `set environments.${ctx.env.name}.rds.url (or postgres.url), e.g. { env: DATABASE_URL }`,
+    );
   return ctx.clients.secret(ref, `environments.${ctx.env.name}.rds.url`);
 }
 
@@ -43,7 +47,6 @@ export async function withPg<T>(ctx: Pick<StepContext<unknown>, 'clients'>, fn: 
     await conn.close();
   }
 }
-
 
 /**
  * `SELECT 1` until it answers or `timeoutMs` passes, backing off from 250 ms to 5 s between tries:
@@ -78,7 +81,10 @@ export async function selectOneWithRetries(
     }
     const left = timeoutMs - (performance.now() - t0);
     if (left <= 0) {
-      throw new StepError(`the database did not answer SELECT 1 within ${formatDuration(timeoutMs)} (${attempts} attempts): ${last}`, 'check the instance in the RDS console and its events; raise rds.connectTimeout if it is just slow');
+      throw new StepError(
+        `the database did not answer SELECT 1 within ${formatDuration(timeoutMs)} (${attempts} attempts): ${last}`,
+        'check the instance in the RDS console and its events; raise rds.connectTimeout if it is just slow',
+      );
     }
     await sleep(Math.min(delay, left), ctx.signal);
     delay = Math.min(delay * 2, 5000);

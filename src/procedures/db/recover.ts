@@ -93,7 +93,12 @@ const snapshots = step({
       if (!chosen) {
         throw new UsageError(
           `unknown snapshot "${ctx.params.snapshot}"${snapshots.length ? '' : ` (${r.instance} has no snapshots)`}`,
-          snapshots.length ? `snapshots of ${r.instance}: ${snapshots.slice(0, 10).map((s) => s.id).join(', ')}` : 'aws rds describe-db-snapshots lists them',
+          snapshots.length
+            ? `snapshots of ${r.instance}: ${snapshots
+                .slice(0, 10)
+                .map((s) => s.id)
+                .join(', ')}`
+            : 'aws rds describe-db-snapshots lists them',
         );
       }
     } else {
@@ -101,7 +106,10 @@ const snapshots = step({
       if (!usable.length) throw new StepError(`${r.instance} has no available snapshot`, 'aws rds describe-db-snapshots --snapshot-type manual|automated');
       for (const line of snapshotTable(usable).trimEnd().split('\n')) ctx.log(line);
       if (!ctx.interactive) {
-        throw new UsageError('choose the snapshot to restore with --snapshot <id>; there is no terminal to ask on', `the newest is ${usable[0].id}: runbook db recover --snapshot ${usable[0].id}`);
+        throw new UsageError(
+          'choose the snapshot to restore with --snapshot <id>; there is no terminal to ask on',
+          `the newest is ${usable[0].id}: runbook db recover --snapshot ${usable[0].id}`,
+        );
       }
       const id = await ctx.prompter.select(
         `Snapshot of ${r.instance} to restore into ${target(ctx.env)}:`,
@@ -122,7 +130,8 @@ const restore = step({
   title: 'Restore the snapshot into a new instance',
   why: 'A new instance: the damaged one stays untouched for comparison. It is not deleted on a later failure — a restore takes long and is worth keeping; delete it by hand when done.',
   risk: 'write',
-  equivalent: (p, env) => `aws rds restore-db-instance-from-db-snapshot --db-instance-identifier ${target(env)} --db-snapshot-identifier ${p.snapshot ?? '<snapshot-id>'}`,
+  equivalent: (p, env) =>
+    `aws rds restore-db-instance-from-db-snapshot --db-instance-identifier ${target(env)} --db-snapshot-identifier ${p.snapshot ?? '<snapshot-id>'}`,
   async plan(ctx) {
     const chosen = ctx.get(snapshots).snapshot;
     const rds = await ctx.clients.rds();
@@ -176,7 +185,8 @@ const verify = step({
   why: 'A read-only query on the restored database, so you see what you are about to switch to before the gate.',
   risk: 'read',
   followsWrite: true,
-  equivalent: (_p, env) => `psql "${env.config.rds?.recovery.url ? describeRef(env.config.rds.recovery.url) : `<${rdsDatabaseRef(env)} with the restored endpoint>`}" -c "${verifySqlText(env)}"`,
+  equivalent: (_p, env) =>
+    `psql "${env.config.rds?.recovery.url ? describeRef(env.config.rds.recovery.url) : `<${rdsDatabaseRef(env)} with the restored endpoint>`}" -c "${verifySqlText(env)}"`,
   plan: async (ctx) => [{ action: 'run read-only', target: `the restored database on rds/${target(ctx.env)}`, after: verifySqlText(ctx.env) }],
   async run(ctx) {
     const restored = ctx.get(waitAvailable);
@@ -211,7 +221,8 @@ const switchHost = step({
   title: 'Point the app at the restored database',
   why: 'Sets the host variable to the restored endpoint (a rolling update); gated, because the app then reads and writes the restored data.',
   risk: 'destructive',
-  equivalent: (_p, env) => `kubectl set env deployment/${env.config.kubernetes?.deployment} ${hostVariable(env)}=<restored endpoint> -n ${env.config.kubernetes?.namespace}`,
+  equivalent: (_p, env) =>
+    `kubectl set env deployment/${env.config.kubernetes?.deployment} ${hostVariable(env)}=<restored endpoint> -n ${env.config.kubernetes?.namespace}`,
   async plan(ctx) {
     const cur = ctx.get(current);
     const restored = ctx.find(waitAvailable);
@@ -223,15 +234,29 @@ const switchHost = step({
     if (verified) ctx.log(`verify result: ${JSON.stringify(verified.first)}`);
     if (after !== undefined) {
       const kube = await ctx.clients.kube();
-      await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, { set: [{ key, value: after }], unset: [] }, cur.env), 'strategic', { dryRun: true });
+      await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, { set: [{ key, value: after }], unset: [] }, cur.env), 'strategic', {
+        dryRun: true,
+      });
     }
-    return [{ action: 'set', target: `${key} in ${cur.container}`, before: shown(key, before), after: after === undefined ? '<restored endpoint>' : shown(key, after), validated: after !== undefined }];
+    return [
+      {
+        action: 'set',
+        target: `${key} in ${cur.container}`,
+        before: shown(key, before),
+        after: after === undefined ? '<restored endpoint>' : shown(key, after),
+        validated: after !== undefined,
+      },
+    ];
   },
   async run(ctx) {
     const cur = ctx.get(current);
     const restored = ctx.get(waitAvailable);
     const kube = await ctx.clients.kube();
-    await kube.patchDeployment(deploymentName(ctx.env), envPatch(cur.container, { set: [{ key: hostVariable(ctx.env), value: restored.endpoint.address }], unset: [] }, cur.env), 'strategic');
+    await kube.patchDeployment(
+      deploymentName(ctx.env),
+      envPatch(cur.container, { set: [{ key: hostVariable(ctx.env), value: restored.endpoint.address }], unset: [] }, cur.env),
+      'strategic',
+    );
     return { container: cur.container, index: cur.index, previous: cur.env, host: restored.endpoint.address };
   },
   async undo(ctx, d) {
@@ -250,7 +275,7 @@ export default defineProcedure<DbRecoverParams>({
   name: 'db recover',
   summary: 'Restore a snapshot into a new instance, verify it, then point the app at it',
   seedFixes: [
-    "The seed reads the snapshot id with `read -p`, so it cannot run unattended and accepts anything; this lists the snapshots, lets you choose (or takes --snapshot), and checks the id exists before any change.",
+    'The seed reads the snapshot id with `read -p`, so it cannot run unattended and accepts anything; this lists the snapshots, lets you choose (or takes --snapshot), and checks the id exists before any change.',
     "The seed's $SNAPSHOT_ID is unquoted and unchecked; ids are validated and passed to the API as values.",
     'The seed verifies with a bare psql that needs a password prompt; the verify query runs read-only, with the credentials of the environment.',
     'The seed switches the app without asking; switching is gated (you see the verify result first), and a failed rollout puts the previous DATABASE_HOST back.',
@@ -268,7 +293,10 @@ export default defineProcedure<DbRecoverParams>({
   locks: (_p, env) => [lockTargets.rds(env, target(env)), lockTargets.deployment(env)],
   validate(p) {
     if (p.snapshot !== undefined && !SNAPSHOT_ID.test(p.snapshot)) {
-      throw new UsageError(`invalid --snapshot "${p.snapshot}"`, 'a DB snapshot identifier: a letter, then letters, digits and hyphens (automated ones start with rds:)');
+      throw new UsageError(
+        `invalid --snapshot "${p.snapshot}"`,
+        'a DB snapshot identifier: a letter, then letters, digits and hyphens (automated ones start with rds:)',
+      );
     }
   },
   steps: [snapshots, restore, waitAvailable, verify, current, switchHost, rollout],

@@ -1,10 +1,8 @@
-import { describeRef } from '../../core/config.js';
-import { UsageError, errorMessage } from '../../core/errors.js';
-import { defineProcedure, stepFor, type Step } from '../../core/procedure.js';
+import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { primaryRef, secondsText, withPg } from './rds.js';
 import { oneLine, scrubRows } from './sessions.js';
-import { DbReplicationLagParams, OldSession, PrimaryReport, primaryStep, ReplicaReport, ReplicasReport, replicasStep, StandbyOnPrimary } from './diagnostics.js';
+import { DbReplicationLagParams, OldSession, primaryStep, replicasStep } from './diagnostics.js';
 
 const step = stepFor<DbReplicationLagParams>();
 
@@ -35,7 +33,7 @@ export default defineProcedure<DbReplicationLagParams>({
   seedFixes: [
     "The seed's sent_lsn - replay_lsn ignores WAL the primary has not even sent yet; lag bytes here are pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn).",
     "The seed's now() - pg_last_xact_replay_timestamp() keeps growing on an idle primary although the replica is caught up; when everything received is replayed (receive LSN = replay LSN) the lag is reported as 0, and the time since the last replay is shown apart.",
-    "The seed's \"blocking queries\" list shows every non-idle session, including itself; this lists the oldest open transactions on the primary (they hold back cleanup and cause standby conflicts), without its own session.",
+    'The seed\'s "blocking queries" list shows every non-idle session, including itself; this lists the oldest open transactions on the primary (they hold back cleanup and cause standby conflicts), without its own session.',
     'Thresholds (--max-lag-bytes, --max-lag-seconds) make it exit 4, so cron and monitoring can use it; an unreachable replica also fails the check.',
   ],
   params: [
@@ -57,7 +55,8 @@ export default defineProcedure<DbReplicationLagParams>({
       }
     }
     if (p.maxLagSeconds !== undefined) {
-      for (const r of reps) if (r.ok && (r.lagSeconds ?? 0) > p.maxLagSeconds) problems.push(`${r.name} is ${secondsText(r.lagSeconds)} behind (limit ${p.maxLagSeconds}s)`);
+      for (const r of reps)
+        if (r.ok && (r.lagSeconds ?? 0) > p.maxLagSeconds) problems.push(`${r.name} is ${secondsText(r.lagSeconds)} behind (limit ${p.maxLagSeconds}s)`);
     }
     return problems.length ? `replication check failed: ${problems.join('; ')}` : null;
   },
@@ -82,13 +81,25 @@ export default defineProcedure<DbReplicationLagParams>({
       out.push(
         table(
           ['REPLICA', 'TARGET', 'LAG', 'CAUGHT UP', 'SINCE LAST REPLAY', 'ERROR'],
-          reps.map((r) => [r.name, r.target, r.ok ? secondsText(r.lagSeconds) || '0s' : '', r.ok ? (r.caughtUp ? 'yes' : 'no') : '', r.ok ? secondsText(r.secondsSinceLastReplay) : '', r.error ?? '']),
+          reps.map((r) => [
+            r.name,
+            r.target,
+            r.ok ? secondsText(r.lagSeconds) || '0s' : '',
+            r.ok ? (r.caughtUp ? 'yes' : 'no') : '',
+            r.ok ? secondsText(r.secondsSinceLastReplay) : '',
+            r.error ?? '',
+          ]),
         ).trimEnd(),
       );
     }
     if (old.length) {
       out.push('', 'oldest open transactions on the primary:');
-      out.push(table(['PID', 'USER', 'STATE', 'XACT FOR', 'XMIN', 'QUERY'], old.map((s) => [s.pid, s.user, s.state, secondsText(s.xactSeconds), s.backendXmin, oneLine(s.query)])).trimEnd());
+      out.push(
+        table(
+          ['PID', 'USER', 'STATE', 'XACT FOR', 'XMIN', 'QUERY'],
+          old.map((s) => [s.pid, s.user, s.state, secondsText(s.xactSeconds), s.backendXmin, oneLine(s.query)]),
+        ).trimEnd(),
+      );
     }
     return out.join('\n') + '\n';
   },

@@ -20,7 +20,8 @@ export interface RecordedReplicas {
   instanceStatus: string;
 }
 
-const scaleCmd = (ctx: Pick<StepContext<DbRestartParams>, 'env'>, n: number) => `kubectl scale deployment/${deploymentName(ctx.env)} --replicas=${n} -n ${ns(ctx.env)}`;
+const scaleCmd = (ctx: Pick<StepContext<DbRestartParams>, 'env'>, n: number) =>
+  `kubectl scale deployment/${deploymentName(ctx.env)} --replicas=${n} -n ${ns(ctx.env)}`;
 
 const step = stepFor<DbRestartParams>();
 
@@ -38,7 +39,10 @@ const record = step({
     const rds = await ctx.clients.rds();
     const instance = await rds.requireInstance(rdsOf(ctx.env).instance, ctx.signal);
     if (instance.status !== 'available') {
-      throw new StepError(`RDS instance ${instance.id} is "${instance.status}", not available; a reboot now would fail or stack on another operation`, `wait for it: aws rds wait db-instance-available --db-instance-identifier ${instance.id}`);
+      throw new StepError(
+        `RDS instance ${instance.id} is "${instance.status}", not available; a reboot now would fail or stack on another operation`,
+        `wait for it: aws rds wait db-instance-available --db-instance-identifier ${instance.id}`,
+      );
     }
     if (replicas === 0) ctx.reporter.warn(`deployment/${deploymentName(ctx.env)} already has 0 replicas; it will be left at 0`);
     ctx.log(`deployment/${deploymentName(ctx.env)} has ${replicas} replica(s); RDS ${instance.id} is ${instance.status}`);
@@ -59,7 +63,8 @@ const record = step({
 const announce = announceStep<DbRestartParams>({
   id: 'announce',
   title: 'Announce the maintenance',
-  message: ({ env, runId }) => `Database restart of ${env.config.rds?.instance} (${env.name}) starting now; the app will be down until it is back (runbook run ${runId}).`,
+  message: ({ env, runId }) =>
+    `Database restart of ${env.config.rds?.instance} (${env.name}) starting now; the app will be down until it is back (runbook run ${runId}).`,
 });
 
 const scaleDown = step({
@@ -93,7 +98,9 @@ const scaleDown = step({
     async check(ctx) {
       if (ctx.find(reboot)) return { holds: true };
       const live = await liveReplicas(ctx);
-      return live === 0 ? { holds: true } : { holds: false, found: `deployment/${deploymentName(ctx.env)} has ${live} replica(s), so the database has traffic again` };
+      return live === 0
+        ? { holds: true }
+        : { holds: false, found: `deployment/${deploymentName(ctx.env)} has ${live} replica(s), so the database has traffic again` };
     },
   },
 });
@@ -104,8 +111,11 @@ const drained = step({
   why: 'Scaling to 0 only asks; the reboot waits until no pod of the app is left to hold connections.',
   risk: 'read',
   followsWrite: true,
-  equivalent: (_p, env) => `kubectl wait --for=delete pod -l ${env.config.kubernetes?.selector ?? `app=${env.config.kubernetes?.deployment}`} -n ${env.config.kubernetes?.namespace} --timeout=${env.config.rollout.timeout}`,
-  plan: async (ctx) => [{ action: 'wait for 0 pods of', target: `deployment/${deploymentName(ctx.env)}`, after: `within ${formatDuration(rolloutTimeout(ctx))}` }],
+  equivalent: (_p, env) =>
+    `kubectl wait --for=delete pod -l ${env.config.kubernetes?.selector ?? `app=${env.config.kubernetes?.deployment}`} -n ${env.config.kubernetes?.namespace} --timeout=${env.config.rollout.timeout}`,
+  plan: async (ctx) => [
+    { action: 'wait for 0 pods of', target: `deployment/${deploymentName(ctx.env)}`, after: `within ${formatDuration(rolloutTimeout(ctx))}` },
+  ],
   async run(ctx) {
     if (ctx.get(record).replicas === 0 || ctx.find(reboot)) return { waitedMs: 0 };
     const kube = await ctx.clients.kube();
@@ -124,7 +134,11 @@ const drained = step({
       signal,
     );
     if (ctx.signal.aborted) throw ctx.signal.reason;
-    if (!drained) throw new StepError(`deployment/${deploymentName(ctx.env)} still has ${left} pod(s) after ${formatDuration(timeoutMs)}`, `kubectl get pods -n ${ns(ctx.env)}`);
+    if (!drained)
+      throw new StepError(
+        `deployment/${deploymentName(ctx.env)} still has ${left} pod(s) after ${formatDuration(timeoutMs)}`,
+        `kubectl get pods -n ${ns(ctx.env)}`,
+      );
     return { waitedMs: Math.round(performance.now() - t0) };
   },
   postcondition: {
@@ -159,7 +173,8 @@ const reboot = step({
   postcondition: {
     describe: 'the instance is rebooting or available again',
     // A second reboot is a second outage of the database; a person decides, not a resume.
-    unsafeToRerun: (ctx) => `look at the instance first (aws rds describe-db-instances --db-instance-identifier ${rdsOf(ctx.env).instance}), then run db restart again if it still needs one`,
+    unsafeToRerun: (ctx) =>
+      `look at the instance first (aws rds describe-db-instances --db-instance-identifier ${rdsOf(ctx.env).instance}), then run db restart again if it still needs one`,
     async check(ctx) {
       const i = await (await ctx.clients.rds()).requireInstance(rdsOf(ctx.env).instance, ctx.signal);
       return i.status === 'available' || i.status === 'rebooting' ? { holds: true } : { holds: false, found: `rds/${i.id} is "${i.status}"` };
@@ -174,7 +189,9 @@ const waitAvailable = step({
   risk: 'read',
   followsWrite: true,
   equivalent: (_p, env) => `aws rds wait db-instance-available --db-instance-identifier ${env.config.rds?.instance}`,
-  plan: async (ctx) => [{ action: 'poll DescribeDBInstances for', target: `rds/${rdsOf(ctx.env).instance}`, after: `available within ${formatDuration(waitTimeout(ctx))}` }],
+  plan: async (ctx) => [
+    { action: 'poll DescribeDBInstances for', target: `rds/${rdsOf(ctx.env).instance}`, after: `available within ${formatDuration(waitTimeout(ctx))}` },
+  ],
   async run(ctx) {
     const rds = await ctx.clients.rds();
     const r = rdsOf(ctx.env);
@@ -237,7 +254,15 @@ const scaleBack = step({
     if (to === 0) return [];
     const kube = await ctx.clients.kube();
     await kube.scaleDeployment(deploymentName(ctx.env), to, { dryRun: true });
-    return [{ action: 'scale', target: `deployment/${deploymentName(ctx.env)}`, before: ctx.dryRun === 'plan' ? `0 (after the scale-down)` : '0', after: `${to} (recorded)`, validated: true }];
+    return [
+      {
+        action: 'scale',
+        target: `deployment/${deploymentName(ctx.env)}`,
+        before: ctx.dryRun === 'plan' ? `0 (after the scale-down)` : '0',
+        after: `${to} (recorded)`,
+        validated: true,
+      },
+    ];
   },
   async run(ctx) {
     const kube = await ctx.clients.kube();
@@ -278,7 +303,12 @@ export default defineProcedure<DbRestartParams>({
     'The seed never waits for the app to come back; this watches the rollout and announces the end.',
   ],
   params: [
-    { name: 'waitTimeout', flag: '--wait-timeout <duration>', description: "how long to wait for the instance to be available (default: the environment's rds.waitTimeout)", type: 'duration' },
+    {
+      name: 'waitTimeout',
+      flag: '--wait-timeout <duration>',
+      description: "how long to wait for the instance to be available (default: the environment's rds.waitTimeout)",
+      type: 'duration',
+    },
     { name: 'rolloutTimeout', flag: '--rollout-timeout <duration>', description: 'how long to wait for the app to come back', type: 'duration' },
   ],
   examples: [[], ['--wait-timeout', '30m']],
@@ -296,7 +326,9 @@ export default defineProcedure<DbRestartParams>({
       const connect = formatDuration(parseDuration(rdsOf(ctx.env).connectTimeout));
       return [
         `announce the maintenance${ctx.env.config.notify ? '' : ' (no notify channel configured: nothing is sent)'}`,
-        r.replicas > 0 ? `scale ${d} ${r.replicas} → 0: the app is DOWN from then until the database answers again` : `${d} is already at 0 replicas: it stays at 0`,
+        r.replicas > 0
+          ? `scale ${d} ${r.replicas} → 0: the app is DOWN from then until the database answers again`
+          : `${d} is already at 0 replicas: it stays at 0`,
         `reboot rds/${r.instance} (usually a few minutes; waits up to ${wait} for "available", then up to ${connect} for SELECT 1)`,
         `then, without asking again: scale ${d} back to ${r.replicas} (the recorded count), watch the rollout, announce the end`,
         `on any failure or Ctrl-C after the scale-down, ${d} is put back to ${r.replicas}`,
@@ -309,13 +341,15 @@ export default defineProcedure<DbRestartParams>({
     const w = run.find(waitAvailable);
     const s = run.find(selectOne);
     if (!r) return '';
-    return [
-      `rds/${r.instance} rebooted${w ? ` (status ${w.seen.join(' → ')}, ${formatDuration(w.waitedMs)})` : ''}`,
-      s ? `SELECT 1 answered after ${s.attempts} attempt(s), ${formatDuration(s.waitedMs)}` : '',
-      `deployment/${r.deployment} back at ${r.replicas} replica(s)`,
-    ]
-      .filter(Boolean)
-      .join('\n') + '\n';
+    return (
+      [
+        `rds/${r.instance} rebooted${w ? ` (status ${w.seen.join(' → ')}, ${formatDuration(w.waitedMs)})` : ''}`,
+        s ? `SELECT 1 answered after ${s.attempts} attempt(s), ${formatDuration(s.waitedMs)}` : '',
+        `deployment/${r.deployment} back at ${r.replicas} replica(s)`,
+      ]
+        .filter(Boolean)
+        .join('\n') + '\n'
+    );
   },
 });
 

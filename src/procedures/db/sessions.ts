@@ -63,7 +63,12 @@ export async function findSessions(conn: PgConnection, f: SessionFilter): Promis
  * Terminates (or cancels) the listed sessions that STILL match the filter: a session that became
  * active, or reconnected under the same pid, since the listing is spared.
  */
-export async function endSessions(conn: PgConnection, f: SessionFilter, pids: number[], how: 'terminate' | 'cancel'): Promise<{ ended: number[]; spared: number[] }> {
+export async function endSessions(
+  conn: PgConnection,
+  f: SessionFilter,
+  pids: number[],
+  how: 'terminate' | 'cancel',
+): Promise<{ ended: number[]; spared: number[] }> {
   const w = where(f);
   const fn = how === 'cancel' ? 'pg_cancel_backend' : 'pg_terminate_backend';
   const n = w.params.length;
@@ -88,7 +93,15 @@ export function describeFilter(f: SessionFilter): string {
 export function sessionsTable(sessions: Session[], kind: SessionKind): string {
   return table(
     ['PID', 'USER', 'APPLICATION', 'CLIENT', 'STATE', kind === 'idle' ? 'IDLE FOR' : 'RUNNING FOR', 'QUERY'],
-    sessions.map((s) => [s.pid, s.user, s.application, s.client ?? 'local', s.state, secondsText(kind === 'idle' ? s.stateSeconds : s.querySeconds), oneLine(s.query)]),
+    sessions.map((s) => [
+      s.pid,
+      s.user,
+      s.application,
+      s.client ?? 'local',
+      s.state,
+      secondsText(kind === 'idle' ? s.stateSeconds : s.querySeconds),
+      oneLine(s.query),
+    ]),
   );
 }
 
@@ -140,7 +153,8 @@ export function listSessionsStep<P extends SessionParams>(kind: SessionKind): St
     title: kind === 'idle' ? 'List idle sessions over the threshold' : 'List queries running longer than the threshold',
     why: 'You see exactly which sessions would end — never this one, never a replication connection' + (kind === 'idle' ? ', never an active one.' : '.'),
     risk: 'read',
-    equivalent: (p, env) => `psql "${primaryRef(env)}" -c "SELECT pid, usename, application_name, state, now() - ${kind === 'idle' ? 'state_change' : 'query_start'} FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND ${kind === 'idle' ? `state = 'idle' AND state_change` : `state = 'active' AND query_start`} < now() - interval '${Math.round(p.olderThan / 1000)} seconds'"`,
+    equivalent: (p, env) =>
+      `psql "${primaryRef(env)}" -c "SELECT pid, usename, application_name, state, now() - ${kind === 'idle' ? 'state_change' : 'query_start'} FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND ${kind === 'idle' ? `state = 'idle' AND state_change` : `state = 'active' AND query_start`} < now() - interval '${Math.round(p.olderThan / 1000)} seconds'"`,
     async run(ctx: StepContext<P>): Promise<SessionList> {
       const f = filterOf(kind, ctx.params);
       const sessions = await withPg(ctx, (c) => findSessions(c, f));
@@ -188,6 +202,9 @@ export function renderSessions(listed: SessionList | undefined, ended: SessionsE
   if (!listed) return '';
   if (listed.sessions.length === 0) return `no session ${listed.filter}\n`;
   const out = [sessionsTable(listed.sessions, kind).trimEnd()];
-  if (ended) out.push(`${ended.how === 'cancel' ? 'cancelled' : 'terminated'} ${ended.ended.length}${ended.spared.length ? `, spared ${ended.spared.length} (no longer matching)` : ''}`);
+  if (ended)
+    out.push(
+      `${ended.how === 'cancel' ? 'cancelled' : 'terminated'} ${ended.ended.length}${ended.spared.length ? `, spared ${ended.spared.length} (no longer matching)` : ''}`,
+    );
   return out.join('\n') + '\n';
 }

@@ -1,9 +1,7 @@
-import { CheckFailedError } from '../../core/errors.js';
-import { defineProcedure, type Step } from '../../core/procedure.js';
+import { defineProcedure } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
-import { primaryRef, withPg } from './rds.js';
-import { oneLine, scrubRows } from './sessions.js';
-import { DbSlowQueriesParams, SlowQueries, slowQueriesStep, SlowQuery } from './diagnostics.js';
+import { oneLine } from './sessions.js';
+import { DbSlowQueriesParams, slowQueriesStep } from './diagnostics.js';
 
 const slow = slowQueriesStep<DbSlowQueriesParams>();
 
@@ -12,10 +10,18 @@ export default defineProcedure<DbSlowQueriesParams>({
   summary: 'The slowest statements by mean time, from pg_stat_statements',
   seedFixes: [
     'The seed assumes pg_stat_statements exists; this says clearly when it is missing and how to enable it (exit 4).',
-    'Adds each statement\'s share of the total time, which is what decides where to look first.',
+    "Adds each statement's share of the total time, which is what decides where to look first.",
   ],
   params: [
-    { name: 'minMeanMs', flag: '--min-mean-ms <ms>', description: 'only statements slower than this on average', type: 'int', default: 1000, min: 0, max: 86_400_000 },
+    {
+      name: 'minMeanMs',
+      flag: '--min-mean-ms <ms>',
+      description: 'only statements slower than this on average',
+      type: 'int',
+      default: 1000,
+      min: 0,
+      max: 86_400_000,
+    },
     { name: 'limit', flag: '--limit <n>', description: 'how many statements', type: 'int', default: 10, min: 1, max: 1000 },
   ],
   examples: [[], ['--min-mean-ms', '200', '--limit', '20']],

@@ -13,7 +13,10 @@ const recordSet = z
     Type: z.enum(RR_TYPES),
     SetIdentifier: z.string().min(1).max(128).optional(),
     TTL: z.number().int().min(0).max(2_147_483_647).optional(),
-    ResourceRecords: z.array(z.strictObject({ Value: z.string().min(1).max(4000) })).min(1).optional(),
+    ResourceRecords: z
+      .array(z.strictObject({ Value: z.string().min(1).max(4000) }))
+      .min(1)
+      .optional(),
     AliasTarget: z.strictObject({ HostedZoneId: z.string().min(1), DNSName: z.string().min(1), EvaluateTargetHealth: z.boolean() }).optional(),
     Weight: z.number().int().min(0).max(255).optional(),
     Region: z.string().min(1).optional(),
@@ -21,7 +24,8 @@ const recordSet = z
     HealthCheckId: z.string().min(1).optional(),
   })
   .superRefine((r, ctx) => {
-    if (r.AliasTarget && (r.ResourceRecords || r.TTL !== undefined)) ctx.addIssue({ code: 'custom', message: 'an alias record has AliasTarget and no ResourceRecords or TTL' });
+    if (r.AliasTarget && (r.ResourceRecords || r.TTL !== undefined))
+      ctx.addIssue({ code: 'custom', message: 'an alias record has AliasTarget and no ResourceRecords or TTL' });
     if (!r.AliasTarget && !r.ResourceRecords) ctx.addIssue({ code: 'custom', message: 'needs ResourceRecords (with a TTL) or an AliasTarget' });
     if (r.ResourceRecords && r.TTL === undefined) ctx.addIssue({ code: 'custom', message: 'ResourceRecords need a TTL' });
     const routed = r.Weight !== undefined || r.Region !== undefined || r.Failover !== undefined;
@@ -76,7 +80,10 @@ export function loadChangeBatch(env: ResolvedEnvironment, which: 'failover' | 'f
   const parsed = changeBatchSchema.safeParse(value);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new UsageError(`malformed change batch (${source === 'inline' ? field : source}): ${issue.path.join('.') || '(top level)'}: ${issue.message}`, 'see https://docs.aws.amazon.com/Route53/latest/APIReference/API_ChangeResourceRecordSets.html');
+    throw new UsageError(
+      `malformed change batch (${source === 'inline' ? field : source}): ${issue.path.join('.') || '(top level)'}: ${issue.message}`,
+      'see https://docs.aws.amazon.com/Route53/latest/APIReference/API_ChangeResourceRecordSets.html',
+    );
   }
   return { batch: parsed.data as ChangeBatch, source };
 }

@@ -10,7 +10,7 @@ export default defineProcedure<DrParams>(
       seedFixes: [
         'The seed asks a yes/no question; this is a severe gate (type the environment name, or --yes --confirm <env>), and without a terminal it fails closed.',
         'The seed never waits for the DNS change: this waits for Route 53 to report INSYNC before scaling and checking health.',
-        'The seed\'s health loop falls through after 10 failures and still offers to stop the primary; here an unhealthy DR stops the run before the primary is touched (exit 4) and says where DNS points and how to fail back.',
+        "The seed's health loop falls through after 10 failures and still offers to stop the primary; here an unhealthy DR stops the run before the primary is touched (exit 4) and says where DNS points and how to fail back.",
         'The change batch is validated before anything is contacted, and only records that differ are sent; the previous records are kept and put back if Route 53 or ECS fails before DR is healthy.',
         'Stopping the primary is its own gate after the health check (--keep-primary skips it); a failure there does not undo a finished failover.',
       ],

@@ -69,7 +69,11 @@ const sideLabel = (s: 'dr' | 'primary') => (s === 'dr' ? 'DR' : 'primary');
 
 export function drConfig(env: ResolvedEnvironment): DrConfig {
   const dr = env.config.dr;
-  if (!dr) throw new UsageError(`environment "${env.name}" has no dr section`, `add environments.${env.name}.dr (route53 zone + change batches, ECS services per region)`);
+  if (!dr)
+    throw new UsageError(
+      `environment "${env.name}" has no dr section`,
+      `add environments.${env.name}.dr (route53 zone + change batches, ECS services per region)`,
+    );
   return dr;
 }
 
@@ -81,7 +85,8 @@ function sideOf(env: ResolvedEnvironment, which: 'dr' | 'primary'): Side {
 function targetCount(env: ResolvedEnvironment, d: Direction): number {
   const side = sideOf(env, d.to);
   const n = side.desiredCount ?? d.defaultCount;
-  if (n === undefined) throw new UsageError(`environments.${env.name}.dr.${d.to}.desiredCount is not set`, `${d.name} scales the ${sideLabel(d.to)} service to it`);
+  if (n === undefined)
+    throw new UsageError(`environments.${env.name}.dr.${d.to}.desiredCount is not set`, `${d.name} scales the ${sideLabel(d.to)} service to it`);
   return n;
 }
 
@@ -99,7 +104,11 @@ export function validateDr(env: ResolvedEnvironment, d: Direction): void {
   drConfig(env);
   loadChangeBatch(env, d.name);
   targetCount(env, d);
-  if (!healthOf(env, d.to)) throw new UsageError(`environments.${env.name}.dr.${d.to}.health is not configured`, `${d.name} polls the ${sideLabel(d.to)} health URL before it stops anything`);
+  if (!healthOf(env, d.to))
+    throw new UsageError(
+      `environments.${env.name}.dr.${d.to}.health is not configured`,
+      `${d.name} polls the ${sideLabel(d.to)} health URL before it stops anything`,
+    );
   if (!env.config.aws) throw new UsageError(`environment "${env.name}" has no aws section`, 'dr needs aws (credentials come from the default chain)');
 }
 
@@ -113,7 +122,11 @@ async function inspect(ctx: StepContext<DrParams>, d: Direction): Promise<Inspec
   try {
     zone = await route53.getHostedZone(dr.route53.hostedZoneId);
   } catch (err) {
-    if (errName(err) === 'NoSuchHostedZone') throw new UsageError(`unknown hosted zone ${dr.route53.hostedZoneId}: ${awsLine(err)}`, `check environments.${ctx.env.name}.dr.route53.hostedZoneId (aws route53 list-hosted-zones)`);
+    if (errName(err) === 'NoSuchHostedZone')
+      throw new UsageError(
+        `unknown hosted zone ${dr.route53.hostedZoneId}: ${awsLine(err)}`,
+        `check environments.${ctx.env.name}.dr.route53.hostedZoneId (aws route53 list-hosted-zones)`,
+      );
     throw new StepError(`cannot read hosted zone ${dr.route53.hostedZoneId}: ${awsLine(err)}`);
   }
   const { batch } = loadChangeBatch(ctx.env, d.name);
@@ -160,11 +173,16 @@ function changeBatchArg(changes: RecordChange[], comment: string): string {
   return shellQuote(JSON.stringify({ Comment: comment, Changes: changes }));
 }
 
-async function waitInsync(ctx: StepContext<DrParams>, changeId: string, timeoutMs: number, intervalMs: number): Promise<{ status: string; waitedMs: number; polls: number }> {
+async function waitInsync(
+  ctx: StepContext<DrParams>,
+  changeId: string,
+  timeoutMs: number,
+  intervalMs: number,
+): Promise<{ status: string; waitedMs: number; polls: number }> {
   const route53 = await ctx.clients.route53();
   const t0 = performance.now();
   let polls = 0;
-  let status = 'PENDING';
+  let status: string;
   for (;;) {
     polls++;
     try {
@@ -180,7 +198,10 @@ async function waitInsync(ctx: StepContext<DrParams>, changeId: string, timeoutM
   throw new StepError(`Route 53 change ${changeId} still ${status} after ${formatDuration(timeoutMs)}`, `aws route53 get-change --id ${changeId}`);
 }
 
-async function pollHealth(ctx: StepContext<DrParams>, h: HealthSpec): Promise<{ url: string; status: number; attempts: number } | { unhealthy: string; attempts: number }> {
+async function pollHealth(
+  ctx: StepContext<DrParams>,
+  h: HealthSpec,
+): Promise<{ url: string; status: number; attempts: number } | { unhealthy: string; attempts: number }> {
   const interval = parseDuration(h.interval);
   const timeout = parseDuration(h.timeout);
   let last = '';
@@ -241,11 +262,17 @@ export function switchSteps(d: Direction) {
     why: `Moves user traffic to the ${to} region with the configured change batch. Only the records that differ are sent, and the previous values are kept to put back on failure.`,
     risk: 'destructive',
     severe: true,
-    equivalent: (_p, env) => `aws route53 change-resource-record-sets --hosted-zone-id ${env.config.dr?.route53.hostedZoneId ?? '$ZONE_ID'} --change-batch file://${typeof env.config.dr?.route53[d.name] === 'string' ? env.config.dr?.route53[d.name] : `dr-${d.name}.json`}`,
+    equivalent: (_p, env) =>
+      `aws route53 change-resource-record-sets --hosted-zone-id ${env.config.dr?.route53.hostedZoneId ?? '$ZONE_ID'} --change-batch file://${typeof env.config.dr?.route53[d.name] === 'string' ? env.config.dr?.route53[d.name] : `dr-${d.name}.json`}`,
     async plan(ctx) {
       return insp(ctx)
         .records.filter((r) => r.pending)
-        .map((r) => ({ action: `${r.action} ${r.type}`, target: `${r.name}${r.setIdentifier ? ` [${r.setIdentifier}]` : ''} in zone ${insp(ctx).zone.name || insp(ctx).zone.id}`, before: describeRecord(r.before), after: describeRecord(r.after) }));
+        .map((r) => ({
+          action: `${r.action} ${r.type}`,
+          target: `${r.name}${r.setIdentifier ? ` [${r.setIdentifier}]` : ''} in zone ${insp(ctx).zone.name || insp(ctx).zone.id}`,
+          before: describeRecord(r.before),
+          after: describeRecord(r.after),
+        }));
     },
     async run(ctx): Promise<DnsData> {
       const route53 = await ctx.clients.route53();
@@ -261,11 +288,21 @@ export function switchSteps(d: Direction) {
         const pending = c.Action === 'DELETE' ? before !== null : !sameRecord(before, rr);
         if (!pending) continue;
         // A CREATE of a record that appeared meanwhile would fail the whole batch; UPSERT says what we mean.
-        const change: RecordChange = c.Action === 'CREATE' ? { Action: 'UPSERT', ResourceRecordSet: rr } : c.Action === 'DELETE' && before ? { Action: 'DELETE', ResourceRecordSet: before } : c;
+        const change: RecordChange =
+          c.Action === 'CREATE'
+            ? { Action: 'UPSERT', ResourceRecordSet: rr }
+            : c.Action === 'DELETE' && before
+              ? { Action: 'DELETE', ResourceRecordSet: before }
+              : c;
         changes.push(change);
         touched.push({ before, after, change });
       }
-      const records = touched.map((t) => ({ name: t.change.ResourceRecordSet.Name, type: t.change.ResourceRecordSet.Type, before: describeRecord(t.before), after: describeRecord(t.after) }));
+      const records = touched.map((t) => ({
+        name: t.change.ResourceRecordSet.Name,
+        type: t.change.ResourceRecordSet.Type,
+        before: describeRecord(t.before),
+        after: describeRecord(t.after),
+      }));
       if (changes.length === 0) return { changeId: null, restore: [], records };
       const submitted: ChangeBatch = { Comment: `runbook dr ${d.name} run ${ctx.runId}`, Changes: changes };
       let res;
@@ -287,7 +324,8 @@ export function switchSteps(d: Direction) {
         ctx.reporter.warn(`put-back change ${res.changeId} accepted; could not confirm INSYNC: ${err instanceof StepError ? err.message : awsLine(err)}`),
       );
     },
-    undoByHand: (ctx, data) => `aws route53 change-resource-record-sets --hosted-zone-id ${drConfig(ctx.env).route53.hostedZoneId} --change-batch ${changeBatchArg(data.restore, 'put back')}`,
+    undoByHand: (ctx, data) =>
+      `aws route53 change-resource-record-sets --hosted-zone-id ${drConfig(ctx.env).route53.hostedZoneId} --change-batch ${changeBatchArg(data.restore, 'put back')}`,
   });
 
   const sync = step({
@@ -358,7 +396,10 @@ export function switchSteps(d: Direction) {
       const h = healthOf(ctx.env, d.to)!;
       const r = await pollHealth(ctx, h);
       if ('status' in r) return r;
-      throw new CheckFailedError(unhealthyMessage(ctx, d, h, r, { inspect: inspectStep, dns, scale }), `fail back with: runbook dr ${d.name === 'failover' ? 'failback' : 'failover'} -e ${ctx.env.name}   (or keep waiting and re-run this command; it only changes what still differs)`);
+      throw new CheckFailedError(
+        unhealthyMessage(ctx, d, h, r, { inspect: inspectStep, dns, scale }),
+        `fail back with: runbook dr ${d.name === 'failover' ? 'failback' : 'failover'} -e ${ctx.env.name}   (or keep waiting and re-run this command; it only changes what still differs)`,
+      );
     },
   });
 
@@ -429,10 +470,15 @@ function switchSummary(ctx: StepContext<DrParams>, d: Direction, steps: SwitchSt
     pending.length
       ? `point DNS at ${to}: ${pending.map((r) => `${r.name} ${r.type} ${describeShort(r.before)} → ${describeShort(r.after)}`).join('; ')} (users move to ${to})`
       : `DNS already points at ${to} (nothing to change)`,
-    i.to.desired === want ? `${to} ${i.to.cluster}/${i.to.service} already at ${want}` : `scale ${to} ${i.to.cluster}/${i.to.service} ${i.to.desired} → ${want}`,
+    i.to.desired === want
+      ? `${to} ${i.to.cluster}/${i.to.service} already at ${want}`
+      : `scale ${to} ${i.to.cluster}/${i.to.service} ${i.to.desired} → ${want}`,
     `then poll ${h.url} (${h.attempts} × ${h.interval}); if ${to} never turns healthy the run stops there (exit 4), DNS left at ${to}, nothing stopped`,
   ];
-  if (!ctx.params.keep) lines.push(`asked separately after the health check: stop the ${from} service (${i.from.cluster}/${i.from.service}, ${i.from.desired} → ${sideOf(ctx.env, d.from).standbyCount})`);
+  if (!ctx.params.keep)
+    lines.push(
+      `asked separately after the health check: stop the ${from} service (${i.from.cluster}/${i.from.service}, ${i.from.desired} → ${sideOf(ctx.env, d.from).standbyCount})`,
+    );
   return lines;
 }
 
@@ -467,7 +513,9 @@ export function switchProcedure(d: Direction, extra: Pick<Procedure<DrParams>, '
     // The DNS zone it switches, and the ECS services of both sides it scales.
     locks: (_p, env) => {
       const dr = env.config.dr;
-      return dr ? [lockTargets.route53(dr.route53.hostedZoneId), lockTargets.ecs(dr.primary.cluster, dr.primary.service), lockTargets.ecs(dr.dr.cluster, dr.dr.service)] : [];
+      return dr
+        ? [lockTargets.route53(dr.route53.hostedZoneId), lockTargets.ecs(dr.primary.cluster, dr.primary.service), lockTargets.ecs(dr.dr.cluster, dr.dr.service)]
+        : [];
     },
     validate: (_p, env) => validateDr(env, d),
     // Moving DNS and scaling the side that takes the traffic are one decision: a "no" between them

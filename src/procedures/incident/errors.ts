@@ -112,14 +112,19 @@ export function suggestions(run: RunData, now: Date, sinceMs: number): string[] 
   const l = run.find(logs);
   const a = run.find(access);
   const cur = h?.revisions.find((r) => r.revision === h.current);
-  const firstError = l?.groups.map((g) => g.firstSeen).filter((t): t is string => Boolean(t)).sort()[0];
+  const firstError = l?.groups
+    .map((g) => g.firstSeen)
+    .filter((t): t is string => Boolean(t))
+    .sort()[0];
   if (h && cur?.createdAt) {
     const rolledAt = Date.parse(cur.createdAt);
     const recent = now.getTime() - rolledAt <= sinceMs;
     const previous = h.revisions.filter((r) => r.revision < h.current).map((r) => r.revision);
     const startedAfter = firstError !== undefined && Date.parse(firstError) >= rolledAt - 1000;
     if (recent && startedAfter && previous.length) {
-      out.push(`revision ${h.current} rolled out ${ago(now.getTime() - rolledAt)} ago and errors started after it: runbook app rollback (back to revision ${Math.max(...previous)})`);
+      out.push(
+        `revision ${h.current} rolled out ${ago(now.getTime() - rolledAt)} ago and errors started after it: runbook app rollback (back to revision ${Math.max(...previous)})`,
+      );
     } else if (recent && startedAfter) {
       out.push(`errors started after revision ${h.current} rolled out ${ago(now.getTime() - rolledAt)} ago, but there is no earlier revision to roll back to`);
     } else if (recent && firstError) {
@@ -130,12 +135,15 @@ export function suggestions(run: RunData, now: Date, sinceMs: number): string[] 
   }
   const top = l?.groups[0];
   if (top && /timeout|connection|refused|unavailable|pool/i.test(top.type)) {
-    out.push(`most errors are ${top.type}: a dependency is failing; runbook app circuit-breaker enable, and check it (runbook db connections, runbook cache stats)`);
+    out.push(
+      `most errors are ${top.type}: a dependency is failing; runbook app circuit-breaker enable, and check it (runbook db connections, runbook cache stats)`,
+    );
   }
   const worst = a?.endpoints.find((e) => e['5xx'] > 0);
   if (worst && a) {
     out.push(`${worst.endpoint} has the most 5xx (${worst['5xx']} of ${worst.total}; ${pct(a.errors5xx / Math.max(1, a.requests))} of all requests are 5xx)`);
-    if (worst['5xx'] / Math.max(1, a.errors5xx) < 0.5 && a.errors5xx > 10) out.push('5xx are spread over many endpoints: a shared dependency is more likely than one handler');
+    if (worst['5xx'] / Math.max(1, a.errors5xx) < 0.5 && a.errors5xx > 10)
+      out.push('5xx are spread over many endpoints: a shared dependency is more likely than one handler');
   }
   const rates = a?.endpoints.filter((e) => (e.statuses['429'] ?? 0) > 0) ?? [];
   if (rates.length) out.push(`requests are being rate limited (429) on ${rates.length} endpoint(s); runbook app env set RATE_LIMIT=<n> to change the limit`);
@@ -151,7 +159,8 @@ const metrics = step({
   risk: 'read',
   when: (_p, env) => Boolean(env.config.metrics),
   secrets: ['metrics'],
-  equivalent: (_p, env) => `curl -fsS ${env.config.metrics?.token ? '-H "Authorization: Bearer $TOKEN" ' : ''}${env.config.metrics?.url ?? '<metrics url>'} | jq .`,
+  equivalent: (_p, env) =>
+    `curl -fsS ${env.config.metrics?.token ? '-H "Authorization: Bearer $TOKEN" ' : ''}${env.config.metrics?.url ?? '<metrics url>'} | jq .`,
   run: (ctx) => readMetrics(ctx),
 });
 
@@ -206,7 +215,8 @@ const logs = step({
       }),
     );
     const failed = read.filter((r) => r.error);
-    if (failed.length === read.length && read.length > 0) throw new StepError(`could not read the logs of any pod: ${failed[0].error}`, `kubectl logs -n ${ns(ctx.env)} ${failed[0].pod}`);
+    if (failed.length === read.length && read.length > 0)
+      throw new StepError(`could not read the logs of any pod: ${failed[0].error}`, `kubectl logs -n ${ns(ctx.env)} ${failed[0].pod}`);
     for (const f of failed) ctx.reporter.warn(`logs of ${f.pod}: ${f.error}`);
     const pattern = ctx.params.pattern !== undefined ? compileErrorPattern(ctx.params.pattern) : null;
     const grouped = groupErrors(read, pattern);
@@ -258,7 +268,12 @@ export default defineProcedure<IncidentErrorsParams>({
   ],
   params: [
     { name: 'since', flag: '--since <duration>', description: 'how far back to look', type: 'duration', default: '1h' },
-    { name: 'pattern', flag: '--pattern <regex>', description: 'error line pattern with a named group "type" (default: "ERROR <Type>" or JSON level/error fields)', type: 'string' },
+    {
+      name: 'pattern',
+      flag: '--pattern <regex>',
+      description: 'error line pattern with a named group "type" (default: "ERROR <Type>" or JSON level/error fields)',
+      type: 'string',
+    },
     { name: 'maxErrorRate', flag: '--max-error-rate <rate>', description: 'exit 4 above this error rate (0.05 or 5%)', type: 'string' },
     { name: 'top', flag: '--top <n>', description: 'rows per table', type: 'int', default: 10, min: 1, max: 1000 },
   ],
@@ -285,12 +300,21 @@ export default defineProcedure<IncidentErrorsParams>({
       parts.push(m.error ? `metrics: ${m.error}\n` : rows.length ? table(['METRIC', 'VALUE'], rows) : 'metrics: no error fields\n');
     }
     const h = run.find(history);
-    if (h) parts.push(table(['REVISION', 'IMAGE', 'ROLLED OUT', 'CHANGE-CAUSE'], h.revisions.map((r) => [`${r.revision}${r.revision === h.current ? ' (current)' : ''}`, r.image, r.createdAt ?? '', r.changeCause ?? ''])));
+    if (h)
+      parts.push(
+        table(
+          ['REVISION', 'IMAGE', 'ROLLED OUT', 'CHANGE-CAUSE'],
+          h.revisions.map((r) => [`${r.revision}${r.revision === h.current ? ' (current)' : ''}`, r.image, r.createdAt ?? '', r.changeCause ?? '']),
+        ),
+      );
     const l = run.find(logs);
     if (l) {
       parts.push(
         l.groups.length
-          ? table(['COUNT', 'TYPE', 'PODS', 'FIRST SEEN', 'SAMPLE'], l.groups.slice(0, 10).map((g) => [String(g.count), g.type, String(g.pods.length), g.firstSeen ?? '', g.sample.slice(0, 80)]))
+          ? table(
+              ['COUNT', 'TYPE', 'PODS', 'FIRST SEEN', 'SAMPLE'],
+              l.groups.slice(0, 10).map((g) => [String(g.count), g.type, String(g.pods.length), g.firstSeen ?? '', g.sample.slice(0, 80)]),
+            )
           : `no error lines in ${l.lines} log line(s) of ${l.pods.length} pod(s)\n`,
       );
     }
@@ -298,7 +322,10 @@ export default defineProcedure<IncidentErrorsParams>({
     if (a) {
       parts.push(
         a.requests
-          ? table(['ENDPOINT', 'TOTAL', '2XX', '3XX', '4XX', '5XX'], a.endpoints.slice(0, 10).map((e) => [e.endpoint, String(e.total), String(e['2xx']), String(e['3xx']), String(e['4xx']), String(e['5xx'])]))
+          ? table(
+              ['ENDPOINT', 'TOTAL', '2XX', '3XX', '4XX', '5XX'],
+              a.endpoints.slice(0, 10).map((e) => [e.endpoint, String(e.total), String(e['2xx']), String(e['3xx']), String(e['4xx']), String(e['5xx'])]),
+            )
           : 'no requests in the access logs for this window\n',
       );
     }

@@ -43,30 +43,40 @@ export function latencySuggestions(run: RunData, p: IncidentLatencyParams, maxRe
     const avg = sat.length ? sat.reduce((a, b) => a + b, 0) / sat.length : 0;
     if (avg >= 0.8) {
       const n = replicasFor(cpu.replicas, avg, 0.6, maxReplicas);
-      out.push(`pods use ${Math.round(avg * 100)}% of their CPU on average: runbook app scale --replicas ${n}${n === maxReplicas ? ' (the environment\'s limit)' : ''}`);
+      out.push(
+        `pods use ${Math.round(avg * 100)}% of their CPU on average: runbook app scale --replicas ${n}${n === maxReplicas ? " (the environment's limit)" : ''}`,
+      );
     }
   }
   const locks = run.find(locksCheck);
   if (locks && !failed(locks)) {
     const roots = locks.blocking.filter((b) => b.root && (b.xactSeconds ?? 0) * 1000 >= p.olderThan);
-    if (roots.length) out.push(`${roots.length} session(s) open for more than ${formatDuration(p.olderThan)} block ${locks.blocked.length} other(s): runbook db kill-long-running --older-than ${durationFlag(p.olderThan)}`);
+    if (roots.length)
+      out.push(
+        `${roots.length} session(s) open for more than ${formatDuration(p.olderThan)} block ${locks.blocked.length} other(s): runbook db kill-long-running --older-than ${durationFlag(p.olderThan)}`,
+      );
     else if (locks.blocked.length) out.push(`${locks.blocked.length} session(s) wait for locks: runbook db locks shows the chain`);
   }
   const slow = run.find(slowCheck);
   if (slow && !failed(slow) && slow.queries.length) {
     const q = slow.queries[0];
-    out.push(`slowest statement ${q.meanMs.toFixed(0)} ms on average (${q.percentOfTotal ?? '?'}% of all time): ${oneLine(q.query, 60)} — check its plan (EXPLAIN ANALYZE) and indexes`);
+    out.push(
+      `slowest statement ${q.meanMs.toFixed(0)} ms on average (${q.percentOfTotal ?? '?'}% of all time): ${oneLine(q.query, 60)} — check its plan (EXPLAIN ANALYZE) and indexes`,
+    );
   }
   const replicas = run.find(replicasCheck);
   if (replicas && !failed(replicas)) {
     for (const r of replicas.replicas) {
       if (!r.ok) out.push(`replica ${r.name} is not serving: ${r.error}; send reads to the primary (runbook app env set READ_REPLICA_ENABLED=false)`);
-      else if ((r.lagSeconds ?? 0) > p.maxLagSeconds) out.push(`replica ${r.name} is ${Math.round(r.lagSeconds ?? 0)}s behind: reads from it are stale; runbook db replication-lag for the cause`);
+      else if ((r.lagSeconds ?? 0) > p.maxLagSeconds)
+        out.push(`replica ${r.name} is ${Math.round(r.lagSeconds ?? 0)}s behind: reads from it are stale; runbook db replication-lag for the cause`);
     }
   }
   const cache = run.find(cacheCheck);
   if (cache && !failed(cache) && cache.hitRate !== null && cache.hitRate < p.minHitRate) {
-    out.push(`cache hit rate ${formatRate(cache.hitRate)} is below ${formatRate(p.minHitRate)}${cache.evictedKeys ? ` with ${cache.evictedKeys} evictions` : ''}: flush the problematic entries (runbook cache flush --pattern 'slow:*'), then runbook cache warm --type <type>`);
+    out.push(
+      `cache hit rate ${formatRate(cache.hitRate)} is below ${formatRate(p.minHitRate)}${cache.evictedKeys ? ` with ${cache.evictedKeys} evictions` : ''}: flush the problematic entries (runbook cache flush --pattern 'slow:*'), then runbook cache warm --type <type>`,
+    );
   }
   return out;
 }
@@ -82,7 +92,7 @@ const replicasCheck = tolerant(replicasStep<IncidentLatencyParams>(), (env) => (
 
 const cpuStep = step({
   id: 'cpu',
-  title: 'Read the pods\' CPU use',
+  title: "Read the pods' CPU use",
   why: 'Pods at their CPU limit are throttled, and throttling is latency; more replicas spread the load.',
   risk: 'read',
   when: (_p, env) => Boolean(env.config.kubernetes),
@@ -134,10 +144,18 @@ export default defineProcedure<IncidentLatencyParams>({
   seedFixes: [
     'The seed lists four unrelated checks and leaves the reader to connect them; this runs them all (each skipped when its service is not configured, and one unreachable service does not hide the others) and maps each finding to the command that addresses it.',
     "The seed's lock query lists every waiting session, idle clients included; this uses `db locks` (pg_blocking_pids) and suggests `db kill-long-running` only for root blockers older than --older-than.",
-    'The seed scales to a hard-coded 10 replicas; the suggestion here is sized from the measured CPU saturation and capped at the environment\'s limit.',
+    "The seed scales to a hard-coded 10 replicas; the suggestion here is sized from the measured CPU saturation and capped at the environment's limit.",
   ],
   params: [
-    { name: 'minMeanMs', flag: '--min-mean-ms <ms>', description: 'slow statements: mean time above this', type: 'int', default: 1000, min: 0, max: 86_400_000 },
+    {
+      name: 'minMeanMs',
+      flag: '--min-mean-ms <ms>',
+      description: 'slow statements: mean time above this',
+      type: 'int',
+      default: 1000,
+      min: 0,
+      max: 86_400_000,
+    },
     { name: 'limit', flag: '--limit <n>', description: 'slow statements to show', type: 'int', default: 5, min: 1, max: 100 },
     { name: 'olderThan', flag: '--older-than <duration>', description: 'blocking sessions older than this are worth ending', type: 'duration', default: '5m' },
     { name: 'maxLagSeconds', flag: '--max-lag-seconds <s>', description: 'replica lag worth reporting', type: 'int', default: 30, min: 0 },
@@ -149,21 +167,64 @@ export default defineProcedure<IncidentLatencyParams>({
   kube: ['getDeployment', 'listPodMetrics', 'listPods', 'listReplicaSets'],
   validate(_p, env) {
     const c = env.config;
-    if (!c.postgres && !c.kubernetes && !c.redis) throw new UsageError(`incident latency needs at least one of postgres, kubernetes or redis in environment "${env.name}"`);
+    if (!c.postgres && !c.kubernetes && !c.redis)
+      throw new UsageError(`incident latency needs at least one of postgres, kubernetes or redis in environment "${env.name}"`);
   },
   steps: [slowCheck, locksCheck, primaryCheck, replicasCheck, cpuStep, cacheCheck, suggest],
   render(run) {
     const parts: string[] = [];
     const slow = run.find(slowCheck);
-    if (slow) parts.push(failed(slow) ? `slow queries: ${slow.error}\n` : slow.queries.length ? table(['MEAN MS', 'CALLS', '% TOTAL', 'QUERY'], slow.queries.map((q) => [q.meanMs.toFixed(1), q.calls, q.percentOfTotal ?? '', oneLine(q.query, 80)])) : `no statement slower than ${slow.minMeanMs} ms on average\n`);
+    if (slow)
+      parts.push(
+        failed(slow)
+          ? `slow queries: ${slow.error}\n`
+          : slow.queries.length
+            ? table(
+                ['MEAN MS', 'CALLS', '% TOTAL', 'QUERY'],
+                slow.queries.map((q) => [q.meanMs.toFixed(1), q.calls, q.percentOfTotal ?? '', oneLine(q.query, 80)]),
+              )
+            : `no statement slower than ${slow.minMeanMs} ms on average\n`,
+      );
     const locks = run.find(locksCheck);
-    if (locks) parts.push(failed(locks) ? `locks: ${locks.error}\n` : `${locks.blocked.length} blocked session(s), ${locks.blocking.filter((b) => b.root).length} root blocker(s)\n`);
+    if (locks)
+      parts.push(
+        failed(locks)
+          ? `locks: ${locks.error}\n`
+          : `${locks.blocked.length} blocked session(s), ${locks.blocking.filter((b) => b.root).length} root blocker(s)\n`,
+      );
     const primary = run.find(primaryCheck);
     const replicas = run.find(replicasCheck);
-    if (primary && !failed(primary) && primary.standbys.length) parts.push(table(['STANDBY', 'STATE', 'LAG BYTES'], primary.standbys.map((s) => [s.application, s.state, s.lagBytes ?? ''])));
-    if (replicas && !failed(replicas)) parts.push(table(['REPLICA', 'OK', 'LAG'], replicas.replicas.map((r) => [r.name, r.ok ? 'yes' : `no: ${r.error}`, r.lagSeconds === undefined || r.lagSeconds === null ? '' : `${Math.round(r.lagSeconds)}s`])));
+    if (primary && !failed(primary) && primary.standbys.length)
+      parts.push(
+        table(
+          ['STANDBY', 'STATE', 'LAG BYTES'],
+          primary.standbys.map((s) => [s.application, s.state, s.lagBytes ?? '']),
+        ),
+      );
+    if (replicas && !failed(replicas))
+      parts.push(
+        table(
+          ['REPLICA', 'OK', 'LAG'],
+          replicas.replicas.map((r) => [
+            r.name,
+            r.ok ? 'yes' : `no: ${r.error}`,
+            r.lagSeconds === undefined || r.lagSeconds === null ? '' : `${Math.round(r.lagSeconds)}s`,
+          ]),
+        ),
+      );
     const cpu = run.find(cpuStep);
-    if (cpu?.available) parts.push(table(['POD', 'CPU', 'LIMIT', 'SATURATION'], cpu.pods.map((x) => [x.pod, `${Math.round(x.cpu * 1000)}m`, x.limit === null ? '' : `${Math.round(x.limit * 1000)}m`, x.saturation === null ? '' : `${Math.round(x.saturation * 100)}%`])));
+    if (cpu?.available)
+      parts.push(
+        table(
+          ['POD', 'CPU', 'LIMIT', 'SATURATION'],
+          cpu.pods.map((x) => [
+            x.pod,
+            `${Math.round(x.cpu * 1000)}m`,
+            x.limit === null ? '' : `${Math.round(x.limit * 1000)}m`,
+            x.saturation === null ? '' : `${Math.round(x.saturation * 100)}%`,
+          ]),
+        ),
+      );
     const cache = run.find(cacheCheck);
     if (cache) parts.push(failed(cache) ? `cache: ${cache.error}\n` : `cache hit rate ${formatRate(cache.hitRate)}, ${cache.evictedKeys} evicted\n`);
     const s = run.find(suggest);

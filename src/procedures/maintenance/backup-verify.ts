@@ -121,7 +121,8 @@ const list = step({
   title: 'Find the newest backup in S3',
   why: 'The newest object under the prefix by modification time is the one a restore would use.',
   risk: 'read',
-  equivalent: (_p, env) => `aws s3api list-objects-v2 --bucket ${env.config.backups?.bucket ?? '$BUCKET'} --prefix '${env.config.backups?.prefix ?? ''}' --query 'sort_by(Contents,&LastModified)[-10:]'`,
+  equivalent: (_p, env) =>
+    `aws s3api list-objects-v2 --bucket ${env.config.backups?.bucket ?? '$BUCKET'} --prefix '${env.config.backups?.prefix ?? ''}' --query 'sort_by(Contents,&LastModified)[-10:]'`,
   async run(ctx): Promise<Listing> {
     const b = backups(ctx.env);
     const s3 = await ctx.clients.s3();
@@ -129,7 +130,8 @@ const list = step({
       await s3.headBucket(b.bucket, b.region);
     } catch (err) {
       const name = (err as { name?: string }).name;
-      if (name === 'NoSuchBucket') return fail(ctx, new UsageError(`backup bucket ${b.bucket} does not exist`, `check environments.${ctx.env.name}.backups.bucket`));
+      if (name === 'NoSuchBucket')
+        return fail(ctx, new UsageError(`backup bucket ${b.bucket} does not exist`, `check environments.${ctx.env.name}.backups.bucket`));
       return fail(ctx, `cannot reach backup bucket ${b.bucket}: ${awsErrorMessage(err)}`);
     }
     let objects: S3Object[];
@@ -160,8 +162,11 @@ const download = step({
     const dir = await mkdtemp(join(tmpdir(), 'runbook-backup-'));
     const file = join(dir, basename(l.newest.key).replace(/[^\w.-]/g, '_') || 'backup.dump');
     try {
-      const r = await (await ctx.clients.s3()).downloadObject(b.bucket, l.newest.key, file, { etag: l.newest.etag, size: l.newest.size }, { region: b.region, signal: ctx.signal });
-      if (r.bytes !== r.expectedBytes || r.bytes !== l.newest.size) throw new CheckFailedError(`downloaded ${r.bytes} bytes of ${l.newest.key}, expected ${l.newest.size}`);
+      const r = await (
+        await ctx.clients.s3()
+      ).downloadObject(b.bucket, l.newest.key, file, { etag: l.newest.etag, size: l.newest.size }, { region: b.region, signal: ctx.signal });
+      if (r.bytes !== r.expectedBytes || r.bytes !== l.newest.size)
+        throw new CheckFailedError(`downloaded ${r.bytes} bytes of ${l.newest.key}, expected ${l.newest.size}`);
       if (!r.etagMatches) throw new CheckFailedError(`${l.newest.key}: the downloaded bytes do not match ETag ${r.etag} (${r.etagCheck})`);
       return { dir, file, bytes: r.bytes, etag: r.etag, etagCheck: r.etagCheck };
     } catch (err) {
@@ -189,9 +194,17 @@ const verify = step({
       } catch (err) {
         throw new CheckFailedError(`${errorMessage(err)}`, 'install the PostgreSQL client tools, or set backups.pgRestore');
       }
-      if (r.exitCode !== 0) throw new CheckFailedError(`backup ${ctx.get(list).newest.key} is corrupt: pg_restore --list exit ${r.exitCode}: ${r.stderr.split('\n').find(Boolean) ?? ''}`.trim());
+      if (r.exitCode !== 0)
+        throw new CheckFailedError(
+          `backup ${ctx.get(list).newest.key} is corrupt: pg_restore --list exit ${r.exitCode}: ${r.stderr.split('\n').find(Boolean) ?? ''}`.trim(),
+        );
       const lines = r.stdout.split('\n').filter((x) => x.trim() && !x.startsWith(';'));
-      const toc = { restoreRequested: ctx.params.restoreTest, entries: lines.length, tables: lines.filter((x) => / TABLE /.test(x) && !/ TABLE DATA /.test(x)).length, tableData: lines.filter((x) => / TABLE DATA /.test(x)).length };
+      const toc = {
+        restoreRequested: ctx.params.restoreTest,
+        entries: lines.length,
+        tables: lines.filter((x) => / TABLE /.test(x) && !/ TABLE DATA /.test(x)).length,
+        tableData: lines.filter((x) => / TABLE DATA /.test(x)).length,
+      };
       if (toc.entries === 0) throw new CheckFailedError(`backup ${ctx.get(list).newest.key} has an empty table of contents`);
       return toc;
     } catch (err) {
@@ -210,11 +223,18 @@ const restore = step({
   risk: (p) => (p.restoreTest ? 'write' : 'read'),
   when: (p) => p.restoreTest,
   secrets: ['backupsRestoreTest'],
-  equivalent: (_p, env) => `createdb runbook_restore_$STAMP && pg_restore --no-owner --no-acl --exit-on-error -d runbook_restore_$STAMP "$FILE" && psql -d runbook_restore_$STAMP -c 'SELECT count(*) FROM ${env.config.backups?.restoreTest?.table ?? 'users'}'; dropdb runbook_restore_$STAMP`,
+  equivalent: (_p, env) =>
+    `createdb runbook_restore_$STAMP && pg_restore --no-owner --no-acl --exit-on-error -d runbook_restore_$STAMP "$FILE" && psql -d runbook_restore_$STAMP -c 'SELECT count(*) FROM ${env.config.backups?.restoreTest?.table ?? 'users'}'; dropdb runbook_restore_$STAMP`,
   async plan(ctx) {
     const rt = backups(ctx.env).restoreTest!;
     const url = ctx.clients.secret(rt.url, `environments.${ctx.env.name}.backups.restoreTest.url`);
-    return [{ action: 'create, restore, count and drop a scratch database', target: pgTarget(url), after: `runbook_restore_<timestamp>_<random>; rows of ${rt.table}` }];
+    return [
+      {
+        action: 'create, restore, count and drop a scratch database',
+        target: pgTarget(url),
+        after: `runbook_restore_<timestamp>_<random>; rows of ${rt.table}`,
+      },
+    ];
   },
   async run(ctx): Promise<Restored> {
     const b = backups(ctx.env);
@@ -237,10 +257,13 @@ const restore = step({
         signal: ctx.signal,
         timeoutMs: 60 * 60_000,
       });
-      if (r.exitCode !== 0) throw new CheckFailedError(`restore of ${ctx.get(list).newest.key} failed: pg_restore exit ${r.exitCode}: ${r.stderr.split('\n').find(Boolean) ?? ''}`);
+      if (r.exitCode !== 0)
+        throw new CheckFailedError(`restore of ${ctx.get(list).newest.key} failed: pg_restore exit ${r.exitCode}: ${r.stderr.split('\n').find(Boolean) ?? ''}`);
       const db = await ctx.clients.postgres(withDatabase(url, name));
       try {
-        const [t] = await db.query<{ n: string }>("SELECT count(*)::text AS n FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')");
+        const [t] = await db.query<{ n: string }>(
+          "SELECT count(*)::text AS n FROM information_schema.tables WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema')",
+        );
         const parts = rt.table.split('.');
         const exists = await db.query<{ oid: string | null }>('SELECT to_regclass($1)::text AS oid', [rt.table]);
         if (!exists[0]?.oid) throw new CheckFailedError(`restored database has no table ${rt.table}`);
@@ -293,14 +316,26 @@ export default defineProcedure<BackupVerifyParams>({
     'The seed restores into a fixed `test_restore` database that must already exist and is never cleaned; this creates a fresh, generated scratch database on the TEST server and always drops it.',
     'The seed never checks the restore: this counts tables and the rows of a configured table.',
   ],
-  params: [{ name: 'restoreTest', flag: '--restore-test', description: 'also restore into a scratch database on the configured test PostgreSQL', type: 'boolean', default: false }],
+  params: [
+    {
+      name: 'restoreTest',
+      flag: '--restore-test',
+      description: 'also restore into a scratch database on the configured test PostgreSQL',
+      type: 'boolean',
+      default: false,
+    },
+  ],
   examples: [[], ['--restore-test']],
   requires: ['aws'],
   // A failure alert that cannot be sent would go unnoticed by cron: its webhook is resolved up front.
   secrets: ['notify'],
   validate(p, env) {
     const b = backups(env);
-    if (p.restoreTest && !b.restoreTest) throw new UsageError(`--restore-test needs environments.${env.name}.backups.restoreTest`, 'add restoreTest: { url: { env: TEST_DATABASE_URL }, table: users }');
+    if (p.restoreTest && !b.restoreTest)
+      throw new UsageError(
+        `--restore-test needs environments.${env.name}.backups.restoreTest`,
+        'add restoreTest: { url: { env: TEST_DATABASE_URL }, table: users }',
+      );
   },
   steps: [list, download, verify, restore, cleanup],
   render(run) {
@@ -313,7 +348,11 @@ export default defineProcedure<BackupVerifyParams>({
       ['backup', `s3://${l.bucket}/${l.newest.key}`],
       ['modified', `${l.newest.lastModified} (${formatDuration(l.ageMs)} ago; ${l.count} backups under the prefix)`],
     ];
-    if (d) rows.push(['size', `${d.bytes} bytes (matches)`], ['etag', `${d.etag} (${d.etagCheck === 'unverifiable' ? 'not verifiable: checked size only' : `${d.etagCheck} verified`})`]);
+    if (d)
+      rows.push(
+        ['size', `${d.bytes} bytes (matches)`],
+        ['etag', `${d.etag} (${d.etagCheck === 'unverifiable' ? 'not verifiable: checked size only' : `${d.etagCheck} verified`})`],
+      );
     if (t) rows.push(['contents', `${t.entries} TOC entries, ${t.tables} tables, ${t.tableData} with data`]);
     if (r) rows.push(['restore', `${r.database} on ${r.server}: ${r.tables} tables, ${r.table} ${r.rows} rows (${r.dropped ? 'dropped' : 'NOT dropped'})`]);
     rows.push(['status', t && (!t.restoreRequested || r) ? 'OK' : 'FAILED']);

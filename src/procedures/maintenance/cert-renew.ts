@@ -42,7 +42,8 @@ const renew = step({
     } catch (err) {
       throw new StepError((err as Error).message, 'install certbot, or set certs.certbot to its path and arguments');
     }
-    if (r.exitCode !== 0) throw new StepError(`${file} exited ${r.exitCode}: ${tail(r.stderr) || tail(r.stdout)}`, 'see certbot\'s log (/var/log/letsencrypt/letsencrypt.log)');
+    if (r.exitCode !== 0)
+      throw new StepError(`${file} exited ${r.exitCode}: ${tail(r.stderr) || tail(r.stdout)}`, "see certbot's log (/var/log/letsencrypt/letsencrypt.log)");
     return { exitCode: 0, summary: tail(r.stdout) };
   },
 });
@@ -70,7 +71,11 @@ const renewedFiles = step({
       files.push({ file: f, ...info });
     }
     const low = files.filter((f) => f.daysLeft < min);
-    if (low.length) throw new CheckFailedError(`certbot did not renew: ${low.map((f) => `${f.file} (${f.daysLeft} days left)`).join(', ')}; the web server was not reloaded`, 'run certbot renew --dry-run -v to see why');
+    if (low.length)
+      throw new CheckFailedError(
+        `certbot did not renew: ${low.map((f) => `${f.file} (${f.daysLeft} days left)`).join(', ')}; the web server was not reloaded`,
+        'run certbot renew --dry-run -v to see why',
+      );
     return { files };
   },
 });
@@ -91,7 +96,8 @@ const reloadServer = step({
     } catch (err) {
       throw new StepError((err as Error).message, 'set certs.reload to the reload command of your web server');
     }
-    if (r.exitCode !== 0) throw new StepError(`${file} exited ${r.exitCode}: ${tail(r.stderr) || tail(r.stdout)}`, 'check the configuration (nginx -t) and reload by hand');
+    if (r.exitCode !== 0)
+      throw new StepError(`${file} exited ${r.exitCode}: ${tail(r.stderr) || tail(r.stdout)}`, 'check the configuration (nginx -t) and reload by hand');
     return { exitCode: 0 };
   },
 });
@@ -116,7 +122,14 @@ export default defineProcedure<RenewParams>({
     'The seed reloads nginx without approval and never checks what is served afterwards; the reload is gated, and the served certificates are checked again (exit 4 if still expiring).',
   ],
   params: [
-    { name: 'minDays', flag: '--min-days <n>', description: 'the renewed certificate must have at least this many days left (default: certs.minDays or 14)', type: 'int', min: 0, max: 3650 },
+    {
+      name: 'minDays',
+      flag: '--min-days <n>',
+      description: 'the renewed certificate must have at least this many days left (default: certs.minDays or 14)',
+      type: 'int',
+      min: 0,
+      max: 3650,
+    },
     { name: 'ca', flag: '--ca <file>', description: 'an extra CA bundle (PEM) to trust besides the system roots', type: 'string' },
   ],
   examples: [[]],

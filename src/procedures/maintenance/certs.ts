@@ -26,7 +26,8 @@ export interface CertParams {
 
 export function certHosts(p: CertParams, env: ResolvedEnvironment): Array<{ target: string; host: string; port: number }> {
   const list = p.hosts?.length ? p.hosts : (env.config.certs?.hosts ?? []);
-  if (list.length === 0) throw new UsageError('no hosts to check', `name them (runbook cert check example.com api.example.com:8443) or set environments.${env.name}.certs.hosts`);
+  if (list.length === 0)
+    throw new UsageError('no hosts to check', `name them (runbook cert check example.com api.example.com:8443) or set environments.${env.name}.certs.hosts`);
   return list.map((target) => {
     try {
       return { target, ...parseHostPort(target) };
@@ -56,7 +57,9 @@ export function extraCas(p: CertParams, env: ResolvedEnvironment): string[] {
 }
 
 /** Checks every host in parallel; an unreachable host becomes an error row, never a crash. */
-export async function checkHosts<P extends CertParams>(ctx: Pick<StepContext<P>, 'params' | 'env' | 'clients' | 'now' | 'signal' | 'log'>): Promise<CertReport> {
+export async function checkHosts<P extends CertParams>(
+  ctx: Pick<StepContext<P>, 'params' | 'env' | 'clients' | 'now' | 'signal' | 'log'>,
+): Promise<CertReport> {
   const { inspectCertificate } = await ctx.clients.tls();
   const minDays = minDaysOf(ctx.params, ctx.env);
   const ca = extraCas(ctx.params, ctx.env);
@@ -95,7 +98,16 @@ export function renderCerts(r: CertReport | undefined): string {
     r.rows.map((x) =>
       x.status === 'error'
         ? [x.target, '', '', '', '', '', '', `error: ${x.error}`]
-        : [x.target, x.subject, x.issuer, (x.sans ?? []).join(','), x.notAfter?.slice(0, 10), x.daysLeft, x.trusted ? 'yes' : `no (${x.selfSigned ? 'self-signed' : x.trustError})`, x.status],
+        : [
+            x.target,
+            x.subject,
+            x.issuer,
+            (x.sans ?? []).join(','),
+            x.notAfter?.slice(0, 10),
+            x.daysLeft,
+            x.trusted ? 'yes' : `no (${x.selfSigned ? 'self-signed' : x.trustError})`,
+            x.status,
+          ],
     ),
   );
 }

@@ -71,7 +71,9 @@ export async function compressFile(dir: string, f: LogFile, opts: { signal?: Abo
   const dst = `${src}.gz`;
   const before = await stat(src);
   try {
-    await pipeline(createReadStream(src), createGzip({ level: opts.level ?? 6 }), createWriteStream(tmp, { flags: 'w', mode: before.mode & 0o666 }), { signal: opts.signal });
+    await pipeline(createReadStream(src), createGzip({ level: opts.level ?? 6 }), createWriteStream(tmp, { flags: 'w', mode: before.mode & 0o666 }), {
+      signal: opts.signal,
+    });
     await fsyncPath(tmp);
     const after = await stat(src);
     if (after.size !== before.size || after.mtimeMs !== before.mtimeMs) throw new Error(`${f.rel} changed while it was being compressed; left as is`);

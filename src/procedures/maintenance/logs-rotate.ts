@@ -59,7 +59,8 @@ export function settings(p: LogsRotateParams, env: ResolvedEnvironment): Setting
   if (!dir) throw new UsageError('missing --dir', `pass --dir /var/log/app or set environments.${env.name}.logs.dir`);
   const compressAfterMs = p.compressAfter ?? parseDuration(l.compressAfter ?? '7d', 'logs.compressAfter');
   const deleteAfterMs = p.deleteAfter ?? parseDuration(l.deleteAfter ?? '30d', 'logs.deleteAfter');
-  if (deleteAfterMs <= compressAfterMs) throw new UsageError(`--delete-after (${formatDuration(deleteAfterMs)}) must be longer than --compress-after (${formatDuration(compressAfterMs)})`);
+  if (deleteAfterMs <= compressAfterMs)
+    throw new UsageError(`--delete-after (${formatDuration(deleteAfterMs)}) must be longer than --compress-after (${formatDuration(compressAfterMs)})`);
   const archiveUrl = p.archive ?? l.archive;
   const archive = archiveUrl ? parseArchive(archiveUrl, p.archive ? '--archive' : `environments.${env.name}.logs.archive`) : undefined;
   if (archive && !env.config.aws) throw new UsageError(`--archive needs an aws section in environment "${env.name}"`);
@@ -76,7 +77,9 @@ function gzAfterCompress(ctx: Ctx): LogFile[] {
   const done = ctx.find(compress);
   const fromLogs = s.toCompress.map((f) => ({ rel: `${f.rel}.gz`, size: done?.files.find((c) => c.rel === f.rel)?.bytesOut ?? -1, mtimeMs: f.mtimeMs }));
   const compressed = new Set(done ? done.files.map((c) => c.rel) : s.toCompress.map((f) => f.rel));
-  return [...s.gz.filter((g) => !compressed.has(g.rel.replace(/\.gz$/, ''))), ...fromLogs.filter((g) => compressed.has(g.rel.replace(/\.gz$/, '')))].sort((a, b) => a.rel.localeCompare(b.rel));
+  return [...s.gz.filter((g) => !compressed.has(g.rel.replace(/\.gz$/, ''))), ...fromLogs.filter((g) => compressed.has(g.rel.replace(/\.gz$/, '')))].sort(
+    (a, b) => a.rel.localeCompare(b.rel),
+  );
 }
 
 async function localGz(ctx: Ctx): Promise<LogFile[]> {
@@ -107,7 +110,8 @@ const scan = step({
   title: 'Find logs to compress and archives to keep or delete',
   why: 'Reads the directory (and the archive listing) so the plan names every file; clears .gz.tmp files an interrupted run left.',
   risk: 'read',
-  equivalent: (p, env) => `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -type f \\( -name '*.log' -mtime +${Math.round((p.compressAfter ?? parseDuration(env.config.logs?.compressAfter ?? '7d')) / 86_400_000)} -o -name '*.gz' \\)`,
+  equivalent: (p, env) =>
+    `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -type f \\( -name '*.log' -mtime +${Math.round((p.compressAfter ?? parseDuration(env.config.logs?.compressAfter ?? '7d')) / 86_400_000)} -o -name '*.gz' \\)`,
   async run(ctx): Promise<Scan> {
     const s = settings(ctx.params, ctx.env);
     let found;
@@ -115,7 +119,10 @@ const scan = step({
       found = await scanDir(s.dir);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      throw new UsageError(`cannot read log directory ${s.dir}: ${code ?? errorMessage(err)}`, code === 'EACCES' ? 'run as a user that can read and write it' : 'check --dir / logs.dir');
+      throw new UsageError(
+        `cannot read log directory ${s.dir}: ${code ?? errorMessage(err)}`,
+        code === 'EACCES' ? 'run as a user that can read and write it' : 'check --dir / logs.dir',
+      );
     }
     let remote: S3Object[] | null = null;
     if (s.archive) {
@@ -124,7 +131,8 @@ const scan = step({
         await s3.headBucket(s.archive.bucket);
         remote = await s3.listObjects(s.archive.bucket, s.archive.prefix);
       } catch (err) {
-        if ((err as { name?: string }).name === 'NoSuchBucket') throw new UsageError(`archive bucket ${s.archive.bucket} does not exist`, 'check --archive / logs.archive');
+        if ((err as { name?: string }).name === 'NoSuchBucket')
+          throw new UsageError(`archive bucket ${s.archive.bucket} does not exist`, 'check --archive / logs.archive');
         throw new StepError(`cannot list ${s.archive.url}: ${awsErrorMessage(err)}`);
       }
     }
@@ -144,9 +152,10 @@ const scan = step({
 const compress = step({
   id: 'compress',
   title: 'Compress old logs (all cores, atomic)',
-  why: 'gzip into .gz.tmp → fsync → rename → remove the original, two files per core in flight; the .gz keeps the log\'s modification time, as gzip does.',
+  why: "gzip into .gz.tmp → fsync → rename → remove the original, two files per core in flight; the .gz keeps the log's modification time, as gzip does.",
   risk: 'write',
-  equivalent: (p, env) => `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -name '*.log' -mtime +${Math.round((p.compressAfter ?? parseDuration(env.config.logs?.compressAfter ?? '7d')) / 86_400_000)} -print0 | xargs -0 -P "$(nproc)" -n 1 gzip`,
+  equivalent: (p, env) =>
+    `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -name '*.log' -mtime +${Math.round((p.compressAfter ?? parseDuration(env.config.logs?.compressAfter ?? '7d')) / 86_400_000)} -print0 | xargs -0 -P "$(nproc)" -n 1 gzip`,
   async plan(ctx): Promise<Change[]> {
     return scanOf(ctx).toCompress.map((f) => ({ action: 'compress', target: f.rel, before: mb(f.size), after: `${f.rel}.gz` }));
   },
@@ -170,7 +179,13 @@ const compress = step({
     const ok = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
     const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`${files[i].rel}: ${errorMessage(r.reason)}`] : []));
     for (const f of failed) ctx.reporter.warn(`not compressed: ${f}`);
-    const data = { files: ok, failed, bytesIn: ok.reduce((a, c) => a + c.bytesIn, 0), bytesOut: ok.reduce((a, c) => a + c.bytesOut, 0), ms: Math.round(performance.now() - t0) };
+    const data = {
+      files: ok,
+      failed,
+      bytesIn: ok.reduce((a, c) => a + c.bytesIn, 0),
+      bytesOut: ok.reduce((a, c) => a + c.bytesOut, 0),
+      ms: Math.round(performance.now() - t0),
+    };
     if (failed.length && ok.length === 0) throw new StepError(`could not compress any of ${files.length} files: ${failed[0]}`);
     return data;
   },
@@ -182,7 +197,8 @@ const archive = step({
   why: 'Uploads each .gz the archive lacks or holds with different bytes (size, then MD5 against the ETag); never deletes anything remote.',
   risk: 'write',
   when: (p, env) => Boolean(p.archive ?? env.config.logs?.archive),
-  equivalent: (p, env) => `aws s3 sync ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} ${p.archive ?? env.config.logs?.archive} --exclude '*' --include '*.gz'   # no --delete`,
+  equivalent: (p, env) =>
+    `aws s3 sync ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} ${p.archive ?? env.config.logs?.archive} --exclude '*' --include '*.gz'   # no --delete`,
   async plan(ctx) {
     const s = settings(ctx.params, ctx.env);
     const a = s.archive!;
@@ -192,7 +208,8 @@ const archive = step({
       const o = remote.get(a.prefix + f.rel);
       const target = `s3://${a.bucket}/${a.prefix}${f.rel}`;
       if (!o) changes.push({ action: 'upload', target, after: f.size >= 0 ? mb(f.size) : '(compressed in this run)' });
-      else if (f.size >= 0 && !(await sameBytes(ctx, join(s.dir, f.rel), o))) changes.push({ action: 'replace (different bytes)', target, before: mb(o.size), after: mb(f.size) });
+      else if (f.size >= 0 && !(await sameBytes(ctx, join(s.dir, f.rel), o)))
+        changes.push({ action: 'replace (different bytes)', target, before: mb(o.size), after: mb(f.size) });
     }
     return changes;
   },
@@ -223,11 +240,18 @@ const archive = step({
       if (r.status === 'fulfilled') {
         (r.value.uploaded ? out.uploaded : out.unchanged).push(r.value.rel);
         out.safe.push(r.value.rel);
-      } else out.failed.push(`${local[i].rel}: ${r.reason instanceof Error && 'name' in r.reason && (r.reason as { $metadata?: unknown }).$metadata ? awsErrorMessage(r.reason) : errorMessage(r.reason)}`);
+      } else
+        out.failed.push(
+          `${local[i].rel}: ${r.reason instanceof Error && 'name' in r.reason && (r.reason as { $metadata?: unknown }).$metadata ? awsErrorMessage(r.reason) : errorMessage(r.reason)}`,
+        );
     });
     const localKeys = new Set(local.map((f) => a.prefix + f.rel));
     out.remoteOnly = [...remote.keys()].filter((k) => k.endsWith('.gz') && !localKeys.has(k)).sort();
-    if (out.failed.length) throw new StepError(`${out.failed.length} upload(s) failed (${out.uploaded.length} uploaded): ${out.failed[0]}`, 'nothing local was deleted; run again to retry');
+    if (out.failed.length)
+      throw new StepError(
+        `${out.failed.length} upload(s) failed (${out.uploaded.length} uploaded): ${out.failed[0]}`,
+        'nothing local was deleted; run again to retry',
+      );
     return out;
   },
 });
@@ -257,7 +281,8 @@ const deleteOld = step({
   title: 'Delete old local archives',
   why: 'Frees disk space. With an archive configured, only .gz files the archive holds with the same bytes are deleted.',
   risk: 'destructive',
-  equivalent: (p, env) => `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -name '*.gz' -mtime +${Math.round((p.deleteAfter ?? parseDuration(env.config.logs?.deleteAfter ?? '30d')) / 86_400_000)} -delete`,
+  equivalent: (p, env) =>
+    `find ${p.dir ?? env.config.logs?.dir ?? '/var/log/app'} -name '*.gz' -mtime +${Math.round((p.deleteAfter ?? parseDuration(env.config.logs?.deleteAfter ?? '30d')) / 86_400_000)} -delete`,
   async plan(ctx) {
     return (await deletable(ctx)).map((f) => ({ action: 'delete', target: f.rel, before: f.size >= 0 ? mb(f.size) : '(compressed in this run)' }));
   },
@@ -284,8 +309,18 @@ export default defineProcedure<LogsRotateParams>({
   ],
   params: [
     { name: 'dir', flag: '--dir <path>', description: 'the log directory (default: logs.dir)', type: 'string' },
-    { name: 'compressAfter', flag: '--compress-after <duration>', description: 'compress *.log older than this (default: logs.compressAfter or 7d)', type: 'duration' },
-    { name: 'deleteAfter', flag: '--delete-after <duration>', description: 'delete local *.gz older than this (default: logs.deleteAfter or 30d)', type: 'duration' },
+    {
+      name: 'compressAfter',
+      flag: '--compress-after <duration>',
+      description: 'compress *.log older than this (default: logs.compressAfter or 7d)',
+      type: 'duration',
+    },
+    {
+      name: 'deleteAfter',
+      flag: '--delete-after <duration>',
+      description: 'delete local *.gz older than this (default: logs.deleteAfter or 30d)',
+      type: 'duration',
+    },
     { name: 'archive', flag: '--archive <s3url>', description: 'archive .gz files to s3://bucket/prefix (default: logs.archive)', type: 'string' },
     { name: 'prune', flag: '--prune', description: 'also delete archive objects that no longer exist locally (gated)', type: 'boolean', default: false },
     { name: 'parallel', flag: '--parallel <n>', description: 'files compressed at once (default: twice the number of cores)', type: 'int', min: 1, max: 64 },
@@ -299,7 +334,12 @@ export default defineProcedure<LogsRotateParams>({
     const c = run.find(compress);
     const found = run.find(scan);
     if (found?.partialRemoved.length) rows.push(['partial removed', found.partialRemoved.length, found.partialRemoved.join(' ')]);
-    if (c) rows.push(['compressed', c.files.length, `${mb(c.bytesIn)} → ${mb(c.bytesOut)} in ${formatDuration(c.ms)}${c.failed.length ? `; ${c.failed.length} left as is` : ''}`]);
+    if (c)
+      rows.push([
+        'compressed',
+        c.files.length,
+        `${mb(c.bytesIn)} → ${mb(c.bytesOut)} in ${formatDuration(c.ms)}${c.failed.length ? `; ${c.failed.length} left as is` : ''}`,
+      ]);
     const a = run.find(archive);
     if (a) rows.push(['uploaded', a.uploaded.length, `${a.unchanged.length} already archived`]);
     const p = run.find(prune);

@@ -47,7 +47,10 @@ export function servicePodsStep<P>(): Step<P, { services: ServicePods[] }> {
   };
 }
 
-async function probe<P>(ctx: Pick<StepContext<P>, 'clients' | 'signal'>, dep: { name: string; url: string; timeout: string; expectStatus?: number }): Promise<DependencyHealth> {
+async function probe<P>(
+  ctx: Pick<StepContext<P>, 'clients' | 'signal'>,
+  dep: { name: string; url: string; timeout: string; expectStatus?: number },
+): Promise<DependencyHealth> {
   const t0 = performance.now();
   try {
     const res = await ctx.clients.http.request(dep.url, { timeoutMs: parseDuration(dep.timeout), signal: ctx.signal });
@@ -64,10 +67,13 @@ export function dependencyHealthStep<P>(): Step<P, { dependencies: DependencyHea
   return {
     id: 'dependencies',
     title: 'Check the external dependencies',
-    why: 'An outage is often someone else\'s: a payment gateway or auth service down changes what to do next. All are asked at once, each with its own time limit.',
+    why: "An outage is often someone else's: a payment gateway or auth service down changes what to do next. All are asked at once, each with its own time limit.",
     risk: 'read',
     when: (_p, env) => Boolean(env.config.dependencies?.length),
-    equivalent: (_p, env) => (env.config.dependencies ?? []).map((d) => `curl -sS -o /dev/null -w '%{http_code}' --max-time ${Math.ceil(parseDuration(d.timeout) / 1000)} ${d.url}`).join(' & ') + ' ; wait',
+    equivalent: (_p, env) =>
+      (env.config.dependencies ?? [])
+        .map((d) => `curl -sS -o /dev/null -w '%{http_code}' --max-time ${Math.ceil(parseDuration(d.timeout) / 1000)} ${d.url}`)
+        .join(' & ') + ' ; wait',
     async run(ctx): Promise<{ dependencies: DependencyHealth[] }> {
       const results = await Promise.all(ctx.env.config.dependencies!.map((d) => probe(ctx, d)));
       const bad = results.filter((r) => !r.ok);

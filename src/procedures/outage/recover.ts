@@ -50,22 +50,32 @@ export interface OpenOutage {
  */
 export async function openOutageInJournal(ctx: Pick<StepContext<unknown>, 'env' | 'journal'>): Promise<string | null> {
   // The newest real outage start whose incident or maintenance mode still stands, unless a recovery completed since.
-  const run = await ctx.journal.lastEffective('outage start', { env: ctx.env.name, steps: ['incident', 'apply'], closedBy: { procedure: 'outage recover', where: (r) => r.exitCode === 0 } });
+  const run = await ctx.journal.lastEffective('outage start', {
+    env: ctx.env.name,
+    steps: ['incident', 'apply'],
+    closedBy: { procedure: 'outage recover', where: (r) => r.exitCode === 0 },
+  });
   return run?.runId ?? null;
 }
 
 /** Polls the health URL until it answers as expected, for at most `limitMs`. */
-async function healthyWithin<P>(ctx: Pick<StepContext<P>, 'env' | 'clients' | 'signal'>, limitMs: number): Promise<{ ok: boolean; attempts: number; problem: string }> {
+async function healthyWithin<P>(
+  ctx: Pick<StepContext<P>, 'env' | 'clients' | 'signal'>,
+  limitMs: number,
+): Promise<{ ok: boolean; attempts: number; problem: string }> {
   const h = ctx.env.config.health;
   if (!h) return { ok: true, attempts: 0, problem: '' };
   const every = parseDuration(h.interval);
   const deadline = performance.now() + limitMs;
   let attempts = 0;
-  let problem = '';
+  let problem: string;
   for (;;) {
     attempts++;
     try {
-      const res = await ctx.clients.http.request(h.url, { timeoutMs: Math.min(parseDuration(h.timeout), Math.max(1, Math.ceil(deadline - performance.now()))), signal: ctx.signal });
+      const res = await ctx.clients.http.request(h.url, {
+        timeoutMs: Math.min(parseDuration(h.timeout), Math.max(1, Math.ceil(deadline - performance.now()))),
+        signal: ctx.signal,
+      });
       if (res.status === h.expectStatus) return { ok: true, attempts, problem: '' };
       problem = `HTTP ${res.status}`;
     } catch (err) {
@@ -84,7 +94,8 @@ const outage = step({
   title: 'Check that an outage is open',
   why: 'Recovery scales up and turns maintenance mode off: without an open outage (none recorded by `outage start`, maintenance mode off, no --incident) it would only scale a healthy app up, so it stops here (exit 4).',
   risk: 'read',
-  equivalent: (_p, env) => `runbook history  # the last "outage start" in ${env.name}; and: kubectl set env deployment/${deploymentName(env)} -n ${ns(env)} --list | grep ${MAINTENANCE_VAR}`,
+  equivalent: (_p, env) =>
+    `runbook history  # the last "outage start" in ${env.name}; and: kubectl set env deployment/${deploymentName(env)} -n ${ns(env)} --list | grep ${MAINTENANCE_VAR}`,
   async run(ctx): Promise<OpenOutage> {
     if (ctx.params.incident) return { evidence: 'flag' };
     const fromRun = await openOutageInJournal(ctx);
@@ -116,7 +127,8 @@ const findIncident = step({
   why: '`outage start` journaled the incident it opened; reading it back means nobody has to copy ids around at 3 a.m.',
   risk: 'read',
   when: (_p, env) => Boolean(env.config.statuspage),
-  equivalent: (p, env) => (p.incident ? curlIncident(env, 'GET', `/incidents/${p.incident}`) : 'runbook history  # the last "outage start" run, then: runbook show <run-id>'),
+  equivalent: (p, env) =>
+    p.incident ? curlIncident(env, 'GET', `/incidents/${p.incident}`) : 'runbook history  # the last "outage start" run, then: runbook show <run-id>',
   async run(ctx): Promise<FoundIncident> {
     let id = ctx.params.incident;
     let fromRun: string | undefined;
@@ -142,7 +154,10 @@ const scale = step({
   risk: 'write',
   equivalent: (p, env) =>
     stagesOf(p)
-      .map((n) => `kubectl scale deployment/${deploymentName(env)} --replicas=${n} -n ${ns(env)} && kubectl rollout status deployment/${deploymentName(env)} -n ${ns(env)} && curl -fsS --retry 10 ${env.config.health?.url ?? '<health url>'}`)
+      .map(
+        (n) =>
+          `kubectl scale deployment/${deploymentName(env)} --replicas=${n} -n ${ns(env)} && kubectl rollout status deployment/${deploymentName(env)} -n ${ns(env)} && curl -fsS --retry 10 ${env.config.health?.url ?? '<health url>'}`,
+      )
       .join(' && '),
   async plan(ctx) {
     const from = ctx.get(replicas).replicas;
@@ -150,7 +165,15 @@ const scale = step({
     if (!stages.length) return [];
     const kube = await ctx.clients.kube();
     await kube.scaleDeployment(deploymentName(ctx.env), stages[stages.length - 1], { dryRun: true });
-    return [{ action: 'scale in stages', target: `deployment/${deploymentName(ctx.env)}`, before: String(from), after: `${stages.join(' → ')} (each healthy within ${formatDuration(ctx.params.interval)})`, validated: true }];
+    return [
+      {
+        action: 'scale in stages',
+        target: `deployment/${deploymentName(ctx.env)}`,
+        before: String(from),
+        after: `${stages.join(' → ')} (each healthy within ${formatDuration(ctx.params.interval)})`,
+        validated: true,
+      },
+    ];
   },
   async run(ctx) {
     const from = ctx.get(replicas).replicas;
@@ -225,7 +248,9 @@ function recoverSummary(ctx: StepContext<OutageRecoverParams>): string[] {
   const stages = stagesOf(ctx.params).filter((n) => n > from);
   const inc = ctx.find(findIncident)?.incident;
   const lines = [
-    stages.length ? `scale deployment/${name} ${from} → ${stages.join(' → ')}, each stage healthy within ${formatDuration(ctx.params.interval)} (stops at the first that is not, keeping the count)` : `deployment/${name} already at ${from}: no scaling`,
+    stages.length
+      ? `scale deployment/${name} ${from} → ${stages.join(' → ')}, each stage healthy within ${formatDuration(ctx.params.interval)} (stops at the first that is not, keeping the count)`
+      : `deployment/${name} already at ${from}: no scaling`,
     `turn maintenance mode off (${MAINTENANCE_VAR}), pods roll`,
   ];
   if (inc && inc.status !== 'resolved' && inc.status !== 'postmortem') lines.push(`resolve status-page incident ${inc.id} "${inc.name}"`);
@@ -244,9 +269,14 @@ export default defineProcedure<OutageRecoverParams>({
   params: [
     { name: 'steps', flag: '--steps <counts>', description: 'replica counts to go through, ascending (default 1,2,4)', type: 'list' },
     { name: 'interval', flag: '--interval <duration>', description: 'how long each stage may take to become healthy', type: 'duration', default: '60s' },
-    { name: 'incident', flag: '--incident <id>', description: 'status-page incident to resolve (default: the one the last outage start recorded)', type: 'string' },
+    {
+      name: 'incident',
+      flag: '--incident <id>',
+      description: 'status-page incident to resolve (default: the one the last outage start recorded)',
+      type: 'string',
+    },
     { name: 'container', flag: '--container <name>', description: 'container whose maintenance mode is turned off', type: 'k8sName' },
-    { name: 'rolloutTimeout', flag: '--rollout-timeout <duration>', description: 'how long each stage\'s rollout may take', type: 'duration' },
+    { name: 'rolloutTimeout', flag: '--rollout-timeout <duration>', description: "how long each stage's rollout may take", type: 'duration' },
   ],
   examples: [[], ['--steps', '1,2,4,8', '--interval', '2m'], ['--incident', 'p31zjtct2jer']],
   requires: ['kubernetes'],
@@ -258,9 +288,14 @@ export default defineProcedure<OutageRecoverParams>({
     if (!stages.length) throw new UsageError('--steps needs at least one replica count');
     for (let i = 1; i < stages.length; i++) if (stages[i] <= stages[i - 1]) throw new UsageError(`--steps must be ascending, got ${stages.join(',')}`);
     const max = env.config.limits.maxReplicas;
-    if (stages[stages.length - 1] > max) throw new UsageError(`--steps goes to ${stages[stages.length - 1]}, above this environment's limit of ${max}`, `raise environments.${env.name}.limits.maxReplicas if that is really intended`);
+    if (stages[stages.length - 1] > max)
+      throw new UsageError(
+        `--steps goes to ${stages[stages.length - 1]}, above this environment's limit of ${max}`,
+        `raise environments.${env.name}.limits.maxReplicas if that is really intended`,
+      );
     if (p.interval < 1000) throw new UsageError('--interval must be at least 1s');
-    if (p.incident !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(p.incident)) throw new UsageError(`invalid --incident "${p.incident}"`, 'a status-page incident id: letters, digits, - and _');
+    if (p.incident !== undefined && !/^[A-Za-z0-9_-]{1,64}$/.test(p.incident))
+      throw new UsageError(`invalid --incident "${p.incident}"`, 'a status-page incident id: letters, digits, - and _');
   },
   // Every step puts back what the outage took away: one confirmation for all of it (in a protected
   // environment), after the read steps found the counts and the incident, instead of one per step.
@@ -269,7 +304,13 @@ export default defineProcedure<OutageRecoverParams>({
   render(run) {
     const parts: string[] = [];
     const s = run.find(scale);
-    if (s) parts.push(table(['REPLICAS', 'ROLLOUT', 'HEALTH CHECKS'], s.stages.map((x) => [String(x.replicas), formatDuration(x.rolloutMs), String(x.healthAttempts)])));
+    if (s)
+      parts.push(
+        table(
+          ['REPLICAS', 'ROLLOUT', 'HEALTH CHECKS'],
+          s.stages.map((x) => [String(x.replicas), formatDuration(x.rolloutMs), String(x.healthAttempts)]),
+        ),
+      );
     if (run.find(apply)) parts.push('maintenance mode off\n');
     const r = run.find(resolve);
     if (r) parts.push(`incident ${r.id}: ${r.status}\n`);

@@ -24,14 +24,18 @@ const incident = step({
   risk: 'write',
   when: (_p, env) => Boolean(env.config.statuspage),
   equivalent: (p, env) => curlIncident(env, 'POST', '/incidents', { incident: { name: p.title, status: 'investigating', body: p.message } }),
-  plan: async (ctx) => [{ action: 'open incident on', target: `status page ${ctx.env.config.statuspage!.url}`, after: `"${ctx.params.title}" (investigating)` }],
+  plan: async (ctx) => [
+    { action: 'open incident on', target: `status page ${ctx.env.config.statuspage!.url}`, after: `"${ctx.params.title}" (investigating)` },
+  ],
   async run(ctx): Promise<IncidentRef> {
     const opened = await (await ctx.clients.statuspage()).createIncident(ctx.params.title, ctx.params.message, ctx.signal);
     ctx.log(`incident ${opened.id} opened${opened.shortlink ? `: ${opened.shortlink}` : ''}`);
     return opened;
   },
   async undo(ctx, data) {
-    await (await ctx.clients.statuspage()).updateIncident(data.id, 'resolved', `Opened in error: runbook outage start (run ${ctx.runId}) did not complete and took it back.`, ctx.signal);
+    await (
+      await ctx.clients.statuspage()
+    ).updateIncident(data.id, 'resolved', `Opened in error: runbook outage start (run ${ctx.runId}) did not complete and took it back.`, ctx.signal);
   },
   undoByHand: (ctx, data) => curlIncident(ctx.env, 'PATCH', `/incidents/${data.id}`, { incident: { status: 'resolved', body: 'Opened in error.' } }),
 });
@@ -52,15 +56,26 @@ export default defineProcedure<OutageStartParams>({
   name: 'outage start',
   summary: 'Open a status-page incident, list pods per service, check dependencies, then turn maintenance mode on',
   seedFixes: [
-    'The seed posts to /v1/incidents (no page) and never keeps the id; this posts to the page\'s /incidents and records the incident id in the journal, where `outage recover` finds it to resolve it.',
+    "The seed posts to /v1/incidents (no page) and never keeps the id; this posts to the page's /incidents and records the incident id in the journal, where `outage recover` finds it to resolve it.",
     'If a later step fails, the incident is not left open by mistake: it is resolved with a note that it was opened in error.',
-    'Services and dependencies are checked in parallel, each dependency with a time limit (the seed\'s `curl -I` could hang, and HEAD is not what health URLs answer).',
+    "Services and dependencies are checked in parallel, each dependency with a time limit (the seed's `curl -I` could hang, and HEAD is not what health URLs answer).",
     'Maintenance mode is shown before → after, the rollout it causes is watched, and the previous environment is put back if it does not complete.',
   ],
   params: [
     { name: 'title', flag: '--title <text>', description: 'incident name on the status page', type: 'string', default: 'Service Outage' },
-    { name: 'message', flag: '--message <text>', description: 'first incident update', type: 'string', default: 'We are investigating an outage and will post updates here.' },
-    { name: 'container', flag: '--container <name>', description: 'container to put in maintenance mode (default: the only one, or the environment\'s)', type: 'k8sName' },
+    {
+      name: 'message',
+      flag: '--message <text>',
+      description: 'first incident update',
+      type: 'string',
+      default: 'We are investigating an outage and will post updates here.',
+    },
+    {
+      name: 'container',
+      flag: '--container <name>',
+      description: "container to put in maintenance mode (default: the only one, or the environment's)",
+      type: 'k8sName',
+    },
     { name: 'rolloutTimeout', flag: '--rollout-timeout <duration>', description: 'how long to wait for the maintenance-mode rollout', type: 'duration' },
   ],
   examples: [[], ['--title', 'Checkout unavailable', '--message', 'Payments are failing; we are on it.']],
@@ -74,9 +89,21 @@ export default defineProcedure<OutageStartParams>({
     const inc = run.find(incident);
     if (inc) parts.push(`incident ${inc.id} "${inc.name}": ${inc.status}${inc.shortlink ? ` ${inc.shortlink}` : ''}\n`);
     const s = run.find(services);
-    if (s) parts.push(table(['SERVICE', 'READY', 'NOT READY'], s.services.map((x) => [x.service, `${x.ready}/${x.pods}`, x.notReady.join(', ')])));
+    if (s)
+      parts.push(
+        table(
+          ['SERVICE', 'READY', 'NOT READY'],
+          s.services.map((x) => [x.service, `${x.ready}/${x.pods}`, x.notReady.join(', ')]),
+        ),
+      );
     const d = run.find(dependencies);
-    if (d) parts.push(table(['DEPENDENCY', 'OK', 'STATUS', 'LATENCY'], d.dependencies.map((x) => [x.name, x.ok ? 'yes' : 'NO', x.error ?? String(x.status), `${x.latencyMs}ms`])));
+    if (d)
+      parts.push(
+        table(
+          ['DEPENDENCY', 'OK', 'STATUS', 'LATENCY'],
+          d.dependencies.map((x) => [x.name, x.ok ? 'yes' : 'NO', x.error ?? String(x.status), `${x.latencyMs}ms`]),
+        ),
+      );
     if (run.find(apply)) parts.push(`maintenance mode on (${MAINTENANCE_VAR}=true)\n`);
     return parts.join('\n');
   },

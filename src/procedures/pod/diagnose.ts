@@ -25,7 +25,6 @@ interface Params {
   tail: number;
 }
 
-
 /** In deployment mode, details (events, logs) are fetched for at most this many pods. */
 const MAX_DETAILED = 5;
 
@@ -42,7 +41,10 @@ const inspected = step({
   title: 'Read the pod status, containers, probes and references',
   why: 'Phase, readiness, restarts, the last termination (reason, exit code, when) and waiting reasons such as CrashLoopBackOff say what state the pod is in.',
   risk: 'read',
-  equivalent: (p, env) => (p.pod ? `kubectl get pod ${p.pod} -n ${ns(env)} -o yaml` : `kubectl get pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`} -o yaml`),
+  equivalent: (p, env) =>
+    p.pod
+      ? `kubectl get pod ${p.pod} -n ${ns(env)} -o yaml`
+      : `kubectl get pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`} -o yaml`,
   async run(ctx): Promise<PodsData> {
     const kube = await ctx.clients.kube();
     const namespace = ns(ctx.env);
@@ -83,7 +85,7 @@ const podEvents = step({
 const podLogs = step({
   id: 'logs',
   title: 'Read the previous container logs (or the current ones)',
-  why: 'A crashed container\'s own last words are in the log of its previous instance; the current one has only just started.',
+  why: "A crashed container's own last words are in the log of its previous instance; the current one has only just started.",
   risk: 'read',
   equivalent: (p, env) => `kubectl logs ${p.pod ?? '<pod>'} -n ${ns(env)} --previous --tail=${p.tail}`,
   async run(ctx): Promise<LogExcerpt[]> {
@@ -121,7 +123,9 @@ const podUsage = step({
   why: 'A container near its memory limit gets OOM-killed (exit 137); one at its CPU limit is throttled and fails probes.',
   risk: 'read',
   equivalent: (p, env) =>
-    p.pod ? `kubectl top pod ${p.pod} -n ${ns(env)} --containers` : `kubectl top pod -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`} --containers`,
+    p.pod
+      ? `kubectl top pod ${p.pod} -n ${ns(env)} --containers`
+      : `kubectl top pod -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`} --containers`,
   async run(ctx): Promise<UsageData> {
     const kube = await ctx.clients.kube();
     const data = ctx.get(inspected);
@@ -199,13 +203,13 @@ export default defineProcedure<Params>({
   summary: 'Why a pod is unhealthy: status, restarts, last exit, events, previous logs, usage, missing secrets/config maps, probes; exit 4 when unhealthy',
   seedFixes: [
     'The seed runs five commands and leaves the reading to you (`describe`, `logs --previous`, `top`, `get secrets`, `get -o yaml | grep probe`); this gathers the same facts in one pass and says what they mean, with the next command to run.',
-    '`kubectl get secrets` / `get configmaps` lists what exists, not what the pod needs: this checks every reference of the pod (env valueFrom, envFrom, volumes, image pull secrets), down to the keys, without ever reading a secret\'s values.',
+    "`kubectl get secrets` / `get configmaps` lists what exists, not what the pod needs: this checks every reference of the pod (env valueFrom, envFrom, volumes, image pull secrets), down to the keys, without ever reading a secret's values.",
     '`kubectl top pod` shows usage without the limits; here usage is shown as a share of the limit, and > 90% is flagged.',
     '`grep -A5 probe` on YAML misses probe fields; probes are summarised per container.',
-    'Without a pod name it diagnoses the deployment\'s pods, worst first, because at 3 a.m. nobody knows the random pod names; exit 4 when a pod is unhealthy, for scripts.',
+    "Without a pod name it diagnoses the deployment's pods, worst first, because at 3 a.m. nobody knows the random pod names; exit 4 when a pod is unhealthy, for scripts.",
   ],
   params: [
-    { name: 'pod', argument: '[pod]', description: 'pod name (default: every pod of the environment\'s deployment, worst first)', type: 'k8sName' },
+    { name: 'pod', argument: '[pod]', description: "pod name (default: every pod of the environment's deployment, worst first)", type: 'k8sName' },
     { name: 'tail', flag: '--tail <lines>', description: 'log lines to show per container', type: 'int', default: 30, min: 1, max: 10_000 },
   ],
   examples: [[], ['app-7d9f8b6c5d-x2kqp'], ['app-7d9f8b6c5d-x2kqp', '--tail', '100', '--json']],
@@ -213,7 +217,8 @@ export default defineProcedure<Params>({
   kube: ['getConfigMapKeys', 'getDeployment', 'getPod', 'getSecretKeys', 'listEvents', 'listPodMetrics', 'listPods', 'listReplicaSets', 'readPodLog'],
   steps: [inspected, podEvents, podLogs, podUsage, checkedReferences, diagnosis],
   check: (run) => run.find(diagnosis)?.unhealthy ?? null,
-  render: (run) => renderDiagnosis({
+  render: (run) =>
+    renderDiagnosis({
       pods: run.find(inspected),
       events: run.find(podEvents),
       logs: run.find(podLogs),

@@ -22,26 +22,43 @@ const indent = (s: string, n: number) =>
 
 function containerLines(c: ContainerReport, usage: ContainerUsage | undefined): string[] {
   const out: string[] = [];
-  const state = c.waiting ? `waiting: ${c.waiting.reason}` : c.terminated ? `terminated: ${c.terminated.reason ?? ''} exit code ${c.terminated.exitCode}` : c.state;
+  const state = c.waiting
+    ? `waiting: ${c.waiting.reason}`
+    : c.terminated
+      ? `terminated: ${c.terminated.reason ?? ''} exit code ${c.terminated.exitCode}`
+      : c.state;
   out.push(`${c.init ? 'init container' : 'container'} ${c.name}  ${state}  ready=${c.ready}  restarts=${c.restarts}  image ${c.image}`);
   if (c.waiting?.message) out.push(`  message: ${c.waiting.message}`);
   const t = c.lastTermination;
-  if (t) out.push(`  last termination: ${t.reason ?? 'terminated'}, exit code ${t.exitCode}${t.finishedAt ? `, finished ${t.finishedAt}` : ''}${t.message ? ` — ${t.message}` : ''}`);
+  if (t)
+    out.push(
+      `  last termination: ${t.reason ?? 'terminated'}, exit code ${t.exitCode}${t.finishedAt ? `, finished ${t.finishedAt}` : ''}${t.message ? ` — ${t.message}` : ''}`,
+    );
   const res = (o: { cpu?: string; memory?: string }) => `cpu ${o.cpu ?? '-'} memory ${o.memory ?? '-'}`;
   out.push(`  requests ${res(c.requests)}   limits ${res(c.limits)}`);
   if (usage && (usage.cpu !== null || usage.memory !== null)) {
-    out.push(`  usage    cpu ${formatCpu(usage.cpu)} (${formatPct(usage.cpuPctOfLimit)} of limit)   memory ${formatMemory(usage.memory)} (${formatPct(usage.memoryPctOfLimit)} of limit)`);
+    out.push(
+      `  usage    cpu ${formatCpu(usage.cpu)} (${formatPct(usage.cpuPctOfLimit)} of limit)   memory ${formatMemory(usage.memory)} (${formatPct(usage.memoryPctOfLimit)} of limit)`,
+    );
   }
   if (c.probes.length === 0 && !c.init) out.push('  probes: none');
   for (const p of c.probes) {
-    out.push(`  ${p.kind} probe: ${p.action} (delay ${p.initialDelaySeconds}s, every ${p.periodSeconds}s, timeout ${p.timeoutSeconds}s, ${p.failureThreshold} failures)`);
+    out.push(
+      `  ${p.kind} probe: ${p.action} (delay ${p.initialDelaySeconds}s, every ${p.periodSeconds}s, timeout ${p.timeoutSeconds}s, ${p.failureThreshold} failures)`,
+    );
   }
   return out;
 }
 
 function eventLines(events: EventSummary[]): string {
   if (!events.length) return 'events: none';
-  return `events:\n${indent(table(['LAST', 'TYPE', 'REASON', 'COUNT', 'MESSAGE'], events.map((e) => [e.last ?? '', e.type, e.reason, e.count, e.message])), 2)}`;
+  return `events:\n${indent(
+    table(
+      ['LAST', 'TYPE', 'REASON', 'COUNT', 'MESSAGE'],
+      events.map((e) => [e.last ?? '', e.type, e.reason, e.count, e.message]),
+    ),
+    2,
+  )}`;
 }
 
 function findingLines(f: Finding): string {
@@ -65,13 +82,28 @@ export function renderDiagnosis(found: DiagnosisData): string {
 
   if (data.deployment) {
     parts.push(`deployment/${data.deployment} in ${data.namespace}: ${data.pods.length} pod(s), worst first`);
-    if (data.pods.length) parts.push(table(['POD', 'STATUS', 'READY', 'RESTARTS', 'AGE', 'NODE', 'VERDICT'], data.pods.map((p) => [p.name, p.status, p.ready, p.restarts, p.age, p.node, p.verdict])).trimEnd());
+    if (data.pods.length)
+      parts.push(
+        table(
+          ['POD', 'STATUS', 'READY', 'RESTARTS', 'AGE', 'NODE', 'VERDICT'],
+          data.pods.map((p) => [p.name, p.status, p.ready, p.restarts, p.age, p.node, p.verdict]),
+        ).trimEnd(),
+      );
   }
   for (const p of data.pods) {
     if (data.deployment && !(p.name in events)) continue;
-    const lines = [`pod ${p.name}  (namespace ${data.namespace}${p.node ? `, node ${p.node}` : ''})`, `  status ${p.status}  phase ${p.phase}  ready ${p.ready}  restarts ${p.restarts}  age ${p.age}`];
+    const lines = [
+      `pod ${p.name}  (namespace ${data.namespace}${p.node ? `, node ${p.node}` : ''})`,
+      `  status ${p.status}  phase ${p.phase}  ready ${p.ready}  restarts ${p.restarts}  age ${p.age}`,
+    ];
     for (const c of p.conditions) lines.push(`  condition ${c.type} not true${c.reason ? `: ${c.reason}` : ''}${c.message ? ` — ${c.message}` : ''}`);
-    for (const c of p.containers) lines.push(...containerLines(c, usage?.containers.find((u) => u.pod === p.name && u.container === c.name)).map((l) => `  ${l}`));
+    for (const c of p.containers)
+      lines.push(
+        ...containerLines(
+          c,
+          usage?.containers.find((u) => u.pod === p.name && u.container === c.name),
+        ).map((l) => `  ${l}`),
+      );
     lines.push(indent(eventLines(events[p.name] ?? []), 2));
     for (const l of logs.filter((x) => x.pod === p.name)) {
       const head = `${l.previous ? 'previous' : 'current'} log of ${l.container} (last ${l.lines.length} lines)`;
@@ -84,14 +116,24 @@ export function renderDiagnosis(found: DiagnosisData): string {
   if (refs.length) {
     parts.push(
       `secrets and config maps referenced:\n${indent(
-        table(['KIND', 'NAME', 'STATUS', 'USED BY'], refs.map((r) => [r.kind, r.name, r.status === 'missing-key' ? `missing key ${(r.missingKeys ?? []).join(',')}` : r.status + (r.optional ? ' (optional)' : ''), r.usedBy.join(', ')])),
+        table(
+          ['KIND', 'NAME', 'STATUS', 'USED BY'],
+          refs.map((r) => [
+            r.kind,
+            r.name,
+            r.status === 'missing-key' ? `missing key ${(r.missingKeys ?? []).join(',')}` : r.status + (r.optional ? ' (optional)' : ''),
+            r.usedBy.join(', '),
+          ]),
+        ),
         2,
       )}`,
     );
   }
   if (result) {
     parts.push(result.findings.length ? `findings:\n${result.findings.map(findingLines).join('\n')}` : 'findings: none');
-    parts.push(result.unhealthy ? `UNHEALTHY: ${result.unhealthy}` : data.deployment ? `all ${data.pods.length} pod(s) healthy` : `pod ${data.pods[0]?.name} is healthy`);
+    parts.push(
+      result.unhealthy ? `UNHEALTHY: ${result.unhealthy}` : data.deployment ? `all ${data.pods.length} pod(s) healthy` : `pod ${data.pods[0]?.name} is healthy`,
+    );
   }
   return parts.join('\n\n') + '\n';
 }

@@ -141,11 +141,39 @@ export function podReferences(p: V1Pod): Reference[] {
     }
   }
   for (const v of spec?.volumes ?? []) {
-    if (v.secret) add('secret', v.secret.secretName, `volume ${v.name}`, v.secret.optional, (v.secret.items ?? []).map((i) => i.key));
-    if (v.configMap) add('configmap', v.configMap.name, `volume ${v.name}`, v.configMap.optional, (v.configMap.items ?? []).map((i) => i.key));
+    if (v.secret)
+      add(
+        'secret',
+        v.secret.secretName,
+        `volume ${v.name}`,
+        v.secret.optional,
+        (v.secret.items ?? []).map((i) => i.key),
+      );
+    if (v.configMap)
+      add(
+        'configmap',
+        v.configMap.name,
+        `volume ${v.name}`,
+        v.configMap.optional,
+        (v.configMap.items ?? []).map((i) => i.key),
+      );
     for (const src of v.projected?.sources ?? []) {
-      if (src.secret) add('secret', src.secret.name, `volume ${v.name}`, src.secret.optional, (src.secret.items ?? []).map((i) => i.key));
-      if (src.configMap) add('configmap', src.configMap.name, `volume ${v.name}`, src.configMap.optional, (src.configMap.items ?? []).map((i) => i.key));
+      if (src.secret)
+        add(
+          'secret',
+          src.secret.name,
+          `volume ${v.name}`,
+          src.secret.optional,
+          (src.secret.items ?? []).map((i) => i.key),
+        );
+      if (src.configMap)
+        add(
+          'configmap',
+          src.configMap.name,
+          `volume ${v.name}`,
+          src.configMap.optional,
+          (src.configMap.items ?? []).map((i) => i.key),
+        );
     }
   }
   for (const s of spec?.imagePullSecrets ?? []) add('secret', s.name, 'imagePullSecrets', false);
@@ -177,8 +205,20 @@ export function inspectPod(p: V1Pod, now: Date): PodReport {
   const statuses = p.status?.containerStatuses ?? [];
   const initStatuses = p.status?.initContainerStatuses ?? [];
   const containers = [
-    ...(p.spec?.initContainers ?? []).map((c) => container(c, initStatuses.find((s) => s.name === c.name), true)),
-    ...(p.spec?.containers ?? []).map((c) => container(c, statuses.find((s) => s.name === c.name), false)),
+    ...(p.spec?.initContainers ?? []).map((c) =>
+      container(
+        c,
+        initStatuses.find((s) => s.name === c.name),
+        true,
+      ),
+    ),
+    ...(p.spec?.containers ?? []).map((c) =>
+      container(
+        c,
+        statuses.find((s) => s.name === c.name),
+        false,
+      ),
+    ),
   ];
   const initWaiting = containers.find((c) => c.init && c.waiting)?.waiting?.reason;
   return {
@@ -276,7 +316,7 @@ export function explainExit(t: { reason?: string; exitCode: number }): string {
   if (code === 137) return 'killed by SIGKILL (exit code 137): an out-of-memory kill, a failed liveness probe, or a stop that outlived its grace period';
   if (code === 143) return 'stopped by SIGTERM (exit code 143): the kubelet stopped it (a failed liveness probe, an eviction or a deletion)';
   if (code === 139) return 'crashed with a segmentation fault (exit code 139)';
-  if (code === 127) return 'command not found (exit code 127): the image\'s entrypoint or the container\'s command/args are wrong';
+  if (code === 127) return "command not found (exit code 127): the image's entrypoint or the container's command/args are wrong";
   if (code === 126) return 'command not executable (exit code 126): permissions or the wrong binary in the image';
   if (code > 128 && code < 160) return `killed by signal ${code - 128} (exit code ${code})`;
   return `the application exited with an error (exit code ${code}${t.reason ? `, ${t.reason}` : ''})`;
@@ -310,11 +350,14 @@ export function diagnose(d: DiagnoseInput): Finding[] {
         const causes = [t ? explainExit(t) : 'the container keeps exiting'];
         if (liveness && t && (t.exitCode === 137 || t.exitCode === 143)) {
           const probe = c.probes.find((x) => x.kind === 'liveness');
-          causes.push(`the liveness probe fails ("${liveness.message}")${probe && !c.probes.some((x) => x.kind === 'startup') ? `; if the app starts slowly, add a startupProbe or raise initialDelaySeconds (now ${probe.initialDelaySeconds}s)` : ''}`);
+          causes.push(
+            `the liveness probe fails ("${liveness.message}")${probe && !c.probes.some((x) => x.kind === 'startup') ? `; if the app starts slowly, add a startupProbe or raise initialDelaySeconds (now ${probe.initialDelaySeconds}s)` : ''}`,
+          );
         }
         if (errLine) causes.push(`last error in the ${logs?.previous ? 'previous' : 'current'} log: ${errLine}`);
         const next = [`kubectl logs ${p.name} -n ${ns} -c ${c.name} --previous --tail=100`, describe];
-        if (t?.reason === 'OOMKilled' || t?.exitCode === 137) next.push('runbook pod memory --containers', `runbook app resources --container ${c.name} --memory-limit <more>`);
+        if (t?.reason === 'OOMKilled' || t?.exitCode === 137)
+          next.push('runbook pod memory --containers', `runbook app resources --container ${c.name} --memory-limit <more>`);
         out.push({
           severity: 'critical',
           pod: p.name,
@@ -335,7 +378,11 @@ export function diagnose(d: DiagnoseInput): Finding[] {
             ev?.message ?? c.waiting?.message ?? 'the image name or tag is wrong, or the registry refuses the credentials',
             ...pullSecrets.map((r) => `image pull secret ${r.name} is ${r.status}`),
           ].join('; '),
-          next: [describe, `kubectl get events -n ${ns} --field-selector involvedObject.name=${p.name}`, 'runbook app rollback  (if a recent deploy changed the image)'],
+          next: [
+            describe,
+            `kubectl get events -n ${ns} --field-selector involvedObject.name=${p.name}`,
+            'runbook app rollback  (if a recent deploy changed the image)',
+          ],
         });
       } else if (reason === 'CreateContainerConfigError' || reason === 'CreateContainerError' || reason === 'RunContainerError') {
         out.push({
@@ -358,7 +405,14 @@ export function diagnose(d: DiagnoseInput): Finding[] {
         });
       }
       if (!c.init && !c.probes.some((x) => x.kind === 'readiness') && onceOnly(`noreadiness/${c.name}`)) {
-        out.push({ severity: 'info', container: c.name, pod: d.pods.length === 1 ? p.name : undefined, problem: `container ${c.name} has no readiness probe`, cause: 'traffic reaches it as soon as it starts, ready or not', next: [] });
+        out.push({
+          severity: 'info',
+          container: c.name,
+          pod: d.pods.length === 1 ? p.name : undefined,
+          problem: `container ${c.name} has no readiness probe`,
+          cause: 'traffic reaches it as soon as it starts, ready or not',
+          next: [],
+        });
       }
     }
     if (p.verdict === 'pending') {
@@ -368,8 +422,12 @@ export function diagnose(d: DiagnoseInput): Finding[] {
         severity: 'critical',
         pod: p.name,
         problem: unscheduled ? `pod ${p.name} cannot be scheduled` : `pod ${p.name} is ${p.status}`,
-        cause: unscheduled?.message ?? ev?.message ?? p.containers.find((c) => c.waiting)?.waiting?.message ?? 'the pod has not started yet; the events say why',
-        next: [describe, ...(unscheduled ? ['kubectl describe nodes', 'kubectl top nodes'] : [`kubectl get events -n ${ns} --field-selector involvedObject.name=${p.name}`])],
+        cause:
+          unscheduled?.message ?? ev?.message ?? p.containers.find((c) => c.waiting)?.waiting?.message ?? 'the pod has not started yet; the events say why',
+        next: [
+          describe,
+          ...(unscheduled ? ['kubectl describe nodes', 'kubectl top nodes'] : [`kubectl get events -n ${ns} --field-selector involvedObject.name=${p.name}`]),
+        ],
       });
     } else if (p.verdict === 'not-ready' && !p.containers.some((c) => c.waiting)) {
       const ev = lastWarning('Unhealthy', /readiness/i);
@@ -378,18 +436,38 @@ export function diagnose(d: DiagnoseInput): Finding[] {
         severity: 'critical',
         pod: p.name,
         problem: `pod ${p.name} is running but not ready (${p.ready})`,
-        cause: ev ? `readiness probe fails: ${ev.message}${probes.length ? ` (${probes.join(', ')})` : ''}` : probes.length ? `readiness probe ${probes.join(', ')} does not pass yet` : 'a container is not ready',
+        cause: ev
+          ? `readiness probe fails: ${ev.message}${probes.length ? ` (${probes.join(', ')})` : ''}`
+          : probes.length
+            ? `readiness probe ${probes.join(', ')} does not pass yet`
+            : 'a container is not ready',
         next: [describe, `kubectl logs ${p.name} -n ${ns} --tail=100`],
       });
     } else if (p.phase === 'Failed') {
-      out.push({ severity: 'critical', pod: p.name, problem: `pod ${p.name} failed`, cause: p.conditions.map((c) => c.message).filter(Boolean).join('; ') || undefined, next: [describe] });
+      out.push({
+        severity: 'critical',
+        pod: p.name,
+        problem: `pod ${p.name} failed`,
+        cause:
+          p.conditions
+            .map((c) => c.message)
+            .filter(Boolean)
+            .join('; ') || undefined,
+        next: [describe],
+      });
     }
     const covered = new Set(['BackOff', 'Unhealthy', 'Failed', 'FailedScheduling']);
     const seen = new Set<string>();
     for (const e of [...warnings].reverse()) {
       if (covered.has(e.reason) || seen.has(e.reason)) continue;
       seen.add(e.reason);
-      out.push({ severity: 'warning', pod: p.name, problem: `warning event ${e.reason} (×${e.count})`, cause: e.message, next: [`kubectl get events -n ${ns} --field-selector involvedObject.name=${p.name}`] });
+      out.push({
+        severity: 'warning',
+        pod: p.name,
+        problem: `warning event ${e.reason} (×${e.count})`,
+        cause: e.message,
+        next: [`kubectl get events -n ${ns} --field-selector involvedObject.name=${p.name}`],
+      });
     }
   }
   for (const r of d.references) {
@@ -409,7 +487,10 @@ export function diagnose(d: DiagnoseInput): Finding[] {
           ? 'images from a private registry cannot be pulled without it (ErrImagePull: unauthorized)'
           : 'the container cannot start without it (CreateContainerConfigError or a volume that never mounts)'
       }`,
-      next: [r.status === 'missing' ? `kubectl get ${r.kind} ${r.name} -n ${ns}` : get, `create it, or fix the reference in deployment/${d.deployment ?? '<owner>'}`],
+      next: [
+        r.status === 'missing' ? `kubectl get ${r.kind} ${r.name} -n ${ns}` : get,
+        `create it, or fix the reference in deployment/${d.deployment ?? '<owner>'}`,
+      ],
     });
   }
   if (d.usage?.available) {
@@ -425,14 +506,32 @@ export function diagnose(d: DiagnoseInput): Finding[] {
         });
       }
       if (u.cpuPctOfLimit !== null && u.cpuPctOfLimit > d.threshold) {
-        out.push({ severity: 'warning', pod: u.pod, container: u.container, problem: `CPU at ${u.cpuPctOfLimit}% of its limit`, cause: 'the container is being throttled: slow responses, failing probes', next: [`runbook app resources --container ${u.container} --cpu-limit <more>`] });
+        out.push({
+          severity: 'warning',
+          pod: u.pod,
+          container: u.container,
+          problem: `CPU at ${u.cpuPctOfLimit}% of its limit`,
+          cause: 'the container is being throttled: slow responses, failing probes',
+          next: [`runbook app resources --container ${u.container} --cpu-limit <more>`],
+        });
       }
       if (u.memoryLimit === null && onceOnly(`nolimit/${u.container}`)) {
-        out.push({ severity: 'info', container: u.container, problem: `container ${u.container} has no memory limit`, cause: 'it can take the node\'s memory and get other pods evicted', next: [`runbook app resources --container ${u.container} --memory-limit <limit>`] });
+        out.push({
+          severity: 'info',
+          container: u.container,
+          problem: `container ${u.container} has no memory limit`,
+          cause: "it can take the node's memory and get other pods evicted",
+          next: [`runbook app resources --container ${u.container} --memory-limit <limit>`],
+        });
       }
     }
   } else if (d.usage && !d.usage.available) {
-    out.push({ severity: 'info', problem: 'no usage figures: metrics.k8s.io is not available', cause: d.usage.error, next: ['kubectl get apiservice v1beta1.metrics.k8s.io'] });
+    out.push({
+      severity: 'info',
+      problem: 'no usage figures: metrics.k8s.io is not available',
+      cause: d.usage.error,
+      next: ['kubectl get apiservice v1beta1.metrics.k8s.io'],
+    });
   }
   const order = { critical: 0, warning: 1, info: 2 };
   return out.sort((a, b) => order[a.severity] - order[b.severity]);

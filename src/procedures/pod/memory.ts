@@ -36,14 +36,29 @@ const sum = (xs: Array<number | null>): number | null => (xs.some((x) => x === n
 export function memoryRows(usage: ContainerUsage[], perContainer: boolean, threshold: number): MemoryRow[] {
   let rows: MemoryRow[];
   if (perContainer) {
-    rows = usage.map((u) => ({ pod: u.pod, container: u.container, memory: u.memory, request: u.memoryRequest, limit: u.memoryLimit, pctOfLimit: u.memoryPctOfLimit, flagged: false }));
+    rows = usage.map((u) => ({
+      pod: u.pod,
+      container: u.container,
+      memory: u.memory,
+      request: u.memoryRequest,
+      limit: u.memoryLimit,
+      pctOfLimit: u.memoryPctOfLimit,
+      flagged: false,
+    }));
   } else {
     const pods = [...new Set(usage.map((u) => u.pod))];
     rows = pods.map((pod) => {
       const cs = usage.filter((u) => u.pod === pod);
       const memory = sum(cs.map((c) => c.memory));
       const limit = sum(cs.map((c) => c.memoryLimit));
-      return { pod, memory, request: sum(cs.map((c) => c.memoryRequest)), limit, pctOfLimit: memory !== null && limit ? Math.round((memory / limit) * 1000) / 10 : null, flagged: false };
+      return {
+        pod,
+        memory,
+        request: sum(cs.map((c) => c.memoryRequest)),
+        limit,
+        pctOfLimit: memory !== null && limit ? Math.round((memory / limit) * 1000) / 10 : null,
+        flagged: false,
+      };
     });
   }
   // A pod's total can hide one container at its limit: flag on the worst container either way.
@@ -58,10 +73,11 @@ const step = stepFor<Params>();
 
 const memory = step({
   id: 'memory',
-  title: 'Read the pods\' memory usage (metrics.k8s.io) and their limits',
+  title: "Read the pods' memory usage (metrics.k8s.io) and their limits",
   why: 'A container that reaches its memory limit is killed (OOMKilled, exit 137) and restarts; catching it at 90% leaves time to act.',
   risk: 'read',
-  equivalent: (p, env) => `kubectl top pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`}${p.containers ? ' --containers' : ''}`,
+  equivalent: (p, env) =>
+    `kubectl top pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`}${p.containers ? ' --containers' : ''}`,
   async run(ctx): Promise<MemoryReport> {
     const kube = await ctx.clients.kube();
     const name = deploymentName(ctx.env);
@@ -71,7 +87,10 @@ const memory = step({
       kube.listPods(selector),
       kube.listPodMetrics(selector).catch((err: unknown) => {
         if (err instanceof KubeApiError && (err.status === 404 || err.status === 503)) {
-          throw new StepError(`metrics.k8s.io is not available in context ${kube.context}: ${err.message}`, 'install metrics-server (kubectl get apiservice v1beta1.metrics.k8s.io)');
+          throw new StepError(
+            `metrics.k8s.io is not available in context ${kube.context}: ${err.message}`,
+            'install metrics-server (kubectl get apiservice v1beta1.metrics.k8s.io)',
+          );
         }
         throw err;
       }),
@@ -94,9 +113,9 @@ const memory = step({
 
 export default defineProcedure<Params>({
   name: 'pod memory',
-  summary: 'Memory use of the deployment\'s pods against their limits, highest first; flags > 90% of the limit (exit 4)',
+  summary: "Memory use of the deployment's pods against their limits, highest first; flags > 90% of the limit (exit 4)",
   seedFixes: [
-    '`kubectl top pods -n production --containers` lists every pod of the namespace and shows usage without the limits, so the one about to be OOM-killed has to be worked out by hand; this takes the deployment\'s pods only, shows usage as a share of the limit, sorts by it and flags those over the threshold.',
+    "`kubectl top pods -n production --containers` lists every pod of the namespace and shows usage without the limits, so the one about to be OOM-killed has to be worked out by hand; this takes the deployment's pods only, shows usage as a share of the limit, sorts by it and flags those over the threshold.",
     'A pod total can hide one container at its limit: flagging is per container even without --containers.',
   ],
   params: [
@@ -117,7 +136,13 @@ export default defineProcedure<Params>({
     const r = run.get(memory);
     const head = r.perContainer ? ['POD', 'CONTAINER', 'MEMORY', 'REQUEST', 'LIMIT', '% LIMIT', ''] : ['POD', 'MEMORY', 'REQUEST', 'LIMIT', '% LIMIT', ''];
     const rows = r.rows.map((x) => {
-      const cells = [formatMemory(x.memory), formatMemory(x.request), x.limit === null ? 'none' : formatMemory(x.limit), formatPct(x.pctOfLimit), x.flagged ? `> ${r.threshold}%` : ''];
+      const cells = [
+        formatMemory(x.memory),
+        formatMemory(x.request),
+        x.limit === null ? 'none' : formatMemory(x.limit),
+        formatPct(x.pctOfLimit),
+        x.flagged ? `> ${r.threshold}%` : '',
+      ];
       return r.perContainer ? [x.pod, x.container, ...cells] : [x.pod, ...cells];
     });
     const lines = [`deployment/${r.deployment}: memory against limits, highest first`, table(head, rows).trimEnd()];

@@ -17,10 +17,20 @@ export function renderQuickReference(q: QuickReference): string {
   const parts: string[] = [];
   const where = q.config ?? 'the built-in example config';
   if (q.contacts.length) {
-    parts.push(`Emergency contacts (${q.environment})\n${table(['ROLE', 'NAME', 'PHONE', 'EMAIL', 'SLACK'], q.contacts.map((c) => [c.role, c.name, c.phone, c.email, c.slack])).trimEnd()}`);
+    parts.push(
+      `Emergency contacts (${q.environment})\n${table(
+        ['ROLE', 'NAME', 'PHONE', 'EMAIL', 'SLACK'],
+        q.contacts.map((c) => [c.role, c.name, c.phone, c.email, c.slack]),
+      ).trimEnd()}`,
+    );
   } else parts.push(`No emergency contacts for environment "${q.environment}": add environments.${q.environment}.contacts to ${where}.`);
   if (q.resources.length) {
-    parts.push(`Critical resources\n${table(['RESOURCE', 'URL', 'CREDENTIALS'], q.resources.map((r) => [r.name, r.url, r.credentials])).trimEnd()}`);
+    parts.push(
+      `Critical resources\n${table(
+        ['RESOURCE', 'URL', 'CREDENTIALS'],
+        q.resources.map((r) => [r.name, r.url, r.credentials]),
+      ).trimEnd()}`,
+    );
   } else parts.push(`No critical resources for environment "${q.environment}": add environments.${q.environment}.resources to ${where}.`);
   return parts.join('\n\n') + '\n';
 }

@@ -43,7 +43,9 @@ export function timelineOf(s: RunSummary, events: readonly JournalEvent[]): { en
     } else if (e.type === 'gate' && e.decision === 'declined') entries.push({ t: e.t, text: `declined: ${title(e.step)}` });
     else if (e.type === 'step-end' && e.status === 'succeeded' && risks.get(String(e.step)) !== 'read') {
       const detail = Array.isArray(e.changes)
-        ? e.changes.map((c) => `${c.action} ${c.target}${c.before !== undefined || c.after !== undefined ? ` ${c.before ?? '∅'} → ${c.after ?? '∅'}` : ''}`).join('; ')
+        ? e.changes
+            .map((c) => `${c.action} ${c.target}${c.before !== undefined || c.after !== undefined ? ` ${c.before ?? '∅'} → ${c.after ?? '∅'}` : ''}`)
+            .join('; ')
         : '';
       entries.push({ t: e.t, text: `${title(e.step)}${detail ? `: ${detail}` : ''}` });
       changes.push(title(e.step));
@@ -91,7 +93,7 @@ export default defineProcedure<ReportParams>({
   name: 'report new',
   summary: "Draft the post-incident report from the seed's template, the timeline filled from the journal",
   seedFixes: [
-    'The seed\'s template starts empty at the end of a long night; this fills the date, duration and timeline from what runbook journaled (who ran what, gates, failures, what was put back), leaving the human parts (root cause, lessons) to write.',
+    "The seed's template starts empty at the end of a long night; this fills the date, duration and timeline from what runbook journaled (who ran what, gates, failures, what was put back), leaving the human parts (root cause, lessons) to write.",
   ],
   params: [
     { name: 'title', flag: '--title <text>', description: 'incident title', type: 'string', required: true },
@@ -136,7 +138,10 @@ export function renderReport(c: Collected, p?: ReportParams): string {
     '',
     '## Resolution',
     ...(c.runs.length
-      ? c.runs.map((r) => `- \`runbook ${r.procedure}\` on ${r.environment} by ${r.operator}: ${r.status}${r.changes.length ? ` (changed: ${r.changes.join(', ')})` : ''} — \`runbook show ${r.runId}\``)
+      ? c.runs.map(
+          (r) =>
+            `- \`runbook ${r.procedure}\` on ${r.environment} by ${r.operator}: ${r.status}${r.changes.length ? ` (changed: ${r.changes.join(', ')})` : ''} — \`runbook show ${r.runId}\``,
+        )
       : ['[Steps taken to resolve the incident]']),
     '',
     '## Lessons Learned',

@@ -40,7 +40,8 @@ const SCAN_LIMIT = 500;
 export async function findLastAuditOn(journal: JournalReader, environment: string): Promise<AuditRecord | null> {
   // What the `apply` step journaled before it changed the variables (journal data is JSON: checked, not trusted).
   const isPrior = (v: unknown): v is AuditPrior => typeof v === 'object' && v !== null && !Array.isArray(v);
-  const priorOf = (data: unknown): AuditPrior | undefined => (typeof data === 'object' && data !== null && 'prior' in data && isPrior(data.prior) ? data.prior : undefined);
+  const priorOf = (data: unknown): AuditPrior | undefined =>
+    typeof data === 'object' && data !== null && 'prior' in data && isPrior(data.prior) ? data.prior : undefined;
   const run = await journal.lastEffective([...ON_PROCEDURES], {
     env: environment,
     steps: ['apply'],
@@ -78,7 +79,12 @@ function recordedStep<P>(): Step<P, AuditRecord> {
     equivalent: () => 'runbook history   # then: runbook show <run-id> of the last "security audit-mode on"',
     async run(ctx): Promise<AuditRecord> {
       const rec = await findLastAuditOn(ctx.journal, ctx.env.name);
-      if (rec) ctx.log(`restoring what run ${rec.fromRun} found: ${Object.entries(rec.prior ?? {}).map(([k, v]) => `${k}=${v ?? '∅'}`).join(' ')}`);
+      if (rec)
+        ctx.log(
+          `restoring what run ${rec.fromRun} found: ${Object.entries(rec.prior ?? {})
+            .map(([k, v]) => `${k}=${v ?? '∅'}`)
+            .join(' ')}`,
+        );
       else ctx.log('no earlier `on` run in the journal: LOG_LEVEL=INFO, AUDIT_MODE removed');
       return rec ?? { fromRun: null, prior: null };
     },

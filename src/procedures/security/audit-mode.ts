@@ -19,7 +19,7 @@ export default defineProcedure<SecurityAuditModeParams>({
   ],
   params: [
     { name: 'mode', argument: '<on|off>', description: 'on or off', type: 'string', required: true, choices: ['on', 'off'] },
-    { name: 'container', flag: '--container <name>', description: 'container to change (default: the only one, or the environment\'s)', type: 'k8sName' },
+    { name: 'container', flag: '--container <name>', description: "container to change (default: the only one, or the environment's)", type: 'k8sName' },
     { name: 'rolloutTimeout', flag: '--rollout-timeout <duration>', description: 'how long to wait for the rollout', type: 'duration' },
   ],
   examples: [['on'], ['off']],
@@ -30,7 +30,12 @@ export default defineProcedure<SecurityAuditModeParams>({
   render(run) {
     const d = run.find(audit.apply);
     if (!d) return 'audit mode: nothing to change\n';
-    if (d.mode === 'on') return `audit mode on in ${d.container}: ${Object.entries(AUDIT_ON).map(([k, v]) => `${k}=${v}`).join(' ')} (was ${Object.entries(d.prior ?? {}).map(([k, v]) => `${k}=${v ?? '∅'}`).join(' ')})\n`;
+    if (d.mode === 'on')
+      return `audit mode on in ${d.container}: ${Object.entries(AUDIT_ON)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')} (was ${Object.entries(d.prior ?? {})
+        .map(([k, v]) => `${k}=${v ?? '∅'}`)
+        .join(' ')})\n`;
     return `audit mode off in ${d.container}\n`;
   },
 });

@@ -46,7 +46,7 @@ export default defineProcedure<SecurityBreachParams>({
   name: 'security breach',
   summary: 'Suspected breach: isolate nodes → preserve evidence → rotate credentials → audit logging on → notify the security team',
   seedFixes: [
-    'One run in the seed\'s order, each step gated by its own risk, every node name checked and every node found before anything changes.',
+    "One run in the seed's order, each step gated by its own risk, every node name checked and every node found before anything changes.",
     'Isolation is deliberately NOT undone when a later step fails: on a suspected breach, un-isolating nodes because (say) the audit-mode rollout stalled would help the intruder. The isolate step has no compensation here (`security isolate` alone has one).',
     'Evidence is collected before audit mode rolls the pods (their logs would be gone) into a new private folder with a sha256 manifest, instead of overwriting world-readable /tmp files.',
     'Rotation runs the configured commands as argument arrays (skipped when none are configured) with masked output; audit mode is recorded so `security audit-mode off` puts back what was there.',
@@ -68,7 +68,9 @@ export default defineProcedure<SecurityBreachParams>({
   steps: [nodes, isolate, evidence, rotate, ...audit.steps, announce],
   render(run) {
     const told = run.find(announce);
-    const notice = told?.sent.length ? `security team notified via ${told.sent.join(', ')}\n` : 'security team NOT notified by the tool (no notify channel answered): tell them now\n';
+    const notice = told?.sent.length
+      ? `security team notified via ${told.sent.join(', ')}\n`
+      : 'security team NOT notified by the tool (no notify channel answered): tell them now\n';
     const collected = run.find(evidence);
     return renderIsolation(run, { nodes, isolate }) + (collected ? renderEvidence(collected) : '') + notice;
   },

@@ -52,7 +52,7 @@ export function emergencyRules(env: ResolvedEnvironment): WafRule[] {
 
 export function wafRef(env: ResolvedEnvironment): WebAclRef & { region: string } {
   const w = env.config.ddos!.waf!;
-  return { scope: w.scope, name: w.name, id: w.id, region: w.region ?? (w.scope === 'CLOUDFRONT' ? 'us-east-1' : env.config.aws?.region ?? 'us-east-1') };
+  return { scope: w.scope, name: w.name, id: w.id, region: w.region ?? (w.scope === 'CLOUDFRONT' ? 'us-east-1' : (env.config.aws?.region ?? 'us-east-1')) };
 }
 
 /** Emergency rules replace same-named rules and are added otherwise; every other rule is kept as it is. */
@@ -61,7 +61,11 @@ export function mergeRules(current: WafRule[], emergency: WafRule[]): WafRule[] 
   const kept = current.filter((r) => !names.has(r.Name));
   for (const e of emergency) {
     const clash = kept.find((k) => k.Priority === e.Priority);
-    if (clash) throw new StepError(`emergency rule ${e.Name} has priority ${e.Priority}, already used by rule ${clash.Name} of the web ACL`, 'give the emergency rule a free priority in ddos.waf.rules');
+    if (clash)
+      throw new StepError(
+        `emergency rule ${e.Name} has priority ${e.Priority}, already used by rule ${clash.Name} of the web ACL`,
+        'give the emergency rule a free priority in ddos.waf.rules',
+      );
   }
   return [...kept, ...emergency].sort((a, b) => a.Priority - b.Priority);
 }
@@ -110,7 +114,9 @@ export function wafStep<P>(opts: Direction): Step<P, WafData> {
       const cur = await (await waf(ctx)).getWebAcl(wafRef(ctx.env));
       const next = desired(ctx, cur.rules);
       if (sameRules(cur.rules, next)) return [];
-      return [{ action: 'set rules of', target: `web ACL ${wafRef(ctx.env).name} (${wafRef(ctx.env).scope})`, before: ruleNames(cur.rules), after: ruleNames(next) }];
+      return [
+        { action: 'set rules of', target: `web ACL ${wafRef(ctx.env).name} (${wafRef(ctx.env).scope})`, before: ruleNames(cur.rules), after: ruleNames(next) },
+      ];
     },
     async run(ctx): Promise<WafData> {
       const r = await (await waf(ctx)).updateWebAclRules(wafRef(ctx.env), (cur) => desired(ctx, cur));
@@ -182,7 +188,10 @@ export function rateLimitTargetStep<P>(opts: Direction): Step<P, EnvChange> {
     title: opts.revert ? 'Work out the rate-limit variables to put back' : 'Work out the rate-limit variables',
     why: 'From ddos.rateLimit (requests per window in seconds); the revert uses the values the ddos run found.',
     risk: 'read',
-    equivalent: (_p, env) => `# ${Object.entries(rateLimitVars(env)).map(([k, v]) => `${k}=${v}`).join(' ')}`,
+    equivalent: (_p, env) =>
+      `# ${Object.entries(rateLimitVars(env))
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}`,
     run: async (ctx): Promise<EnvChange> => rateLimitChange(ctx.env, opts.revert, opts.revert ? ctx.get(opts.recorded) : null),
   };
 }
@@ -225,7 +234,8 @@ export function scaleStep<P>(opts: Direction & { replicas?: (p: P) => number | u
       ? 'Puts back the replica count the ddos run recorded, and only if nobody has changed it since.'
       : 'More replicas absorb the load; the count found is recorded (the seed hard-codes 20), never scales down, and respects limits.maxReplicas.',
     risk: 'write',
-    equivalent: (p, env) => `kubectl scale deployment/${deploymentName(env)} --replicas=${opts.revert ? '<recorded count>' : (wanted(p, env) ?? '<n>')} -n ${ns(env)}`,
+    equivalent: (p, env) =>
+      `kubectl scale deployment/${deploymentName(env)} --replicas=${opts.revert ? '<recorded count>' : (wanted(p, env) ?? '<n>')} -n ${ns(env)}`,
     async plan(ctx) {
       const t = await target(ctx);
       if (!t) return [];
@@ -315,7 +325,8 @@ export async function findLastDdos(journal: JournalReader, environment: string):
   const waf = wafStep<never>({ revert: false });
   const scale = scaleStep<never>({ revert: false });
   const cloudflare = cloudflareStep<never>({ revert: false });
-  const envApplied = (v: unknown): v is { previous: V1EnvVar[] | null } => typeof v === 'object' && v !== null && 'previous' in v && (v.previous === null || Array.isArray(v.previous));
+  const envApplied = (v: unknown): v is { previous: V1EnvVar[] | null } =>
+    typeof v === 'object' && v !== null && 'previous' in v && (v.previous === null || Array.isArray(v.previous));
   const recordOf = (run: JournalRun): DdosRecord => {
     const rec: DdosRecord = { fromRun: run.runId };
     const w = run.effect(waf);
@@ -362,11 +373,16 @@ export function recordedStep<P>(): Step<P, DdosRecord | null> {
 
 /** Cross-field checks shared by both procedures: the section exists, the rules parse. */
 export function validateDdos(env: ResolvedEnvironment, replicas?: number): void {
-  if (!env.config.ddos) throw new UsageError(`environment "${env.name}" has no ddos section`, 'add environments.<name>.ddos (waf, shield, rateLimit, replicas)');
+  if (!env.config.ddos)
+    throw new UsageError(`environment "${env.name}" has no ddos section`, 'add environments.<name>.ddos (waf, shield, rateLimit, replicas)');
   if (env.config.ddos.waf && !env.config.aws) throw new UsageError(`environment "${env.name}" has ddos.waf but no aws section`);
   if (env.config.ddos.shield && !env.config.aws) throw new UsageError(`environment "${env.name}" has ddos.shield but no aws section`);
   emergencyRules(env);
   const max = env.config.limits.maxReplicas;
   const want = replicas ?? env.config.ddos.replicas;
-  if (want !== undefined && want > max) throw new UsageError(`${replicas !== undefined ? '--replicas' : 'ddos.replicas'} ${want} is above this environment's limit of ${max}`, `raise environments.${env.name}.limits.maxReplicas if that is really intended`);
+  if (want !== undefined && want > max)
+    throw new UsageError(
+      `${replicas !== undefined ? '--replicas' : 'ddos.replicas'} ${want} is above this environment's limit of ${max}`,
+      `raise environments.${env.name}.limits.maxReplicas if that is really intended`,
+    );
 }

@@ -16,11 +16,14 @@ const waf = wafStep<SecurityDdosParams>({ revert: false });
 const ratelimit = rateLimitTargetStep<SecurityDdosParams>({ revert: false });
 const current = readEnvStep<SecurityDdosParams>();
 const apply = changeEnvStep<SecurityDdosParams>({
-  title: 'Turn the application\'s rate limiting on',
+  title: "Turn the application's rate limiting on",
   why: 'RATE_LIMIT_ENABLED/REQUESTS/WINDOW from ddos.rateLimit; the previous values are recorded so the revert puts them back.',
   current,
   change: (_p, run) => run.get(ratelimit),
-  equivalent: (_p, env) => `kubectl set env deployment/${deploymentName(env)} ${Object.entries(rateLimitVars(env)).map(([k, v]) => `${k}=${v}`).join(' ')} -n ${ns(env)}`,
+  equivalent: (_p, env) =>
+    `kubectl set env deployment/${deploymentName(env)} ${Object.entries(rateLimitVars(env))
+      .map(([k, v]) => `${k}=${v}`)
+      .join(' ')} -n ${ns(env)}`,
 });
 const scale = scaleStep<SecurityDdosParams>({ revert: false, replicas: (p) => p.replicas });
 const rollout = watchRolloutStep<SecurityDdosParams>();

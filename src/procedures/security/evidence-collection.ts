@@ -100,7 +100,16 @@ async function collectLog(kube: KubeClient, folder: string, t: LogTask, sinceSec
   } catch (err) {
     error ??= errorMessage(err);
   }
-  return { file, pod: t.pod, container: t.container, previous: t.previous, bytes: digest.bytes, sha256: digest.hash.digest('hex'), collectedAt: now().toISOString(), ...(error ? { error } : {}) };
+  return {
+    file,
+    pod: t.pod,
+    container: t.container,
+    previous: t.previous,
+    bytes: digest.bytes,
+    sha256: digest.hash.digest('hex'),
+    collectedAt: now().toISOString(),
+    ...(error ? { error } : {}),
+  };
 }
 
 /**
@@ -140,7 +149,10 @@ export function evidenceStep<P extends EvidenceParams>(): Step<P, EvidenceData> 
         // Not recursive: an existing folder is an error, so evidence is never overwritten.
         await mkdir(folder, { mode: 0o700 });
       } catch (err) {
-        throw new StepError(`cannot create the evidence folder ${folder}: ${errorMessage(err)}`, 'evidence is never written into an existing folder; pass --dir for another place');
+        throw new StepError(
+          `cannot create the evidence folder ${folder}: ${errorMessage(err)}`,
+          'evidence is never written into an existing folder; pass --dir for another place',
+        );
       }
       await chmod(folder, 0o700);
       const sinceSeconds = ctx.params.since ? Math.ceil(ctx.params.since / 1000) : undefined;

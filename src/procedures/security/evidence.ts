@@ -18,7 +18,12 @@ export default defineProcedure<SecurityEvidenceParams>({
     'Evidence is kept as it is (nothing redacted in the files), but its contents are never printed or journaled.',
   ],
   params: [
-    { name: 'dir', flag: '--dir <path>', description: 'parent folder of the evidence folder (default: security.evidenceDir, else <journal dir>/evidence)', type: 'string' },
+    {
+      name: 'dir',
+      flag: '--dir <path>',
+      description: 'parent folder of the evidence folder (default: security.evidenceDir, else <journal dir>/evidence)',
+      type: 'string',
+    },
     { name: 'since', flag: '--since <duration>', description: 'only logs and events newer than this (default: everything)', type: 'duration' },
   ],
   examples: [[], ['--since', '1h', '--dir', './evidence']],

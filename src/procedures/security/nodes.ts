@@ -50,7 +50,7 @@ export function readNodesStep<P extends NodesParams>(): Step<P, NodesData> {
   return {
     id: 'nodes',
     title: 'Check the nodes exist and record their state',
-    why: 'Every node is checked before any is touched (a typo must not leave half the nodes isolated), and each one\'s cordon and label are recorded so an undo puts back exactly what was there.',
+    why: "Every node is checked before any is touched (a typo must not leave half the nodes isolated), and each one's cordon and label are recorded so an undo puts back exactly what was there.",
     risk: 'read',
     equivalent: (p) => `kubectl get nodes ${p.nodes.join(' ')} -L ${QUARANTINE_LABEL} -o wide`,
     async run(ctx): Promise<NodesData> {
@@ -58,7 +58,10 @@ export function readNodesStep<P extends NodesParams>(): Step<P, NodesData> {
       const found = await Promise.all(ctx.params.nodes.map((n) => kube.getNode(n)));
       const missing = ctx.params.nodes.filter((_, i) => found[i] === null);
       if (missing.length) {
-        throw new StepError(`no such node${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}; nothing was changed`, 'list the nodes with: kubectl get nodes');
+        throw new StepError(
+          `no such node${missing.length > 1 ? 's' : ''}: ${missing.join(', ')}; nothing was changed`,
+          'list the nodes with: kubectl get nodes',
+        );
       }
       return { nodes: found.map((n) => priorOf(n!)) };
     },
@@ -82,7 +85,8 @@ function byHand(done: IsolateData['nodes']): string {
   if (uncordon.length) cmds.push(`kubectl uncordon ${uncordon.join(' ')}`);
   const unlabel = done.filter((n) => n.labelled && n.quarantine === null).map((n) => n.name);
   if (unlabel.length) cmds.push(`kubectl label nodes ${unlabel.join(' ')} ${QUARANTINE_LABEL}-`);
-  for (const n of done.filter((x) => x.labelled && x.quarantine !== null)) cmds.push(`kubectl label nodes ${n.name} ${QUARANTINE_LABEL}=${n.quarantine} --overwrite`);
+  for (const n of done.filter((x) => x.labelled && x.quarantine !== null))
+    cmds.push(`kubectl label nodes ${n.name} ${QUARANTINE_LABEL}=${n.quarantine} --overwrite`);
   return cmds.join(' && ') || '(nothing to undo)';
 }
 
@@ -111,7 +115,13 @@ export function isolateStep<P extends NodesParams>(opts: { compensate: boolean; 
         if (cordon) await kube.patchNode(n.name, cordonPatch(true), 'strategic', { dryRun: true });
         if (label) await kube.patchNode(n.name, labelPatch('true'), 'merge', { dryRun: true });
         const after: NodePrior = { ...n, unschedulable: true, quarantine: 'true' };
-        changes.push({ action: [cordon && 'cordon', label && 'label'].filter(Boolean).join(' + '), target: `node/${n.name}`, before: describeNode(n), after: describeNode(after), validated: true });
+        changes.push({
+          action: [cordon && 'cordon', label && 'label'].filter(Boolean).join(' + '),
+          target: `node/${n.name}`,
+          before: describeNode(n),
+          after: describeNode(after),
+          validated: true,
+        });
       }
       return changes;
     },
@@ -138,12 +148,18 @@ export function isolateStep<P extends NodesParams>(opts: { compensate: boolean; 
             try {
               await revert(kube, changed);
             } catch (undoErr) {
-              throw new StepError(`isolating node/${n.name} failed (${errorMessage(err)}), and putting back the nodes already changed failed too: ${errorMessage(undoErr)}`, `run by hand: ${byHand(changed)}`);
+              throw new StepError(
+                `isolating node/${n.name} failed (${errorMessage(err)}), and putting back the nodes already changed failed too: ${errorMessage(undoErr)}`,
+                `run by hand: ${byHand(changed)}`,
+              );
             }
             throw new StepError(`isolating node/${n.name} failed: ${errorMessage(err)}; the nodes already changed were put back`);
           }
           const isolated = changed.map((d) => d.name);
-          throw new StepError(`isolating node/${n.name} failed: ${errorMessage(err)}${isolated.length ? `; ${isolated.join(', ')} stay isolated` : ''}`, `isolate the rest by hand: kubectl cordon ${n.name} && kubectl label nodes ${n.name} ${QUARANTINE_LABEL}=true --overwrite`);
+          throw new StepError(
+            `isolating node/${n.name} failed: ${errorMessage(err)}${isolated.length ? `; ${isolated.join(', ')} stay isolated` : ''}`,
+            `isolate the rest by hand: kubectl cordon ${n.name} && kubectl label nodes ${n.name} ${QUARANTINE_LABEL}=true --overwrite`,
+          );
         }
         ctx.log(`node/${n.name}: ${describeNode({ ...n, unschedulable: true, quarantine: 'true' })}`);
       }

@@ -44,7 +44,10 @@ export function rotateStep<P>(): Step<P, RotationData> {
     // Running services lose their old credentials: always a typed confirmation.
     severe: true,
     when: (_p, env) => rotationCommands(env).length > 0,
-    equivalent: (_p, env) => rotationCommands(env).map((c) => c.map(shellQuote).join(' ')).join(' && ') || '(no security.rotate commands configured)',
+    equivalent: (_p, env) =>
+      rotationCommands(env)
+        .map((c) => c.map(shellQuote).join(' '))
+        .join(' && ') || '(no security.rotate commands configured)',
     plan: async (ctx) => rotationCommands(ctx.env).map((c, i) => ({ action: 'run', target: `rotation command ${i + 1}`, after: c.map(shellQuote).join(' ') })),
     async run(ctx): Promise<RotationData> {
       const commands = rotationCommands(ctx.env);

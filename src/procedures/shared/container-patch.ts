@@ -17,11 +17,22 @@ export function restoreContainerField(index: number, name: string, field: 'env' 
  * Puts the field back in the container of that name, wherever it is now: `index` is where it was when
  * read, but the containers may have been reordered since (the patch tests the name at the index it writes).
  */
-export async function restoreContainer(kube: KubeClient, deployment: string, index: number, name: string, field: 'env' | 'resources', previous: unknown): Promise<void> {
+export async function restoreContainer(
+  kube: KubeClient,
+  deployment: string,
+  index: number,
+  name: string,
+  field: 'env' | 'resources',
+  previous: unknown,
+): Promise<void> {
   const current = await kube.getDeployment(deployment);
   const containers = current.spec?.template.spec?.containers ?? [];
   const at = containers[index]?.name === name ? index : containers.findIndex((c) => c.name === name);
-  if (at < 0) throw new StepError(`deployment/${deployment} no longer has a container "${name}" to put its ${field} back into`, `containers now: ${containers.map((c) => c.name).join(', ') || 'none'}`);
+  if (at < 0)
+    throw new StepError(
+      `deployment/${deployment} no longer has a container "${name}" to put its ${field} back into`,
+      `containers now: ${containers.map((c) => c.name).join(', ') || 'none'}`,
+    );
   const has = (containers[at] as unknown as Record<string, unknown>)[field] !== undefined;
   if (!has && (previous === undefined || previous === null)) return;
   await kube.patchDeployment(deployment, restoreContainerField(at, name, field, previous), 'json');

@@ -28,7 +28,8 @@ export function shownVar(e: V1EnvVar | undefined): string {
   if (from.secretKeyRef) return `from secret ${from.secretKeyRef.name} key ${from.secretKeyRef.key}`;
   if (from.configMapKeyRef) return `from configmap ${from.configMapKeyRef.name} key ${from.configMapKeyRef.key}`;
   if (from.fieldRef) return `from field ${from.fieldRef.fieldPath}`;
-  if (from.resourceFieldRef) return `from resource ${from.resourceFieldRef.resource}${from.resourceFieldRef.containerName ? ` of ${from.resourceFieldRef.containerName}` : ''}`;
+  if (from.resourceFieldRef)
+    return `from resource ${from.resourceFieldRef.resource}${from.resourceFieldRef.containerName ? ` of ${from.resourceFieldRef.containerName}` : ''}`;
   return 'from a valueFrom reference';
 }
 
@@ -105,8 +106,12 @@ export function changeEnvStep<P extends { container?: string }>(opts: {
         return e !== undefined && !e.valueFrom && (e.value ?? '') === value;
       };
       const changes = [
-        ...change.set.filter((s) => !unchanged(s.key, s.value)).map((s) => ({ action: 'set', target: `${s.key} in ${cur.container}`, before: shownVar(before.get(s.key)), after: shown(s.key, s.value) })),
-        ...change.unset.filter((k) => before.has(k)).map((k) => ({ action: 'unset', target: `${k} in ${cur.container}`, before: shownVar(before.get(k)), after: '∅' })),
+        ...change.set
+          .filter((s) => !unchanged(s.key, s.value))
+          .map((s) => ({ action: 'set', target: `${s.key} in ${cur.container}`, before: shownVar(before.get(s.key)), after: shown(s.key, s.value) })),
+        ...change.unset
+          .filter((k) => before.has(k))
+          .map((k) => ({ action: 'unset', target: `${k} in ${cur.container}`, before: shownVar(before.get(k)), after: '∅' })),
       ];
       if (!changes.length) return [];
       const kube = await ctx.clients.kube();

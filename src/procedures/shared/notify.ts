@@ -62,14 +62,20 @@ export function announceStep<P>(opts: AnnounceOptions<P>): Step<P, Announced> {
       const failed = results.filter((r) => !r.ok);
       for (const f of failed) ctx.reporter.warn(`notification via ${f.channel} failed: ${f.detail}`);
       if (opts.required && (results.length === 0 || failed.length === results.length)) {
-        throw new StepError(`could not announce "${message}": ${failed.map((f) => `${f.channel}: ${f.detail}`).join('; ') || 'no channel'}`, 'check environments.<env>.notify, or tell people by hand and run again');
+        throw new StepError(
+          `could not announce "${message}": ${failed.map((f) => `${f.channel}: ${f.detail}`).join('; ') || 'no channel'}`,
+          'check environments.<env>.notify, or tell people by hand and run again',
+        );
       }
       return { message, sent: results.filter((r) => r.ok).map((r) => r.channel), failed: failed.map((f) => ({ channel: f.channel, detail: f.detail })) };
     },
     // People who were told "starting now" are told when the run stops short, so nobody waits for it.
     async undo(ctx, data) {
       if (data.sent.length === 0) return;
-      const results = await ctx.clients.notify(`Update: "${opts.title}" — the run stopped before finishing and is putting back what it changed; details: runbook show ${ctx.runId}`, ctx.signal);
+      const results = await ctx.clients.notify(
+        `Update: "${opts.title}" — the run stopped before finishing and is putting back what it changed; details: runbook show ${ctx.runId}`,
+        ctx.signal,
+      );
       for (const f of results.filter((r) => !r.ok)) ctx.reporter.warn(`notification via ${f.channel} failed: ${f.detail}`);
     },
     undoByHand: (ctx) => `tell the people you announced to that run ${ctx.runId} stopped (runbook show ${ctx.runId})`,

@@ -55,7 +55,7 @@ export function summarizePod(p: V1Pod, now: Date): PodSummary {
   const waiting = statuses.find((c) => c.state?.waiting)?.state?.waiting?.reason;
   return {
     name: p.metadata?.name ?? '',
-    phase: p.metadata?.deletionTimestamp ? 'Terminating' : waiting ?? p.status?.phase ?? 'Unknown',
+    phase: p.metadata?.deletionTimestamp ? 'Terminating' : (waiting ?? p.status?.phase ?? 'Unknown'),
     ready: `${ready}/${statuses.length || p.spec?.containers.length || 0}`,
     restarts: statuses.reduce((n, c) => n + (c.restartCount ?? 0), 0),
     node: p.spec?.nodeName,
@@ -67,9 +67,7 @@ export function summarizePod(p: V1Pod, now: Date): PodSummary {
 /** ReplicaSets owned by the deployment, newest revision last. */
 export async function ownedReplicaSets(kube: KubeClient, d: V1Deployment): Promise<V1ReplicaSet[]> {
   const sets = await kube.listReplicaSets(selectorOf(d));
-  return sets
-    .filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.uid === d.metadata?.uid) ?? false)
-    .sort((a, b) => revisionOf(a) - revisionOf(b));
+  return sets.filter((rs) => rs.metadata?.ownerReferences?.some((o) => o.uid === d.metadata?.uid) ?? false).sort((a, b) => revisionOf(a) - revisionOf(b));
 }
 
 export function revisionOf(o: { metadata?: { annotations?: Record<string, string> } }): number {
@@ -86,7 +84,10 @@ export function pickContainer(d: V1Deployment, wanted: string | undefined, env: 
     return { index, name };
   }
   if (containers.length === 1) return { index: 0, name: containers[0].name };
-  throw new StepError(`deployment/${d.metadata?.name} has ${containers.length} containers; say which with --container`, `containers: ${containers.map((c) => c.name).join(', ')}`);
+  throw new StepError(
+    `deployment/${d.metadata?.name} has ${containers.length} containers; say which with --container`,
+    `containers: ${containers.map((c) => c.name).join(', ')}`,
+  );
 }
 
 export function deploymentName(env: ResolvedEnvironment): string {
@@ -112,7 +113,8 @@ export function podStatusStep<P>(): Step<P, DeploymentStatus> {
     title: 'Check the deployment and its pods',
     why: 'Know the starting point: how many replicas, how many ready, which revision, before changing anything.',
     risk: 'read',
-    equivalent: (_p, env) => `kubectl get deployment/${deploymentName(env)} -n ${ns(env)} && kubectl get pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`}`,
+    equivalent: (_p, env) =>
+      `kubectl get deployment/${deploymentName(env)} -n ${ns(env)} && kubectl get pods -n ${ns(env)} -l ${env.config.kubernetes?.selector ?? `app=${deploymentName(env)}`}`,
     async run(ctx: StepContext<P>): Promise<DeploymentStatus> {
       const kube = await ctx.clients.kube();
       const d = await kube.getDeployment(deploymentName(ctx.env));
@@ -144,11 +146,13 @@ export function recentLogsStep<P>(opts: { tail?: number } = {}): Step<P, RecentL
   return {
     id: 'logs',
     title: 'Show recent logs of the new pods',
-    why: 'The first minutes after a change are when errors show up; the seed\'s `kubectl logs -f` never ends, so this takes the last lines and returns.',
+    why: "The first minutes after a change are when errors show up; the seed's `kubectl logs -f` never ends, so this takes the last lines and returns.",
     risk: 'read',
     followsWrite: true,
     equivalent: (_p, env) => `kubectl logs deployment/${deploymentName(env)} -n ${ns(env)} --tail=${tailOf(env)}`,
-    plan: async (ctx) => [{ action: 'read the last log lines of', target: `the new pods of deployment/${deploymentName(ctx.env)}`, after: `${tailOf(ctx.env)} lines each` }],
+    plan: async (ctx) => [
+      { action: 'read the last log lines of', target: `the new pods of deployment/${deploymentName(ctx.env)}`, after: `${tailOf(ctx.env)} lines each` },
+    ],
     async run(ctx: StepContext<P>): Promise<RecentLogs> {
       const kube = await ctx.clients.kube();
       const d = await kube.getDeployment(deploymentName(ctx.env));

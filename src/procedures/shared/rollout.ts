@@ -18,7 +18,12 @@ export function rolloutStatus(d: V1Deployment): RolloutState {
   const generation = d.metadata?.generation ?? 0;
   if ((st.observedGeneration ?? 0) < generation) return { done: false, message: 'waiting for the deployment spec update to be observed' };
   // A paused rollout never finishes by waiting; kubectl waits forever, an operator at 3 a.m. should not.
-  if (d.spec?.paused) return { done: false, failed: true, message: `the deployment is paused (resume it with: kubectl rollout resume deployment/${d.metadata?.name} -n ${d.metadata?.namespace})` };
+  if (d.spec?.paused)
+    return {
+      done: false,
+      failed: true,
+      message: `the deployment is paused (resume it with: kubectl rollout resume deployment/${d.metadata?.name} -n ${d.metadata?.namespace})`,
+    };
   const replicaFailure = st.conditions?.find((c) => c.type === 'ReplicaFailure' && c.status === 'True');
   if (replicaFailure) return { done: false, failed: true, message: `pods cannot be created: ${replicaFailure.message ?? replicaFailure.reason ?? ''}`.trim() };
   const progressing = st.conditions?.find((c) => c.type === 'Progressing');
@@ -119,7 +124,10 @@ export async function waitForRollout<P>(ctx: StepContext<P>, name: string, timeo
   if (failure) throw new StepError(`rollout of deployment/${name} failed: ${failure}`, `kubectl rollout status deployment/${name} -n ${kube.namespace}`);
   if (!final) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
-    throw new StepError(`rollout of deployment/${name} not complete after ${formatDuration(timeoutMs)}: ${last}`, 'check the new pods with: runbook app scaling; raise the wait with --rollout-timeout');
+    throw new StepError(
+      `rollout of deployment/${name} not complete after ${formatDuration(timeoutMs)}: ${last}`,
+      'check the new pods with: runbook app scaling; raise the wait with --rollout-timeout',
+    );
   }
   return { replicas: final.spec?.replicas ?? 0, available: final.status?.availableReplicas ?? 0, waitedMs: Math.round(performance.now() - t0) };
 }
@@ -138,8 +146,15 @@ export function watchRolloutStep<P>(): Step<P, RolloutDone> {
     why: 'A change is not done until every new pod is ready and available; watching (not polling) reports it the moment it is.',
     risk: 'read',
     followsWrite: true,
-    equivalent: (_p, env) => `kubectl rollout status deployment/${env.config.kubernetes?.deployment} -n ${env.config.kubernetes?.namespace} --timeout=${env.config.rollout.timeout}`,
-    plan: async (ctx) => [{ action: 'wait for rollout of', target: `deployment/${ctx.env.config.kubernetes!.deployment}`, after: `complete within ${formatDuration(rolloutTimeout(ctx))}` }],
+    equivalent: (_p, env) =>
+      `kubectl rollout status deployment/${env.config.kubernetes?.deployment} -n ${env.config.kubernetes?.namespace} --timeout=${env.config.rollout.timeout}`,
+    plan: async (ctx) => [
+      {
+        action: 'wait for rollout of',
+        target: `deployment/${ctx.env.config.kubernetes!.deployment}`,
+        after: `complete within ${formatDuration(rolloutTimeout(ctx))}`,
+      },
+    ],
     run: (ctx) => waitForRollout(ctx, ctx.env.config.kubernetes!.deployment, rolloutTimeout(ctx)),
   };
 }

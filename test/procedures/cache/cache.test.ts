@@ -2,7 +2,6 @@
 // count → gate → delete → verify flow, partial failures, progress, --all, stats parsing, warming's
 // bounded parallelism. The real server is exercised in the *.int.test.ts files beside this one.
 import { describe, expect, it } from 'vitest';
-import { Writable } from 'node:stream';
 import type { ClientFactories, RedisClient, RedisNode } from '../../../src/clients/index.js';
 import type { SampleBatch, ScanBatch, ScanLane, ScanOp } from '../../../src/clients/redis.js';
 import { fetchHttpClient } from '../../../src/clients/http.js';
@@ -10,12 +9,28 @@ import type { StepContext } from '../../../src/core/procedure.js';
 import { checkPattern } from '../../../src/procedures/cache/flush.js';
 import { boundedMap } from '../../../src/procedures/cache/warm.js';
 import { nodeStats, readStats } from '../../../src/procedures/cache/redis-stats.js';
-import { PartialPassError, Progress, SAMPLE_KEYS, lanes, roundEstimate, samplePass, scanPass, summarizeSample, undisturbed } from '../../../src/procedures/cache/scan.js';
+import {
+  PartialPassError,
+  Progress,
+  SAMPLE_KEYS,
+  lanes,
+  roundEstimate,
+  samplePass,
+  scanPass,
+  summarizeSample,
+  undisturbed,
+} from '../../../src/procedures/cache/scan.js';
 import { runCli } from '../../support/cli.js';
 import { writeConfig } from '../../support/config.js';
 import type { ScriptedPrompter } from '../../support/prompter.js';
 
-const glob = (p: string) => new RegExp(`^${p.replace(/[.+^${}()|\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+const glob = (p: string) =>
+  new RegExp(
+    `^${p
+      .replace(/[.+^${}()|\\]/g, '\\$&')
+      .replace(/\*/g, '.*')
+      .replace(/\?/g, '.')}$`,
+  );
 
 /** One server: keys in insertion order, a cursor that is index + 1 ('0' starts and ends), 10 keys per call. */
 class FakeNode implements RedisNode {
@@ -74,7 +89,16 @@ class FakeNode implements RedisNode {
   }
   async info(section?: string): Promise<Record<string, string>> {
     if (section === 'persistence') return { rdb_changes_since_last_save: String(this.dirty), rdb_last_save_time: '1' };
-    return { keyspace_hits: '30', keyspace_misses: '10', used_memory: '1000', used_memory_peak: '2000', evicted_keys: '1', expired_keys: '2', instantaneous_ops_per_sec: '5', db0: `keys=${this.keys.length},expires=0,avg_ttl=0` };
+    return {
+      keyspace_hits: '30',
+      keyspace_misses: '10',
+      used_memory: '1000',
+      used_memory_peak: '2000',
+      evicted_keys: '1',
+      expired_keys: '2',
+      instantaneous_ops_per_sec: '5',
+      db0: `keys=${this.keys.length},expires=0,avg_ttl=0`,
+    };
   }
   async dbsize(): Promise<number> {
     return this.keys.length;
@@ -96,7 +120,9 @@ function fakeRedis(nodes: FakeNode[]): { client: RedisClient; factories: ClientF
 const keys = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}:${i}`);
 /** `user` matching keys and `other` others, evenly interleaved (as a hash table mixes them). */
 const mixed = (user: number, other: number) =>
-  Array.from({ length: user + other }, (_, i) => (Math.floor(((i + 1) * user) / (user + other)) > Math.floor((i * user) / (user + other)) ? `user:${i}` : `other:${i}`));
+  Array.from({ length: user + other }, (_, i) =>
+    Math.floor(((i + 1) * user) / (user + other)) > Math.floor((i * user) / (user + other)) ? `user:${i}` : `other:${i}`,
+  );
 const dir = writeConfig({
   default: 'staging',
   environments: { staging: { redis: { url: 'redis://fake:6379' } }, production: { protected: true, redis: { url: 'redis://fake:6379' } } },
@@ -107,7 +133,8 @@ function setup(nodes = [new FakeNode('fake:6379', [...keys('user', 95), ...keys(
   const run = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) => runCli(['cache', ...argv], { cwd: dir, clientFactories: factories, ...extra });
   return { nodes, run };
 }
-const dataOf = (stdout: string, id: string) => (JSON.parse(stdout) as { steps: Array<{ id: string; data: unknown }> }).steps.find((s) => s.id === id)?.data as Record<string, unknown>;
+const dataOf = (stdout: string, id: string) =>
+  (JSON.parse(stdout) as { steps: Array<{ id: string; data: unknown }> }).steps.find((s) => s.id === id)?.data as Record<string, unknown>;
 
 describe('checkPattern', () => {
   it.each(['user:*', 'user:?', 'user:[0-9]*', 'a\\*b', 'user:[^x]*', 'sess ion:*', '*:suffix'])('accepts %j', (p) => {
@@ -138,8 +165,16 @@ describe('checkPattern', () => {
 describe('SCAN lanes', () => {
   it('splits the cursor space by its reversed low bits', () => {
     expect(lanes(1)).toEqual([{ k: 1, low: 0, start: '0', boundary: '0' }]);
-    expect(lanes(2).map((l) => [l.start, l.boundary])).toEqual([['0', '1'], ['1', '0']]);
-    expect(lanes(4).map((l) => [l.start, l.boundary])).toEqual([['0', '2'], ['2', '1'], ['1', '3'], ['3', '0']]);
+    expect(lanes(2).map((l) => [l.start, l.boundary])).toEqual([
+      ['0', '1'],
+      ['1', '0'],
+    ]);
+    expect(lanes(4).map((l) => [l.start, l.boundary])).toEqual([
+      ['0', '2'],
+      ['2', '1'],
+      ['1', '3'],
+      ['3', '0'],
+    ]);
     expect(lanes(4).map((l) => l.low)).toEqual([0, 2, 1, 3]);
   });
 });
@@ -149,7 +184,10 @@ describe('scanPass', () => {
     const a = new FakeNode('a:1', [...keys('user', 30), ...keys('x', 5)]);
     const b = new FakeNode('b:1', keys('user', 12));
     const sig = new AbortController().signal;
-    expect((await scanPass([a, b], 'count', 'user:*', { signal: sig })).perNode).toEqual([{ node: 'a:1', n: 30 }, { node: 'b:1', n: 12 }]);
+    expect((await scanPass([a, b], 'count', 'user:*', { signal: sig })).perNode).toEqual([
+      { node: 'a:1', n: 30 },
+      { node: 'b:1', n: 12 },
+    ]);
     b.failAfterCalls = b.calls + 1;
     const err = await scanPass([a, b], 'unlink', 'user:*', { signal: sig }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(PartialPassError);
@@ -184,7 +222,10 @@ describe('samplePass and its estimate', () => {
     expect(s.of).toBe(20_100);
     expect(s.estimate! / 15_100).toBeGreaterThan(0.95);
     expect(s.estimate! / 15_100).toBeLessThan(1.05);
-    expect(s.perNode).toEqual([{ node: 'a:1', n: expect.any(Number), estimated: true }, { node: 'b:1', n: 100 }]);
+    expect(s.perNode).toEqual([
+      { node: 'a:1', n: expect.any(Number), estimated: true },
+      { node: 'b:1', n: 100 },
+    ]);
     expect(a.callsBy.sample).toBe(SAMPLE_KEYS / 1000);
   });
 
@@ -240,9 +281,16 @@ describe('cache flush --pattern (fake Redis)', () => {
     const c = dataOf(r.stdout, 'count');
     expect(c.matched).toBeNull();
     expect((c.estimate as { sampled: number; of: number }).sampled).toBe(SAMPLE_KEYS);
-    expect(dataOf(r.stdout, 'unlink')).toMatchObject({ matched: 9_000, deleted: 9_000, estimated: c.estimate && (c.estimate as { keys: number }).keys, undisturbed: true });
+    expect(dataOf(r.stdout, 'unlink')).toMatchObject({
+      matched: 9_000,
+      deleted: 9_000,
+      estimated: c.estimate && (c.estimate as { keys: number }).keys,
+      undisturbed: true,
+    });
     expect(node.keys.length).toBe(3_000);
-    expect(r.stderr).toMatch(/delete keys matching 'user:\*' in db 0 at fake:6379: about [\d,]+ keys \(estimate from a sample of 10,000 of 12,000 keys\) → 0 keys/);
+    expect(r.stderr).toMatch(
+      /delete keys matching 'user:\*' in db 0 at fake:6379: about [\d,]+ keys \(estimate from a sample of 10,000 of 12,000 keys\) → 0 keys/,
+    );
   });
 
   it('on a terminal the gate shows the estimate, labelled, and the end the exact count', async () => {
@@ -340,7 +388,14 @@ describe('Progress', () => {
 
 describe('cache stats parsing', () => {
   it('reads INFO fields and sums masters', async () => {
-    const s = nodeStats('n', { keyspace_hits: '3', keyspace_misses: '1', db0: 'keys=10,expires=2,avg_ttl=5', db2: 'keys=1,expires=0,avg_ttl=0', used_memory: '5', used_memory_peak: '9' });
+    const s = nodeStats('n', {
+      keyspace_hits: '3',
+      keyspace_misses: '1',
+      db0: 'keys=10,expires=2,avg_ttl=5',
+      db2: 'keys=1,expires=0,avg_ttl=0',
+      used_memory: '5',
+      used_memory_peak: '9',
+    });
     expect(s.keyspace).toEqual({ db0: { keys: 10, expires: 2 }, db2: { keys: 1, expires: 0 } });
     const total = await readStats([new FakeNode('a', keys('x', 3)), new FakeNode('b', keys('y', 4))]);
     expect(total).toMatchObject({ hits: 60, misses: 20, hitRate: 0.75, usedMemory: 2000, peakMemory: 4000, keyspace: { db0: { keys: 7, expires: 0 } } });

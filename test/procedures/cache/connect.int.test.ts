@@ -86,7 +86,10 @@ describe('redis connection', () => {
   });
 
   it('a database the server does not have fails instead of falling back to db 0', async () => {
-    const r = await runCli(['cache', 'flush', '--pattern', 'user:*', '--yes'], { cwd: cfg({ url: `redis://127.0.0.1:${aclRedis.port}/999`, username: 'ops', password: { env: 'P' } }), env: { P: 'ops-secret-pw' } });
+    const r = await runCli(['cache', 'flush', '--pattern', 'user:*', '--yes'], {
+      cwd: cfg({ url: `redis://127.0.0.1:${aclRedis.port}/999`, username: 'ops', password: { env: 'P' } }),
+      env: { P: 'ops-secret-pw' },
+    });
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/no such database/);
     expect(await redisCommands(aclRedis.port, [['AUTH', 'ops', 'ops-secret-pw'], ['DBSIZE']])).toEqual(['OK', 5]);

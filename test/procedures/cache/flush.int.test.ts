@@ -28,10 +28,25 @@ async function cmd(...args: string[]): Promise<unknown> {
   return r;
 }
 async function load(db: number, prefix: string, n: number): Promise<void> {
-  for (let s = 1; s <= n; s += 100_000) await redisCommands(redis.port, [['SELECT', String(db)], ['EVAL', LOADER, '0', prefix, String(s), String(Math.min(n, s + 99_999))]], { timeoutMs: 20_000 });
+  for (let s = 1; s <= n; s += 100_000)
+    await redisCommands(
+      redis.port,
+      [
+        ['SELECT', String(db)],
+        ['EVAL', LOADER, '0', prefix, String(s), String(Math.min(n, s + 99_999))],
+      ],
+      { timeoutMs: 20_000 },
+    );
 }
 async function matching(db: number, pattern: string): Promise<number> {
-  const [, n] = await redisCommands(redis.port, [['SELECT', String(db)], ['EVAL', COUNT, '0', pattern]], { timeoutMs: 20_000 });
+  const [, n] = await redisCommands(
+    redis.port,
+    [
+      ['SELECT', String(db)],
+      ['EVAL', COUNT, '0', pattern],
+    ],
+    { timeoutMs: 20_000 },
+  );
   return n as number;
 }
 async function dbsize(db: number): Promise<number> {
@@ -216,7 +231,10 @@ describe('cache flush --pattern in one pass', () => {
     const r = await runCli(['cache', 'flush', '--pattern', 'user:*'], { cwd: config(10), tty: true, answers: [true] });
     expect(r.code, r.stderr).toBe(0);
     expect((r.prompter as ScriptedPrompter).asked).toEqual(['Delete the matching keys (SCAN + UNLINK) in staging?']);
-    const gate = /delete keys matching 'user:\*' in db 10 at 127\.0\.0\.1:\d+: about ([\d,]+) keys \(estimate from a sample of ([\d,]+) of 80,000 keys\) → 0 keys/.exec(r.stderr);
+    const gate =
+      /delete keys matching 'user:\*' in db 10 at 127\.0\.0\.1:\d+: about ([\d,]+) keys \(estimate from a sample of ([\d,]+) of 80,000 keys\) → 0 keys/.exec(
+        r.stderr,
+      );
     expect(gate, r.stderr).not.toBeNull();
     expect(Math.abs(num(gate![1]) - 60_000)).toBeLessThanOrEqual(6_000);
     expect(num(gate![2])).toBeGreaterThanOrEqual(10_000);
@@ -239,7 +257,15 @@ describe('cache flush --pattern in one pass', () => {
       await new Promise((r) => setTimeout(r, 2));
     }
     // Another client writes 500 keys that match and 500 that do not, while the pass runs.
-    await redisCommands(redis.port, [['SELECT', '11'], ['EVAL', LOADER, '0', 'user:late:', '1', '500'], ['EVAL', LOADER, '0', 'keep:late:', '1', '500']], { timeoutMs: 10_000 });
+    await redisCommands(
+      redis.port,
+      [
+        ['SELECT', '11'],
+        ['EVAL', LOADER, '0', 'user:late:', '1', '500'],
+        ['EVAL', LOADER, '0', 'keep:late:', '1', '500'],
+      ],
+      { timeoutMs: 10_000 },
+    );
     expect(ended, 'the flush ended before the other client wrote').toBe(false);
     const r = await run;
     expect(r.code, r.stderr).toBe(0);
@@ -285,7 +311,10 @@ describe('cache flush on a Redis Cluster', () => {
     const c = new Cluster(cluster.nodes, { lazyConnect: true });
     await c.connect();
     try {
-      await Promise.all([...Array.from({ length: 1500 }, (_, i) => c.set(`user:${i}`, 'v')), ...Array.from({ length: 700 }, (_, i) => c.set(`keep:${i}`, 'v'))]);
+      await Promise.all([
+        ...Array.from({ length: 1500 }, (_, i) => c.set(`user:${i}`, 'v')),
+        ...Array.from({ length: 700 }, (_, i) => c.set(`keep:${i}`, 'v')),
+      ]);
       const perNode = await Promise.all(c.nodes('master').map((n) => n.dbsize()));
       expect(perNode.filter((n) => n > 0).length).toBe(3); // keys on every master
 

@@ -32,17 +32,26 @@ beforeAll(async () => {
       slow: [timed('forever', 60_000)],
     },
   };
-  dir = writeConfig({ default: 'staging', environments: { staging: { redis: base.redis, cache }, production: { protected: true, redis: base.redis, cache } } }).dir;
+  dir = writeConfig({
+    default: 'staging',
+    environments: { staging: { redis: base.redis, cache }, production: { protected: true, redis: base.redis, cache } },
+  }).dir;
 }, 60_000);
 afterAll(async () => {
   await part?.stop();
 });
 
-const cli = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) => runCli(argv, { cwd: dir, ...extra, env: { ...part.env, PATH: process.env.PATH, ...(extra.env ?? {}) } });
+const cli = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) =>
+  runCli(argv, { cwd: dir, ...extra, env: { ...part.env, PATH: process.env.PATH, ...(extra.env ?? {}) } });
 
 describe('cache stats', () => {
   it('reports hits, misses, hit rate, keys per database and memory', async () => {
-    await part.commands([['GET', 'user:1'], ['GET', 'user:2'], ['GET', 'user:3'], ['GET', 'missing:1']]);
+    await part.commands([
+      ['GET', 'user:1'],
+      ['GET', 'user:2'],
+      ['GET', 'user:3'],
+      ['GET', 'missing:1'],
+    ]);
     const r = await cli(['cache', 'stats', '--json']);
     expect(r.code, r.stderr).toBe(0);
     const data = JSON.parse(r.stdout).steps[0].data;
@@ -85,7 +94,10 @@ describe('cache warm', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/WARMER\s+EXIT\s+DURATION/);
     expect(r.stderr).toMatch(/\[\d:node -e .*…\] warming a/);
-    const events = readFileSync(join(work, 'spans'), 'utf8').trim().split('\n').map((l) => l.split(' '));
+    const events = readFileSync(join(work, 'spans'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' '));
     const sorted = events.map(([kind, , t]) => [Number(t), kind === 'start' ? 1 : -1] as const).sort((a, b) => a[0] - b[0] || a[1] - b[1]);
     let now = 0;
     let max = 0;

@@ -227,7 +227,9 @@ describe('db max-connections', () => {
     try {
       const r = await cli(['db', 'max-connections', '150']);
       expect(r.code).toBe(0);
-      expect(r.stdout).toMatch(/max_connections is still 100; 150 is written to postgresql.auto.conf and takes effect only after a server restart \(pending_restart = true\)/);
+      expect(r.stdout).toMatch(
+        /max_connections is still 100; 150 is written to postgresql.auto.conf and takes effect only after a server restart \(pending_restart = true\)/,
+      );
       expect(r.stdout).toMatch(/Restart with: runbook db restart/);
       expect(await autoConf()).toBe('150');
     } finally {

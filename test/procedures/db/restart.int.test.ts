@@ -129,7 +129,11 @@ describe('db restart', () => {
     db.slack.onMessage = (text) => void sent.push(text);
     // Three wrong names: declined before anything, the announcement included; it says nothing changed.
     const events: string[] = [];
-    const no = await cli(['db', 'restart', '--env', 'sandbox-protected'], { tty: true, answers: ['nope', 'sandbox', 'protected'], clientFactories: tappedFactories((e) => void events.push(e)) });
+    const no = await cli(['db', 'restart', '--env', 'sandbox-protected'], {
+      tty: true,
+      answers: ['nope', 'sandbox', 'protected'],
+      clientFactories: tappedFactories((e) => void events.push(e)),
+    });
     expect(no.code).toBe(3);
     expect((no.prompter as ScriptedPrompter).asked).toHaveLength(3);
     expect(no.stderr).toMatch(/typed wrong 3 times/);
@@ -351,7 +355,9 @@ describe('db restart', () => {
       }),
     });
     expect(resumed.code, resumed.stderr).toBe(0);
-    expect(resumed.stderr).toMatch(/Scale the app to 0 \(stop traffic to the database\): done in run \S+, [\dms. ]+ ago, but deployment\/app has 3 replica\(s\), so the database has traffic again \(expected: the app is at 0 replicas\); running it again/);
+    expect(resumed.stderr).toMatch(
+      /Scale the app to 0 \(stop traffic to the database\): done in run \S+, [\dms. ]+ ago, but deployment\/app has 3 replica\(s\), so the database has traffic again \(expected: the app is at 0 replicas\); running it again/,
+    );
     const byId = Object.fromEntries(JSON.parse(resumed.stdout).steps.map((s: { id: string }) => [s.id, s]));
     expect(byId.record.status).toBe('skipped');
     expect(byId['scale-down'].status).toBe('succeeded');
@@ -386,7 +392,9 @@ describe('db restart', () => {
     const dry = await cli(['resume', id, '--dry-run', '--json', '-c', sb.configPath]);
     expect(dry.code, dry.stderr).toBe(0);
     expect(dry.stderr).not.toMatch(/4 → 0/);
-    expect(dry.stderr).toMatch(/Record the current replicas and check the instance: done in run \S+, [\dms. ]+ ago, but deployment\/app has 3 replica\(s\) now, 4 were recorded/);
+    expect(dry.stderr).toMatch(
+      /Record the current replicas and check the instance: done in run \S+, [\dms. ]+ ago, but deployment\/app has 3 replica\(s\) now, 4 were recorded/,
+    );
     expect(dry.stderr).toMatch(/Reboot the RDS instance — done in run \S+, [\dms. ]+ ago \(re-checked\)/);
     const byId = Object.fromEntries(JSON.parse(dry.stdout).steps.map((s: { id: string }) => [s.id, s]));
     expect(byId.record.data.replicas).toBe(3);
@@ -396,7 +404,7 @@ describe('db restart', () => {
     expect(await sb.fingerprint()).toEqual(before);
   });
 
-  it('resume stops, with the command to look, when the instance a done reboot left is not rebooting or available (a second reboot is not a resume\'s call)', async () => {
+  it("resume stops, with the command to look, when the instance a done reboot left is not rebooting or available (a second reboot is not a resume's call)", async () => {
     const { ctl, hard, opts } = interrupts();
     const first = await cli(['db', 'restart', '--yes', '--json'], {
       interrupts: opts,
@@ -414,14 +422,16 @@ describe('db restart', () => {
     const resumed = await cli(['resume', runId, '--yes'], { clientFactories: tappedFactories((e) => void events.push(e)) });
     await db.rds.send(new StartDBInstanceCommand({ DBInstanceIdentifier: 'prod-db' }));
     expect(resumed.code).toBe(1);
-    expect(resumed.stderr).toMatch(/resume stopped before "Reboot the RDS instance": it was done in run \S+, [\dms. ]+ ago, but the instance is rebooting or available again no longer holds \(rds\/prod-db is "stopped"\), and running it again is not safe/);
+    expect(resumed.stderr).toMatch(
+      /resume stopped before "Reboot the RDS instance": it was done in run \S+, [\dms. ]+ ago, but the instance is rebooting or available again no longer holds \(rds\/prod-db is "stopped"\), and running it again is not safe/,
+    );
     expect(resumed.stderr).toMatch(/aws rds describe-db-instances --db-instance-identifier prod-db/);
     expect(events).not.toContain('rds:RebootDBInstanceCommand');
     // The app is put back to the recorded count on the way out.
     expect(await replicas()).toBe(3);
   });
 
-  it('two concurrent runs: the second exits 6 naming the holder, run id and since when; a crashed run\'s lease expires', async () => {
+  it("two concurrent runs: the second exits 6 naming the holder, run id and since when; a crashed run's lease expires", async () => {
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
     db.slack.onMessage = () => held;

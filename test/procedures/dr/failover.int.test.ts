@@ -46,7 +46,13 @@ function config(over: { failover?: unknown; zone?: string; attempts?: number; pr
     protected: over.protectedEnv ?? false,
     aws: { region: 'us-east-1', endpoint: over.endpoint ?? moto.endpoint },
     dr: {
-      route53: { hostedZoneId: over.zone ?? zoneId, failover: over.failover ?? batchTo(DR.drIp), failback: 'failback.json', syncTimeout: '10s', syncInterval: '100ms' },
+      route53: {
+        hostedZoneId: over.zone ?? zoneId,
+        failover: over.failover ?? batchTo(DR.drIp),
+        failback: 'failback.json',
+        syncTimeout: '10s',
+        syncInterval: '100ms',
+      },
       primary,
       dr: drSide,
     },
@@ -124,7 +130,8 @@ describe('dr failover', () => {
   });
 
   it('puts DNS back when ECS fails mid-way (UpdateService error in the DR region), exit 1', async () => {
-    proxy.fault = (req) => (req.target.endsWith('.UpdateService') && req.region === 'us-west-2' ? ecsError('ClientException', 'injected: service update refused') : null);
+    proxy.fault = (req) =>
+      req.target.endsWith('.UpdateService') && req.region === 'us-west-2' ? ecsError('ClientException', 'injected: service update refused') : null;
     const { dir } = config({ endpoint: proxy.endpoint });
     const r = await run(['dr', 'failover', '--yes', '--confirm', 'staging'], dir);
     expect(r.code, r.stderr).toBe(1);
@@ -162,8 +169,16 @@ describe('dr failover', () => {
   });
 
   it.each([
-    ['a malformed change batch', { failover: { Changes: [{ Action: 'MOVE', ResourceRecordSet: { Name: 'x', Type: 'A' } }] } }, /malformed change batch.*Changes\.0\.Action/],
-    ['a record without TTL', { failover: { Changes: [{ Action: 'UPSERT', ResourceRecordSet: { Name: 'x.example.com', Type: 'A', ResourceRecords: [{ Value: '1.2.3.4' }] } }] } }, /ResourceRecords need a TTL/],
+    [
+      'a malformed change batch',
+      { failover: { Changes: [{ Action: 'MOVE', ResourceRecordSet: { Name: 'x', Type: 'A' } }] } },
+      /malformed change batch.*Changes\.0\.Action/,
+    ],
+    [
+      'a record without TTL',
+      { failover: { Changes: [{ Action: 'UPSERT', ResourceRecordSet: { Name: 'x.example.com', Type: 'A', ResourceRecords: [{ Value: '1.2.3.4' }] } }] } },
+      /ResourceRecords need a TTL/,
+    ],
     ['an unknown hosted zone', { zone: 'ZNOSUCHZONE123' }, /unknown hosted zone ZNOSUCHZONE123/],
   ])('rejects %s with exit 2 before any change', async (_what, over, message) => {
     const { dir } = config(over);
@@ -188,7 +203,16 @@ describe('dr failover', () => {
 
   it('needs the failback batch and the primary count, checked before anything is contacted', async () => {
     const c = writeConfig({
-      environments: { staging: { aws: { region: 'us-east-1', endpoint: 'http://127.0.0.1:9' }, dr: { route53: { hostedZoneId: 'Z1', failover: batchTo(DR.drIp) }, primary: { region: 'us-east-1', cluster: 'c', service: 's' }, dr: { ...DR.dr, health: { url: 'http://127.0.0.1:9/health' } } } } },
+      environments: {
+        staging: {
+          aws: { region: 'us-east-1', endpoint: 'http://127.0.0.1:9' },
+          dr: {
+            route53: { hostedZoneId: 'Z1', failover: batchTo(DR.drIp) },
+            primary: { region: 'us-east-1', cluster: 'c', service: 's' },
+            dr: { ...DR.dr, health: { url: 'http://127.0.0.1:9/health' } },
+          },
+        },
+      },
     });
     const r = await run(['dr', 'failback', '--dry-run'], c.dir);
     expect(r.code).toBe(2);

@@ -22,7 +22,15 @@ class FakeAws {
   clients(): AwsClients {
     const route53 = { send: async (c: Cmd) => this.r53(c), destroy() {} };
     const ecs = (region: string) => ({ send: async (c: Cmd) => this.ecs(region, c), destroy() {} });
-    return { route53: async () => route53 as never, ecs: async (region?: string) => ecs(region ?? 'us-east-1') as never, rds: async () => ({}) as never, s3: async () => ({}) as never, wafv2: async () => ({}) as never, shield: async () => ({}) as never, close() {} };
+    return {
+      route53: async () => route53 as never,
+      ecs: async (region?: string) => ecs(region ?? 'us-east-1') as never,
+      rds: async () => ({}) as never,
+      s3: async () => ({}) as never,
+      wafv2: async () => ({}) as never,
+      shield: async () => ({}) as never,
+      close() {},
+    };
   }
   private r53(c: Cmd): unknown {
     switch (c.constructor.name) {
@@ -48,9 +56,16 @@ class FakeAws {
   }
   private ecs(region: string, c: Cmd): unknown {
     const key = `${region}/${c.input.cluster}/${(c.input.service ?? (c.input.services as string[])[0]) as string}`;
-    if (c.constructor.name === 'DescribeServicesCommand') return { services: key in this.desired ? [{ serviceName: (c.input.services as string[])[0], status: 'ACTIVE', desiredCount: this.desired[key], runningCount: this.desired[key] }] : [] };
+    if (c.constructor.name === 'DescribeServicesCommand')
+      return {
+        services:
+          key in this.desired
+            ? [{ serviceName: (c.input.services as string[])[0], status: 'ACTIVE', desiredCount: this.desired[key], runningCount: this.desired[key] }]
+            : [],
+      };
     if (c.constructor.name === 'UpdateServiceCommand') {
-      if (this.failUpdateIn === region) throw Object.assign(new Error('service update refused'), { name: 'ClientException', $metadata: { httpStatusCode: 400 } });
+      if (this.failUpdateIn === region)
+        throw Object.assign(new Error('service update refused'), { name: 'ClientException', $metadata: { httpStatusCode: 400 } });
       this.desired[key] = c.input.desiredCount as number;
       this.writes.push(`ecs ${key} ${c.input.desiredCount}`);
       return { service: { desiredCount: c.input.desiredCount } };
@@ -60,7 +75,13 @@ class FakeAws {
 }
 
 function healthAfter(n: number): HttpClient & { polls: number } {
-  const h = { polls: 0, async request() { h.polls++; return { status: h.polls > n ? 200 : 503, headers: {}, text: '' }; } };
+  const h = {
+    polls: 0,
+    async request() {
+      h.polls++;
+      return { status: h.polls > n ? 200 : 503, headers: {}, text: '' };
+    },
+  };
   return h;
 }
 
@@ -74,20 +95,38 @@ function setup(opts: { healthy?: number; zone?: string; protected?: boolean } = 
         ...(opts.protected ? { protected: true } : {}),
         aws: { region: 'us-east-1' },
         dr: {
-          route53: { hostedZoneId: opts.zone ?? 'Z1', failover: { Changes: [{ Action: 'UPSERT', ResourceRecordSet: { Name: 'api.example.com', Type: 'A', TTL: 60, ResourceRecords: [{ Value: '10.1.0.10' }] } }] }, syncInterval: '10ms' },
+          route53: {
+            hostedZoneId: opts.zone ?? 'Z1',
+            failover: {
+              Changes: [{ Action: 'UPSERT', ResourceRecordSet: { Name: 'api.example.com', Type: 'A', TTL: 60, ResourceRecords: [{ Value: '10.1.0.10' }] } }],
+            },
+            syncInterval: '10ms',
+          },
           primary: { region: 'us-east-1', cluster: 'prod', service: 'app', desiredCount: 4, health },
           dr: { region: 'us-west-2', cluster: 'dr', service: 'app', desiredCount: 10, health },
         },
       },
     },
   });
-  const factories: ClientFactories = { kube: async () => { throw new Error('no kube'); }, http, aws: async () => aws.clients() };
+  const factories: ClientFactories = {
+    kube: async () => {
+      throw new Error('no kube');
+    },
+    http,
+    aws: async () => aws.clients(),
+  };
   let journal = '';
-  const run = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) => runCli(argv, { cwd: dir, clientFactories: factories, ...extra, env: { RUNBOOK_JOURNAL_DIR: (journal = tempDir('j-')) } });
+  const run = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) =>
+    runCli(argv, { cwd: dir, clientFactories: factories, ...extra, env: { RUNBOOK_JOURNAL_DIR: (journal = tempDir('j-')) } });
   /** The gate decisions the last run journaled: "step:decision:by". */
   const gates = () =>
     readdirSync(join(journal, 'runs')).flatMap((f) =>
-      readFileSync(join(journal, 'runs', f), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((e) => e.type === 'gate').map((e) => `${e.step}:${e.decision}${e.by ? `:${e.by}` : ''}`),
+      readFileSync(join(journal, 'runs', f), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l))
+        .filter((e) => e.type === 'gate')
+        .map((e) => `${e.step}:${e.decision}${e.by ? `:${e.by}` : ''}`),
     );
   return { aws, http, run, dir, gates };
 }
@@ -208,15 +247,27 @@ describe('dr failover gates: DNS + scale of DR are one approval, stopping the pr
 });
 
 describe('change batch validation', () => {
-  const env = (failover: unknown, configPath: string | null = null) => ({ name: 'e', builtIn: false, configPath, config: { dr: { route53: { hostedZoneId: 'Z', failover } } } }) as never;
+  const env = (failover: unknown, configPath: string | null = null) =>
+    ({ name: 'e', builtIn: false, configPath, config: { dr: { route53: { hostedZoneId: 'Z', failover } } } }) as never;
   const rec = { Name: 'a.example.com', Type: 'A', TTL: 60, ResourceRecords: [{ Value: '1.2.3.4' }] };
   it.each([
     [{ Changes: [] }, /Changes: Too small|Changes/],
     [{ Changes: [{ Action: 'UPSERT', ResourceRecordSet: { ...rec, Type: 'BOGUS' } }] }, /Type/],
     [{ Changes: [{ Action: 'UPSERT', ResourceRecordSet: { Name: 'a', Type: 'A', TTL: 60 } }] }, /needs ResourceRecords/],
-    [{ Changes: [{ Action: 'UPSERT', ResourceRecordSet: { ...rec, AliasTarget: { HostedZoneId: 'Z', DNSName: 'x', EvaluateTargetHealth: false } } }] }, /alias record/],
+    [
+      { Changes: [{ Action: 'UPSERT', ResourceRecordSet: { ...rec, AliasTarget: { HostedZoneId: 'Z', DNSName: 'x', EvaluateTargetHealth: false } } }] },
+      /alias record/,
+    ],
     [{ Changes: [{ Action: 'UPSERT', ResourceRecordSet: { ...rec, Weight: 10 } }] }, /SetIdentifier/],
-    [{ Changes: [{ Action: 'UPSERT', ResourceRecordSet: rec }, { Action: 'DELETE', ResourceRecordSet: rec }] }, /appears twice/],
+    [
+      {
+        Changes: [
+          { Action: 'UPSERT', ResourceRecordSet: rec },
+          { Action: 'DELETE', ResourceRecordSet: rec },
+        ],
+      },
+      /appears twice/,
+    ],
     [{ Changes: [{ Action: 'UPSERT', ResourceRecordSet: rec, Extra: 1 }] }, /Extra|Unrecognized/],
   ])('rejects %j', (batch, message) => {
     expect(() => loadChangeBatch(env(batch), 'failover')).toThrow(message);

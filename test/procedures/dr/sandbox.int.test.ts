@@ -18,7 +18,8 @@ afterAll(async () => {
   await sandbox?.stop();
 });
 
-const run = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) => runCli(argv, { ...extra, env: { ...sandbox.env, RUNBOOK_JOURNAL_DIR: tempDir('journal-'), ...(extra.env ?? {}) } });
+const run = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) =>
+  runCli(argv, { ...extra, env: { ...sandbox.env, RUNBOOK_JOURNAL_DIR: tempDir('journal-'), ...(extra.env ?? {}) } });
 
 describe('sandbox dr part', () => {
   it.each(mine)('%s: examples[0] as a dry run changes nothing', async (name) => {
@@ -29,13 +30,16 @@ describe('sandbox dr part', () => {
     expect(await sandbox.fingerprint()).toEqual(before);
   });
 
-  it.each(mine.filter((n) => n !== 'cert check' && n !== 'backup verify'))('%s: examples[0] without approval in the protected environment fails closed (exit 3), nothing changed', async (name) => {
-    const proc = await catalog.find((e) => e.name === name)!.load();
-    const before = await sandbox.fingerprint();
-    const r = await run([...name.split(' '), ...proc.examples[0], '-e', 'sandbox-protected', '--yes']);
-    expect(r.code, r.stderr).toBe(3);
-    expect(await sandbox.fingerprint()).toEqual(before);
-  });
+  it.each(mine.filter((n) => n !== 'cert check' && n !== 'backup verify'))(
+    '%s: examples[0] without approval in the protected environment fails closed (exit 3), nothing changed',
+    async (name) => {
+      const proc = await catalog.find((e) => e.name === name)!.load();
+      const before = await sandbox.fingerprint();
+      const r = await run([...name.split(' '), ...proc.examples[0], '-e', 'sandbox-protected', '--yes']);
+      expect(r.code, r.stderr).toBe(3);
+      expect(await sandbox.fingerprint()).toEqual(before);
+    },
+  );
 
   it('examples[0] really run: cert check, backup verify --restore-test, logs rotate, dr failover then failback', async () => {
     expect((await run(['cert', 'check'])).code).toBe(0);

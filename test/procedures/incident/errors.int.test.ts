@@ -58,7 +58,13 @@ describe('incident errors against the Kubernetes API server, a metrics endpoint 
     expect(byId.logs.groups[0].firstSeen).toMatch(/^\d{4}-\d\d-\d\dT/);
     // The access log: ids collapsed, query dropped, the 3-hour-old login failures outside --since 1h.
     expect(byId.access.requests).toBe(70);
-    expect(byId.access.endpoints[0]).toMatchObject({ endpoint: 'POST /api/checkout', total: 20, '5xx': 15, '2xx': 5, statuses: { '500': 5, '502': 10, '200': 5 } });
+    expect(byId.access.endpoints[0]).toMatchObject({
+      endpoint: 'POST /api/checkout',
+      total: 20,
+      '5xx': 15,
+      '2xx': 5,
+      statuses: { '500': 5, '502': 10, '200': 5 },
+    });
     expect(byId.access.endpoints.find((e: { endpoint: string }) => e.endpoint === 'GET /api/orders/:id')).toMatchObject({ total: 40, '4xx': 2 });
     expect(byId.access.endpoints.some((e: { endpoint: string }) => e.endpoint.includes('login'))).toBe(false);
     expect(byId.suggest.suggestions.join('\n')).toMatch(/DatabaseTimeout: a dependency is failing/);
@@ -106,7 +112,11 @@ describe('incident errors against the Kubernetes API server, a metrics endpoint 
     const history = doc.steps.find((s: { id: string }) => s.id === 'history').data;
     expect(history.current).toBeGreaterThanOrEqual(2);
     const text = doc.steps.find((s: { id: string }) => s.id === 'suggest').data.suggestions.join('\n');
-    expect(text).toMatch(new RegExp(`revision ${history.current} rolled out .* ago and errors started after it: runbook app rollback \\(back to revision ${history.current - 1}\\)`));
+    expect(text).toMatch(
+      new RegExp(
+        `revision ${history.current} rolled out .* ago and errors started after it: runbook app rollback \\(back to revision ${history.current - 1}\\)`,
+      ),
+    );
   });
 
   it('--dry-run reads for real and changes nothing; offline contacts nothing', async () => {
@@ -134,10 +144,18 @@ describe('incident errors against the Kubernetes API server, a metrics endpoint 
         { name: 'api', image: 'registry.example.com/api:1.0.0' },
       ],
     });
-    await sb.kube.patch('deployments', sb.namespace, 'web', { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/default-container': 'api' } } } } }, 'strategic');
+    await sb.kube.patch(
+      'deployments',
+      sb.namespace,
+      'web',
+      { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/default-container': 'api' } } } } },
+      'strategic',
+    );
     await sb.kube.waitForRollout('web', { timeoutMs: 30_000 });
     try {
-      const webPods = (await sb.kube.list<Pod>('pods', { namespace: sb.namespace, labelSelector: 'app=web' })).filter((p) => !p.metadata.deletionTimestamp && p.status?.phase === 'Running');
+      const webPods = (await sb.kube.list<Pod>('pods', { namespace: sb.namespace, labelSelector: 'app=web' })).filter(
+        (p) => !p.metadata.deletionTimestamp && p.status?.phase === 'Running',
+      );
       expect(webPods).toHaveLength(2);
       for (const p of webPods) {
         await sb.kube.setPodLogs(p.metadata.name, ['ERROR ShipperBackpressure: buffer full'], { container: 'log-shipper' });
@@ -159,7 +177,14 @@ describe('incident errors against the Kubernetes API server, a metrics endpoint 
 
   it('bad input is rejected before anything is contacted (exit 2)', async () => {
     const seen = sb.kube.requests.length;
-    for (const args of [['--pattern', 'ERROR (\\w+)'], ['--pattern', '(?<type>['], ['--max-error-rate', 'lots'], ['--max-error-rate', '150%'], ['--since', 'yesterday'], ['--top', '0']]) {
+    for (const args of [
+      ['--pattern', 'ERROR (\\w+)'],
+      ['--pattern', '(?<type>['],
+      ['--max-error-rate', 'lots'],
+      ['--max-error-rate', '150%'],
+      ['--since', 'yesterday'],
+      ['--top', '0'],
+    ]) {
       const r = await cli(['incident', 'errors', ...args]);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr.trim().split('\n').length, r.stderr).toBeLessThanOrEqual(3);
@@ -202,7 +227,10 @@ describe('incident errors against the Kubernetes API server, a metrics endpoint 
     // A config of our own: metrics at a closed port, one access log missing, one present.
     const cfg = parse(readFileSync(sb.configPath, 'utf8'));
     const log = join(sb.dir, 'access-2.log');
-    writeAccessLog(log, [{ method: 'GET', path: '/x', status: 503, agoMs: 1000 }, { method: 'GET', path: '/x', status: 200, agoMs: 1000 }]);
+    writeAccessLog(log, [
+      { method: 'GET', path: '/x', status: 503, agoMs: 1000 },
+      { method: 'GET', path: '/x', status: 200, agoMs: 1000 },
+    ]);
     cfg.environments.sandbox.metrics = { url: 'http://127.0.0.1:9/api/errors', timeout: '1s' };
     cfg.environments.sandbox.accessLogs = { files: [join(sb.dir, 'missing.log'), log] };
     const path = join(sb.dir, 'runbook-broken-metrics.yaml');

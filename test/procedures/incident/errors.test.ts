@@ -81,7 +81,10 @@ describe('access logs', () => {
     expect(s.requests).toBe(3);
     expect(s.errors5xx).toBe(2);
     expect(s.unparsed).toBe(1);
-    expect(s.endpoints.map((e) => [e.endpoint, e['5xx']])).toEqual([['POST /b/:id', 2], ['GET /a', 0]]);
+    expect(s.endpoints.map((e) => [e.endpoint, e['5xx']])).toEqual([
+      ['POST /b/:id', 2],
+      ['GET /a', 0],
+    ]);
     expect(s.files[1]).toEqual({ path: join(dir, 'nope.log'), lines: 0, error: 'no such file' });
   });
 });
@@ -102,10 +105,19 @@ describe('metrics and thresholds', () => {
 
 describe('suggestions', () => {
   const now = new Date('2026-01-01T12:00:00Z');
-  const history = { deployment: 'app', current: 3, revisions: [{ revision: 2, replicaSet: 'a', image: 'x:1', createdAt: '2026-01-01T09:00:00Z' }, { revision: 3, replicaSet: 'b', image: 'x:2', createdAt: '2026-01-01T11:50:00Z' }] };
+  const history = {
+    deployment: 'app',
+    current: 3,
+    revisions: [
+      { revision: 2, replicaSet: 'a', image: 'x:1', createdAt: '2026-01-01T09:00:00Z' },
+      { revision: 3, replicaSet: 'b', image: 'x:2', createdAt: '2026-01-01T11:50:00Z' },
+    ],
+  };
   const logs = (firstSeen: string) => ({ pods: [], lines: 10, errorLines: 4, groups: [{ type: 'NilCart', count: 4, pods: ['p'], firstSeen, sample: '' }] });
   it('errors after a recent rollout → rollback to the previous revision', () => {
-    expect(suggestions(runData({ history, logs: logs('2026-01-01T11:52:00Z') }), now, 3_600_000)[0]).toBe('revision 3 rolled out 10m ago and errors started after it: runbook app rollback (back to revision 2)');
+    expect(suggestions(runData({ history, logs: logs('2026-01-01T11:52:00Z') }), now, 3_600_000)[0]).toBe(
+      'revision 3 rolled out 10m ago and errors started after it: runbook app rollback (back to revision 2)',
+    );
   });
   it('errors before the rollout → a rollback may not help', () => {
     expect(suggestions(runData({ history, logs: logs('2026-01-01T11:40:00Z') }), now, 3_600_000)[0]).toMatch(/errors started before it/);

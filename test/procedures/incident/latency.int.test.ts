@@ -72,7 +72,9 @@ describe('incident latency against real PostgreSQL (primary + replica), Redis an
       expect(s).toMatch(/slowest statement \d+ ms on average/);
       expect(s).toMatch(/cache hit rate 10\.0% is below 80\.0%.*runbook cache flush --pattern 'slow:\*'/);
       // Reading changed nothing: the blocker is still there, the waiter still waits.
-      const [{ n }] = (await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'latency-waiter' AND wait_event_type = 'Lock'`)).rows;
+      const [{ n }] = (
+        await admin.query(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'latency-waiter' AND wait_event_type = 'Lock'`)
+      ).rows;
       expect(n).toBe(1);
     } finally {
       await holder.query('ROLLBACK').catch(() => undefined);
@@ -82,8 +84,13 @@ describe('incident latency against real PostgreSQL (primary + replica), Redis an
   });
 
   it('nothing wrong → nothing suggested; --dry-run reads and changes nothing', async () => {
-    for (const p of await sb.kube.list<Pod>('pods', { namespace: sb.namespace, labelSelector: 'app=api' })) await sb.kube.setPodUsage(p.metadata.name, { api: { cpu: '50m', memory: '100Mi' } });
-    await cache.commands([['CONFIG', 'RESETSTAT'], ['GET', 'user:1'], ['GET', 'user:2']]);
+    for (const p of await sb.kube.list<Pod>('pods', { namespace: sb.namespace, labelSelector: 'app=api' }))
+      await sb.kube.setPodUsage(p.metadata.name, { api: { cpu: '50m', memory: '100Mi' } });
+    await cache.commands([
+      ['CONFIG', 'RESETSTAT'],
+      ['GET', 'user:1'],
+      ['GET', 'user:2'],
+    ]);
     const before = await sb.fingerprint();
     const r = await cli(['incident', 'latency', '--min-mean-ms', '60000', '--dry-run', '--json']);
     expect(r.code, r.stderr).toBe(0);
@@ -100,8 +107,16 @@ describe('incident latency against real PostgreSQL (primary + replica), Redis an
     cfg.environments.sandbox.postgres.replicas = [{ name: 'gone', url: { env: 'GONE_URL' } }];
     const path = join(sb.dir, 'latency-broken.yaml');
     writeFileSync(path, stringify(cfg));
-    sb.kube.faults.add({ method: 'GET', path: /metrics\.k8s\.io/, times: Infinity, status: 503, message: 'the server is currently unable to handle the request' });
-    const r = await cli(['incident', 'latency', '--json'], { env: { RUNBOOK_CONFIG: path, GONE_URL: 'postgres://postgres@127.0.0.1:9/postgres?connect_timeout=1' } });
+    sb.kube.faults.add({
+      method: 'GET',
+      path: /metrics\.k8s\.io/,
+      times: Infinity,
+      status: 503,
+      message: 'the server is currently unable to handle the request',
+    });
+    const r = await cli(['incident', 'latency', '--json'], {
+      env: { RUNBOOK_CONFIG: path, GONE_URL: 'postgres://postgres@127.0.0.1:9/postgres?connect_timeout=1' },
+    });
     expect(r.code, r.stderr).toBe(0);
     const d = stepData(r.stdout);
     expect(d.replicas.replicas[0]).toMatchObject({ name: 'gone', ok: false });
@@ -113,7 +128,11 @@ describe('incident latency against real PostgreSQL (primary + replica), Redis an
 
   it('bad input exits 2 before anything is contacted', async () => {
     const seen = sb.kube.requests.length;
-    for (const args of [['--min-hit-rate', '120'], ['--older-than', 'forever'], ['--limit', '0']]) {
+    for (const args of [
+      ['--min-hit-rate', '120'],
+      ['--older-than', 'forever'],
+      ['--limit', '0'],
+    ]) {
       const r = await cli(['incident', 'latency', ...args]);
       expect(r.code, args.join(' ')).toBe(2);
     }

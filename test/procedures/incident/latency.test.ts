@@ -5,14 +5,28 @@ import { latencySuggestions } from '../../../src/procedures/incident/latency.js'
 import { runData } from '../../../src/core/procedure.js';
 
 const deployment = (limit?: string, request?: string) =>
-  ({ spec: { replicas: 2, selector: {}, template: { spec: { containers: [{ name: 'api', resources: { limits: limit ? { cpu: limit } : undefined, requests: request ? { cpu: request } : undefined } }] } } } }) as unknown as V1Deployment;
+  ({
+    spec: {
+      replicas: 2,
+      selector: {},
+      template: {
+        spec: { containers: [{ name: 'api', resources: { limits: limit ? { cpu: limit } : undefined, requests: request ? { cpu: request } : undefined } }] },
+      },
+    },
+  }) as unknown as V1Deployment;
 
 const params = { minMeanMs: 1000, limit: 5, olderThan: 300_000, maxLagSeconds: 30, minHitRate: 0.8 };
 
 describe('incident latency', () => {
   it('CPU saturation against the limit, else the request, else unknown', () => {
-    const m = [{ name: 'a', containers: [{ name: 'api', usage: { cpu: '400m', memory: '1Mi' } }] }, { name: 'b', containers: [{ name: 'api', usage: { cpu: '123456789n', memory: '1Mi' } }] }];
-    expect(podCpu(deployment('500m'), m).map((p) => [p.pod, p.saturation])).toEqual([['a', 0.8], ['b', expect.closeTo(0.2469, 3)]]);
+    const m = [
+      { name: 'a', containers: [{ name: 'api', usage: { cpu: '400m', memory: '1Mi' } }] },
+      { name: 'b', containers: [{ name: 'api', usage: { cpu: '123456789n', memory: '1Mi' } }] },
+    ];
+    expect(podCpu(deployment('500m'), m).map((p) => [p.pod, p.saturation])).toEqual([
+      ['a', 0.8],
+      ['b', expect.closeTo(0.2469, 3)],
+    ]);
     expect(podCpu(deployment(undefined, '1'), m)[0].saturation).toBeCloseTo(0.4);
     expect(podCpu(deployment(), m)[0].saturation).toBeNull();
   });

@@ -1,5 +1,5 @@
 /** backup verify against moto S3, real pg_dump/pg_restore and a real test PostgreSQL; alerts to a local webhook. */
-import { chmodSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';

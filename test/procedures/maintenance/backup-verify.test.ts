@@ -20,5 +20,4 @@ describe('backup verify helpers', () => {
       PGSSLMODE: 'require',
     });
   });
-
 });

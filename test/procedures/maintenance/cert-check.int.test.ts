@@ -25,7 +25,8 @@ beforeAll(async () => {
     { name: 'self', hosts: ['localhost', '127.0.0.1'], days: 90, selfSigned: true },
     { name: 'othername', hosts: ['other.example.com'], days: 90 },
   ]);
-  for (const name of ['soon', 'fine', 'self', 'othername']) servers[name] = await startTlsServer({ certPem: certs.certs[name].chainPem, keyPem: certs.certs[name].keyPem });
+  for (const name of ['soon', 'fine', 'self', 'othername'])
+    servers[name] = await startTlsServer({ certPem: certs.certs[name].chainPem, keyPem: certs.certs[name].keyPem });
   deadPort = await freePort();
 
   liveDir = tempDir('live-');
@@ -55,7 +56,8 @@ afterAll(async () => {
 });
 
 const hostOf = (name: string) => `localhost:${servers[name].port}`;
-const run = (argv: string[], cwd: string, extra: Parameters<typeof runCli>[1] = {}) => runCli(argv, { cwd, ...extra, env: { RUNBOOK_JOURNAL_DIR: tempDir('journal-'), ...(extra.env ?? {}) } });
+const run = (argv: string[], cwd: string, extra: Parameters<typeof runCli>[1] = {}) =>
+  runCli(argv, { cwd, ...extra, env: { RUNBOOK_JOURNAL_DIR: tempDir('journal-'), ...(extra.env ?? {}) } });
 
 describe('cert check', () => {
   it('reports subject, issuer, SANs, expiry and trust; exit 4 naming only the expiring host', async () => {
@@ -63,7 +65,14 @@ describe('cert check', () => {
     const r = await run(['cert', 'check', hostOf('soon'), hostOf('fine'), '--ca', certs.ca.certPem, '--json'], dir);
     expect(r.code).toBe(4);
     const rows = JSON.parse(r.stdout).steps[0].data.rows;
-    expect(rows[0]).toMatchObject({ target: hostOf('soon'), subject: 'localhost', issuer: 'runbook test CA', sans: ['localhost', '127.0.0.1'], trusted: true, status: 'expiring' });
+    expect(rows[0]).toMatchObject({
+      target: hostOf('soon'),
+      subject: 'localhost',
+      issuer: 'runbook test CA',
+      sans: ['localhost', '127.0.0.1'],
+      trusted: true,
+      status: 'expiring',
+    });
     expect(rows[0].daysLeft).toBeGreaterThanOrEqual(2);
     expect(rows[0].daysLeft).toBeLessThanOrEqual(3);
     expect(rows[1]).toMatchObject({ status: 'ok', trusted: true });
@@ -74,7 +83,9 @@ describe('cert check', () => {
     const { dir } = writeConfig({ environments: { prod: { certs: { hosts: [hostOf('self'), hostOf('fine'), hostOf('othername')], ca: certs.ca.certPem } } } });
     const r = await run(['cert', 'check'], dir);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(new RegExp(`${hostOf('self')}\\s+localhost\\s+localhost\\s+localhost,127\\.0\\.0\\.1\\s+\\S+\\s+(89|90)\\s+no \\(self-signed\\)\\s+ok`));
+    expect(r.stdout).toMatch(
+      new RegExp(`${hostOf('self')}\\s+localhost\\s+localhost\\s+localhost,127\\.0\\.0\\.1\\s+\\S+\\s+(89|90)\\s+no \\(self-signed\\)\\s+ok`),
+    );
     expect(r.stdout).toMatch(new RegExp(`${hostOf('othername')}.*no \\(name mismatch \\(other\\.example\\.com\\)\\)\\s+ok`));
     expect(r.stdout).toMatch(new RegExp(`${hostOf('fine')}.*yes\\s+ok`));
   });
@@ -131,7 +142,9 @@ describe('cert renew', () => {
       [
         `echo "certbot $*" >> "${calls}"`,
         opts.certbotFails ? 'echo "Failed to renew certificate localhost" >&2; exit 1' : '',
-        opts.certbotRenews ? `cp "${certs.certs.fine.chainPem}" "${join(liveDir, 'fullchain.pem')}"; cp "${certs.certs.fine.keyPem}" "${join(liveDir, 'privkey.pem')}"; echo "Congratulations, all renewals succeeded"` : 'echo "No renewals were attempted."',
+        opts.certbotRenews
+          ? `cp "${certs.certs.fine.chainPem}" "${join(liveDir, 'fullchain.pem')}"; cp "${certs.certs.fine.keyPem}" "${join(liveDir, 'privkey.pem')}"; echo "Congratulations, all renewals succeeded"`
+          : 'echo "No renewals were attempted."',
       ].join('\n'),
     );
     const nginx = writeScript(join(binDir, `nginx-${Date.now()}`), `echo "nginx $*" >> "${calls}"\ndate +%s%N > "${join(liveDir, 'reload.stamp')}"`);
@@ -140,7 +153,13 @@ describe('cert renew', () => {
       environments: {
         prod: {
           protected: opts.protectedEnv ?? false,
-          certs: { hosts: [`localhost:${web.port}`], ca: certs.ca.certPem, certbot: [certbot, 'renew', '--quiet'], reload: [nginx, '-s', 'reload'], files: [join(liveDir, 'fullchain.pem')] },
+          certs: {
+            hosts: [`localhost:${web.port}`],
+            ca: certs.ca.certPem,
+            certbot: [certbot, 'renew', '--quiet'],
+            reload: [nginx, '-s', 'reload'],
+            files: [join(liveDir, 'fullchain.pem')],
+          },
         },
       },
     });

@@ -10,7 +10,9 @@ describe('parseHostPort', () => {
     ['[::1]:8443', { host: '::1', port: 8443 }],
     ['[2001:db8::1]', { host: '2001:db8::1', port: 443 }],
   ])('%s', (spec, want) => expect(parseHostPort(spec)).toEqual(want));
-  it.each(['', 'a b', 'host:0', 'host:65536', 'host:x', '-bad.com', 'a..b', 'https://example.com'])('rejects %j', (spec) => expect(() => parseHostPort(spec)).toThrow());
+  it.each(['', 'a b', 'host:0', 'host:65536', 'host:x', '-bad.com', 'a..b', 'https://example.com'])('rejects %j', (spec) =>
+    expect(() => parseHostPort(spec)).toThrow(),
+  );
 });
 
 describe('days left and the exit-4 message', () => {

@@ -62,7 +62,8 @@ const snapshot = (dir: string) =>
 function config(extra: Record<string, unknown> = {}, endpoint?: string) {
   return writeConfig({ environments: { ops: { aws: { region: 'us-east-1', endpoint: endpoint ?? moto.endpoint }, logs: { tail: 50, ...extra } } } });
 }
-const run = (argv: string[], cwd: string, extra: Parameters<typeof runCli>[1] = {}) => runCli(argv, { cwd, ...extra, env: { ...moto.env(), RUNBOOK_JOURNAL_DIR: tempDir('journal-'), ...(extra.env ?? {}) } });
+const run = (argv: string[], cwd: string, extra: Parameters<typeof runCli>[1] = {}) =>
+  runCli(argv, { cwd, ...extra, env: { ...moto.env(), RUNBOOK_JOURNAL_DIR: tempDir('journal-'), ...(extra.env ?? {}) } });
 
 describe('logs rotate', () => {
   it('compresses old logs atomically (bytes identical after gunzip, mtime kept), archives, and deletes old local .gz behind the gate', async () => {
@@ -80,10 +81,21 @@ describe('logs rotate', () => {
     expect(existsSync(join(dir, 'old.log.gz'))).toBe(false); // 40 days, archived first
     expect(existsSync(join(dir, 'recent.log.gz'))).toBe(true);
     const remote = (await listBucket(moto, DR.logsBucket)).map((l) => l.split(' ')[0]);
-    expect(remote).toEqual(['archive/.keep', 'archive/app-1.log.gz', 'archive/app-2.log.gz', 'archive/old.log.gz', 'archive/recent.log.gz', 'archive/worker/w-1.log.gz']);
+    expect(remote).toEqual([
+      'archive/.keep',
+      'archive/app-1.log.gz',
+      'archive/app-2.log.gz',
+      'archive/old.log.gz',
+      'archive/recent.log.gz',
+      'archive/worker/w-1.log.gz',
+    ]);
     expect(r.stdout).toMatch(/compressed\s+3/);
     expect(r.stdout).toMatch(/uploaded\s+5/);
-    expect(readdirSync(dir, { recursive: true }).map(String).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(
+      readdirSync(dir, { recursive: true })
+        .map(String)
+        .filter((f) => f.endsWith('.tmp')),
+    ).toEqual([]);
   });
 
   it('a second run uploads nothing (same size and MD5) and never deletes remote objects without --prune', async () => {
@@ -137,7 +149,10 @@ describe('logs rotate', () => {
 
   it('keeps local archives that could not be uploaded (S3 failure mid-way → exit 1, nothing deleted)', async () => {
     const { dir } = logDir();
-    proxy.fault = (req) => (req.method === 'PUT' && req.path.includes('old.log.gz') ? { status: 500, headers: { 'content-type': 'application/xml' }, body: '<Error><Code>InternalError</Code><Message>injected</Message></Error>' } : null);
+    proxy.fault = (req) =>
+      req.method === 'PUT' && req.path.includes('old.log.gz')
+        ? { status: 500, headers: { 'content-type': 'application/xml' }, body: '<Error><Code>InternalError</Code><Message>injected</Message></Error>' }
+        : null;
     const { dir: cwd } = config({ dir, archive: `s3://${DR.logsBucket}/archive` }, proxy.endpoint);
     const r = await run(['logs', 'rotate', '--yes'], cwd);
     expect(r.code).toBe(1);
@@ -167,7 +182,11 @@ describe('logs rotate', () => {
     for (const f of files.filter((x) => x.endsWith('.gz'))) expect(gunzipSync(readFileSync(join(dir, f))).toString()).toBe(originals[f.replace(/\.gz$/, '')]);
     const second = await run(['logs', 'rotate', '--yes'], cwd);
     expect(second.code, second.stderr).toBe(0);
-    expect(readdirSync(dir).sort()).toEqual(Object.keys(originals).map((f) => `${f}.gz`).sort());
+    expect(readdirSync(dir).sort()).toEqual(
+      Object.keys(originals)
+        .map((f) => `${f}.gz`)
+        .sort(),
+    );
   });
 
   it.each([

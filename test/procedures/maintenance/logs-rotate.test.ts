@@ -6,7 +6,8 @@ import { tempDir } from '../../support/cli.js';
 import { boundedPool, compressFile, scanDir } from '../../../src/procedures/maintenance/log-files.js';
 import { settings } from '../../../src/procedures/maintenance/logs-rotate.js';
 
-const env = (logs: Record<string, unknown> = {}, aws = true) => ({ name: 'ops', builtIn: false, configPath: null, config: { logs, ...(aws ? { aws: { region: 'us-east-1' } } : {}) } }) as never;
+const env = (logs: Record<string, unknown> = {}, aws = true) =>
+  ({ name: 'ops', builtIn: false, configPath: null, config: { logs, ...(aws ? { aws: { region: 'us-east-1' } } : {}) } }) as never;
 
 describe('compressFile', () => {
   it('writes .gz with identical bytes after gunzip, keeps the mtime, removes the original, leaves no .tmp', async () => {
@@ -66,7 +67,11 @@ describe('settings', () => {
   it('takes flags over the logs section over the seed defaults', () => {
     expect(settings({ ...p, dir: '/x' }, env()).compressAfterMs).toBe(7 * 86_400_000);
     expect(settings({ ...p }, env({ dir: '/y', compressAfter: '2d', deleteAfter: '10d' })).deleteAfterMs).toBe(10 * 86_400_000);
-    expect(settings({ ...p, dir: '/x', archive: 's3://logs-bucket/a/b' }, env()).archive).toEqual({ url: 's3://logs-bucket/a/b', bucket: 'logs-bucket', prefix: 'a/b/' });
+    expect(settings({ ...p, dir: '/x', archive: 's3://logs-bucket/a/b' }, env()).archive).toEqual({
+      url: 's3://logs-bucket/a/b',
+      bucket: 'logs-bucket',
+      prefix: 'a/b/',
+    });
   });
   it.each([
     [{ prune: false }, {}, /missing --dir/],

@@ -61,7 +61,9 @@ beforeAll(async () => {
   sb = await startSandbox({ parts: ['kubernetes', 'incident'] });
   // A health URL that fails once the deployment has more replicas than the test allows.
   health = await startHttpService(async (req) =>
-    req.pathname === '/health' && ((await deployment()).spec.replicas ?? 0) <= healthyUpTo ? { status: 200, body: { ok: true } } : { status: 503, body: { ok: false } },
+    req.pathname === '/health' && ((await deployment()).spec.replicas ?? 0) <= healthyUpTo
+      ? { status: 200, body: { ok: true } }
+      : { status: 503, body: { ok: false } },
   );
 }, 60_000);
 afterAll(async () => {
@@ -95,7 +97,11 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     const created = all.find((i) => i.id === data.incident.id)!;
     expect(created).toMatchObject({ name: 'Checkout down', status: 'investigating' });
     expect(data.services.services).toEqual([{ service: 'api', pods: 3, ready: 3, notReady: [] }]);
-    expect(data.dependencies.dependencies.map((d: { name: string; ok: boolean }) => `${d.name}:${d.ok}`)).toEqual(['payment-gateway:true', 'auth-service:true', 'cdn:true']);
+    expect(data.dependencies.dependencies.map((d: { name: string; ok: boolean }) => `${d.name}:${d.ok}`)).toEqual([
+      'payment-gateway:true',
+      'auth-service:true',
+      'cdn:true',
+    ]);
     expect(await envVar('MAINTENANCE_MODE')).toBe('true');
     expect(await sb.kube.rolloutComplete('app')).toBe(true);
     // The incident id is in the journal; the token is nowhere.
@@ -120,7 +126,10 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     const resolved = (await incidents()).find((i) => i.id === data.incident.id)!;
     expect(resolved.status).toBe('resolved');
     // Each scale went through the scale subresource, in order.
-    const scales = sb.kube.mutations().filter((m) => m.path.endsWith('/deployments/app/scale')).slice(-3);
+    const scales = sb.kube
+      .mutations()
+      .filter((m) => m.path.endsWith('/deployments/app/scale'))
+      .slice(-3);
     expect(scales.map((m) => (m.body as { spec: { replicas: number } }).spec.replicas)).toEqual([1, 2, 4]);
 
     // Issue 13 item 10: the completed recovery closed the outage; a second recover refuses (exit 4)
@@ -164,7 +173,12 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     const before = await sb.fingerprint();
     const count = (await incidents()).length;
     // The real server refuses every change to the deployment (an admission policy), dry runs included.
-    const allow = await sb.kube.denyWrites({ resources: ['deployments'], apiGroups: ['apps'], operations: ['UPDATE'], message: 'deployments are frozen for the audit' });
+    const allow = await sb.kube.denyWrites({
+      resources: ['deployments'],
+      apiGroups: ['apps'],
+      operations: ['UPDATE'],
+      message: 'deployments are frozen for the audit',
+    });
     let r;
     try {
       r = await cli(['outage', 'start', '--json']);
@@ -201,7 +215,9 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     await scaleTo(0);
     healthyUpTo = 2;
     const path = configWith('recover-health', { health: { url: `${health.url}/health`, attempts: 3, interval: '100ms', timeout: '1s' } });
-    const r = await cli(['outage', 'recover', '--steps', '1,2,4', '--interval', '1s', '--json'], { env: { RUNBOOK_JOURNAL_DIR: journal, RUNBOOK_CONFIG: path } });
+    const r = await cli(['outage', 'recover', '--steps', '1,2,4', '--interval', '1s', '--json'], {
+      env: { RUNBOOK_JOURNAL_DIR: journal, RUNBOOK_CONFIG: path },
+    });
     expect(r.code, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/stopped at 4 replicas \(stage 3 of 3\): .*not healthy within 1\.0s .*HTTP 503/);
     expect(r.stderr).toMatch(/runbook outage recover --steps 4/);

@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { Journal } from '../../../src/core/journal.js';
 import { Redactor } from '../../../src/core/redact.js';
 import type { ResolvedEnvironment } from '../../../src/core/config.js';
-import type { IO } from '../../../src/core/io.js';
 import { incidentFromJournal } from '../../../src/procedures/outage/statuspage.js';
 import { stagesOf } from '../../../src/procedures/outage/recover.js';
 
@@ -27,7 +26,7 @@ function ctx(dir: string) {
 }
 
 describe('outage recover', () => {
-  it('stages: the seed\'s 1,2,4 by default, else the given counts', () => {
+  it("stages: the seed's 1,2,4 by default, else the given counts", () => {
     expect(stagesOf({ interval: 1000 })).toEqual([1, 2, 4]);
     expect(stagesOf({ interval: 1000, steps: ['3', '6'] })).toEqual([3, 6]);
     expect(() => stagesOf({ interval: 1000, steps: ['0'] })).toThrow(/at least 1/);
@@ -40,14 +39,19 @@ describe('outage recover', () => {
       journalWith(dir, runId, [
         ['run-start', { procedure: 'outage start', environment, dryRun }],
         ['step-end', { step: 'incident', status: 'succeeded', data: { id, name: 'Service Outage', status: 'investigating' } }],
-        ...(undone ? ([['compensation', { step: 'incident', status: 'succeeded' }]] as Array<[Parameters<Journal['append']>[0], Record<string, unknown>]>) : []),
+        ...(undone
+          ? ([['compensation', { step: 'incident', status: 'succeeded' }]] as Array<[Parameters<Journal['append']>[0], Record<string, unknown>]>)
+          : []),
         ['run-end', { status: undone ? 'failed' : 'succeeded', exitCode: undone ? 1 : 0 }],
       ]);
     start('20260101T000000-aaaa', 'prod', 'off', 'inc-old');
     start('20260101T000100-bbbb', 'prod', 'off', 'inc-new');
     start('20260101T000200-cccc', 'staging', 'off', 'inc-staging');
     start('20260101T000300-dddd', 'prod', 'plan', 'inc-dry');
-    expect(await incidentFromJournal(ctx(dir))).toEqual({ runId: '20260101T000100-bbbb', incident: { id: 'inc-new', name: 'Service Outage', status: 'investigating' } });
+    expect(await incidentFromJournal(ctx(dir))).toEqual({
+      runId: '20260101T000100-bbbb',
+      incident: { id: 'inc-new', name: 'Service Outage', status: 'investigating' },
+    });
     // A later start whose incident was resolved as opened in error leaves nothing to resolve.
     start('20260101T000400-eeee', 'prod', 'off', 'inc-error', true);
     expect(await incidentFromJournal(ctx(dir))).toBeNull();
@@ -65,10 +69,18 @@ describe('outage recover: an open outage is required, and one confirmation cover
     });
     const journal = mkdtempSync(join(tmpdir(), 'journal-'));
     const run = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) =>
-      runCli(['outage', 'recover', '--steps', '1,2,4', ...argv], { cwd: dir, clientFactories: fakeFactories(kube), ...extra, env: { RUNBOOK_JOURNAL_DIR: journal } });
+      runCli(['outage', 'recover', '--steps', '1,2,4', ...argv], {
+        cwd: dir,
+        clientFactories: fakeFactories(kube),
+        ...extra,
+        env: { RUNBOOK_JOURNAL_DIR: journal },
+      });
     const gates = (procedure = 'outage recover') =>
       readdirSync(join(journal, 'runs')).flatMap((f) => {
-        const events = readFileSync(join(journal, 'runs', f), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+        const events = readFileSync(join(journal, 'runs', f), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l));
         return events[0].procedure === procedure ? events.filter((e) => e.type === 'gate').map((e) => `${e.step}:${e.decision}${e.by ? `:${e.by}` : ''}`) : [];
       });
     /** An `outage start` run in this journal that turned maintenance mode on. */
@@ -89,7 +101,9 @@ describe('outage recover: an open outage is required, and one confirmation cover
     kube.deployments.get('app')!.spec!.replicas = 3;
     const r = await run(['--yes']);
     expect(r.code, r.stderr).toBe(4);
-    expect(r.stderr).toMatch(/no open outage in production: no "outage start" in the journal since the last completed recovery, MAINTENANCE_MODE is not set on deployment\/app, and no --incident was given; nothing was changed/);
+    expect(r.stderr).toMatch(
+      /no open outage in production: no "outage start" in the journal since the last completed recovery, MAINTENANCE_MODE is not set on deployment\/app, and no --incident was given; nothing was changed/,
+    );
     expect(r.stderr).toMatch(/runbook app scale --replicas <n>/);
     expect(kube.mutations).toEqual([]);
     expect(kube.deployments.get('app')!.spec!.replicas).toBe(3);
@@ -115,7 +129,7 @@ describe('outage recover: an open outage is required, and one confirmation cover
     expect(kube.mutations.length).toBe(before);
   });
 
-  it('maintenance mode on (an outage opened from another machine\'s journal) counts as open', async () => {
+  it("maintenance mode on (an outage opened from another machine's journal) counts as open", async () => {
     const { kube, run, maintenance } = setup();
     kube.deployments.get('app')!.spec!.template.spec!.containers[0].env!.push({ name: 'MAINTENANCE_MODE', value: 'true' });
     const r = await run(['--yes']);

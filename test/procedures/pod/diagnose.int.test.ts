@@ -119,7 +119,9 @@ describe('pod diagnose against the Kubernetes API server', () => {
     expect(pod).toMatchObject({ name, status: 'CrashLoopBackOff', verdict: 'failing', restarts: 6 });
     expect(pod.containers[0].lastTermination).toMatchObject({ exitCode: 3, reason: 'Error' });
     expect(pod.containers[0].lastTermination.finishedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
-    expect(d.logs).toEqual([{ pod: name, container: 'api', previous: true, lines: ['level=info msg=starting', 'level=error msg="cannot open /data/db: permission denied"'] }]);
+    expect(d.logs).toEqual([
+      { pod: name, container: 'api', previous: true, lines: ['level=info msg=starting', 'level=error msg="cannot open /data/db: permission denied"'] },
+    ]);
     expect(d.events[name].some((e: { reason: string; type: string }) => e.reason === 'BackOff' && e.type === 'Warning')).toBe(true);
     const crash = d.findings.findings[0];
     expect(crash.problem).toMatch(/^container api is crash-looping: 6 restart\(s\), last exit code 3 \(Error\)/);
@@ -136,7 +138,7 @@ describe('pod diagnose against the Kubernetes API server', () => {
     expect(text.stderr).toMatch(new RegExp(`pod ${name} is CrashLoopBackOff`));
   });
 
-  it('without a pod name: the deployment\'s pods worst first, details for the unhealthy one only, exit 4', async () => {
+  it("without a pod name: the deployment's pods worst first, details for the unhealthy one only, exit 4", async () => {
     const bad = (await podsOf('api'))[1]!;
     const r = await cli(['pod', 'diagnose', '--json']);
     expect(r.code, r.stderr).toBe(4);
@@ -158,7 +160,13 @@ describe('pod diagnose against the Kubernetes API server', () => {
     // controller-manager publishes in every namespace: found, so not a finding.
     expect(d.references).toEqual([
       expect.objectContaining({ kind: 'secret', name: 'worker-creds', status: 'missing', usedBy: ['envFrom (worker)'] }),
-      expect.objectContaining({ kind: 'configmap', name: 'kube-root-ca.crt', keys: ['ca.crt'], status: 'ok', usedBy: [expect.stringMatching(/^volume kube-api-access-/)] }),
+      expect.objectContaining({
+        kind: 'configmap',
+        name: 'kube-root-ca.crt',
+        keys: ['ca.crt'],
+        status: 'ok',
+        usedBy: [expect.stringMatching(/^volume kube-api-access-/)],
+      }),
     ]);
     expect(d.findings.findings[0]).toMatchObject({ severity: 'critical', problem: `secret worker-creds does not exist in namespace ${NS}` });
     expect(d.findings.unhealthy).toBe('secret worker-creds is missing');

@@ -31,7 +31,9 @@ function pod(name: string, over: { status?: V1Pod['status']; spec?: Partial<NonN
     status: over.status ?? {
       phase: 'Running',
       conditions: [{ type: 'Ready', status: 'True' }],
-      containerStatuses: [{ name: 'api', ready: true, restartCount: 0, image: 'api:2', imageID: '', state: { running: { startedAt: new Date('2026-01-01T11:00:00Z') } } }],
+      containerStatuses: [
+        { name: 'api', ready: true, restartCount: 0, image: 'api:2', imageID: '', state: { running: { startedAt: new Date('2026-01-01T11:00:00Z') } } },
+      ],
     },
   };
 }
@@ -89,7 +91,14 @@ describe('verdicts and findings', () => {
   });
 
   it('an OOM kill points at pod memory and app resources; a liveness kill at the probe', () => {
-    const oom = diagnose({ namespace: 'ns', pods: [inspectPod(crashLooping('a', 137, 'OOMKilled'), now)], events: {}, logs: [], references: [], threshold: 90 });
+    const oom = diagnose({
+      namespace: 'ns',
+      pods: [inspectPod(crashLooping('a', 137, 'OOMKilled'), now)],
+      events: {},
+      logs: [],
+      references: [],
+      threshold: 90,
+    });
     expect(oom[0].cause).toMatch(/OOMKilled/);
     expect(oom[0].next).toEqual(expect.arrayContaining(['runbook pod memory --containers']));
     const live = diagnose({
@@ -113,16 +122,50 @@ describe('verdicts and findings', () => {
 
   it('image pull failures, pending pods and not-ready pods are unhealthy; restarted-but-ready is a warning only', () => {
     const pull = inspectPod(
-      pod('pull', { status: { phase: 'Pending', containerStatuses: [{ name: 'api', ready: false, restartCount: 0, image: 'api:9', imageID: '', state: { waiting: { reason: 'ImagePullBackOff' } } }] } }),
+      pod('pull', {
+        status: {
+          phase: 'Pending',
+          containerStatuses: [{ name: 'api', ready: false, restartCount: 0, image: 'api:9', imageID: '', state: { waiting: { reason: 'ImagePullBackOff' } } }],
+        },
+      }),
       now,
     );
-    const pending = inspectPod(pod('pend', { status: { phase: 'Pending', conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available: 3 Insufficient memory.' }] } }), now);
+    const pending = inspectPod(
+      pod('pend', {
+        status: {
+          phase: 'Pending',
+          conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable', message: '0/3 nodes are available: 3 Insufficient memory.' }],
+        },
+      }),
+      now,
+    );
     const notReady = inspectPod(
-      pod('nr', { status: { phase: 'Running', conditions: [{ type: 'Ready', status: 'False' }], containerStatuses: [{ name: 'api', ready: false, restartCount: 0, image: '', imageID: '', state: { running: {} } }] } }),
+      pod('nr', {
+        status: {
+          phase: 'Running',
+          conditions: [{ type: 'Ready', status: 'False' }],
+          containerStatuses: [{ name: 'api', ready: false, restartCount: 0, image: '', imageID: '', state: { running: {} } }],
+        },
+      }),
       now,
     );
     const restarted = inspectPod(
-      pod('rs', { status: { phase: 'Running', containerStatuses: [{ name: 'api', ready: true, restartCount: 2, image: '', imageID: '', state: { running: {} }, lastState: { terminated: { exitCode: 137, reason: 'OOMKilled' } } }] } }),
+      pod('rs', {
+        status: {
+          phase: 'Running',
+          containerStatuses: [
+            {
+              name: 'api',
+              ready: true,
+              restartCount: 2,
+              image: '',
+              imageID: '',
+              state: { running: {} },
+              lastState: { terminated: { exitCode: 137, reason: 'OOMKilled' } },
+            },
+          ],
+        },
+      }),
       now,
     );
     const healthy = inspectPod(pod('ok'), now);
@@ -152,15 +195,39 @@ describe('verdicts and findings', () => {
 });
 
 describe('pod memory rows', () => {
-  const a = pod('a', { spec: { containers: [{ name: 'api', resources: { limits: { memory: '512Mi' } } }, { name: 'sidecar', resources: { limits: { memory: '64Mi' } } }] } });
+  const a = pod('a', {
+    spec: {
+      containers: [
+        { name: 'api', resources: { limits: { memory: '512Mi' } } },
+        { name: 'sidecar', resources: { limits: { memory: '64Mi' } } },
+      ],
+    },
+  });
   const b = pod('b', { spec: { containers: [{ name: 'api', resources: { limits: { memory: '512Mi' } } }, { name: 'sidecar' }] } });
   const usage = containerUsage([a, b].map(podResources), [
-    { name: 'a', containers: [{ name: 'api', usage: { cpu: '10m', memory: '100Mi' } }, { name: 'sidecar', usage: { cpu: '1m', memory: '62Mi' } }] },
-    { name: 'b', containers: [{ name: 'api', usage: { cpu: '10m', memory: '400Mi' } }, { name: 'sidecar', usage: { cpu: '1m', memory: '10Mi' } }] },
+    {
+      name: 'a',
+      containers: [
+        { name: 'api', usage: { cpu: '10m', memory: '100Mi' } },
+        { name: 'sidecar', usage: { cpu: '1m', memory: '62Mi' } },
+      ],
+    },
+    {
+      name: 'b',
+      containers: [
+        { name: 'api', usage: { cpu: '10m', memory: '400Mi' } },
+        { name: 'sidecar', usage: { cpu: '1m', memory: '10Mi' } },
+      ],
+    },
   ]);
   it('per container: sorted by share of the limit, no limit last, > threshold flagged', () => {
     const rows = memoryRows(usage, true, 90);
-    expect(rows.map((r) => `${r.pod}/${r.container}:${r.pctOfLimit}:${r.flagged}`)).toEqual(['a/sidecar:96.9:true', 'b/api:78.1:false', 'a/api:19.5:false', 'b/sidecar:null:false']);
+    expect(rows.map((r) => `${r.pod}/${r.container}:${r.pctOfLimit}:${r.flagged}`)).toEqual([
+      'a/sidecar:96.9:true',
+      'b/api:78.1:false',
+      'a/api:19.5:false',
+      'b/sidecar:null:false',
+    ]);
   });
   it('per pod: a pod total (162Mi of 576Mi) still flags a container at its limit', () => {
     const rows = memoryRows(usage, false, 90);
@@ -178,7 +245,14 @@ describe('pod diagnose and pod memory through the CLI (in-memory Kubernetes)', (
   it('a crash-looping pod: exit 4, previous logs, events, references checked (keys only), no mutation', async () => {
     const kube = kubeWith(crashLooping('app-1'));
     kube.previousLogs.set('app-1/api', 'boot\nFATAL: config missing\n');
-    kube.events.push({ metadata: {}, involvedObject: { kind: 'Pod', name: 'app-1', uid: 'uid-app-1' }, type: 'Warning', reason: 'BackOff', message: 'Back-off restarting failed container', count: 12 });
+    kube.events.push({
+      metadata: {},
+      involvedObject: { kind: 'Pod', name: 'app-1', uid: 'uid-app-1' },
+      type: 'Warning',
+      reason: 'BackOff',
+      message: 'Back-off restarting failed container',
+      count: 12,
+    });
     kube.secrets.set('db-creds', ['password']);
     kube.secrets.set('regcred', ['.dockerconfigjson']);
     kube.configMaps.set('app-config', ['LOG_LEVEL']);
@@ -189,7 +263,12 @@ describe('pod diagnose and pod memory through the CLI (in-memory Kubernetes)', (
     const data = Object.fromEntries(doc.steps.map((s: { id: string; data: unknown }) => [s.id, s.data]));
     expect(data.logs).toEqual([{ pod: 'app-1', container: 'api', previous: true, lines: ['boot', 'FATAL: config missing'] }]);
     expect(data.events['app-1'][0]).toMatchObject({ reason: 'BackOff', count: 12 });
-    expect(data.references.map((x: { name: string; status: string }) => `${x.name}:${x.status}`)).toEqual(['db-creds:ok', 'app-config:ok', 'tls-cert:missing', 'regcred:ok']);
+    expect(data.references.map((x: { name: string; status: string }) => `${x.name}:${x.status}`)).toEqual([
+      'db-creds:ok',
+      'app-config:ok',
+      'tls-cert:missing',
+      'regcred:ok',
+    ]);
     expect(data.findings.findings.map((f: { problem: string }) => f.problem)).toEqual(
       expect.arrayContaining([expect.stringMatching(/crash-looping/), 'memory at 97.7% of its limit']),
     );
@@ -212,7 +291,7 @@ describe('pod diagnose and pod memory through the CLI (in-memory Kubernetes)', (
     expect(r.stdout).toMatch(/UNHEALTHY: pod app-1 is CrashLoopBackOff; secret db-creds is missing/);
   });
 
-  it('without a pod name: the deployment\'s pods, worst first; metrics unavailable does not stop the diagnosis', async () => {
+  it("without a pod name: the deployment's pods, worst first; metrics unavailable does not stop the diagnosis", async () => {
     const kube = kubeWith(pod('app-ok'), crashLooping('app-bad'));
     kube.deployments.get('app')!.spec!.replicas = 0;
     kube.podMetrics = null;

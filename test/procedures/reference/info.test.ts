@@ -4,7 +4,7 @@ import { writeConfig } from '../../support/config.js';
 import { exampleConfig } from '../../../src/core/example-config.js';
 
 describe('runbook info (quick reference)', () => {
-  it('works with no config at all: the seed\'s contacts and resources from the built-in example, no network', async () => {
+  it("works with no config at all: the seed's contacts and resources from the built-in example, no network", async () => {
     // A kubeconfig and AWS endpoint that cannot work prove nothing is contacted.
     const r = await runCli(['info'], { env: { KUBECONFIG: '/nonexistent', AWS_ENDPOINT_URL: 'http://127.0.0.1:9' } });
     expect(r.code, r.stderr).toBe(0);
@@ -27,7 +27,7 @@ describe('runbook info (quick reference)', () => {
     expect(data.resources.map((x: { name: string }) => x.name)).toEqual(['Production Dashboard', 'AWS Console', 'PagerDuty', 'Status Page', 'Runbook Wiki']);
   });
 
-  it('reads the selected environment\'s sections from the config, per environment', async () => {
+  it("reads the selected environment's sections from the config, per environment", async () => {
     const { dir } = writeConfig({
       default: 'staging',
       environments: {

@@ -15,7 +15,10 @@ describe('report new', () => {
     expect((await runCli(['app', 'scale', '--replicas', '7', '--dry-run'], opts)).code).toBe(0);
 
     // No config needed: the report reads only the journal.
-    const r = await runCli(['report', 'new', '--title', 'Checkout errors', '--severity', 'P2', '--impact', 'checkout for 20% of users'], { cwd: tempDir(), env: { RUNBOOK_JOURNAL_DIR: journal } });
+    const r = await runCli(['report', 'new', '--title', 'Checkout errors', '--severity', 'P2', '--impact', 'checkout for 20% of users'], {
+      cwd: tempDir(),
+      env: { RUNBOOK_JOURNAL_DIR: journal },
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^# Incident Report: Checkout errors$/m);
     expect(r.stdout).toMatch(/^\*\*Severity\*\*: P2/m);

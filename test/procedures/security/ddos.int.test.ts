@@ -16,9 +16,11 @@ let part: DdosPart;
 let journal: string;
 
 const deployment = async () => (await sb.kube.get<Deployment>('deployments', sb.namespace, 'app'))!;
-const envVars = async () => Object.fromEntries(((await deployment()).spec.template.spec.containers[0].env ?? []).map((e: { name: string; value?: string }) => [e.name, e.value]));
+const envVars = async () =>
+  Object.fromEntries(((await deployment()).spec.template.spec.containers[0].env ?? []).map((e: { name: string; value?: string }) => [e.name, e.value]));
 const rules = async () => (await aclRules(part.moto, part.aclId)).map((r) => r.Name);
-const cli = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) => runCli(argv, { ...extra, env: { ...sb.env, RUNBOOK_JOURNAL_DIR: journal, ...(extra.env ?? {}) } });
+const cli = (argv: string[], extra: Parameters<typeof runCli>[1] = {}) =>
+  runCli(argv, { ...extra, env: { ...sb.env, RUNBOOK_JOURNAL_DIR: journal, ...(extra.env ?? {}) } });
 
 beforeAll(async () => {
   sb = await startSandbox({ parts: ['kubernetes', 'ddos'] });

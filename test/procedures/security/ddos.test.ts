@@ -14,7 +14,12 @@ import { describeDrtRole, setDrtRole } from '../../../src/clients/shield-drt.js'
 import type { WafRule } from '../../../src/clients/wafv2.js';
 import type { ShieldClient } from '@aws-sdk/client-shield';
 
-const rule = (Name: string, Priority: number, tag = ''): WafRule => ({ Name, Priority, Statement: { tag }, VisibilityConfig: { SampledRequestsEnabled: true, CloudWatchMetricsEnabled: true, MetricName: Name } });
+const rule = (Name: string, Priority: number, tag = ''): WafRule => ({
+  Name,
+  Priority,
+  Statement: { tag },
+  VisibilityConfig: { SampledRequestsEnabled: true, CloudWatchMetricsEnabled: true, MetricName: Name },
+});
 
 describe('emergency rule merge', () => {
   it('keeps other rules, replaces same-named ones, orders by priority', () => {
@@ -67,7 +72,11 @@ describe('security ddos-revert gates (in-memory Kubernetes and Cloudflare)', () 
   function setup() {
     const kube = new FakeKube(6);
     const container = kube.deployments.get('app')!.spec!.template.spec!.containers[0];
-    container.env!.push({ name: 'RATE_LIMIT_ENABLED', value: 'true' }, { name: 'RATE_LIMIT_REQUESTS', value: '10' }, { name: 'RATE_LIMIT_WINDOW', value: '60' });
+    container.env!.push(
+      { name: 'RATE_LIMIT_ENABLED', value: 'true' },
+      { name: 'RATE_LIMIT_REQUESTS', value: '10' },
+      { name: 'RATE_LIMIT_WINDOW', value: '60' },
+    );
     const cf = { level: 'under_attack', patches: [] as string[] };
     const http: HttpClient = {
       async request(_url, init) {
@@ -95,11 +104,22 @@ describe('security ddos-revert gates (in-memory Kubernetes and Cloudflare)', () 
     j.append('run-end', { status: 'succeeded', exitCode: 0 });
     j.close();
     const run = (answers: boolean[]) =>
-      runCli(['security', 'ddos-revert'], { cwd: dir, tty: true, answers, clientFactories: { ...fakeFactories(kube), http }, env: { RUNBOOK_JOURNAL_DIR: journal, CF_TOKEN: 'cf-secret' } });
+      runCli(['security', 'ddos-revert'], {
+        cwd: dir,
+        tty: true,
+        answers,
+        clientFactories: { ...fakeFactories(kube), http },
+        env: { RUNBOOK_JOURNAL_DIR: journal, CF_TOKEN: 'cf-secret' },
+      });
     const gates = () =>
       readdirSync(join(journal, 'runs')).flatMap((f) => {
-        const events = readFileSync(join(journal, 'runs', f), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-        return events[0].procedure === 'security ddos-revert' ? events.filter((e) => e.type === 'gate').map((e) => `${e.step}:${e.decision}${e.by ? `:${e.by}` : ''}`) : [];
+        const events = readFileSync(join(journal, 'runs', f), 'utf8')
+          .trim()
+          .split('\n')
+          .map((l) => JSON.parse(l));
+        return events[0].procedure === 'security ddos-revert'
+          ? events.filter((e) => e.type === 'gate').map((e) => `${e.step}:${e.decision}${e.by ? `:${e.by}` : ''}`)
+          : [];
       });
     const rateLimited = () => kube.deployments.get('app')!.spec!.template.spec!.containers[0].env!.some((e) => e.name.startsWith('RATE_LIMIT'));
     return { kube, cf, run, gates, rateLimited };

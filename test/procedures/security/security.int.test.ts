@@ -62,7 +62,16 @@ const containerEnv = async () => (await deployment()).spec.template.spec.contain
 const envValue = async (key: string) => (await containerEnv()).find((e) => e.name === key)?.value;
 
 function failAfter(stepId: string) {
-  const failing: Step = { id: 'injected-failure', title: 'Injected failure', why: 'test', risk: 'read', equivalent: () => 'false', run: async () => { throw new StepError('injected failure'); } };
+  const failing: Step = {
+    id: 'injected-failure',
+    title: 'Injected failure',
+    why: 'test',
+    risk: 'read',
+    equivalent: () => 'false',
+    run: async () => {
+      throw new StepError('injected failure');
+    },
+  };
   return (proc: Procedure): Procedure => {
     const i = proc.steps.findIndex((s) => s.id === stepId);
     return { ...proc, steps: [...proc.steps.slice(0, i + 1), failing, ...proc.steps.slice(i + 1)] };
@@ -78,7 +87,13 @@ async function restoreNodes() {
     const cur = await node(o.metadata.name);
     const labels: Record<string, string | null> = { ...(o.metadata.labels ?? {}) };
     for (const k of Object.keys(cur.metadata.labels ?? {})) if (!(k in labels)) labels[k] = null;
-    await sb.kube.patch('nodes', undefined, o.metadata.name, { metadata: { labels }, spec: { unschedulable: o.spec?.unschedulable ?? null, taints: o.spec?.taints ?? null } }, 'merge');
+    await sb.kube.patch(
+      'nodes',
+      undefined,
+      o.metadata.name,
+      { metadata: { labels }, spec: { unschedulable: o.spec?.unschedulable ?? null, taints: o.spec?.taints ?? null } },
+      'merge',
+    );
   }
   await settled(...originals.map((o) => o.metadata.name));
 }
@@ -91,7 +106,8 @@ beforeAll(async () => {
   webhook = await startHttpService(() => ({ status: 200, body: 'ok' }));
   // The breach tests need a notify channel: add a webhook to both environments.
   const config = parse(readFileSync(sb.configPath, 'utf8'));
-  for (const env of Object.values(config.environments) as Array<Record<string, unknown>>) env.notify = { slack: { webhook: { env: 'SECURITY_WEBHOOK_URL' }, channel: '#security' } };
+  for (const env of Object.values(config.environments) as Array<Record<string, unknown>>)
+    env.notify = { slack: { webhook: { env: 'SECURITY_WEBHOOK_URL' }, channel: '#security' } };
   writeFileSync(sb.configPath, stringify(config));
   sb.env.SECURITY_WEBHOOK_URL = `${webhook.url}/hooks/security`;
   originals = await Promise.all(sb.kube.nodes.map((n) => node(n)));
@@ -119,7 +135,13 @@ describe('security isolate', () => {
     // The real kubectl sees them cordoned, and the real scheduler places no new pod on them.
     const listed = await kubectl('get', 'nodes', N1, N2, N3, '--no-headers');
     expect(listed.code, listed.stderr).toBe(0);
-    const status = Object.fromEntries(listed.stdout.trim().split('\n').map((l) => l.trim().split(/\s+/)).map(([name, st]) => [name, st]));
+    const status = Object.fromEntries(
+      listed.stdout
+        .trim()
+        .split('\n')
+        .map((l) => l.trim().split(/\s+/))
+        .map(([name, st]) => [name, st]),
+    );
     expect(status).toEqual({ [N1]: 'Ready,SchedulingDisabled', [N2]: 'Ready,SchedulingDisabled', [N3]: 'Ready' });
     await settled(N1, N2);
     const probe = (name: string, hosts: string[]): Pod =>
@@ -129,20 +151,40 @@ describe('security isolate', () => {
         metadata: { name, namespace: NS, labels: { app: 'isolation-probe' } },
         spec: {
           containers: [{ name: 'probe', image: 'registry.example.com/probe:1' }],
-          affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: hosts }] }] } } },
+          affinity: {
+            nodeAffinity: {
+              requiredDuringSchedulingIgnoredDuringExecution: {
+                nodeSelectorTerms: [{ matchExpressions: [{ key: 'kubernetes.io/hostname', operator: 'In', values: hosts }] }],
+              },
+            },
+          },
         },
       }) as unknown as Pod;
     const spread = ['probe-a', 'probe-b', 'probe-c', 'probe-d'];
     try {
       for (const p of spread) await sb.kube.create(probe(p, [N1, N2, N3]));
       await sb.kube.create(probe('probe-pinned', [N1]));
-      await sb.kube.waitFor(async () => (await Promise.all(spread.map((p) => sb.kube.get<Pod>('pods', NS, p)))).every((p) => p?.status?.phase === 'Running'), { timeoutMs: 30_000, what: 'probe pods running' });
+      await sb.kube.waitFor(async () => (await Promise.all(spread.map((p) => sb.kube.get<Pod>('pods', NS, p)))).every((p) => p?.status?.phase === 'Running'), {
+        timeoutMs: 30_000,
+        what: 'probe pods running',
+      });
       for (const p of spread) expect((await sb.kube.get<Pod>('pods', NS, p))!.spec.nodeName, p).toBe(N3);
-      await sb.kube.waitFor(async () => Boolean((await sb.kube.get<Pod>('pods', NS, 'probe-pinned'))?.status?.conditions?.some((c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable')), { timeoutMs: 30_000, what: 'the pinned probe to be unschedulable' });
+      await sb.kube.waitFor(
+        async () =>
+          Boolean(
+            (await sb.kube.get<Pod>('pods', NS, 'probe-pinned'))?.status?.conditions?.some(
+              (c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable',
+            ),
+          ),
+        { timeoutMs: 30_000, what: 'the pinned probe to be unschedulable' },
+      );
       expect((await sb.kube.get<Pod>('pods', NS, 'probe-pinned'))!.spec.nodeName).toBeUndefined();
     } finally {
       for (const p of [...spread, 'probe-pinned']) await sb.kube.remove('pods', NS, p);
-      await sb.kube.waitFor(async () => (await sb.kube.list('pods', { namespace: NS, labelSelector: 'app=isolation-probe' })).length === 0, { timeoutMs: 30_000, what: 'probe pods gone' });
+      await sb.kube.waitFor(async () => (await sb.kube.list('pods', { namespace: NS, labelSelector: 'app=isolation-probe' })).length === 0, {
+        timeoutMs: 30_000,
+        what: 'probe pods gone',
+      });
     }
     // The same change made with kubectl on N3 leaves the same spec, taints and label.
     expect((await kubectl('cordon', N3)).code).toBe(0);
@@ -169,7 +211,12 @@ describe('security isolate', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toContain('DRY RUN');
     expect(r.stderr).toMatch(new RegExp(`node/${esc(N1)}[\\s\\S]*schedulable, quarantine=∅[\\s\\S]*unschedulable, quarantine=true`));
-    expect(sb.kube.requests.slice(seen).filter((q) => q.method === 'PATCH' && q.path.startsWith('/api/v1/nodes/')).every((q) => q.dryRun)).toBe(true);
+    expect(
+      sb.kube.requests
+        .slice(seen)
+        .filter((q) => q.method === 'PATCH' && q.path.startsWith('/api/v1/nodes/'))
+        .every((q) => q.dryRun),
+    ).toBe(true);
     expect(sb.kube.requests.slice(seen).some((q) => q.method === 'PATCH' && q.dryRun && q.status === 200)).toBe(true);
     expect(await sb.fingerprint()).toEqual(before);
   });
@@ -223,7 +270,12 @@ describe('security isolate', () => {
     const r = await cli(['security', 'isolate', '--nodes', `${N1},${NS}-node-9,${NS}-node-8`]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(new RegExp(`no such nodes: ${esc(NS)}-node-9, ${esc(NS)}-node-8; nothing was changed`));
-    expect(sb.kube.mutations().slice(mutations).filter((m) => m.path.includes('/nodes/'))).toEqual([]);
+    expect(
+      sb.kube
+        .mutations()
+        .slice(mutations)
+        .filter((m) => m.path.includes('/nodes/')),
+    ).toEqual([]);
     expect((await node(N1)).spec?.unschedulable).toBeUndefined();
   });
 
@@ -286,7 +338,13 @@ containerStatuses:
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name: 'worker-0', namespace: NS, labels: { app: 'worker' } },
-      spec: { nodeName: N3, containers: [{ name: 'worker', image: 'worker:1' }, { name: 'sidecar', image: 'proxy:1' }] },
+      spec: {
+        nodeName: N3,
+        containers: [
+          { name: 'worker', image: 'worker:1' },
+          { name: 'sidecar', image: 'proxy:1' },
+        ],
+      },
     } as Pod);
     const started = Date.now();
     let nudges = 0;
@@ -294,7 +352,8 @@ containerStatuses:
       async () => {
         const p = await sb.kube.get<Pod>('pods', NS, 'worker-0');
         if (p?.status?.phase === 'Running' && p.status.containerStatuses?.find((c) => c.name === 'worker')?.restartCount === 2) return true;
-        if (Date.now() - started > 3000 * (nudges + 1)) await sb.kube.patch('pods', NS, 'worker-0', { metadata: { annotations: { 'runbook.test/nudge': String(++nudges) } } });
+        if (Date.now() - started > 3000 * (nudges + 1))
+          await sb.kube.patch('pods', NS, 'worker-0', { metadata: { annotations: { 'runbook.test/nudge': String(++nudges) } } });
         return false;
       },
       { timeoutMs: 30_000, what: 'worker-0 running after 2 restarts' },
@@ -341,7 +400,11 @@ containerStatuses:
       expect(entry).toMatchObject({ sha256: m[1], bytes: content.length });
       expect(Date.parse(entry.collectedAt)).not.toBeNaN();
     }
-    expect(manifest.files.find((f: { file: string }) => f.file === 'worker-0__worker.previous.log')).toMatchObject({ pod: 'worker-0', container: 'worker', previous: true });
+    expect(manifest.files.find((f: { file: string }) => f.file === 'worker-0__worker.previous.log')).toMatchObject({
+      pod: 'worker-0',
+      container: 'worker',
+      previous: true,
+    });
     const check = await new Promise<number>((res) => execFile('sha256sum', ['-c', 'MANIFEST.sha256'], { cwd: folder }, (err) => res(err ? 1 : 0)));
     expect(check).toBe(0);
     const events = JSON.parse(readFileSync(join(folder, 'events.json'), 'utf8'));
@@ -478,7 +541,9 @@ describe('security breach', () => {
   it('a later failure undoes audit mode but leaves the nodes isolated', async () => {
     expect((await cli(['security', 'audit-mode', 'off'])).code).toBe(0);
     const envBefore = structuredClone(await containerEnv());
-    const r = await cli(['security', 'breach', '--nodes', `${N1},${N2}`, '--yes', '--confirm', 'sandbox', '--json'], { procedureOverride: failAfter('rollout') });
+    const r = await cli(['security', 'breach', '--nodes', `${N1},${N2}`, '--yes', '--confirm', 'sandbox', '--json'], {
+      procedureOverride: failAfter('rollout'),
+    });
     expect(r.code, r.stderr).toBe(1);
     const doc = JSON.parse(r.stdout);
     expect(doc.compensations.map((c: { step: string }) => c.step)).toEqual(['apply']);

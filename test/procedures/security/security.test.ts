@@ -14,7 +14,16 @@ import { FakeKube, fakeFactories } from '../../support/fakes/fake-kube.js';
 import type { V1Pod } from '@kubernetes/client-node';
 
 function failAfter(stepId: string) {
-  const failing: Step = { id: 'injected-failure', title: 'Injected failure', why: 'test', risk: 'read', equivalent: () => 'false', run: async () => { throw new StepError('injected failure'); } };
+  const failing: Step = {
+    id: 'injected-failure',
+    title: 'Injected failure',
+    why: 'test',
+    risk: 'read',
+    equivalent: () => 'false',
+    run: async () => {
+      throw new StepError('injected failure');
+    },
+  };
   return (proc: Procedure): Procedure => {
     const i = proc.steps.findIndex((s) => s.id === stepId);
     return { ...proc, steps: [...proc.steps.slice(0, i + 1), failing, ...proc.steps.slice(i + 1)] };
@@ -23,7 +32,10 @@ function failAfter(stepId: string) {
 
 describe('node names', () => {
   it.each([
-    [['node-1', 'node-1', 'ip-10-0-0-1.ec2.internal'], ['node-1', 'ip-10-0-0-1.ec2.internal']],
+    [
+      ['node-1', 'node-1', 'ip-10-0-0-1.ec2.internal'],
+      ['node-1', 'ip-10-0-0-1.ec2.internal'],
+    ],
   ])('de-duplicates valid RFC 1123 names %j', (given, expected) => {
     const p = { nodes: given };
     validateNodeNames(p);
@@ -51,18 +63,37 @@ describe('evidence tasks', () => {
     const pod = {
       metadata: { name: 'p' },
       spec: { initContainers: [{ name: 'init' }], containers: [{ name: 'a' }, { name: 'b' }] },
-      status: { containerStatuses: [{ name: 'a', restartCount: 3 }, { name: 'b', restartCount: 0 }], initContainerStatuses: [{ name: 'init', restartCount: 0 }] },
+      status: {
+        containerStatuses: [
+          { name: 'a', restartCount: 3 },
+          { name: 'b', restartCount: 0 },
+        ],
+        initContainerStatuses: [{ name: 'init', restartCount: 0 }],
+      },
     } as unknown as V1Pod;
     expect(logTasks([pod]).map((t) => `${t.container}${t.previous ? '(prev)' : ''}`)).toEqual(['init', 'a', 'a(prev)', 'b']);
   });
 });
 
 describe('audit-mode off: what the journal recorded', () => {
-  function journal(runs: Array<{ id: string; procedure: string; env?: string; mode?: string; prior?: Record<string, string | null>; compensated?: boolean; applied?: boolean; dryRun?: string }>): string {
+  function journal(
+    runs: Array<{
+      id: string;
+      procedure: string;
+      env?: string;
+      mode?: string;
+      prior?: Record<string, string | null>;
+      compensated?: boolean;
+      applied?: boolean;
+      dryRun?: string;
+    }>,
+  ): string {
     const dir = tempDir('security-unit-journal-');
     mkdirSync(join(dir, 'runs'));
     for (const r of runs) {
-      const lines: unknown[] = [{ t: '', type: 'run-start', procedure: r.procedure, environment: r.env ?? 'staging', dryRun: r.dryRun ?? 'off', params: { mode: r.mode } }];
+      const lines: unknown[] = [
+        { t: '', type: 'run-start', procedure: r.procedure, environment: r.env ?? 'staging', dryRun: r.dryRun ?? 'off', params: { mode: r.mode } },
+      ];
       if (r.applied !== false) lines.push({ t: '', type: 'step-end', step: 'apply', status: 'succeeded', data: { prior: r.prior } });
       if (r.compensated) lines.push({ t: '', type: 'compensation', step: 'apply', status: 'succeeded' });
       writeFileSync(join(dir, 'runs', `${r.id}.ndjson`), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
@@ -85,8 +116,14 @@ describe('audit-mode off: what the journal recorded', () => {
   });
 
   it('restores recorded values, unsets what was absent, and defaults to LOG_LEVEL=INFO without a record', () => {
-    expect(auditOffChange({ fromRun: 'x', prior: { LOG_LEVEL: 'WARN', AUDIT_MODE: null } })).toEqual({ set: [{ key: 'LOG_LEVEL', value: 'WARN' }], unset: ['AUDIT_MODE'] });
-    expect(auditOffChange({ fromRun: 'x', prior: { LOG_LEVEL: null, AUDIT_MODE: 'false' } })).toEqual({ set: [{ key: 'AUDIT_MODE', value: 'false' }], unset: ['LOG_LEVEL'] });
+    expect(auditOffChange({ fromRun: 'x', prior: { LOG_LEVEL: 'WARN', AUDIT_MODE: null } })).toEqual({
+      set: [{ key: 'LOG_LEVEL', value: 'WARN' }],
+      unset: ['AUDIT_MODE'],
+    });
+    expect(auditOffChange({ fromRun: 'x', prior: { LOG_LEVEL: null, AUDIT_MODE: 'false' } })).toEqual({
+      set: [{ key: 'AUDIT_MODE', value: 'false' }],
+      unset: ['LOG_LEVEL'],
+    });
     expect(auditOffChange(null)).toEqual({ set: [{ key: 'LOG_LEVEL', value: 'INFO' }], unset: ['AUDIT_MODE'] });
   });
 });
@@ -111,7 +148,11 @@ describe('security isolate with an in-memory cluster', () => {
     kube.nodes.get('node-2')!.metadata!.labels!.quarantine = 'suspect';
     const before = structuredClone([...kube.nodes.values()]);
     const { dir } = writeConfig(twoEnvironments());
-    const r = await runCli(['security', 'isolate', '--nodes', 'node-1,node-2', '--json'], { cwd: dir, clientFactories: fakeFactories(kube), procedureOverride: failAfter('isolate') });
+    const r = await runCli(['security', 'isolate', '--nodes', 'node-1,node-2', '--json'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      procedureOverride: failAfter('isolate'),
+    });
     expect(r.code, r.stderr).toBe(1);
     expect(JSON.parse(r.stdout).compensations).toEqual([{ step: 'isolate', status: 'succeeded' }]);
     expect([...kube.nodes.values()]).toEqual(before);
@@ -122,9 +163,26 @@ describe('security isolate with an in-memory cluster', () => {
     const { dir } = writeConfig(twoEnvironments());
     const override = (proc: Procedure): Procedure => {
       const p = failAfter('isolate')(proc);
-      return { ...p, steps: p.steps.map((s) => (s.id === 'injected-failure' ? { ...s, run: async () => { kube.failNext('patchNode', 5); throw new StepError('injected failure'); } } : s)) };
+      return {
+        ...p,
+        steps: p.steps.map((s) =>
+          s.id === 'injected-failure'
+            ? {
+                ...s,
+                run: async () => {
+                  kube.failNext('patchNode', 5);
+                  throw new StepError('injected failure');
+                },
+              }
+            : s,
+        ),
+      };
     };
-    const r = await runCli(['security', 'isolate', '--nodes', 'node-1', '--json'], { cwd: dir, clientFactories: fakeFactories(kube), procedureOverride: override });
+    const r = await runCli(['security', 'isolate', '--nodes', 'node-1', '--json'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      procedureOverride: override,
+    });
     expect(r.code).toBe(5);
     expect(JSON.parse(r.stdout).byHand).toEqual(['kubectl uncordon node-1 && kubectl label nodes node-1 quarantine-']);
   });
@@ -132,7 +190,12 @@ describe('security isolate with an in-memory cluster', () => {
   it('protected environment: a declined typed confirmation changes nothing (exit 3)', async () => {
     const kube = new FakeKube();
     const { dir } = writeConfig(twoEnvironments());
-    const r = await runCli(['security', 'isolate', '--nodes', 'node-1', '-e', 'production'], { cwd: dir, clientFactories: fakeFactories(kube), tty: true, answers: ['staging', 'staging', 'staging'] });
+    const r = await runCli(['security', 'isolate', '--nodes', 'node-1', '-e', 'production'], {
+      cwd: dir,
+      clientFactories: fakeFactories(kube),
+      tty: true,
+      answers: ['staging', 'staging', 'staging'],
+    });
     expect(r.code).toBe(3);
     expect(kube.mutations).toEqual([]);
   });

@@ -14,12 +14,18 @@ import { findBinary } from '../services/util.js';
 export const CONTROL_PLANE_SOURCE = join(dirname(fileURLToPath(import.meta.url)), '..', 'controlplane');
 
 export const GO_INSTALL_HINT =
-  'the Kubernetes tests build a real control plane from Kubernetes\' Go modules: install Go ≥ 1.26 (Debian: apt-get install golang-go, or the go.dev toolchain) and make sure the Go module proxy is reachable';
+  "the Kubernetes tests build a real control plane from Kubernetes' Go modules: install Go ≥ 1.26 (Debian: apt-get install golang-go, or the go.dev toolchain) and make sure the Go module proxy is reachable";
 
 export function controlPlaneKey(): string {
   const h = createHash('sha256');
-  const files = readdirSync(CONTROL_PLANE_SOURCE).filter((f) => f === 'go.mod' || f === 'go.sum' || f.endsWith('.go')).sort();
-  for (const f of files) h.update(f).update('\0').update(readFileSync(join(CONTROL_PLANE_SOURCE, f))).update('\0');
+  const files = readdirSync(CONTROL_PLANE_SOURCE)
+    .filter((f) => f === 'go.mod' || f === 'go.sum' || f.endsWith('.go'))
+    .sort();
+  for (const f of files)
+    h.update(f)
+      .update('\0')
+      .update(readFileSync(join(CONTROL_PLANE_SOURCE, f)))
+      .update('\0');
   return h.digest('hex').slice(0, 16);
 }
 
@@ -48,7 +54,7 @@ export function ensureControlPlaneBinary(log: (line: string) => void = () => und
     renameSync(tmp, bin);
   } catch (err) {
     rmSync(tmp, { force: true });
-    throw new Error(`building the control plane failed (${(err as Error).message}); ${GO_INSTALL_HINT}`);
+    throw new Error(`building the control plane failed (${(err as Error).message}); ${GO_INSTALL_HINT}`, { cause: err });
   }
   log(`built the test control plane in ${Math.round((Date.now() - started) / 1000)} s`);
   return bin;

@@ -2,8 +2,12 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startKube, type KubeHarness } from './index.js';
 let kube: KubeHarness;
-beforeAll(async () => { kube = await startKube({ namespace: 'smoke' }); }, 120_000);
-afterAll(async () => { await kube?.close(); });
+beforeAll(async () => {
+  kube = await startKube({ namespace: 'smoke' });
+}, 120_000);
+afterAll(async () => {
+  await kube?.close();
+});
 it('runs a deployment, logs and kubectl through the proxy', async () => {
   await kube.seedDeployment({ name: 'app', replicas: 2 });
   const pods = await kube.list('pods', { namespace: kube.namespace });
@@ -20,8 +24,16 @@ it('runs a deployment, logs and kubectl through the proxy', async () => {
   await new Promise((r) => setTimeout(r, 2000));
   expect(await kube.rolloutComplete('app')).toBe(false);
   await kube.failPods(undefined);
-  await kube.create({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'crasher', namespace: kube.namespace }, spec: { containers: [{ name: 'main', image: 'registry.example.com/main:1' }] } } as never);
-  await kube.waitFor(async () => (await kube.get<any>('pods', kube.namespace, 'crasher'))?.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'), { what: 'crasher Ready' });
+  await kube.create({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'crasher', namespace: kube.namespace },
+    spec: { containers: [{ name: 'main', image: 'registry.example.com/main:1' }] },
+  } as never);
+  await kube.waitFor(
+    async () => (await kube.get<any>('pods', kube.namespace, 'crasher'))?.status?.conditions?.some((c: any) => c.type === 'Ready' && c.status === 'True'),
+    { what: 'crasher Ready' },
+  );
   await kube.crashLoop('crasher', { restartCount: 3 });
   expect((await kube.get<any>('pods', kube.namespace, 'crasher')).status.containerStatuses[0].restartCount).toBe(3);
   const top = await kube.kubectl(['top', 'pods']);
@@ -35,7 +47,12 @@ it('image pull failures hold, exec runs locally', async () => {
   expect(pods.some((p) => p.status?.containerStatuses?.[0]?.state?.waiting?.reason === 'ImagePullBackOff')).toBe(true);
   await kube.failPods(undefined);
   // exec: a pod of its own (the deployment's are mid-rollout), its commands run on this machine.
-  await kube.create({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'exec-target', namespace: kube.namespace }, spec: { containers: [{ name: 'main', image: 'registry.example.com/main:1' }] } } as never);
+  await kube.create({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: 'exec-target', namespace: kube.namespace },
+    spec: { containers: [{ name: 'main', image: 'registry.example.com/main:1' }] },
+  } as never);
   await kube.waitFor(async () => (await kube.get<any>('pods', kube.namespace, 'exec-target'))?.status?.phase === 'Running', { what: 'exec-target Running' });
   await kube.enableExec('exec-target');
   const r = await kube.kubectl(['exec', 'exec-target', '--', 'sh', '-c', 'echo in-pod']);

@@ -92,7 +92,11 @@ export async function startControlPlane(opts: StartControlPlaneOptions = {}): Pr
 }
 
 /** A client-certificate kubeconfig for another identity, signed by the cluster's CA. */
-export function mintUserKubeconfig(info: ControlPlaneInfo, out: string, user: { name: string; groups?: string[]; context?: string; namespace?: string }): string {
+export function mintUserKubeconfig(
+  info: ControlPlaneInfo,
+  out: string,
+  user: { name: string; groups?: string[]; context?: string; namespace?: string },
+): string {
   const args = ['user', '--dir', info.dir, '--name', user.name, '--out', out];
   for (const g of user.groups ?? []) args.push('--group', g);
   if (user.context) args.push('--context', user.context);

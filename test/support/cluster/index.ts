@@ -21,7 +21,7 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { makeTempDir, onProcessExit, removeDirSync } from '../services/util.js';
 import { mintUserKubeconfig, sharedControlPlane, type ControlPlane, type ControlPlaneInfo } from './control-plane.js';
-import { identityFromKubeconfig, startFaultProxy, type Fault, type FaultProxy, type RecordedRequest } from './proxy.js';
+import { identityFromKubeconfig, startFaultProxy, type FaultProxy, type RecordedRequest } from './proxy.js';
 import type { Container, Deployment, KubeObject, NodeObject, Pod } from './types.js';
 
 export type { Fault, RecordedRequest } from './proxy.js';
@@ -77,7 +77,13 @@ export interface KubeHarness {
   create<T extends KubeObject>(obj: T): Promise<T>;
   /** Create, or replace what is there (keeping its resourceVersion). */
   put<T extends KubeObject>(obj: T): Promise<T>;
-  patch<T extends KubeObject = KubeObject>(resource: string, namespace: string | undefined, name: string, patch: unknown, type?: 'merge' | 'strategic' | 'json'): Promise<T>;
+  patch<T extends KubeObject = KubeObject>(
+    resource: string,
+    namespace: string | undefined,
+    name: string,
+    patch: unknown,
+    type?: 'merge' | 'strategic' | 'json',
+  ): Promise<T>;
   remove(resource: string, namespace: string | undefined, name: string): Promise<void>;
   seedDeployment(opts: SeedDeploymentOptions): Promise<Deployment>;
   seedSecret(name: string, data: Record<string, string>, type?: string): Promise<KubeObject>;
@@ -96,7 +102,12 @@ export interface KubeHarness {
   /** Puts a running pod into CrashLoopBackOff (restarts, last termination). */
   crashLoop(pod: string, opts?: { restartCount?: number; exitCode?: number; reason?: string }): Promise<void>;
   /** Denies matching writes in the namespace with a ValidatingAdmissionPolicy (CEL); returns the undo. */
-  denyWrites(rule: { resources: string[]; apiGroups?: string[]; operations?: Array<'CREATE' | 'UPDATE' | 'DELETE'>; message?: string }): Promise<() => Promise<void>>;
+  denyWrites(rule: {
+    resources: string[];
+    apiGroups?: string[];
+    operations?: Array<'CREATE' | 'UPDATE' | 'DELETE'>;
+    message?: string;
+  }): Promise<() => Promise<void>>;
   /** SIGSTOP / SIGCONT the controller-manager: nothing reconciles while it is paused. */
   pauseControllers(): void;
   resumeControllers(): void;
@@ -172,7 +183,13 @@ export class AdminClient {
     return new Promise((resolve, reject) => {
       const req = httpsRequest(
         url,
-        { method, ca: this.ca, cert: this.cert, key: this.key, headers: { accept: 'application/json', ...(payload ? { 'content-type': contentType, 'content-length': String(payload.length) } : {}) } },
+        {
+          method,
+          ca: this.ca,
+          cert: this.cert,
+          key: this.key,
+          headers: { accept: 'application/json', ...(payload ? { 'content-type': contentType, 'content-length': String(payload.length) } : {}) },
+        },
         (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
@@ -211,13 +228,23 @@ export class AdminClient {
 }
 
 const rand = () => randomBytes(3).toString('hex');
-const CRI_TIME = () => new Date().toISOString().replace('Z', '000000Z').replace(/\.(\d{3})0+/, '.$1000000');
+const CRI_TIME = () =>
+  new Date()
+    .toISOString()
+    .replace('Z', '000000Z')
+    .replace(/\.(\d{3})0+/, '.$1000000');
 
 function criLines(lines: string[]): string {
   return lines.map((l) => `${CRI_TIME()} stdout F ${l}\n`).join('');
 }
 
-function stage(name: string, namespace: string, extra: Array<{ key: string; operator: string; values?: string[] }>, statusTemplate: string, delayMs = 0): KubeObject {
+function stage(
+  name: string,
+  namespace: string,
+  extra: Array<{ key: string; operator: string; values?: string[] }>,
+  statusTemplate: string,
+  delayMs = 0,
+): KubeObject {
   return {
     apiVersion: 'kwok.x-k8s.io/v1alpha1',
     kind: 'Stage',
@@ -328,14 +355,22 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
       const cur = await get<T>(resource, obj.metadata.namespace, obj.metadata.name);
       if (!cur) return create(obj);
       try {
-        return await admin.request<T>('PUT', admin.path(resource, obj.metadata.namespace, obj.metadata.name), { ...obj, metadata: { ...obj.metadata, resourceVersion: cur.metadata.resourceVersion } });
+        return await admin.request<T>('PUT', admin.path(resource, obj.metadata.namespace, obj.metadata.name), {
+          ...obj,
+          metadata: { ...obj.metadata, resourceVersion: cur.metadata.resourceVersion },
+        });
       } catch (err) {
         if (!(err instanceof KubeRequestError && err.status === 409) || i > 5) throw err;
       }
     }
   };
   const patch = <T extends KubeObject>(resource: string, ns: string | undefined, name: string, body: unknown, type: 'merge' | 'strategic' | 'json' = 'merge') =>
-    admin.request<T>('PATCH', admin.path(resource, ns, name), body, { merge: 'application/merge-patch+json', strategic: 'application/strategic-merge-patch+json', json: 'application/json-patch+json' }[type]);
+    admin.request<T>(
+      'PATCH',
+      admin.path(resource, ns, name),
+      body,
+      { merge: 'application/merge-patch+json', strategic: 'application/strategic-merge-patch+json', json: 'application/json-patch+json' }[type],
+    );
   const remove = async (resource: string, ns: string | undefined, name: string) => {
     try {
       await admin.request('DELETE', admin.path(resource, ns, name));
@@ -358,7 +393,12 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
     if (!d?.status) return false;
     const want = d.spec.replicas ?? 1;
     const s = d.status;
-    return (s.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) && (s.updatedReplicas ?? 0) === want && (s.replicas ?? 0) === want && (s.availableReplicas ?? 0) === want;
+    return (
+      (s.observedGeneration ?? 0) >= (d.metadata.generation ?? 1) &&
+      (s.updatedReplicas ?? 0) === want &&
+      (s.replicas ?? 0) === want &&
+      (s.availableReplicas ?? 0) === want
+    );
   };
 
   const firstContainer = async (pod: string) => {
@@ -375,7 +415,12 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
       metadata: { name: pod, namespace },
       spec: {
         logs: [
-          ...[...containers.entries()].map(([c, f]) => ({ containers: [c], logsFile: f.current ?? join(logsDir, 'empty.log'), ...(f.previous ? { previousLogsFile: f.previous } : {}), follow: false })),
+          ...[...containers.entries()].map(([c, f]) => ({
+            containers: [c],
+            logsFile: f.current ?? join(logsDir, 'empty.log'),
+            ...(f.previous ? { previousLogsFile: f.previous } : {}),
+            follow: false,
+          })),
           // The pod's other containers: empty logs, as a kubelet serves them.
           { logsFile: join(logsDir, 'empty.log') },
         ],
@@ -384,7 +429,8 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
   };
   writeFileSync(join(logsDir, 'empty.log'), '');
 
-  if (!(await get('namespaces', undefined, namespace))) await create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { 'runbook.test/harness': 'true' } } } as KubeObject);
+  if (!(await get('namespaces', undefined, namespace)))
+    await create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { 'runbook.test/harness': 'true' } } } as KubeObject);
   // Pods need the namespace's default ServiceAccount, which the controller-manager creates.
   await waitFor(async () => Boolean(await get('serviceaccounts', namespace, 'default')), { what: `serviceaccount ${namespace}/default`, timeoutMs: 30_000 });
 
@@ -395,15 +441,27 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
       metadata: {
         name,
         annotations: { 'kwok.x-k8s.io/node': 'fake' },
-        labels: { 'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64', type: 'kwok', 'runbook.test/namespace': namespace, ...labels },
+        labels: {
+          'kubernetes.io/hostname': name,
+          'kubernetes.io/os': 'linux',
+          'kubernetes.io/arch': 'amd64',
+          type: 'kwok',
+          'runbook.test/namespace': namespace,
+          ...labels,
+        },
       },
       status: { capacity: { cpu: '4', memory: '16Gi', pods: '110' }, allocatable: { cpu: '4', memory: '16Gi', pods: '110' } },
     } as unknown as NodeObject);
-    await waitFor(async () => {
-      const n = await get<NodeObject & { spec?: { taints?: Array<{ key: string }> } }>('nodes', undefined, name);
-      const ready = (n?.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
-      return Boolean(ready) && !(n?.spec?.taints ?? []).some((t) => t.key === 'node.kubernetes.io/not-ready');
-    }, { what: `node ${name} Ready`, timeoutMs: 30_000 });
+    await waitFor(
+      async () => {
+        const n = await get<NodeObject & { spec?: { taints?: Array<{ key: string }> } }>('nodes', undefined, name);
+        const ready = (n?.status as { conditions?: Array<{ type: string; status: string }> } | undefined)?.conditions?.some(
+          (c) => c.type === 'Ready' && c.status === 'True',
+        );
+        return Boolean(ready) && !(n?.spec?.taints ?? []).some((t) => t.key === 'node.kubernetes.io/not-ready');
+      },
+      { what: `node ${name} Ready`, timeoutMs: 30_000 },
+    );
     return node;
   };
   const nodes = Array.from({ length: opts.nodes ?? 3 }, (_, i) => `${namespace}-node-${i + 1}`);
@@ -466,7 +524,13 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
       return (await get<Deployment>('deployments', namespace, s.name))!;
     },
     seedSecret: (name, data, type = 'Opaque') =>
-      put({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, type, data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])) } as KubeObject),
+      put({
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name, namespace },
+        type,
+        data: Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+      } as KubeObject),
     seedConfigMap: (name, data) => put({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace }, data } as KubeObject),
     seedNode,
     async setPodLogs(pod, lines, o = {}) {
@@ -490,18 +554,33 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
         apiVersion: 'kwok.x-k8s.io/v1alpha1',
         kind: 'Exec',
         metadata: { name: pod, namespace },
-        spec: { execs: [{ ...(o.containers ? { containers: o.containers } : {}), local: { workDir: o.workDir ?? dir, envs: Object.entries(o.env ?? {}).map(([name, value]) => ({ name, value })) } }] },
+        spec: {
+          execs: [
+            {
+              ...(o.containers ? { containers: o.containers } : {}),
+              local: { workDir: o.workDir ?? dir, envs: Object.entries(o.env ?? {}).map(([name, value]) => ({ name, value })) },
+            },
+          ],
+        },
       } as KubeObject);
       // kwok picks the Exec object up from its watch: usable once a no-op exec goes through.
       const container = o.containers?.[0] ?? (await firstContainer(pod));
-      await waitFor(async () => (await harness.kubectl(['exec', pod, '-c', container, '--', 'true'], { kubeconfig: info.kubeconfig, namespace: namespace })).code === 0, { what: `exec into ${pod}`, timeoutMs: 15_000 });
+      await waitFor(
+        async () => (await harness.kubectl(['exec', pod, '-c', container, '--', 'true'], { kubeconfig: info.kubeconfig, namespace: namespace })).code === 0,
+        { what: `exec into ${pod}`, timeoutMs: 15_000 },
+      );
     },
     async setPodUsage(pod, usage) {
       await patch('pods', namespace, pod, { metadata: { annotations: { 'metrics.runbook.test/usage': JSON.stringify(usage) } } });
     },
     async setUsageByPrefix(prefix, usage) {
       const cm = await get<KubeObject & { data?: Record<string, string> }>('configmaps', namespace, 'test-metrics');
-      await put({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'test-metrics', namespace }, data: { ...(cm?.data ?? {}), [prefix]: JSON.stringify(usage) } } as KubeObject);
+      await put({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'test-metrics', namespace },
+        data: { ...(cm?.data ?? {}), [prefix]: JSON.stringify(usage) },
+      } as KubeObject);
     },
     async failPods(mode) {
       const name = `runbook-fail-${namespace}`;
@@ -512,11 +591,32 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
       if (!mode) return;
       stages.add(name);
       const waiting = '.status.containerStatuses.[].state.waiting.reason';
-      await create(stage(name, namespace, [{ key: '.status.phase', operator: 'In', values: ['Pending'] }, { key: waiting, operator: 'DoesNotExist' }], FAILURE_TEMPLATES[mode]));
+      await create(
+        stage(
+          name,
+          namespace,
+          [
+            { key: '.status.phase', operator: 'In', values: ['Pending'] },
+            { key: waiting, operator: 'DoesNotExist' },
+          ],
+          FAILURE_TEMPLATES[mode],
+        ),
+      );
       if (mode === 'image-pull') {
         // A pod stuck pulling is still Pending, which kwok's pod-ready stage would pick up: hold it.
         stages.add(`${name}-hold`);
-        await create(stage(`${name}-hold`, namespace, [{ key: '.status.phase', operator: 'In', values: ['Pending'] }, { key: waiting, operator: 'In', values: ['ImagePullBackOff'] }], FAILURE_TEMPLATES[mode], 30_000));
+        await create(
+          stage(
+            `${name}-hold`,
+            namespace,
+            [
+              { key: '.status.phase', operator: 'In', values: ['Pending'] },
+              { key: waiting, operator: 'In', values: ['ImagePullBackOff'] },
+            ],
+            FAILURE_TEMPLATES[mode],
+            30_000,
+          ),
+        );
       }
     },
     async crashLoop(pod, o = {}) {
@@ -525,7 +625,17 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
       const tpl = FAILURE_TEMPLATES['crash-loop']
         .replace('restartCount: 5', `restartCount: ${o.restartCount ?? 5}`)
         .replace('exitCode: 1, reason: Error', `exitCode: ${o.exitCode ?? 1}, reason: ${o.reason ?? 'Error'}`);
-      await create(stage(name, namespace, [{ key: '.metadata.annotations["runbook.test/crash-loop"]', operator: 'In', values: [name] }, { key: '.status.conditions.[] | select( .type == "Ready" ) | .status', operator: 'In', values: ['True'] }], tpl));
+      await create(
+        stage(
+          name,
+          namespace,
+          [
+            { key: '.metadata.annotations["runbook.test/crash-loop"]', operator: 'In', values: [name] },
+            { key: '.status.conditions.[] | select( .type == "Ready" ) | .status', operator: 'In', values: ['True'] },
+          ],
+          tpl,
+        ),
+      );
       // kwok looks at a pod again when it changes: the annotation both selects it and wakes it up.
       // kwok may see the pod's change before the new stage, so nudge it until the stage has applied.
       await patch('pods', namespace, pod, { metadata: { annotations: { 'runbook.test/crash-loop': name } } });
@@ -533,19 +643,27 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
       const started = Date.now();
       const kwokSays = () => {
         try {
-          return readFileSync(join(info.dir, 'logs', 'kwok.log'), 'utf8').split('\n').filter((l) => l.includes(pod) || l.includes(name)).slice(-5).join('\n');
+          return readFileSync(join(info.dir, 'logs', 'kwok.log'), 'utf8')
+            .split('\n')
+            .filter((l) => l.includes(pod) || l.includes(name))
+            .slice(-5)
+            .join('\n');
         } catch {
           return '(no kwok log)';
         }
       };
-      await waitFor(async () => {
-        const p = await get<Pod>('pods', namespace, pod);
-        if (!p) throw new Error(`harness: pod ${namespace}/${pod} is gone`);
-        if (p.status?.containerStatuses?.some((c) => c.state?.waiting?.reason === 'CrashLoopBackOff')) return true;
-        // Seldom: each nudge is a write that kwok's own status write must not keep losing to.
-        if (Date.now() - started > 3000 * (nudges + 1)) await patch('pods', namespace, pod, { metadata: { annotations: { 'runbook.test/nudge': String(++nudges) } } });
-        return false;
-      }, { what: `pod ${pod} in CrashLoopBackOff`, timeoutMs: 30_000 }).catch((err: Error) => {
+      await waitFor(
+        async () => {
+          const p = await get<Pod>('pods', namespace, pod);
+          if (!p) throw new Error(`harness: pod ${namespace}/${pod} is gone`);
+          if (p.status?.containerStatuses?.some((c) => c.state?.waiting?.reason === 'CrashLoopBackOff')) return true;
+          // Seldom: each nudge is a write that kwok's own status write must not keep losing to.
+          if (Date.now() - started > 3000 * (nudges + 1))
+            await patch('pods', namespace, pod, { metadata: { annotations: { 'runbook.test/nudge': String(++nudges) } } });
+          return false;
+        },
+        { what: `pod ${pod} in CrashLoopBackOff`, timeoutMs: 30_000 },
+      ).catch((err: Error) => {
         throw new Error(`${err.message}; kwok said:\n${kwokSays()}`);
       });
     },
@@ -566,7 +684,11 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
         apiVersion: 'admissionregistration.k8s.io/v1',
         kind: 'ValidatingAdmissionPolicyBinding',
         metadata: { name },
-        spec: { policyName: name, validationActions: ['Deny'], matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } } },
+        spec: {
+          policyName: name,
+          validationActions: ['Deny'],
+          matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': namespace } } },
+        },
       } as KubeObject);
       // A policy takes effect once the API server's admission informer has seen it (well under a second).
       await new Promise((r) => setTimeout(r, 1500));
@@ -583,10 +705,15 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
     waitForRollout: (name, w = {}) => waitFor(() => rolloutComplete(name), { ...w, what: `rollout of deployment/${name}` }),
     kubectl(args, o = {}) {
       return new Promise((resolve) => {
-        const child = execFile('kubectl', ['--kubeconfig', o.kubeconfig ?? defaultKubeconfig, ...(o.namespace ? ['-n', o.namespace] : []), ...args], { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-          const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
-          resolve({ code, stdout, stderr });
-        });
+        const child = execFile(
+          'kubectl',
+          ['--kubeconfig', o.kubeconfig ?? defaultKubeconfig, ...(o.namespace ? ['-n', o.namespace] : []), ...args],
+          { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 },
+          (err, stdout, stderr) => {
+            const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+            resolve({ code, stdout, stderr });
+          },
+        );
         if (o.input !== undefined) child.stdin?.end(o.input);
       });
     },

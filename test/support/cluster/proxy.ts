@@ -63,7 +63,18 @@ export function identityFromKubeconfig(path: string): ClientIdentity {
   return { cert: Buffer.from(u['client-certificate-data']!, 'base64').toString(), key: Buffer.from(u['client-key-data']!, 'base64').toString() };
 }
 
-const REASONS: Record<number, string> = { 400: 'BadRequest', 403: 'Forbidden', 404: 'NotFound', 409: 'Conflict', 410: 'Expired', 422: 'Invalid', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable', 504: 'Timeout' };
+const REASONS: Record<number, string> = {
+  400: 'BadRequest',
+  403: 'Forbidden',
+  404: 'NotFound',
+  409: 'Conflict',
+  410: 'Expired',
+  422: 'Invalid',
+  429: 'TooManyRequests',
+  500: 'InternalError',
+  503: 'ServiceUnavailable',
+  504: 'Timeout',
+};
 
 export interface FaultProxy {
   url: string;
@@ -139,7 +150,17 @@ export async function startFaultProxy(info: ControlPlaneInfo, who: ClientIdentit
       const status = fault.status ?? 500;
       rec.status = status;
       res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: fault.message ?? 'injected fault', reason: REASONS[status] ?? 'InternalError', code: status }));
+      res.end(
+        JSON.stringify({
+          kind: 'Status',
+          apiVersion: 'v1',
+          metadata: {},
+          status: 'Failure',
+          message: fault.message ?? 'injected fault',
+          reason: REASONS[status] ?? 'InternalError',
+          code: status,
+        }),
+      );
       return;
     }
     const up = httpsRequest(
@@ -178,14 +199,27 @@ export async function startFaultProxy(info: ControlPlaneInfo, who: ClientIdentit
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     const url = new URL(req.url ?? '/', 'https://proxy');
     requests.push({ method: req.method ?? 'GET', path: url.pathname, query: Object.fromEntries(url.searchParams), status: 101, dryRun: false, watch: false });
-    const up = tlsConnect({ host: upstream.hostname, port: Number(upstream.port), ca, cert: who.cert, key: who.key, servername: upstream.hostname === '127.0.0.1' ? undefined : upstream.hostname }, () => {
-      const headers = forwardHeaders(req);
-      const lines = [`${req.method} ${req.url} HTTP/1.1`, ...Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => `${k}: ${x}`) : v === undefined ? [] : [`${k}: ${v}`]))];
-      up.write(`${lines.join('\r\n')}\r\n\r\n`);
-      if (head.length) up.write(head);
-      up.pipe(socket);
-      socket.pipe(up);
-    });
+    const up = tlsConnect(
+      {
+        host: upstream.hostname,
+        port: Number(upstream.port),
+        ca,
+        cert: who.cert,
+        key: who.key,
+        servername: upstream.hostname === '127.0.0.1' ? undefined : upstream.hostname,
+      },
+      () => {
+        const headers = forwardHeaders(req);
+        const lines = [
+          `${req.method} ${req.url} HTTP/1.1`,
+          ...Object.entries(headers).flatMap(([k, v]) => (Array.isArray(v) ? v.map((x) => `${k}: ${x}`) : v === undefined ? [] : [`${k}: ${v}`])),
+        ];
+        up.write(`${lines.join('\r\n')}\r\n\r\n`);
+        if (head.length) up.write(head);
+        up.pipe(socket);
+        socket.pipe(up);
+      },
+    );
     const end = () => {
       up.destroy();
       socket.destroy();

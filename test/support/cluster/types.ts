@@ -144,7 +144,14 @@ export interface ReplicaSet extends KubeObject {
 export interface ContainerState {
   running?: { startedAt?: string | undefined };
   waiting?: { reason?: string | undefined; message?: string | undefined };
-  terminated?: { exitCode: number; reason?: string | undefined; message?: string | undefined; startedAt?: string | undefined; finishedAt?: string | undefined; containerID?: string | undefined };
+  terminated?: {
+    exitCode: number;
+    reason?: string | undefined;
+    message?: string | undefined;
+    startedAt?: string | undefined;
+    finishedAt?: string | undefined;
+    containerID?: string | undefined;
+  };
 }
 
 export interface ContainerStatus {

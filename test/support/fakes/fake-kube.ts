@@ -1,7 +1,21 @@
 // An in-memory KubeClient for fast unit tests of procedure logic (plans, gates, compensation order).
 // It is not a Kubernetes: anything that depends on how a real API server behaves (patch semantics,
 // validation, watches, RBAC, controllers) is tested against the real control plane in the *.int.test.ts files.
-import type { CoreV1Event, KubeClient, KubePermission, LeaseRecord, PodMetrics, V1Node, V1Deployment, V1Pod, V1ReplicaSet, V2HorizontalPodAutoscaler, WatchEvent, WriteOptions, PatchType } from '../../../src/clients/kube.js';
+import type {
+  CoreV1Event,
+  KubeClient,
+  KubePermission,
+  LeaseRecord,
+  PodMetrics,
+  V1Node,
+  V1Deployment,
+  V1Pod,
+  V1ReplicaSet,
+  V2HorizontalPodAutoscaler,
+  WatchEvent,
+  WriteOptions,
+  PatchType,
+} from '../../../src/clients/kube.js';
 import { KubeApiError } from '../../../src/clients/kube.js';
 import type { ClientFactories } from '../../../src/clients/index.js';
 import { fetchHttpClient } from '../../../src/clients/http.js';
@@ -35,7 +49,14 @@ export class FakeKube implements KubeClient {
 
   constructor(replicas = 4) {
     this.deployments.set('app', {
-      metadata: { name: 'app', namespace: this.namespace, uid: 'uid-app', generation: 1, resourceVersion: '1', annotations: { 'deployment.kubernetes.io/revision': '1' } },
+      metadata: {
+        name: 'app',
+        namespace: this.namespace,
+        uid: 'uid-app',
+        generation: 1,
+        resourceVersion: '1',
+        annotations: { 'deployment.kubernetes.io/revision': '1' },
+      },
       spec: {
         replicas,
         selector: { matchLabels: { app: 'api' } },
@@ -90,7 +111,9 @@ export class FakeKube implements KubeClient {
         }
       }
     } else {
-      const p = patch as { spec?: { template?: { metadata?: { annotations?: Record<string, string> }; spec?: { containers?: Array<Record<string, unknown>> } } } };
+      const p = patch as {
+        spec?: { template?: { metadata?: { annotations?: Record<string, string> }; spec?: { containers?: Array<Record<string, unknown>> } } };
+      };
       const ann = p.spec?.template?.metadata?.annotations;
       if (ann) d.spec!.template.metadata = { ...d.spec!.template.metadata, annotations: { ...(d.spec!.template.metadata?.annotations ?? {}), ...ann } };
       for (const c of p.spec?.template?.spec?.containers ?? []) {
@@ -180,7 +203,9 @@ export class FakeKube implements KubeClient {
 
   async findHpasFor(deployment: string) {
     this.check('findHpasFor');
-    return [...this.hpas.values()].filter((h) => h.spec?.scaleTargetRef?.kind === 'Deployment' && h.spec.scaleTargetRef.name === deployment).map((h) => structuredClone(h));
+    return [...this.hpas.values()]
+      .filter((h) => h.spec?.scaleTargetRef?.kind === 'Deployment' && h.spec.scaleTargetRef.name === deployment)
+      .map((h) => structuredClone(h));
   }
 
   async createHpa(hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions) {

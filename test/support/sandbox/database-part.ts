@@ -68,7 +68,11 @@ export async function startDatabasePart(ctx: SandboxContext): Promise<DatabasePa
     await part.slack.onMessage?.(text);
     return { status: 200, body: 'ok' };
   })) as DatabasePart['slack'];
-  const rds = new RDSClient({ region: moto.region, endpoint: moto.endpoint, credentials: { accessKeyId: moto.accessKeyId, secretAccessKey: moto.secretAccessKey } });
+  const rds = new RDSClient({
+    region: moto.region,
+    endpoint: moto.endpoint,
+    credentials: { accessKeyId: moto.accessKeyId, secretAccessKey: moto.secretAccessKey },
+  });
   const recoveredUrl = pgSvc.url.replace(/\/postgres$/, '/recovered');
   const connect = async (database = 'postgres', applicationName = 'sandbox') => {
     const c = new pg.Client({ host: pgSvc.host, port: pgSvc.port, user: pgSvc.user, password: pgSvc.password, database, application_name: applicationName });
@@ -108,7 +112,13 @@ export async function startDatabasePart(ctx: SandboxContext): Promise<DatabasePa
     reseedRds: () => seedRds(rds),
     environment: {
       aws: { region: moto.region, endpoint: moto.endpoint },
-      rds: { instance: SANDBOX_RDS_INSTANCE, waitTimeout: '30s', pollInterval: '100ms', connectTimeout: '10s', recovery: { url: { env: 'RECOVERED_DATABASE_URL' }, verifyTable: 'users' } },
+      rds: {
+        instance: SANDBOX_RDS_INSTANCE,
+        waitTimeout: '30s',
+        pollInterval: '100ms',
+        connectTimeout: '10s',
+        recovery: { url: { env: 'RECOVERED_DATABASE_URL' }, verifyTable: 'users' },
+      },
       postgres: { url: { env: 'DATABASE_URL' }, replicas: [{ name: 'replica', url: { env: 'REPLICA_DATABASE_URL' } }] },
       notify: { slack: { webhook: { env: 'SLACK_WEBHOOK_URL' }, channel: '#ops' } },
     },
@@ -131,7 +141,9 @@ export async function startDatabasePart(ctx: SandboxContext): Promise<DatabasePa
       } finally {
         await c.end();
       }
-      const instances = await rds.send(new DescribeDBInstancesCommand({})).then((o) => (o.DBInstances ?? []).map((i) => `${i.DBInstanceIdentifier}:${i.DBInstanceStatus}`).sort());
+      const instances = await rds
+        .send(new DescribeDBInstancesCommand({}))
+        .then((o) => (o.DBInstances ?? []).map((i) => `${i.DBInstanceIdentifier}:${i.DBInstanceStatus}`).sort());
       const snapshots = await rds.send(new DescribeDBSnapshotsCommand({})).then((o) => (o.DBSnapshots ?? []).map((s) => s.DBSnapshotIdentifier).sort());
       // Notifications are messages to people, not state of the system: they are not compared.
       return JSON.stringify({ db, instances, snapshots });

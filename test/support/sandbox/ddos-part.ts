@@ -15,7 +15,14 @@ export const DDOS = {
   baseline: {
     Name: 'baseline-block-bad-ips',
     Priority: 0,
-    Statement: { ByteMatchStatement: { SearchString: 'badbot', FieldToMatch: { UriPath: {} }, TextTransformations: [{ Priority: 0, Type: 'NONE' }], PositionalConstraint: 'CONTAINS' } },
+    Statement: {
+      ByteMatchStatement: {
+        SearchString: 'badbot',
+        FieldToMatch: { UriPath: {} },
+        TextTransformations: [{ Priority: 0, Type: 'NONE' }],
+        PositionalConstraint: 'CONTAINS',
+      },
+    },
     Action: { Block: {} },
     VisibilityConfig: { SampledRequestsEnabled: true, CloudWatchMetricsEnabled: true, MetricName: 'baseline' },
   },
@@ -77,12 +84,14 @@ export async function startCloudflareFake(zoneId: string, token: string, level =
   const fake = { level, failPatch: false } as CloudflareFake;
   const path = `/client/v4/zones/${zoneId}/settings/security_level`;
   fake.service = await startHttpService((req) => {
-    if (req.headers.authorization !== `Bearer ${token}`) return { status: 403, body: { success: false, errors: [{ code: 9109, message: 'Invalid access token' }] } };
+    if (req.headers.authorization !== `Bearer ${token}`)
+      return { status: 403, body: { success: false, errors: [{ code: 9109, message: 'Invalid access token' }] } };
     if (req.pathname !== path) return { status: 404, body: { success: false, errors: [{ code: 7003, message: 'Could not route' }] } };
     if (req.method === 'PATCH') {
       if (fake.failPatch) return { status: 500, body: { success: false, errors: [{ code: 1000, message: 'injected failure' }] } };
       const v = (req.json as { value?: string } | undefined)?.value;
-      if (!v || !['off', 'essentially_off', 'low', 'medium', 'high', 'under_attack'].includes(v)) return { status: 400, body: { success: false, errors: [{ code: 1007, message: 'Invalid value' }] } };
+      if (!v || !['off', 'essentially_off', 'low', 'medium', 'high', 'under_attack'].includes(v))
+        return { status: 400, body: { success: false, errors: [{ code: 1007, message: 'Invalid value' }] } };
       fake.level = v;
     } else if (req.method !== 'GET') return { status: 405, body: { success: false } };
     return { status: 200, body: { success: true, errors: [], result: { id: 'security_level', value: fake.level, editable: true } } };

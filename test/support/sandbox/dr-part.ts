@@ -8,7 +8,16 @@ import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, 
 import { join } from 'node:path';
 import { execa } from 'execa';
 import pg from 'pg';
-import { makeTestCertificates, pgBin, pgSuperuserEnv, startHttpService, startPostgres, startTlsServer, type MotoService, type PostgresService } from '../services/index.js';
+import {
+  makeTestCertificates,
+  pgBin,
+  pgSuperuserEnv,
+  startHttpService,
+  startPostgres,
+  startTlsServer,
+  type MotoService,
+  type PostgresService,
+} from '../services/index.js';
 import { sandboxMoto } from './shared-moto.js';
 import type { SandboxContext, SandboxPart } from './types.js';
 
@@ -24,7 +33,10 @@ export const DR = {
   logsBucket: 'logs-bucket',
 } as const;
 
-export const batchTo = (ip: string) => ({ Comment: 'runbook test', Changes: [{ Action: 'UPSERT', ResourceRecordSet: { Name: DR.record, Type: 'A', TTL: 60, ResourceRecords: [{ Value: ip }] } }] });
+export const batchTo = (ip: string) => ({
+  Comment: 'runbook test',
+  Changes: [{ Action: 'UPSERT', ResourceRecordSet: { Name: DR.record, Type: 'A', TTL: 60, ResourceRecords: [{ Value: ip }] } }],
+});
 
 function awsConfig(moto: MotoService, region: string) {
   return { region, endpoint: moto.endpoint, forcePathStyle: true, credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' } };
@@ -42,8 +54,17 @@ export async function seedDrAws(moto: MotoService): Promise<{ zoneId: string }> 
   for (const side of [DR.primary, DR.dr]) {
     const ecs = new ecsm.ECSClient(awsConfig(moto, side.region));
     await ecs.send(new ecsm.CreateClusterCommand({ clusterName: side.cluster }));
-    await ecs.send(new ecsm.RegisterTaskDefinitionCommand({ family: 'app', containerDefinitions: [{ name: 'api', image: 'registry.example.com/api:1.0.0', memory: 256 }] }));
-    await ecs.send(new ecsm.CreateServiceCommand({ cluster: side.cluster, serviceName: side.service, taskDefinition: 'app', desiredCount: side === DR.primary ? DR.primary.desiredCount : 0 }));
+    await ecs.send(
+      new ecsm.RegisterTaskDefinitionCommand({ family: 'app', containerDefinitions: [{ name: 'api', image: 'registry.example.com/api:1.0.0', memory: 256 }] }),
+    );
+    await ecs.send(
+      new ecsm.CreateServiceCommand({
+        cluster: side.cluster,
+        serviceName: side.service,
+        taskDefinition: 'app',
+        desiredCount: side === DR.primary ? DR.primary.desiredCount : 0,
+      }),
+    );
     ecs.destroy();
   }
   return { zoneId };
@@ -97,7 +118,10 @@ export async function s3Client(moto: MotoService) {
 export async function putObject(moto: MotoService, bucket: string, key: string, body: Buffer | string, opts: { create?: boolean } = {}): Promise<void> {
   const { s3, s3m } = await s3Client(moto);
   try {
-    if (opts.create) await s3.send(new s3m.CreateBucketCommand({ Bucket: bucket })).catch((e: { name?: string }) => { if (e.name !== 'BucketAlreadyOwnedByYou') throw e; });
+    if (opts.create)
+      await s3.send(new s3m.CreateBucketCommand({ Bucket: bucket })).catch((e: { name?: string }) => {
+        if (e.name !== 'BucketAlreadyOwnedByYou') throw e;
+      });
     await s3.send(new s3m.PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
   } finally {
     s3.destroy();
@@ -145,7 +169,9 @@ export async function startDrPart(ctx: SandboxContext): Promise<SandboxPart> {
     const dump = await makeDump(pgSvc, join(ctx.dir, 'app.dump'));
     await putObject(moto, DR.backupBucket, `${DR.backupPrefix}app-2024-01-01.dump`, dump, { create: true });
     await putObject(moto, DR.logsBucket, 'archive/.keep', '', { create: true });
-    const drHealth = await startHttpService((req) => (req.pathname === '/health' ? { status: 200, body: { status: 'ok', region: DR.dr.region } } : { status: 404 }));
+    const drHealth = await startHttpService((req) =>
+      req.pathname === '/health' ? { status: 200, body: { status: 'ok', region: DR.dr.region } } : { status: 404 },
+    );
     stops.unshift(() => drHealth.stop());
 
     const certs = await makeTestCertificates(join(ctx.dir, 'certs'), [{ name: 'web', hosts: ['localhost', '127.0.0.1'], days: 90 }]);
@@ -229,7 +255,13 @@ export async function startFaultProxy(moto: MotoService): Promise<FaultProxy> {
       const body = Buffer.concat(chunks);
       const auth = String(req.headers.authorization ?? '');
       const region = /Credential=[^/]+\/\d+\/([^/]+)\//.exec(auth)?.[1] ?? '';
-      const seen: ProxiedRequest = { method: req.method ?? 'GET', path: req.url ?? '/', target: String(req.headers['x-amz-target'] ?? ''), region, body: body.toString() };
+      const seen: ProxiedRequest = {
+        method: req.method ?? 'GET',
+        path: req.url ?? '/',
+        target: String(req.headers['x-amz-target'] ?? ''),
+        region,
+        body: body.toString(),
+      };
       proxy.seen.push(seen);
       const f = proxy.fault?.(seen);
       if (f) {
@@ -260,7 +292,11 @@ export async function startFaultProxy(moto: MotoService): Promise<FaultProxy> {
 }
 
 /** An ECS (JSON protocol) error reply. */
-export const ecsError = (type: string, message: string) => ({ status: 400, headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': type }, body: JSON.stringify({ __type: type, message }) });
+export const ecsError = (type: string, message: string) => ({
+  status: 400,
+  headers: { 'content-type': 'application/x-amz-json-1.1', 'x-amzn-errortype': type },
+  body: JSON.stringify({ __type: type, message }),
+});
 /** A Route 53 (REST-XML) error reply. */
 export const route53Error = (code: string, message: string) => ({
   status: 400,

@@ -32,7 +32,15 @@ export async function startStatusPage(token = STATUSPAGE_TOKEN): Promise<{ servi
       const status = inc.status ?? 'investigating';
       if (!STATUSES.has(status)) return { status: 422, body: { error: `invalid status ${status}` } };
       const id = `inc${String(next++).padStart(9, '0')}`;
-      const created: FakeIncident = { id, name: inc.name, status, shortlink: `https://stspg.io/${id}`, created_at: now, updated_at: now, incident_updates: [{ status, body: inc.body ?? '', created_at: now }] };
+      const created: FakeIncident = {
+        id,
+        name: inc.name,
+        status,
+        shortlink: `https://stspg.io/${id}`,
+        created_at: now,
+        updated_at: now,
+        incident_updates: [{ status, body: inc.body ?? '', created_at: now }],
+      };
       incidents.set(id, created);
       return { status: 201, body: created };
     }
@@ -65,15 +73,20 @@ export function writeAccessLog(path: string, rows: Array<{ method: string; path:
     const p = (n: number) => String(n).padStart(2, '0');
     return `${p(d.getUTCDate())}/${mon}/${d.getUTCFullYear()}:${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
   };
-  const text = rows.map((r, i) => `10.0.0.${(i % 250) + 1} - - [${fmt(now - r.agoMs)}] "${r.method} ${r.path} HTTP/1.1" ${r.status} ${512 + i} "-" "curl/8.5.0"`).join('\n') + '\n';
+  const text =
+    rows
+      .map((r, i) => `10.0.0.${(i % 250) + 1} - - [${fmt(now - r.agoMs)}] "${r.method} ${r.path} HTTP/1.1" ${r.status} ${512 + i} "-" "curl/8.5.0"`)
+      .join('\n') + '\n';
   writeFileSync(path, text);
 }
 
 /** The sandbox's default access log: checkout failing, the rest fine, some requests older than an hour. */
 export function defaultAccessRows(): Array<{ method: string; path: string; status: number; agoMs: number }> {
   const rows: Array<{ method: string; path: string; status: number; agoMs: number }> = [];
-  for (let i = 0; i < 40; i++) rows.push({ method: 'GET', path: `/api/orders/${1000 + i}?expand=items`, status: i % 20 === 0 ? 404 : 200, agoMs: 30 * 60_000 - i * 1000 });
-  for (let i = 0; i < 20; i++) rows.push({ method: 'POST', path: '/api/checkout', status: i % 4 === 0 ? 200 : i % 2 ? 502 : 500, agoMs: 20 * 60_000 - i * 1000 });
+  for (let i = 0; i < 40; i++)
+    rows.push({ method: 'GET', path: `/api/orders/${1000 + i}?expand=items`, status: i % 20 === 0 ? 404 : 200, agoMs: 30 * 60_000 - i * 1000 });
+  for (let i = 0; i < 20; i++)
+    rows.push({ method: 'POST', path: '/api/checkout', status: i % 4 === 0 ? 200 : i % 2 ? 502 : 500, agoMs: 20 * 60_000 - i * 1000 });
   for (let i = 0; i < 10; i++) rows.push({ method: 'GET', path: '/health', status: 200, agoMs: 5 * 60_000 - i * 1000 });
   // Outside a one-hour window.
   for (let i = 0; i < 5; i++) rows.push({ method: 'POST', path: '/api/login', status: 500, agoMs: 3 * 3_600_000 });
@@ -87,7 +100,9 @@ export function defaultAccessRows(): Array<{ method: string; path: string; statu
 export async function startIncidentPart(ctx: SandboxContext): Promise<SandboxPart> {
   const page = await startStatusPage();
   const metricsDoc = { window: '5m', requests: 1200, errors: 42, error_rate: 0.035, latency_p99_ms: 840, by_status: { '5xx': 40, '4xx': 2 } };
-  const metrics = await startHttpService((req) => (req.pathname === '/api/errors' ? { status: 200, body: metricsDoc } : { status: 404, body: { error: 'not found' } }));
+  const metrics = await startHttpService((req) =>
+    req.pathname === '/api/errors' ? { status: 200, body: metricsDoc } : { status: 404, body: { error: 'not found' } },
+  );
   const deps = await startHttpService((req) => {
     const m = /^\/(payment-gateway|auth-service|cdn)\/health$/.exec(req.pathname);
     return m ? { status: 200, body: { status: 'ok', service: m[1] } } : { status: 404, body: { error: 'not found' } };

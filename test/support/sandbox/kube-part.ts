@@ -11,7 +11,14 @@ export async function startKubePart(ctx: SandboxContext): Promise<SandboxPart> {
     name: ctx.deployment,
     replicas: 3,
     labels: { app: 'api' },
-    containers: [{ name: 'api', image: 'registry.example.com/api:1.0.0', env: [{ name: 'MODE', value: 'normal' }], resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } } }],
+    containers: [
+      {
+        name: 'api',
+        image: 'registry.example.com/api:1.0.0',
+        env: [{ name: 'MODE', value: 'normal' }],
+        resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '500m', memory: '512Mi' } },
+      },
+    ],
   });
   // The application's own HTTP endpoints: health and the circuit-breaker admin API.
   const breaker = { enabled: false };
@@ -42,14 +49,21 @@ export async function startKubePart(ctx: SandboxContext): Promise<SandboxPart> {
       // compare once it has caught up.
       await ctx.kube.waitFor(
         async () =>
-          (await ctx.kube.list<KubeObject & { spec?: { unschedulable?: boolean; taints?: Array<{ key: string }> } }>('nodes', { labelSelector: `runbook.test/namespace=${ctx.namespace}` })).every(
-            (n) => (n.spec?.unschedulable === true) === (n.spec?.taints ?? []).some((t) => t.key === 'node.kubernetes.io/unschedulable'),
-          ),
+          (
+            await ctx.kube.list<KubeObject & { spec?: { unschedulable?: boolean; taints?: Array<{ key: string }> } }>('nodes', {
+              labelSelector: `runbook.test/namespace=${ctx.namespace}`,
+            })
+          ).every((n) => (n.spec?.unschedulable === true) === (n.spec?.taints ?? []).some((t) => t.key === 'node.kubernetes.io/unschedulable')),
         { timeoutMs: 20_000, what: 'node taints to follow the cordons' },
       );
       const state = await Promise.all(
         ['deployments', 'horizontalpodautoscalers', 'nodes', 'secrets', 'configmaps'].map(async (resource) =>
-          (await ctx.kube.list<KubeObject & { spec?: unknown; data?: unknown }>(resource, resource === 'nodes' ? { labelSelector: `runbook.test/namespace=${ctx.namespace}` } : { namespace: ctx.namespace }))
+          (
+            await ctx.kube.list<KubeObject & { spec?: unknown; data?: unknown }>(
+              resource,
+              resource === 'nodes' ? { labelSelector: `runbook.test/namespace=${ctx.namespace}` } : { namespace: ctx.namespace },
+            )
+          )
             .map((o) => JSON.stringify([resource, o.metadata.namespace, o.metadata.name, o.metadata.labels, o.spec, o.data]))
             .sort(),
         ),

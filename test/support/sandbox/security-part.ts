@@ -16,9 +16,9 @@ export async function startSecurityPart(ctx: SandboxContext): Promise<SandboxPar
       "import { readFileSync, writeFileSync } from 'node:fs';",
       'const file = process.argv[2];',
       "const next = Number(readFileSync(file, 'utf8')) + 1;",
-      "writeFileSync(file, `${next}\\n`);",
-      "console.log(`rotated api credentials: generation ${next}`);",
-      "console.log(`API_TOKEN=tok${next}x9f8e7d6c5b4a3f2e1d0c9b8a7`);",
+      'writeFileSync(file, `${next}\\n`);',
+      'console.log(`rotated api credentials: generation ${next}`);',
+      'console.log(`API_TOKEN=tok${next}x9f8e7d6c5b4a3f2e1d0c9b8a7`);',
       '',
     ].join('\n'),
   );

@@ -67,10 +67,7 @@ function send(res: http.ServerResponse, reply: HttpReply): void {
   res.end(payload);
 }
 
-export async function startHttpService(
-  routes: HttpRoutes,
-  opts: StartHttpServiceOptions = {},
-): Promise<HttpService> {
+export async function startHttpService(routes: HttpRoutes, opts: StartHttpServiceOptions = {}): Promise<HttpService> {
   let handler = routes;
   const requests: RecordedRequest[] = [];
   const sockets = new Set<Socket>();

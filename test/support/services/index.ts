@@ -18,15 +18,7 @@ export {
   waitFor,
   type WaitOptions,
 } from './util.js';
-export {
-  POSTGRES_INSTALL_HINT,
-  pgBin,
-  pgBinDir,
-  pgSuperuserEnv,
-  startPostgres,
-  type PostgresService,
-  type StartPostgresOptions,
-} from './postgres.js';
+export { POSTGRES_INSTALL_HINT, pgBin, pgBinDir, pgSuperuserEnv, startPostgres, type PostgresService, type StartPostgresOptions } from './postgres.js';
 export {
   REDIS_INSTALL_HINT,
   RespError,

@@ -3,18 +3,7 @@
  * Point the AWS SDK at it with `env()` (AWS_ENDPOINT_URL etc.).
  */
 import * as path from 'node:path';
-import {
-  LOOPBACK,
-  StartError,
-  freePort,
-  processGroup,
-  requireBinary,
-  spawnService,
-  startupError,
-  waitFor,
-  withPortRetry,
-  type Spawned,
-} from './util.js';
+import { LOOPBACK, StartError, freePort, processGroup, requireBinary, spawnService, startupError, waitFor, withPortRetry } from './util.js';
 
 export const MOTO_INSTALL_HINT = "pip install 'moto[server]'";
 

@@ -136,9 +136,7 @@ function postgresOsUser(): OsUser | undefined {
     .split('\n')
     .find((l) => l.startsWith('postgres:'));
   if (!line) {
-    throw new Error(
-      `OS user "postgres" not found (PostgreSQL refuses to run as root): ${POSTGRES_INSTALL_HINT}`,
-    );
+    throw new Error(`OS user "postgres" not found (PostgreSQL refuses to run as root): ${POSTGRES_INSTALL_HINT}`);
   }
   const f = line.split(':');
   return { uid: Number(f[2]), gid: Number(f[3]) };
@@ -151,9 +149,7 @@ async function runPg(
   args: string[],
   opts: { cwd: string; logFile: string; what: string; env?: Record<string, string> },
 ): Promise<void> {
-  const [file, argv] = osUser
-    ? [requireBinary('runuser', 'apt-get install -y util-linux'), ['-u', 'postgres', '--', bin, ...args]]
-    : [bin, args];
+  const [file, argv] = osUser ? [requireBinary('runuser', 'apt-get install -y util-linux'), ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
   const res = await execa(file, argv, {
     cwd: opts.cwd,
     env: { ...opts.env, LC_ALL: 'C' },
@@ -327,12 +323,15 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
       osUser,
       initdb,
       [
-        '-D', dataDir,
-        '-U', user,
+        '-D',
+        dataDir,
+        '-U',
+        user,
         '--auth-local=trust',
         '--auth-host=scram-sha-256',
         `--pwfile=${pwFile}`,
-        '-E', 'UTF8',
+        '-E',
+        'UTF8',
         '--locale=C',
         '--no-sync',
         '--no-instructions',
@@ -389,9 +388,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
         await admin.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
       }
       if (opts.replica) {
-        await admin.query(
-          `CREATE ROLE ${replicationUser} WITH REPLICATION LOGIN PASSWORD '${replicationPassword}'`,
-        );
+        await admin.query(`CREATE ROLE ${replicationUser} WITH REPLICATION LOGIN PASSWORD '${replicationPassword}'`);
       }
     } finally {
       await admin.end();
@@ -404,10 +401,13 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
         osUser,
         pgBin('pg_basebackup'),
         [
-          '-D', replicaDataDir,
-          '-d', `host=${LOOPBACK} port=${primaryPort.port} user=${replicationUser} password=${replicationPassword} application_name=replica`,
+          '-D',
+          replicaDataDir,
+          '-d',
+          `host=${LOOPBACK} port=${primaryPort.port} user=${replicationUser} password=${replicationPassword} application_name=replica`,
           '-R',
-          '-X', 'stream',
+          '-X',
+          'stream',
           '--checkpoint=fast',
           '--no-sync',
         ],
@@ -415,7 +415,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
       );
       fs.appendFileSync(
         path.join(replicaDataDir, 'postgresql.conf'),
-        ["", "# --- replica ---", "cluster_name = 'replica'", 'hot_standby_feedback = on', ''].join('\n'),
+        ['', '# --- replica ---', "cluster_name = 'replica'", 'hot_standby_feedback = on', ''].join('\n'),
       );
       await startPostmaster(osUser, replicaDataDir, replicaLogFile, replicaPort, creds, 'postgres replica', track);
       // The primary must see the standby streaming.
@@ -425,9 +425,7 @@ export async function startPostgres(opts: StartPostgresOptions = {}): Promise<Po
         await waitFor(
           'the replica to be streaming (pg_stat_replication)',
           async () => {
-            const r = await mon.query<{ state: string }>(
-              "select state from pg_stat_replication where state = 'streaming'",
-            );
+            const r = await mon.query<{ state: string }>("select state from pg_stat_replication where state = 'streaming'");
             return r.rowCount ? true : undefined;
           },
           { timeoutMs: 30_000 },

@@ -7,18 +7,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { execa } from 'execa';
-import {
-  LOOPBACK,
-  StartError,
-  freePort,
-  processGroup,
-  requireBinary,
-  spawnService,
-  startupError,
-  waitFor,
-  withPortRetry,
-  type Spawned,
-} from './util.js';
+import { LOOPBACK, StartError, freePort, processGroup, requireBinary, spawnService, startupError, waitFor, withPortRetry, type Spawned } from './util.js';
 
 export const REDIS_INSTALL_HINT = 'apt-get install -y redis-server';
 
@@ -80,11 +69,7 @@ function parse(buf: Buffer, offset: number): { value: RespValue; next: number } 
  * Send commands on one short-lived connection and return one reply per command
  * (error replies are returned as RespError values, not thrown).
  */
-export function redisCommands(
-  port: number,
-  commands: readonly (readonly string[])[],
-  opts: { host?: string; timeoutMs?: number } = {},
-): Promise<RespValue[]> {
+export function redisCommands(port: number, commands: readonly (readonly string[])[], opts: { host?: string; timeoutMs?: number } = {}): Promise<RespValue[]> {
   return new Promise((resolve, reject) => {
     const sock = net.connect({ host: opts.host ?? LOOPBACK, port });
     let buf = Buffer.alloc(0);
@@ -152,14 +137,22 @@ async function spawnRedis(
     for (let i = 0; i < extraPorts; i++) extra.push(await freePort());
     const logFile = path.join(dir, `redis-${port}.log`);
     const args = [
-      '--port', String(port),
-      '--bind', LOOPBACK,
-      '--save', '',
-      '--appendonly', 'no',
-      '--dir', dir,
-      '--daemonize', 'no',
-      '--logfile', '',
-      '--loglevel', 'notice',
+      '--port',
+      String(port),
+      '--bind',
+      LOOPBACK,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      '--daemonize',
+      'no',
+      '--logfile',
+      '',
+      '--loglevel',
+      'notice',
       ...extraArgs(port, extra),
     ];
     const proc = spawnService(redisServer, args, {
@@ -224,11 +217,7 @@ export async function startRedis(opts: StartRedisOptions = {}): Promise<RedisSer
       0,
       (p) => procs.push(p),
     );
-    const auth = username
-      ? `${encodeURIComponent(username)}:${encodeURIComponent(password ?? '')}@`
-      : password
-        ? `:${encodeURIComponent(password)}@`
-        : '';
+    const auth = username ? `${encodeURIComponent(username)}:${encodeURIComponent(password ?? '')}@` : password ? `:${encodeURIComponent(password)}@` : '';
     const svc: RedisService = {
       url: `redis://${auth}${LOOPBACK}:${port}`,
       host: LOOPBACK,
@@ -281,12 +270,17 @@ export async function startRedisCluster(opts: StartRedisClusterOptions = {}): Pr
           `redis cluster node ${i}`,
           path.join(dir, `node${i}`),
           (port, [busPort]) => [
-            '--cluster-enabled', 'yes',
-            '--cluster-config-file', path.join(dir, `node${i}`, `nodes-${port}.conf`),
+            '--cluster-enabled',
+            'yes',
+            '--cluster-config-file',
+            path.join(dir, `node${i}`, `nodes-${port}.conf`),
             // Explicit bus port: port+10000 may be past 65535 or taken.
-            '--cluster-port', String(busPort),
-            '--cluster-node-timeout', String(opts.nodeTimeoutMs ?? 2000),
-            '--cluster-require-full-coverage', 'yes',
+            '--cluster-port',
+            String(busPort),
+            '--cluster-node-timeout',
+            String(opts.nodeTimeoutMs ?? 2000),
+            '--cluster-require-full-coverage',
+            'yes',
           ],
           1,
           (p) => procs.push(p),
@@ -298,16 +292,12 @@ export async function startRedisCluster(opts: StartRedisClusterOptions = {}): Pr
     const started = settled.map((r) => (r as PromiseFulfilledResult<RedisProc>).value);
     const nodes = started.map((s) => ({ host: LOOPBACK, port: s.port }));
     const createLog = path.join(dir, 'cluster-create.log');
-    const res = await execa(
-      redisCli,
-      [
-        '--cluster', 'create',
-        ...nodes.map((n) => `${n.host}:${n.port}`),
-        '--cluster-replicas', '0',
-        '--cluster-yes',
-      ],
-      { reject: false, all: true, stdin: 'ignore', timeout: 30_000 },
-    );
+    const res = await execa(redisCli, ['--cluster', 'create', ...nodes.map((n) => `${n.host}:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      reject: false,
+      all: true,
+      stdin: 'ignore',
+      timeout: 30_000,
+    });
     fs.writeFileSync(createLog, res.all ?? '');
     if (res.exitCode !== 0 || !/All 16384 slots covered/.test(res.all ?? '')) {
       throw startupError('redis cluster', `redis-cli --cluster create exited with ${res.exitCode}`, createLog, false);

@@ -59,16 +59,12 @@ beforeAll(async () => {
   const results = await Promise.allSettled([
     timed('postgres+replica', () => startPostgres({ replica: true })).then((s) => (pgSvc = s)),
     timed('redis', () => startRedis()).then((s) => (redis = s)),
-    timed('redis (acl+password)', () => startRedis({ username: 'ops', password: 's3cret-pw' })).then(
-      (s) => (redisProtected = s),
-    ),
+    timed('redis (acl+password)', () => startRedis({ username: 'ops', password: 's3cret-pw' })).then((s) => (redisProtected = s)),
     timed('redis cluster', () => startRedisCluster()).then((s) => (cluster = s)),
     timed('moto', () => startMoto()).then((s) => (moto = s)),
-    timed('http', () =>
-      startHttpService((req) =>
-        req.pathname === '/health' ? { status: 200, body: { ok: true } } : { status: 404, body: 'nope' },
-      ),
-    ).then((s) => (http = s)),
+    timed('http', () => startHttpService((req) => (req.pathname === '/health' ? { status: 200, body: { ok: true } } : { status: 404, body: 'nope' }))).then(
+      (s) => (http = s),
+    ),
     (async () => {
       const t0 = performance.now();
       certs = await makeTestCertificates(certDir, [
@@ -79,9 +75,7 @@ beforeAll(async () => {
       timings['certificates'] = Math.round(performance.now() - t0);
       for (const name of ['valid', 'expired', 'self']) {
         const c = certs.certs[name]!;
-        tlsServers[name] = await timed(`tls ${name}`, () =>
-          startTlsServer({ certPem: name === 'valid' ? c.chainPem : c.certPem, keyPem: c.keyPem }),
-        );
+        tlsServers[name] = await timed(`tls ${name}`, () => startTlsServer({ certPem: name === 'valid' ? c.chainPem : c.certPem, keyPem: c.keyPem }));
       }
     })(),
   ]);
@@ -131,18 +125,14 @@ describe('postgres', () => {
     const replica = new pg.Client({ connectionString: pgSvc.replicaUrl! });
     await Promise.all([primary.connect(), replica.connect()]);
     try {
-      const rep = await primary.query<{ state: string; application_name: string }>(
-        'select state, application_name from pg_stat_replication',
-      );
+      const rep = await primary.query<{ state: string; application_name: string }>('select state, application_name from pg_stat_replication');
       expect(rep.rows).toEqual([{ state: 'streaming', application_name: 'replica' }]);
       await primary.query('create table smoke (id int primary key, note text)');
       await primary.query("insert into smoke values (1, 'from primary')");
       const row = await waitFor(
         'row on replica',
         async () => {
-          const r = await replica.query<{ note: string }>(
-            "select note from smoke where id = 1",
-          ).catch(() => undefined);
+          const r = await replica.query<{ note: string }>('select note from smoke where id = 1').catch(() => undefined);
           return r?.rows[0];
         },
         { timeoutMs: 5000 },

@@ -60,7 +60,10 @@ async function openssl(args: string[], cwd: string): Promise<void> {
 
 /** openssl ca -startdate/-enddate format (GeneralizedTime, seconds precision). */
 function asn1Time(d: Date): string {
-  return d.toISOString().replace(/[-:T]/g, '').replace(/\.\d+Z$/, 'Z');
+  return d
+    .toISOString()
+    .replace(/[-:T]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
 }
 
 const floorSeconds = (ms: number): Date => new Date(Math.floor(ms / 1000) * 1000);
@@ -113,9 +116,7 @@ export async function makeTestCertificates(dir: string, specs: CertSpec[]): Prom
     specs.map(async (spec): Promise<IssuedCert> => {
       const days = spec.days ?? 365;
       const notAfter = floorSeconds(spec.notAfter?.getTime() ?? now + days * 86_400_000);
-      const notBefore = floorSeconds(
-        spec.notBefore?.getTime() ?? (notAfter.getTime() > now ? now - 3_600_000 : notAfter.getTime() - 30 * 86_400_000),
-      );
+      const notBefore = floorSeconds(spec.notBefore?.getTime() ?? (notAfter.getTime() > now ? now - 3_600_000 : notAfter.getTime() - 30 * 86_400_000));
       const base = path.join(dir, spec.name);
       const cnf = `${base}.cnf`;
       const csr = `${base}.csr`;
@@ -162,10 +163,21 @@ export async function makeTestCertificates(dir: string, specs: CertSpec[]): Prom
       await openssl(['req', '-new', '-config', cnf, ...EC_KEY, '-keyout', key, '-out', csr], dir);
       await openssl(
         [
-          'ca', '-batch', '-config', cnf, '-extensions', 'leaf_ext', '-notext',
-          '-in', csr, '-out', crt,
-          '-startdate', asn1Time(notBefore),
-          '-enddate', asn1Time(notAfter),
+          'ca',
+          '-batch',
+          '-config',
+          cnf,
+          '-extensions',
+          'leaf_ext',
+          '-notext',
+          '-in',
+          csr,
+          '-out',
+          crt,
+          '-startdate',
+          asn1Time(notBefore),
+          '-enddate',
+          asn1Time(notAfter),
           ...(spec.selfSigned ? ['-selfsign', '-keyfile', key] : ['-cert', caCert, '-keyfile', caKey]),
         ],
         dir,

@@ -137,10 +137,7 @@ export function tailFile(file: string, max = 4000): string {
 
 export function startupError(what: string, reason: string, logFile: string, addrInUse?: boolean): StartError {
   const log = tailFile(logFile);
-  return new StartError(
-    `${what} failed to start: ${reason}\n--- ${logFile} ---\n${log}`,
-    addrInUse ?? ADDR_IN_USE_RE.test(log),
-  );
+  return new StartError(`${what} failed to start: ${reason}\n--- ${logFile} ---\n${log}`, addrInUse ?? ADDR_IN_USE_RE.test(log));
 }
 
 export interface WaitOptions {
@@ -154,11 +151,7 @@ export interface WaitOptions {
  * Poll `probe` every ~50 ms until it returns a value other than undefined/false.
  * Probe exceptions are treated as "not ready yet" and remembered for the timeout message.
  */
-export async function waitFor<T>(
-  what: string,
-  probe: () => Promise<T | undefined | false> | T | undefined | false,
-  opts: WaitOptions = {},
-): Promise<T> {
+export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, opts: WaitOptions = {}): Promise<T> {
   const timeoutMs = opts.timeoutMs ?? 30_000;
   const intervalMs = opts.intervalMs ?? 50;
   const deadline = Date.now() + timeoutMs;
@@ -215,11 +208,7 @@ function signal(pid: number, sig: NodeJS.Signals, group: boolean): void {
 }
 
 /** Signal a process (or its group) and wait until it is gone; escalate to SIGKILL after `graceMs`. */
-export async function killAndWait(
-  pid: number,
-  sig: NodeJS.Signals = 'SIGTERM',
-  opts: { graceMs?: number; group?: boolean } = {},
-): Promise<void> {
+export async function killAndWait(pid: number, sig: NodeJS.Signals = 'SIGTERM', opts: { graceMs?: number; group?: boolean } = {}): Promise<void> {
   const group = opts.group ?? false;
   if (!isAlive(pid)) return;
   signal(pid, sig, group);
@@ -262,11 +251,7 @@ export interface Spawned {
  * Spawn a long-running service process with an argument array (no shell), stdout and
  * stderr appended to `logFile`, in its own process group so that stop kills everything it forked.
  */
-export function spawnService(
-  file: string,
-  args: readonly string[],
-  opts: { logFile: string; cwd?: string; env?: NodeJS.ProcessEnv },
-): Spawned {
+export function spawnService(file: string, args: readonly string[], opts: { logFile: string; cwd?: string; env?: NodeJS.ProcessEnv }): Spawned {
   const fd = fs.openSync(opts.logFile, 'a');
   let child: ChildProcess;
   try {
