@@ -126,7 +126,13 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
   };
   builtin('list', '', 'List every procedure and what it can change');
   builtin('explain', '<procedure...>', 'The training view: each step, why, the equivalent command, and what the seed got wrong');
-  builtin('history', '', 'Past runs from the journal').option('--limit <n>', 'how many', '20');
+  builtin('history', '', 'Past runs from the journal, newest first (-e: of that environment only)')
+    .option('--limit <n>', 'how many', '20')
+    .option('--procedure <name>', 'only runs of this procedure (e.g. "db restart")')
+    .option('--since <duration>', 'only runs that started within this window (e.g. 2h, 7d)')
+    .option('--status <status>', 'only runs that ended so: succeeded, failed, declined, interrupted, partial, locked, check-failed')
+    .option('--operator <who>', 'only runs by this operator (user@host, or the user part)')
+    .option('--no-dry-runs', 'leave out dry runs');
   builtin('show', '<run-id>', 'One run from the journal: parameters, gates, steps and their data');
   builtin('resume', '<run-id>', 'Continue a failed or interrupted run from its first unfinished step');
   builtin('rbac', '[procedure...]', 'The least-privilege Kubernetes Role (and ClusterRole for nodes) the procedures need, derived from what they call')

@@ -4,13 +4,13 @@ import type { Procedure } from '../core/procedure.js';
 import { catalog, findEntry } from '../procedures/catalog.js';
 import { table } from '../core/table.js';
 import { didYouMean } from '../core/suggest.js';
-import { journalDir, summarize, isRunId, type CompensationEvent, type JournalEvent, type RunStartEvent } from '../core/journal.js';
+import { journalDir, summarize, isRunId, type CompensationEvent, type JournalEvent, type RunStartEvent, type RunSummary } from '../core/journal.js';
 import { openJournal, runSummary, type JournalReader } from '../core/journal-reader.js';
 import { exampleConfig } from '../core/example-config.js';
 import { gateKind } from '../core/gates.js';
 import { stepRisk } from '../core/procedure.js';
 import { parseParam } from '../core/params.js';
-import { formatDuration } from '../core/duration.js';
+import { formatDuration, parseDuration } from '../core/duration.js';
 import type { Session } from '../core/session.js';
 import { jsonText, visible } from '../core/terminal.js';
 import { executeProcedure, resolveTarget } from './run-procedure.js';
@@ -159,9 +159,30 @@ async function journal(session: Session): Promise<JournalReader> {
 async function history(session: Session, opts: Record<string, unknown>): Promise<number> {
   const limit = Number(opts.limit ?? 20);
   if (!Number.isInteger(limit) || limit < 1) throw new UsageError(`--limit must be a positive whole number`);
+  const procedure = typeof opts.procedure === 'string' ? opts.procedure.trim().replace(/-/, ' ') : undefined;
+  if (procedure !== undefined && !findEntry(procedure.split(/\s+/))) {
+    throw new UsageError(
+      `unknown procedure "${procedure}"`,
+      didYouMean(
+        procedure,
+        catalog.map((e) => e.name),
+      ) || 'runbook list shows them all',
+    );
+  }
+  const since = opts.since === undefined ? undefined : session.now().getTime() - parseDuration(String(opts.since));
+  const status = typeof opts.status === 'string' ? opts.status : undefined;
+  const statuses = ['succeeded', 'failed', 'declined', 'interrupted', 'partial', 'locked', 'check-failed', 'running'];
+  if (status !== undefined && !statuses.includes(status))
+    throw new UsageError(`--status must be one of ${statuses.join(', ')}`, didYouMean(status, statuses) || undefined);
+  const operator = typeof opts.operator === 'string' ? opts.operator : undefined;
   const j = await journal(session);
-  // The newest `limit` runs (dry runs too): only their files are read.
-  const runs = (await j.runs({ limit, includeDryRuns: true })).map(runSummary);
+  const query = { procedure, env: session.flags.env, since, includeDryRuns: opts.dryRuns !== false };
+  // Only the files of the runs shown are read; a filter the reader cannot apply up front reads on until `limit` match.
+  const wanted = (r: RunSummary) =>
+    (status === undefined || r.status === status) && (operator === undefined || r.operator === operator || r.operator.split('@')[0] === operator);
+  const runs = (status === undefined && operator === undefined ? await j.runs({ ...query, limit }) : (await j.runs(query)).filter(wanted).slice(0, limit)).map(
+    runSummary,
+  );
   if (session.flags.json) outJson(session, runs);
   else if (runs.length === 0) session.reporter.info(`no runs in ${j.dir}`);
   else

@@ -369,3 +369,37 @@ describe('ctx.journal', () => {
     expect(r.stderr).not.toMatch(/skipped/);
   });
 });
+
+describe('history filters (issue 12)', () => {
+  const now = new Date('2026-06-01T12:00:00Z');
+  const setup = () =>
+    journalOf([
+      { at: '2026-06-01T08:00:00Z', procedure: 'db restart', env: 'production', suffix: 'aaaa' },
+      { at: '2026-06-01T11:00:00Z', procedure: 'app scale', env: 'staging', suffix: 'bbbb', end: { status: 'failed', exitCode: 1 } },
+      { at: '2026-06-01T11:30:00Z', procedure: 'app scale', env: 'production', suffix: 'cccc' },
+      { at: '2026-06-01T11:45:00Z', procedure: 'app scale', env: 'production', suffix: 'dddd', dryRun: 'plan' },
+    ]);
+  const history = (dir: string, args: string[]) => runCli(['history', '--json', ...args], { env: { RUNBOOK_JOURNAL_DIR: dir }, now: () => now });
+  const ids = (stdout: string) => (JSON.parse(stdout) as Array<{ runId: string }>).map((r) => r.runId.slice(-4));
+
+  it('by procedure, environment (-e), time window, status, operator and without dry runs', async () => {
+    const { dir } = setup();
+    expect(ids((await history(dir, [])).stdout)).toEqual(['dddd', 'cccc', 'bbbb', 'aaaa']);
+    expect(ids((await history(dir, ['--procedure', 'app scale'])).stdout)).toEqual(['dddd', 'cccc', 'bbbb']);
+    expect(ids((await history(dir, ['--procedure', 'app-scale', '-e', 'production'])).stdout)).toEqual(['dddd', 'cccc']);
+    expect(ids((await history(dir, ['--since', '2h'])).stdout)).toEqual(['dddd', 'cccc', 'bbbb']);
+    expect(ids((await history(dir, ['--status', 'failed'])).stdout)).toEqual(['bbbb']);
+    expect(ids((await history(dir, ['--operator', 'tester', '--no-dry-runs', '--limit', '2'])).stdout)).toEqual(['cccc', 'bbbb']);
+    expect(ids((await history(dir, ['--operator', 'someone-else'])).stdout)).toEqual([]);
+  });
+
+  it('a mistyped procedure or status is a usage error with a suggestion (exit 2)', async () => {
+    const { dir } = setup();
+    const p = await history(dir, ['--procedure', 'db restat']);
+    expect(p.code).toBe(2);
+    expect(p.stderr).toMatch(/did you mean "db restart"/);
+    const s = await history(dir, ['--status', 'faild']);
+    expect(s.code).toBe(2);
+    expect(s.stderr).toMatch(/did you mean "failed"/);
+  });
+});
