@@ -1,3 +1,4 @@
+import { pollHealth as pollHealthUrl } from '../shared/health.js';
 import { shellQuote } from '../../core/shell.js';
 import { lockTargets } from '../../core/lock.js';
 import { describeRecord, sameRecord, type ChangeBatch, type RecordChange, type RecordSet } from '../../clients/route53.js';
@@ -5,7 +6,7 @@ import type { EcsServiceState } from '../../clients/ecs.js';
 import { awsErrorMessage } from '../../clients/aws.js';
 import type { EnvironmentConfig, ResolvedEnvironment } from '../../core/config.js';
 import { parseDuration, formatDuration } from '../../core/duration.js';
-import { CheckFailedError, StepError, UsageError, errorMessage } from '../../core/errors.js';
+import { CheckFailedError, StepError, UsageError } from '../../core/errors.js';
 import { stepFor, type Change, type Procedure, type RunData, type StepContext, type StepRef } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { loadChangeBatch } from './change-batch.js';
@@ -202,22 +203,8 @@ async function pollHealth(
   ctx: StepContext<DrParams>,
   h: HealthSpec,
 ): Promise<{ url: string; status: number; attempts: number } | { unhealthy: string; attempts: number }> {
-  const interval = parseDuration(h.interval);
-  const timeout = parseDuration(h.timeout);
-  let last = '';
-  for (let attempt = 1; attempt <= h.attempts; attempt++) {
-    try {
-      const res = await ctx.clients.http.request(h.url, { timeoutMs: timeout, signal: ctx.signal });
-      if (res.status === h.expectStatus) return { url: h.url, status: res.status, attempts: attempt };
-      last = `HTTP ${res.status}`;
-    } catch (err) {
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-      last = errorMessage(err);
-    }
-    ctx.log(`health ${attempt}/${h.attempts}: ${last}`);
-    if (attempt < h.attempts) await sleep(interval, ctx.signal);
-  }
-  return { unhealthy: last, attempts: h.attempts };
+  const r = await pollHealthUrl(ctx, h, (attempt, problem) => ctx.log(`health ${attempt}/${h.attempts}: ${problem}`));
+  return r.healthy ? { url: r.url, status: r.status, attempts: r.attempts } : { unhealthy: r.problem, attempts: r.attempts };
 }
 
 function scaleChange(s: { region: string; cluster: string; service: string }, from: number, to: number): Change {

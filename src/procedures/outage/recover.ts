@@ -1,10 +1,10 @@
 import { lockTargets } from '../../core/lock.js';
 import { CheckFailedError, StepError, UsageError } from '../../core/errors.js';
-import { formatDuration, parseDuration } from '../../core/duration.js';
+import { formatDuration } from '../../core/duration.js';
 import { defineProcedure, stepFor, type StepContext } from '../../core/procedure.js';
 import { parseInteger } from '../../core/params.js';
-import { sleep } from '../../core/sleep.js';
 import { table } from '../../core/table.js';
+import { pollHealth } from '../shared/health.js';
 import { deploymentName, ns } from '../shared/pods.js';
 import { rolloutTimeout, waitForRollout, watchRolloutStep } from '../shared/rollout.js';
 import { changeEnvStep, readEnvStep } from '../shared/env-vars.js';
@@ -65,26 +65,8 @@ async function healthyWithin<P>(
 ): Promise<{ ok: boolean; attempts: number; problem: string }> {
   const h = ctx.env.config.health;
   if (!h) return { ok: true, attempts: 0, problem: '' };
-  const every = parseDuration(h.interval);
-  const deadline = performance.now() + limitMs;
-  let attempts = 0;
-  let problem: string;
-  for (;;) {
-    attempts++;
-    try {
-      const res = await ctx.clients.http.request(h.url, {
-        timeoutMs: Math.min(parseDuration(h.timeout), Math.max(1, Math.ceil(deadline - performance.now()))),
-        signal: ctx.signal,
-      });
-      if (res.status === h.expectStatus) return { ok: true, attempts, problem: '' };
-      problem = `HTTP ${res.status}`;
-    } catch (err) {
-      if (ctx.signal.aborted) throw ctx.signal.reason;
-      problem = (err as Error).message;
-    }
-    if (performance.now() + every > deadline) return { ok: false, attempts, problem };
-    await sleep(every, ctx.signal);
-  }
+  const r = await pollHealth(ctx, { url: h.url, expectStatus: h.expectStatus, interval: h.interval, timeout: h.timeout, withinMs: limitMs });
+  return r.healthy ? { ok: true, attempts: r.attempts, problem: '' } : { ok: false, attempts: r.attempts, problem: r.problem };
 }
 
 const step = stepFor<OutageRecoverParams>();
