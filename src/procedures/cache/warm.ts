@@ -36,7 +36,7 @@ function warmers(ctx: { params: CacheWarmParams; env: StepContext<CacheWarmParam
   return ctx.env.config.cache?.warmers[ctx.params.type] ?? [];
 }
 
-const display = (argv: string[]) => argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : shellQuote(a))).join(' ');
+const display = (argv: string[]) => argv.map(shellQuote).join(' ');
 
 /** A short, unique prefix per command for its output lines. */
 function labels(commands: string[][]): string[] {
