@@ -21,7 +21,7 @@ export interface Prompter {
   select<T extends string>(message: string, choices: Array<{ name: string; value: T }>, signal?: AbortSignal): Promise<T>;
 }
 
-/** Prompts on the terminal with @inquirer/prompts (loaded only when a question is actually asked). */
+/** Prompts on the terminal with @inquirer's prompts (each loaded only when such a question is actually asked). */
 export class TerminalPrompter implements Prompter {
   constructor(private readonly io: IO) {}
 
@@ -30,12 +30,13 @@ export class TerminalPrompter implements Prompter {
   }
 
   async confirm(message: string, signal?: AbortSignal): Promise<boolean> {
-    const { confirm } = await import('@inquirer/prompts');
+    // One prompt package each (not @inquirer/prompts, which brings the editor prompt's encodings along).
+    const { default: confirm } = await import('@inquirer/confirm');
     return asked(() => confirm({ message, default: false }, this.context(signal) as never), signal);
   }
 
   async text(message: string, signal?: AbortSignal, opts: { expect?: string } = {}): Promise<string> {
-    const { input } = await import('@inquirer/prompts');
+    const { default: input } = await import('@inquirer/input');
     const { expect } = opts;
     // inquirer marks every answered prompt ✔; a mistyped confirmation must not look accepted.
     const typed =
@@ -49,7 +50,7 @@ export class TerminalPrompter implements Prompter {
   }
 
   async select<T extends string>(message: string, choices: Array<{ name: string; value: T }>, signal?: AbortSignal): Promise<T> {
-    const { select } = await import('@inquirer/prompts');
+    const { default: select } = await import('@inquirer/select');
     return asked(() => select<T>({ message, choices }, this.context(signal) as never), signal);
   }
 }

@@ -215,6 +215,21 @@ describe('the built CLI', () => {
     expect(v.stderr).toMatch(/\n\s+at .*src\/[\w/.-]+\.ts:\d+:\d+/);
   });
 
+  it('on a terminal, a mistyped environment name is marked ✖ (not ✔) and asked again', async () => {
+    const r = await runInTerminal(
+      ['app', 'scale', '--replicas', '0', '--env', 'sandbox-protected'],
+      [
+        { when: /Type the environment name/, send: 'sandbox-protectd\r' },
+        { when: /tries left\)\. Type the environment name/, send: 'sandbox-protected\r' },
+      ],
+    );
+    expect(r.screen).toContain('sandbox-protectd ✖ not "sandbox-protected"');
+    expect(r.screen).toContain('sandbox-protected ✔');
+    expect(r.code, r.screen).toBe(0);
+    expect(await replicas()).toBe(0);
+    expect((await run(['app', 'scale', '--replicas', '3'])).code).toBe(0);
+  });
+
   it('on a terminal, a severe gate asks for the environment name; typing it approves', async () => {
     const r = await runInTerminal(
       ['app', 'scale', '--replicas', '0', '--env', 'sandbox-protected'],
