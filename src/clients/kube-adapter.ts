@@ -14,16 +14,22 @@ import {
 } from '@kubernetes/client-node';
 import type { V1Deployment, V2HorizontalPodAutoscaler, V1Lease } from '@kubernetes/client-node';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
+import type { ClientRequest, IncomingMessage } from 'node:http';
+import { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { existsSync } from 'node:fs';
 import {
   KubeApiError,
+  type ExecOptions,
+  type ExecResult,
   type KubeClient,
   type KubePermission,
   type KubeTarget,
   type LeaseRecord,
   type PatchType,
   type PodMetrics,
+  type PodPortForward,
+  type PodWebSocket,
   type WatchEvent,
   type WriteOptions,
 } from './kube.js';
@@ -471,7 +477,388 @@ export class KubeAdapter implements KubeClient {
     return answers.filter((p): p is KubePermission => p !== null);
   }
 
+  async execInPod(pod: string, container: string, command: string[], opts: ExecOptions = {}): Promise<ExecResult> {
+    const q = new URLSearchParams();
+    for (const c of command) q.append('command', c);
+    q.set('container', container);
+    q.set('stdout', 'true');
+    q.set('stderr', 'true');
+    const path = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/pods/${encodeURIComponent(pod)}/exec?${q}`;
+    const signal = streamSignal(opts);
+    const ws = await this.openStream(path, ['v5.channel.k8s.io', 'v4.channel.k8s.io'], signal);
+    return runExec(ws, opts, signal, this.server);
+  }
+
+  async portForward(pod: string, port: number): Promise<PodPortForward> {
+    const connect = (signal?: AbortSignal) => this.forwardedConnection(pod, port, signal);
+    return {
+      pod,
+      port,
+      async httpGet(path, o = {}) {
+        const signal = streamSignal(o);
+        const conn = await connect(signal);
+        return httpGetOver(conn, port, path, signal);
+      },
+      async webSocket(path, o = {}) {
+        const signal = streamSignal(o);
+        const conn = await connect(signal);
+        return webSocketOver(conn, port, path, signal);
+      },
+    };
+  }
+
+  /** One TCP connection to the pod's port, as a stream (v4 channel protocol: data on 0, errors on 1). */
+  private async forwardedConnection(pod: string, port: number, signal?: AbortSignal): Promise<Duplex> {
+    const path = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/pods/${encodeURIComponent(pod)}/portforward?ports=${port}`;
+    const ws = await this.openStream(path, ['v4.channel.k8s.io'], signal);
+    return forwardedStream(ws, `pod ${pod} port ${port}`);
+  }
+
+  /** A WebSocket to the API server with the kubeconfig's credentials; an HTTP answer becomes a KubeApiError. */
+  private async openStream(path: string, protocols: string[], signal?: AbortSignal): Promise<WsSocket> {
+    const WebSocket = await loadWebSocket();
+    const options: RequestOptions = {};
+    await this.kc.applyToHTTPSOptions(options);
+    const url = `${this.server.replace(/\/$/, '').replace(/^http/, 'ws')}${path}`;
+    return new Promise<WsSocket>((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const ws = new WebSocket(url, protocols, { ...options, perMessageDeflate: false, handshakeTimeout: 30_000 });
+      let settled = false;
+      const fail = (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        ws.terminate();
+        reject(err);
+      };
+      const onAbort = () => fail(signal!.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      ws.on('open', () => {
+        if (settled) return;
+        settled = true;
+        signal?.removeEventListener('abort', onAbort);
+        resolve(ws);
+      });
+      ws.on('unexpected-response', (_req: ClientRequest, res: IncomingMessage) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += body.length < 4096 ? c : ''));
+        res.on('end', () => {
+          let message = `HTTP ${res.statusCode}`;
+          let reason: string | undefined;
+          try {
+            const status = JSON.parse(body) as { message?: string; reason?: string };
+            message = String(status.message ?? message);
+            reason = status.reason;
+          } catch {
+            if (body.trim()) message = body.trim().slice(0, 200);
+          }
+          fail(new KubeApiError(`Kubernetes API at ${this.server}: ${message} (${res.statusCode})`, res.statusCode ?? 0, reason));
+        });
+        res.on('error', (err) => fail(toKubeError(err, this.server)));
+      });
+      ws.on('error', (err: Error) => fail(toKubeError(err, this.server)));
+    });
+  }
+
   close() {}
+}
+
+// --- exec and port-forward over WebSocket --------------------------------------------------------
+// Over `ws` directly (client-node's Exec and PortForward classes ignore backpressure, drop errors
+// after the handshake, and on a v5 close frame end process.stdout): the kubeconfig's credentials
+// come from KubeConfig.applyToHTTPSOptions, as client-node's own handler takes them.
+
+/** The part of a `ws` WebSocket used here (the package ships no type declarations). */
+interface WsSocket {
+  readonly readyState: number;
+  readonly protocol: string;
+  send(data: Buffer | string, cb?: (err?: Error) => void): void;
+  close(code?: number, reason?: string): void;
+  terminate(): void;
+  pause(): void;
+  resume(): void;
+  on(event: 'open', listener: () => void): this;
+  on(event: 'message', listener: (data: Buffer, isBinary: boolean) => void): this;
+  on(event: 'close', listener: (code: number, reason: Buffer) => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: 'unexpected-response', listener: (req: ClientRequest, res: IncomingMessage) => void): this;
+}
+type WsConstructor = new (url: string, protocols: string[], options: Record<string, unknown>) => WsSocket;
+
+let wsConstructor: WsConstructor | undefined;
+/** `ws` (a dependency of @kubernetes/client-node), loaded only by the commands that exec or forward. */
+async function loadWebSocket(): Promise<WsConstructor> {
+  // @ts-expect-error -- ws ships no type declarations (no @types/ws here); it is used through WsSocket.
+  const mod = (await import('ws')) as { WebSocket?: WsConstructor; default?: WsConstructor };
+  wsConstructor ??= mod.WebSocket ?? mod.default;
+  if (!wsConstructor) throw new Error('the ws package has no WebSocket export');
+  return wsConstructor;
+}
+
+const STDOUT = 1;
+const STDERR = 2;
+const STATUS = 3;
+const STDERR_KEEP = 64 * 1024;
+
+function streamSignal(o: { signal?: AbortSignal; timeoutMs?: number }): AbortSignal | undefined {
+  const timeout = o.timeoutMs ? AbortSignal.timeout(o.timeoutMs) : undefined;
+  if (o.signal && timeout) return AbortSignal.any([o.signal, timeout]);
+  return o.signal ?? timeout;
+}
+
+interface ExecStatus {
+  status?: string;
+  message?: string;
+  reason?: string;
+  details?: { causes?: Array<{ reason?: string; message?: string }> };
+}
+
+/** The exit code a status carries: the kubelet's NonZeroExitCode cause, or kwok's "exit status N" in its message. */
+function exitCodeOf(st: ExecStatus): number | null {
+  if (st.status === 'Success') return 0;
+  const cause = st.details?.causes?.find((c) => c.reason === 'ExitCode');
+  if (st.reason === 'NonZeroExitCode' && cause?.message && /^\d+$/.test(cause.message)) return Number(cause.message);
+  const m = /: exit status (\d+)\s*$/.exec(st.message ?? '');
+  return m ? Number(m[1]) : null;
+}
+
+function runExec(ws: WsSocket, opts: ExecOptions, signal: AbortSignal | undefined, server: string): Promise<ExecResult> {
+  const maxBytes = opts.maxBytes ?? 16 * 1024 * 1024;
+  const out = opts.stdout;
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  let stderr = '';
+  let status: ExecStatus | undefined;
+  return new Promise<ExecResult>((resolve, reject) => {
+    let done = false;
+    const finish = (fn: () => void) => {
+      if (done) return;
+      done = true;
+      signal?.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const onAbort = () => {
+      ws.terminate();
+      finish(() => reject(signal!.reason));
+    };
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let paused = false;
+    const onDrain = () => {
+      paused = false;
+      ws.resume();
+    };
+    ws.on('message', (data: Buffer) => {
+      if (done || data.length === 0) return;
+      const channel = data[0];
+      const payload = data.subarray(1);
+      if (channel === STDOUT) {
+        bytes += payload.length;
+        if (out) {
+          if (!out.write(payload) && !paused) {
+            paused = true;
+            ws.pause();
+            out.once('drain', onDrain);
+          }
+        } else if (bytes > maxBytes) {
+          ws.terminate();
+          finish(() => reject(new Error(`the command printed more than ${maxBytes} bytes`)));
+        } else chunks.push(Buffer.from(payload));
+      } else if (channel === STDERR) {
+        if (stderr.length < STDERR_KEEP) stderr += payload.toString('utf8');
+      } else if (channel === STATUS) {
+        try {
+          status = JSON.parse(payload.toString('utf8')) as ExecStatus;
+        } catch {
+          status = { status: 'Failure', message: payload.toString('utf8').slice(0, 500) };
+        }
+      }
+      // Anything else is CLOSE (v5, 255): a stream the server sends no more on; status and close follow.
+    });
+    ws.on('error', (err: Error) => finish(() => reject(toKubeError(err, server))));
+    ws.on('close', (code: number) => {
+      finish(() => {
+        const stdout = Buffer.concat(chunks);
+        if (!status) {
+          resolve({
+            exitCode: null,
+            stdout,
+            stderr: stderr.slice(0, STDERR_KEEP),
+            bytes,
+            error: `the exec stream closed before the command's status (WebSocket close ${code})`,
+          });
+          return;
+        }
+        const exitCode = exitCodeOf(status);
+        resolve({
+          exitCode,
+          stdout,
+          stderr: stderr.slice(0, STDERR_KEEP),
+          bytes,
+          ...(status.status === 'Success' ? {} : { error: status.message ?? status.reason ?? 'the command failed' }),
+        });
+      });
+    });
+  });
+}
+
+/** The forwarded connection as a Duplex: what the pod's port sends on channel 0, errors on channel 1. */
+function forwardedStream(ws: WsSocket, what: string): Duplex {
+  // Each channel's first frame starts with the port number (2 bytes, little endian).
+  const skipPort = [true, true];
+  let errorText = '';
+  const conn = new Duplex({
+    read() {
+      ws.resume();
+    },
+    write(chunk: Buffer, _enc, cb) {
+      if (ws.readyState !== 1) return cb(new Error(`the port-forward to ${what} is closed`));
+      ws.send(Buffer.concat([Buffer.from([0]), chunk]), (err) => cb(err ?? null));
+    },
+    // The channel protocol has no half-close: ending this side (ws does once the close handshake is
+    // done) closes the whole connection, as there is nothing left to read that anyone waits for.
+    final(cb) {
+      if (ws.readyState <= 1) ws.close();
+      cb();
+    },
+    destroy(err, cb) {
+      if (ws.readyState <= 1) ws.close();
+      cb(err);
+    },
+  });
+  ws.on('message', (data: Buffer) => {
+    if (data.length === 0) return;
+    const channel = data[0];
+    let payload = data.subarray(1);
+    if (channel > 1) return;
+    if (skipPort[channel]) {
+      skipPort[channel] = false;
+      payload = payload.subarray(2);
+    }
+    if (payload.length === 0) return;
+    if (channel === 1) errorText += payload.toString('utf8');
+    else if (!conn.push(Buffer.from(payload))) ws.pause();
+  });
+  ws.on('error', (err: Error) => conn.destroy(err));
+  ws.on('close', () => {
+    if (errorText) conn.destroy(new Error(`port-forward to ${what}: ${errorText.trim().slice(0, 300)}`));
+    else conn.push(null);
+  });
+  // Callers that set socket options on it (http, ws) find them: a forwarded stream has none to set.
+  return Object.assign(conn, { setTimeout: () => conn, setNoDelay: () => conn, setKeepAlive: () => conn, ref: () => conn, unref: () => conn });
+}
+
+/**
+ * A one-shot HTTP/1.1 GET over a forwarded connection. The answer is complete at its Content-Length
+ * (or last chunk, or the end): the channel protocol cannot half-close, so the pod side may keep the
+ * connection open after answering, and it is closed from here.
+ */
+function httpGetOver(conn: Duplex, port: number, path: string, signal?: AbortSignal): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      conn.destroy();
+      fn();
+    };
+    const onAbort = () => settle(() => reject(signal!.reason));
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    /** The answer, once all of it is here (or `ended`: whatever came). */
+    const parse = (ended: boolean): { status: number; body: string } | null => {
+      const head = buf.indexOf('\r\n\r\n');
+      if (head < 0) return null;
+      const headers = buf.subarray(0, head).toString('latin1');
+      const m = /^HTTP\/1\.[01] (\d{3})/.exec(headers);
+      if (!m) return null;
+      const body = buf.subarray(head + 4);
+      const length = /\r\ncontent-length: *(\d+)/i.exec(headers);
+      if (length) return body.length >= Number(length[1]) ? { status: Number(m[1]), body: body.subarray(0, Number(length[1])).toString('utf8') } : null;
+      if (/\r\ntransfer-encoding: *chunked/i.test(headers)) {
+        const text = body.toString('latin1');
+        return /(^|\r\n)0\r\n\r\n$/.test(text) || ended ? { status: Number(m[1]), body: Buffer.from(unchunk(text), 'latin1').toString('utf8') } : null;
+      }
+      return ended ? { status: Number(m[1]), body: body.toString('utf8') } : null;
+    };
+    conn.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      const answer = parse(false);
+      if (answer) settle(() => resolve(answer));
+    });
+    conn.on('error', (err) => settle(() => reject(err)));
+    conn.on('end', () => {
+      const answer = parse(true);
+      settle(() =>
+        answer
+          ? resolve(answer)
+          : reject(new Error(`no HTTP answer from port ${port}${buf.length ? `: ${JSON.stringify(buf.subarray(0, 80).toString('latin1'))}` : ''}`)),
+      );
+    });
+    conn.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nAccept: application/json\r\nConnection: close\r\n\r\n`);
+  });
+}
+
+function unchunk(body: string): string {
+  let out = '';
+  let rest = body;
+  for (;;) {
+    const eol = rest.indexOf('\r\n');
+    if (eol < 0) return out;
+    const size = parseInt(rest.slice(0, eol), 16);
+    if (!size) return out;
+    out += rest.slice(eol + 2, eol + 2 + size);
+    rest = rest.slice(eol + 2 + size + 2);
+  }
+}
+
+/** A WebSocket client (ws) over a forwarded connection: the handshake and frames travel inside it. */
+async function webSocketOver(conn: Duplex, port: number, path: string, signal?: AbortSignal): Promise<PodWebSocket> {
+  const WebSocket = await loadWebSocket();
+  const ws = await new Promise<WsSocket>((resolve, reject) => {
+    const socket = new WebSocket(`ws://127.0.0.1:${port}${path}`, [], {
+      createConnection: () => conn,
+      perMessageDeflate: false,
+      handshakeTimeout: 30_000,
+      maxPayload: 1024 * 1024 * 1024,
+    });
+    let settled = false;
+    const fail = (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      socket.terminate();
+      reject(err);
+    };
+    const onAbort = () => fail(signal!.reason);
+    if (signal?.aborted) return onAbort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    socket.on('open', () => {
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      resolve(socket);
+    });
+    socket.on('unexpected-response', (_req: ClientRequest, res: IncomingMessage) =>
+      fail(new Error(`the WebSocket at port ${port}${path} answered HTTP ${res.statusCode}`)),
+    );
+    socket.on('error', (err: Error) => fail(err));
+  });
+  let closeReason = '';
+  const closed = new Promise<string>((resolve) => {
+    ws.on('close', (code: number, reason: Buffer) => resolve(closeReason || `closed (${code}${reason.length ? ` ${reason.toString('utf8')}` : ''})`));
+  });
+  ws.on('error', (err: Error) => (closeReason ||= err.message));
+  return {
+    send: (text) => ws.send(text),
+    onMessage: (listener) => void ws.on('message', (data: Buffer) => listener(data.toString('utf8'))),
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
+    closed,
+    close: () => ws.close(),
+  };
 }
 
 /** The Kubernetes client of a run (loads @kubernetes/client-node: import this module lazily). */

@@ -68,6 +68,62 @@ export interface KubeClient {
   deleteLease(name: string, resourceVersion: string): Promise<void>;
   /** The permissions among these that the current identity lacks (SelfSubjectAccessReview each). */
   cannotDo(permissions: KubePermission[]): Promise<KubePermission[]>;
+  /**
+   * Runs a command in a running container (pods/exec over WebSocket), as an argument array: a shell
+   * only when the command is one. Resolves once the command ended (or the stream broke: `exitCode`
+   * null and `error`). Optional, like portForward: an in-memory fake need not reach into containers.
+   */
+  execInPod?(pod: string, container: string, command: string[], opts?: ExecOptions): Promise<ExecResult>;
+  /**
+   * A port of a pod, reached through the API server (pods/portforward over WebSocket): each request
+   * opens its own forwarded connection, and nothing listens on this machine while it is open.
+   */
+  portForward?(pod: string, port: number): Promise<PodPortForward>;
+  close(): void;
+}
+
+export interface ExecOptions {
+  /** Stream stdout here instead of collecting it (the exec is paused while `out` is full). */
+  stdout?: NodeJS.WritableStream;
+  signal?: AbortSignal;
+  /** Gives up (closing the stream: the command is killed) after this long. */
+  timeoutMs?: number;
+  /** Collected stdout beyond this fails the call (default 16 MiB); streamed stdout has no limit. */
+  maxBytes?: number;
+}
+
+/** How a command run in a container ended. */
+export interface ExecResult {
+  /** Its exit code; null when the runtime reported another failure or the stream broke (`error` says which). */
+  exitCode: number | null;
+  /** Collected stdout (empty when streamed to `opts.stdout`). */
+  stdout: Buffer;
+  /** The first 64 KiB of stderr. */
+  stderr: string;
+  /** Bytes of stdout received. */
+  bytes: number;
+  /** Why it did not succeed, in the runtime's words. */
+  error?: string;
+}
+
+/** A pod's port through a port-forward: plain HTTP GETs and WebSockets, each over its own connection. */
+export interface PodPortForward {
+  readonly pod: string;
+  readonly port: number;
+  /** GET `path` (Host: 127.0.0.1:<port>, Connection: close); the body as text. */
+  httpGet(path: string, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<{ status: number; body: string }>;
+  /** A WebSocket to `path` on the pod's port (text messages). */
+  webSocket(path: string, opts?: { signal?: AbortSignal; timeoutMs?: number }): Promise<PodWebSocket>;
+}
+
+/** A text WebSocket to a pod's port. Messages are delivered in order; `pause` holds them back. */
+export interface PodWebSocket {
+  send(text: string): void;
+  onMessage(listener: (text: string) => void): void;
+  pause(): void;
+  resume(): void;
+  /** Resolves (never rejects) when the socket is closed, for whatever reason, with that reason. */
+  readonly closed: Promise<string>;
   close(): void;
 }
 

@@ -54,6 +54,10 @@ export const KUBE_PERMISSIONS = {
   createLease: [lease('create')],
   updateLease: [lease('update')],
   deleteLease: [lease('delete')],
+  // A WebSocket upgrade is a GET, authorized as `get`; since Kubernetes 1.35 the API server also
+  // checks `create` (as for SPDY's POST), so both are needed on old and new clusters alike.
+  execInPod: [core('get', 'pods', 'exec'), core('create', 'pods', 'exec')],
+  portForward: [core('get', 'pods', 'portforward'), core('create', 'pods', 'portforward')],
 } satisfies Record<string, KubePermission[]>;
 
 /** The KubeClient calls a procedure can declare (everything but its identity fields). */

@@ -217,8 +217,22 @@ export const catalog: CatalogEntry[] = [
     () => import('./pod/diagnose.js'),
   ),
   def(
+    'pod heap-dump',
+    'Heap dump of the Java or Node.js process in a pod (found inside the container), copied here and verified; nothing left in the pod',
+    'write',
+    'Troubleshooting › Memory Leaks',
+    () => import('./pod/heap-dump.js'),
+  ),
+  def(
+    'pod gc',
+    'Force a full garbage collection of the Java or Node.js process in a pod, with the heap before and after',
+    'write',
+    'Troubleshooting › Memory Leaks',
+    () => import('./pod/gc.js'),
+  ),
+  def(
     'pod memory',
-    "Memory use of the deployment's pods against their limits, highest first; exit 4 above 90% of a limit",
+    "Memory use of the deployment's pods against their limits, highest first; exit 4 above 90% of a limit; --watch: growth rate per container",
     'read',
     'Troubleshooting › Memory Leaks',
     () => import('./pod/memory.js'),

@@ -32,7 +32,7 @@ function containerLines(c: ContainerReport, usage: ContainerUsage | undefined): 
   const t = c.lastTermination;
   if (t)
     out.push(
-      `  last termination: ${t.reason ?? 'terminated'}, exit code ${t.exitCode}${t.finishedAt ? `, finished ${t.finishedAt}` : ''}${t.message ? ` — ${t.message}` : ''}`,
+      `  last termination: ${t.reason ?? 'terminated'}, exit code ${t.exitCode}${t.finishedAt ? `, finished ${t.finishedAt}` : ''}${t.reason === 'OOMKilled' ? (c.limits.memory ? ` — at its memory limit of ${c.limits.memory}` : ' — no memory limit: the node ran out') : ''}${t.message ? ` — ${t.message}` : ''}`,
     );
   const res = (o: { cpu?: string; memory?: string }) => `cpu ${o.cpu ?? '-'} memory ${o.memory ?? '-'}`;
   out.push(`  requests ${res(c.requests)}   limits ${res(c.limits)}`);

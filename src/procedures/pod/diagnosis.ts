@@ -1,7 +1,7 @@
 import type { V1Container, V1ContainerStatus, V1Probe } from '@kubernetes/client-node';
 import type { CoreV1Event, V1Pod } from '../../clients/kube.js';
 import { summarizePod } from '../shared/pods.js';
-import type { ContainerUsage } from './usage.js';
+import { formatMemory, type ContainerUsage } from './usage.js';
 
 /** A probe, as one readable line plus the numbers that matter. */
 export interface ProbeSummary {
@@ -322,6 +322,35 @@ export function explainExit(t: { reason?: string; exitCode: number }): string {
   return `the application exited with an error (exit code ${code}${t.reason ? `, ${t.reason}` : ''})`;
 }
 
+/**
+ * An OOM kill with the memory at the time: a cgroup OOM kill happens at the container's limit (its
+ * memory then), and the usage now says how far it has climbed since the restart. Without a limit
+ * the node itself ran out of memory, and nothing recorded the container's share.
+ */
+export function oomDetail(pod: string, c: ContainerReport, usage: UsageData | undefined): string {
+  const u = usage?.containers.find((x) => x.pod === pod && x.container === c.name);
+  const at = c.limits.memory
+    ? `it was killed at its memory limit of ${c.limits.memory} (its memory at the time)`
+    : 'it has no memory limit: the node ran out of memory (its memory at the time is not recorded)';
+  const now =
+    u?.memory !== null && u?.memory !== undefined
+      ? `; ${formatMemory(u.memory)} now${u.memoryPctOfLimit !== null ? ` (${u.memoryPctOfLimit}% of the limit)` : ''}, since its restart`
+      : '';
+  return `${at}${now}`;
+}
+
+const isOom = (t: { reason?: string } | undefined) => t?.reason === 'OOMKilled';
+
+/** What to run after an OOM kill: the trend, a heap dump of the process, then more memory. */
+function oomNext(pod: string, c: string): string[] {
+  return [
+    'runbook pod memory --containers',
+    'runbook pod memory --containers --watch  (a leak grows between restarts)',
+    `runbook pod heap-dump ${pod} --container ${c}`,
+    `runbook app resources --container ${c} --memory-limit <more>`,
+  ];
+}
+
 const ERROR_LINE = /\b(error|fatal|panic|exception|traceback|refused|denied|cannot|unable|failed)\b/i;
 
 function lastErrorLine(lines: string[]): string | undefined {
@@ -348,6 +377,7 @@ export function diagnose(d: DiagnoseInput): Finding[] {
         const liveness = lastWarning('Unhealthy', /liveness/i);
         const errLine = logs ? lastErrorLine(logs.lines) : undefined;
         const causes = [t ? explainExit(t) : 'the container keeps exiting'];
+        if (isOom(t)) causes.push(oomDetail(p.name, c, d.usage));
         if (liveness && t && (t.exitCode === 137 || t.exitCode === 143)) {
           const probe = c.probes.find((x) => x.kind === 'liveness');
           causes.push(
@@ -356,8 +386,8 @@ export function diagnose(d: DiagnoseInput): Finding[] {
         }
         if (errLine) causes.push(`last error in the ${logs?.previous ? 'previous' : 'current'} log: ${errLine}`);
         const next = [`kubectl logs ${p.name} -n ${ns} -c ${c.name} --previous --tail=100`, describe];
-        if (t?.reason === 'OOMKilled' || t?.exitCode === 137)
-          next.push('runbook pod memory --containers', `runbook app resources --container ${c.name} --memory-limit <more>`);
+        if (isOom(t)) next.push(...oomNext(p.name, c.name));
+        else if (t?.exitCode === 137) next.push('runbook pod memory --containers', `runbook app resources --container ${c.name} --memory-limit <more>`);
         out.push({
           severity: 'critical',
           pod: p.name,
@@ -399,9 +429,9 @@ export function diagnose(d: DiagnoseInput): Finding[] {
           severity: 'warning',
           pod: p.name,
           container: c.name,
-          problem: `container ${c.name} restarted ${c.restarts} time(s); last exit code ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}${t.finishedAt ? ` at ${t.finishedAt}` : ''}`,
-          cause: explainExit(t),
-          next: [`kubectl logs ${p.name} -n ${ns} -c ${c.name} --previous --tail=100`],
+          problem: `container ${c.name} ${isOom(t) ? 'was OOMKilled' : 'restarted'}: ${c.restarts} restart(s); last exit code ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}${t.finishedAt ? ` at ${t.finishedAt}` : ''}`,
+          cause: isOom(t) ? `${explainExit(t)}; ${oomDetail(p.name, c, d.usage)}` : explainExit(t),
+          next: [`kubectl logs ${p.name} -n ${ns} -c ${c.name} --previous --tail=100`, ...(isOom(t) ? oomNext(p.name, c.name) : [])],
         });
       }
       if (!c.init && !c.probes.some((x) => x.kind === 'readiness') && onceOnly(`noreadiness/${c.name}`)) {

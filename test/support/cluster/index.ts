@@ -94,6 +94,11 @@ export interface KubeHarness {
   appendPodLogs(pod: string, lines: string[], opts?: { container?: string }): Promise<void>;
   /** `kubectl exec` into the pod's containers runs this local directory's commands (kwok Exec). */
   enableExec(pod: string, opts?: { containers?: string[]; workDir?: string; env?: Record<string, string> }): Promise<void>;
+  /**
+   * `kubectl port-forward` to the pod's `ports` (all of them when omitted) reaches this machine's
+   * `target` (kwok PortForward), e.g. a local process standing in for the container's server.
+   */
+  enablePortForward(pod: string, target: { address?: string; port: number }, opts?: { ports?: number[] }): Promise<void>;
   /** metrics.k8s.io usage for one pod (by annotation), or for every pod whose name starts with a prefix. */
   setPodUsage(pod: string, usage: Record<string, Usage>): Promise<void>;
   setUsageByPrefix(prefix: string, usage: Record<string, Usage>): Promise<void>;
@@ -401,6 +406,49 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
     );
   };
 
+  /**
+   * Whether kwok has the pod's PortForward yet: `kubectl port-forward` and one connection, refused by
+   * kwok with "no forward found" until it has seen the object (a target not listening yet is fine).
+   */
+  const kwokHasForward = async (pod: string, port: number): Promise<boolean> => {
+    const { spawn } = await import('node:child_process');
+    const { createServer, connect } = await import('node:net');
+    const local = await new Promise<number>((resolve) => {
+      const srv = createServer();
+      srv.listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const child = spawn(
+      'kubectl',
+      ['--kubeconfig', info.kubeconfig, '-n', namespace, 'port-forward', `pod/${pod}`, `${local}:${port}`, '--address', '127.0.0.1'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    try {
+      const ready = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => resolve(false), 5000);
+        child.stdout.on('data', (d: Buffer) => {
+          if (d.toString().includes('Forwarding from')) {
+            clearTimeout(t);
+            resolve(true);
+          }
+        });
+        child.on('exit', () => resolve(false));
+      });
+      if (!ready) return false;
+      await new Promise<void>((resolve) => {
+        const s = connect(local, '127.0.0.1', () => setTimeout(() => (s.destroy(), resolve()), 500));
+        s.on('error', () => resolve());
+      });
+      return !/no forward found|forward not found/.test(stderr);
+    } finally {
+      child.kill();
+    }
+  };
+
   const firstContainer = async (pod: string) => {
     const p = await get<Pod>('pods', namespace, pod);
     if (!p) throw new Error(`harness: pod ${namespace}/${pod} not found`);
@@ -569,6 +617,17 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
         async () => (await harness.kubectl(['exec', pod, '-c', container, '--', 'true'], { kubeconfig: info.kubeconfig, namespace: namespace })).code === 0,
         { what: `exec into ${pod}`, timeoutMs: 15_000 },
       );
+    },
+    async enablePortForward(pod, target, o = {}) {
+      await put({
+        apiVersion: 'kwok.x-k8s.io/v1alpha1',
+        kind: 'PortForward',
+        metadata: { name: pod, namespace },
+        spec: { forwards: [{ ...(o.ports ? { ports: o.ports } : {}), target: { address: target.address ?? '127.0.0.1', port: target.port } }] },
+      } as KubeObject);
+      // kwok picks the object up from its watch: wait until it knows the first port.
+      const probe = o.ports?.[0] ?? target.port;
+      await waitFor(() => kwokHasForward(pod, probe), { what: `kwok PortForward for ${pod}:${probe}`, timeoutMs: 20_000 });
     },
     async setPodUsage(pod, usage) {
       await patch('pods', namespace, pod, { metadata: { annotations: { 'metrics.runbook.test/usage': JSON.stringify(usage) } } });
