@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { buildProgram, CommanderError } from './program.js';
+import { buildProgram, CommanderError, normalizeArgv } from './program.js';
 import { ExitCode, InterruptedError, RunbookError, UsageError } from './core/errors.js';
 import { guardIO, processIO } from './core/io.js';
 import { makeSession, parseGlobalFlags, type Deps, type Session } from './core/session.js';
@@ -24,13 +24,19 @@ function version(): string {
  * The CLI as a function: argv in, exit code out. The ONLY place where errors become exit codes.
  * It never calls process.exit, so journals flush and compensations finish.
  */
-export async function main(argv: string[], given: Deps): Promise<number> {
+export async function main(givenArgv: string[], given: Deps): Promise<number> {
+  const argv = normalizeArgv(givenArgv);
   // Output that closes (`| head`, a closed terminal) never stops a run: write errors are absorbed.
   const deps: Deps = { ...given, io: guardIO(given.io) };
   const { io } = deps;
   const verbose = argv.includes('-v') || argv.includes('--verbose');
   let session: Session | undefined;
   try {
+    // Shell completion asks on every <Tab>: answered before commander, and without loading any procedure's SDK.
+    if (argv[0] === '__complete') {
+      const { complete } = await import('./commands/completion.js');
+      return await complete(argv.slice(1), io);
+    }
     const { program, action } = await buildProgram(argv, { stdout: (s) => io.stdout.write(visible(s)), stderr: (s) => io.stderr.write(visible(s)) }, version());
     try {
       await program.parseAsync(argv, { from: 'user' });
@@ -51,12 +57,28 @@ export async function main(argv: string[], given: Deps): Promise<number> {
       program.outputHelp();
       return argv.length === 0 ? ExitCode.ok : ExitCode.usage;
     }
+    const dryRun = chosen.opts.dryRun;
+    if (typeof dryRun === 'string' && dryRun !== 'plan' && dryRun !== 'offline') {
+      // kubectl users type `-n production` for a namespace; here -n is --dry-run.
+      throw new UsageError(
+        `--dry-run takes "plan" or "offline", got "${dryRun}" (-n is --dry-run, not a namespace)`,
+        'the namespace comes from the environment: choose it with -e <env> (runbook config list shows them); or write --dry-run=offline',
+      );
+    }
     const flags = parseGlobalFlags(chosen.opts);
     session = makeSession(deps, flags);
     if (chosen.kind === 'procedure') {
       // The engine loads only when a procedure runs: --help and usage errors never pay for it.
       const { executeProcedure } = await import('./commands/run-procedure.js');
       return await executeProcedure(session, chosen.proc, () => chosen.params());
+    }
+    if (chosen.kind === 'tool') {
+      if (chosen.name === 'version') {
+        io.stdout.write(flags.json ? jsonText({ version: version() }) + '\n' : `runbook ${version()}\n`);
+        return ExitCode.ok;
+      }
+      const { runTool } = await import('./commands/tools.js');
+      return await runTool(session, chosen.name, chosen.verb, chosen.args, chosen.opts);
     }
     const { runBuiltin } = await import('./commands/builtins.js');
     return await runBuiltin(session, chosen.name, chosen.args, chosen.opts);

@@ -2,6 +2,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { catalog, findEntry } from './procedures/catalog.js';
 import { addProcedureParams, collectParams } from './commands/procedure-command.js';
 import type { Procedure } from './core/procedure.js';
+import { GLOBAL_FLAGS, TOOL_COMMANDS } from './commands/words.js';
+
+export { COMPLETION_SHELLS, CONFIG_VERBS, GLOBAL_FLAGS, TOOL_COMMANDS } from './commands/words.js';
 
 export const EXIT_CODES_HELP = `
 Exit codes:
@@ -18,7 +21,24 @@ Exit codes:
 /** What the chosen command asks main() to do once parsing succeeded. */
 export type Action =
   | { kind: 'procedure'; proc: Procedure; opts: Record<string, unknown>; params: () => Record<string, unknown> }
-  | { kind: 'builtin'; name: 'list' | 'explain' | 'history' | 'show' | 'resume' | 'rbac'; opts: Record<string, unknown>; args: string[] };
+  | { kind: 'builtin'; name: 'list' | 'explain' | 'history' | 'show' | 'resume' | 'rbac'; opts: Record<string, unknown>; args: string[] }
+  | { kind: 'tool'; name: 'config' | 'completion' | 'doctor' | 'version'; verb?: string; opts: Record<string, unknown>; args: string[] };
+
+/**
+ * `help <noun> <verb>` is `<noun> <verb> --help` (commander's own help command takes one word),
+ * and `help` alone is `--help`.
+ */
+export function normalizeArgv(argv: string[]): string[] {
+  const takesValue = new Set(GLOBAL_FLAGS.filter((f) => f.value).flatMap((f) => f.flags));
+  let i = 0;
+  while (i < argv.length && argv[i].startsWith('-') && argv[i] !== '--') i += takesValue.has(argv[i]) ? 2 : 1;
+  if (argv[i] !== 'help') return argv;
+  const rest = [...argv.slice(0, i), ...argv.slice(i + 1)];
+  // `help frobnicate` is the unknown command it names (exit 2, with commander's "did you mean"), not the root help.
+  const topic = rest.find((a) => !a.startsWith('-'));
+  const known = topic === undefined || catalog.some((e) => e.name.split(' ')[0] === topic) || (TOOL_COMMANDS as readonly string[]).includes(topic);
+  return known ? [...rest, '--help'] : rest;
+}
 
 function globalOptions(cmd: Command): Command {
   return cmd
@@ -37,13 +57,15 @@ function globalOptions(cmd: Command): Command {
 
 /** Finds the command path in argv (skipping global options and their values). */
 export function commandPath(argv: string[]): string[] {
-  const takesValue = new Set(['-e', '--env', '-c', '--config', '--confirm', '--timeout']);
+  const takesValue = new Set(GLOBAL_FLAGS.filter((f) => f.value).flatMap((f) => f.flags));
   const words: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--') break;
     if (a.startsWith('-')) {
       if (takesValue.has(a)) i++;
+      // `-n offline app restart`: --dry-run's value is optional, and these are the only two it takes.
+      else if ((a === '-n' || a === '--dry-run') && (argv[i + 1] === 'plan' || argv[i + 1] === 'offline')) i++;
       continue;
     }
     words.push(a);
@@ -70,18 +92,24 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
     .showHelpAfterError('(add --help for usage)')
     .configureOutput({ writeOut: out.stdout, writeErr: out.stderr })
     .addHelpText('after', EXIT_CODES_HELP)
+    .configureHelp({ showGlobalOptions: true })
     .exitOverride();
 
   const path = commandPath(argv);
   // Only the invoked noun's verbs are built (`help <noun>` asks for its noun's): the other nouns
   // are listed by name, as `runbook --help` shows them, and ~50 unused commands cost startup time.
-  const invokedNoun = path[0] === 'help' ? path[1] : path[0];
+  const invokedNoun = path[0];
   const nouns = new Map<string, Command>();
+  const nounDescription = (key: string) => {
+    const depth = key.split(' ').length;
+    const verbs = [...new Set(catalog.filter((e) => e.name.startsWith(`${key} `)).map((e) => e.name.split(' ')[depth]))];
+    return `${key}: ${verbs.join(', ')}`;
+  };
   for (const entry of catalog) {
     const words = entry.name.split(' ');
     if (words.length > 1 && words[0] !== invokedNoun) {
       if (!nouns.has(words[0])) {
-        const cmd = program.command(words[0]).description(`${words[0]} procedures`);
+        const cmd = program.command(words[0]).description(nounDescription(words[0]));
         cmd.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride().showHelpAfterError('(add --help for usage)');
         nouns.set(words[0], cmd);
       }
@@ -92,7 +120,7 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
       const key = words.slice(0, depth + 1).join(' ');
       let noun = nouns.get(key);
       if (!noun) {
-        noun = parent.command(words[depth]).description(`${words.slice(0, depth + 1).join(' ')} procedures`);
+        noun = parent.command(words[depth]).description(nounDescription(key));
         noun.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride().showHelpAfterError('(add --help for usage)');
         nouns.set(key, noun);
       }
@@ -138,6 +166,47 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
   builtin('rbac', '[procedure...]', 'The least-privilege Kubernetes Role (and ClusterRole for nodes) the procedures need, derived from what they call')
     .option('--name <name>', 'name of the Role and bindings', 'runbook-operator')
     .option('--group <group>', 'the group the bindings grant it to', 'runbook-operators');
+
+  const tool = (cmd: Command, name: 'config' | 'completion' | 'doctor' | 'version', verb?: string) => {
+    cmd.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride();
+    cmd.action((...a: unknown[]) => {
+      const c = a[a.length - 1] as Command;
+      chosen = { kind: 'tool', name, verb, opts: c.optsWithGlobals(), args: c.args };
+    });
+    return cmd;
+  };
+  tool(program.command('version').description('Print the version'), 'version');
+  const config = program
+    .command('config')
+    .description('The config in use: current environment, environments, resolved settings (secrets redacted), file')
+    .configureOutput({ writeOut: out.stdout, writeErr: out.stderr })
+    .exitOverride()
+    .showHelpAfterError('(add --help for usage)');
+  tool(config.command('current').description('The environment in use, and why (-e, $RUNBOOK_ENV or the config default)'), 'config', 'current');
+  tool(config.command('list').alias('environments').description('Every environment, protected or not'), 'config', 'list');
+  tool(
+    config.command('view [environment]').description('The resolved config of one environment (default: the current one); secrets as references'),
+    'config',
+    'view',
+  );
+  tool(config.command('path').description('The config file in use, and where runbook looks for one'), 'config', 'path');
+  tool(
+    program
+      .command('completion <shell>')
+      .description('Print a shell completion script (bash, zsh or fish)')
+      .addHelpText(
+        'after',
+        `\nExamples:\n  source <(runbook completion bash)          # in ~/.bashrc\n  runbook completion zsh > "\${fpath[1]}/_runbook"\n  runbook completion fish > ~/.config/fish/completions/runbook.fish\n`,
+      ),
+    'completion',
+  );
+  tool(
+    program
+      .command('doctor')
+      .description('Check the config, the environment, kubeconfig and journal (and with --online, reach each service); exit 4 when a check fails')
+      .option('--online', 'also reach each configured service, read-only, with short timeouts'),
+    'doctor',
+  );
 
   return { program, action: () => chosen };
 }

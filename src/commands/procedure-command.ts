@@ -7,7 +7,7 @@ export function addProcedureParams(cmd: Command, proc: Procedure): void {
   for (const p of proc.params) {
     if (p.argument) cmd.argument(p.argument, p.description);
     else if (p.flag) {
-      const desc = p.default !== undefined ? `${p.description} (default: ${p.default})` : p.description;
+      const desc = p.default !== undefined ? `${p.description} (default: ${p.default})` : p.required ? `${p.description} (required)` : p.description;
       cmd.option(p.flag, desc);
     }
   }

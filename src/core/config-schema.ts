@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { durationMs, MAX_DURATION_MS, MAX_WAIT_MS } from './duration.js';
+import { suggest } from './suggest.js';
 
 /** A secret is never written in the file: it is read from an environment variable or a file. */
 export const secretRef = z.union([z.strictObject({ env: z.string().min(1) }), z.strictObject({ file: z.string().min(1) })]);
@@ -316,8 +317,73 @@ export type SecretRef = z.output<typeof secretRef>;
 export type ValueOrRef = z.output<typeof valueOrRef>;
 
 export function formatIssues(error: z.ZodError): string {
-  const first = error.issues[0];
-  const path = first.path.length ? first.path.join('.') : '(top level)';
-  const more = error.issues.length > 1 ? ` (and ${error.issues.length - 1} more)` : '';
-  return `${path}: ${first.message}${more}`;
+  return describeIssues(error).message;
+}
+
+/** The keys an object schema at `path` knows (several when a union allows several shapes). */
+export function knownKeys(path: readonly PropertyKey[], schema: z.ZodType = configSchema): string[] {
+  type Def = {
+    type: string;
+    shape?: Record<string, z.ZodType>;
+    innerType?: z.ZodType;
+    valueType?: z.ZodType;
+    element?: z.ZodType;
+    options?: z.ZodType[];
+    in?: z.ZodType;
+  };
+  const def = (s: z.ZodType) => (s as unknown as { _zod: { def: Def } })._zod.def;
+  // Unwraps optional/default/pipe/union down to the schemas that can hold `path`.
+  const unwrap = (s: z.ZodType): z.ZodType[] => {
+    const d = def(s);
+    if (d.innerType) return unwrap(d.innerType);
+    if (d.type === 'pipe' && d.in) return unwrap(d.in);
+    if (d.type === 'union' && d.options) return d.options.flatMap(unwrap);
+    return [s];
+  };
+  let current = unwrap(schema);
+  for (const key of path) {
+    current = current.flatMap((s) => {
+      const d = def(s);
+      if (d.type === 'object' && d.shape && typeof key === 'string' && d.shape[key]) return unwrap(d.shape[key]);
+      if (d.type === 'record' && d.valueType) return unwrap(d.valueType);
+      if (d.type === 'array' && d.element && typeof key === 'number') return unwrap(d.element);
+      return [];
+    });
+  }
+  return [...new Set(current.flatMap((s) => Object.keys(def(s).shape ?? {})))];
+}
+
+/**
+ * Zod's issues as one line a person can act on: unknown keys first (named, with their path and
+ * the nearest known key), then the rest; a required key that a misspelt one stood for is not
+ * reported twice.
+ */
+export function describeIssues(error: z.ZodError): { message: string; hint?: string } {
+  const where = (path: readonly PropertyKey[]) => (path.length ? path.map(String).join('.') : '(top level)');
+  const parts: string[] = [];
+  let hint: string | undefined;
+  const explained = new Set<string>();
+  for (const issue of error.issues) {
+    if (issue.code !== 'unrecognized_keys') continue;
+    const known = knownKeys(issue.path);
+    for (const key of issue.keys) {
+      const near = suggestKey(key, known);
+      if (near) explained.add(where([...issue.path, near]));
+      parts.push(`${where([...issue.path, key])}: unknown key "${key}"${near ? ` (did you mean ${near}?)` : ''}`);
+      hint ??= known.length ? `known keys at ${where(issue.path)}: ${known.join(', ')}` : undefined;
+    }
+  }
+  for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys' || explained.has(where(issue.path))) continue;
+    const missing = issue.code === 'invalid_type' && /received undefined/.test(issue.message);
+    parts.push(`${where(issue.path)}: ${missing ? `missing (${issue.message.replace(/^Invalid input: /, '')})` : issue.message}`);
+  }
+  const shown = parts.slice(0, 3);
+  const more = parts.length > shown.length ? ` (and ${parts.length - shown.length} more)` : '';
+  return { message: `${shown.join('; ')}${more}`, hint };
+}
+
+/** The closest known key: a typo (a few edits away), a different case, or a prefix. */
+function suggestKey(key: string, known: readonly string[]): string | undefined {
+  return suggest(key, known, 1)[0];
 }

@@ -8,6 +8,7 @@ import { UsageError } from './errors.js';
 import type { ConfigFile, EnvironmentConfig, ValueOrRef } from './config-schema.js';
 import type { Redactor } from './redact.js';
 import { exampleConfig } from './example-config.js';
+import { suggest } from './suggest.js';
 
 /** Set once loadConfig has imported yaml (it stays off the --help path); kubeconfigs are YAML too. */
 let parseYaml: ((text: string) => unknown) | undefined;
@@ -61,21 +62,41 @@ export async function loadConfig(path: string | null): Promise<LoadedConfig> {
     if (needsKubeconfigYaml(known)) await importYaml();
     return { config: structuredClone(known), path };
   }
-  const [parse, { configSchema, formatIssues }] = await Promise.all([importYaml(), import('./config-schema.js')]);
+  const [parse, { configSchema, describeIssues }] = await Promise.all([importYaml(), import('./config-schema.js')]);
   let raw: unknown;
   try {
     raw = parse(text, { prettyErrors: true });
   } catch (err) {
-    const msg = (err as Error).message.split('\n')[0];
-    throw new UsageError(`malformed YAML in ${path}: ${msg}`);
+    throw yamlError(err, text, path);
   }
   if (raw === null || typeof raw !== 'object') throw new UsageError(`config ${path} must be a mapping with "environments"`);
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) throw new UsageError(`invalid config ${path}: ${formatIssues(parsed.error)}`);
+  if (!parsed.success) {
+    const { message, hint } = describeIssues(parsed.error);
+    throw new UsageError(`invalid config ${path}: ${message}`, hint);
+  }
   rejectInlineSecrets(parsed.data, path);
   validated.set(text, structuredClone(parsed.data));
   writeCache(text, parsed.data);
   return { config: parsed.data, path };
+}
+
+/** A YAML syntax error with its line and the text on it (the library's excerpt is multi-line). */
+function yamlError(err: unknown, text: string, path: string): UsageError {
+  const e = err as Error & { linePos?: Array<{ line: number; col: number }> };
+  const reason = e.message
+    .split('\n')[0]
+    .replace(/\s*at line \d+, column \d+:?\s*$/, '')
+    .trim();
+  const pos = e.linePos?.[0];
+  if (!pos) return new UsageError(`malformed YAML in ${path}: ${reason}`);
+  const lines = text.split(/\r?\n/);
+  const line = lines[pos.line - 1] ?? '';
+  const before = pos.line > 1 ? lines[pos.line - 2] : undefined;
+  return new UsageError(
+    `malformed YAML in ${path} at line ${pos.line}, column ${pos.col}: ${reason}: ${JSON.stringify(line)}`,
+    `check the indentation and quoting of line ${pos.line}${before !== undefined ? ` (line ${pos.line - 1} is ${JSON.stringify(before)})` : ''}`,
+  );
 }
 
 async function importYaml(): Promise<(text: string, options?: { prettyErrors?: boolean }) => unknown> {
@@ -177,8 +198,13 @@ export function selectEnvironment(loaded: LoadedConfig, flag: string | undefined
   if (!name) throw new UsageError('no environment selected', `pass --env <name> (one of: ${names.join(', ')}) or set "default" in the config`);
   const parsed = loaded.config.environments[name];
   if (!parsed) {
-    const where = loaded.path ?? 'the built-in example config';
-    throw new UsageError(`unknown environment "${name}" in ${where}`, `known environments: ${names.join(', ') || '(none)'}`);
+    const where = loaded.path ?? 'the built-in example config (no config file found)';
+    const near = suggest(name, names);
+    const from = flag ? '' : env.RUNBOOK_ENV ? ' (from $RUNBOOK_ENV)' : ' (the config\'s "default")';
+    throw new UsageError(
+      `unknown environment "${name}"${from} in ${where}${near.length ? `: did you mean ${near.join(' or ')}?` : ''}`,
+      `known environments: ${names.join(', ') || '(none)'}`,
+    );
   }
   const k = parsed.kubernetes;
   const config: EnvironmentConfig = { ...parsed, kubernetes: k ? { ...k, namespace: k.namespace ?? contextNamespace(k, env) } : undefined };
