@@ -5,7 +5,8 @@
 //   (b) stderr closed (EPIPE) once its k-th step has started, for every k → the run completes or
 //       compensates, its exit code is the one the journal records, and no Lease is left behind;
 //   (d) the journal dir unwritable (a path under a regular file) → exit 2 before any contact.
-// (c), kill -9 after a step and resume after the world changed, is in db-restart.test.ts.
+// (c), kill -9 after a step and resume after the world changed, is in test/procedures/db/restart.int.test.ts (db restart)
+// and test/core/resume-recheck.int.test.ts (app scale, app env set, outage recover, dr failover, a run resumed twice).
 // New procedures are covered automatically.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Writable } from 'node:stream';

@@ -1,7 +1,7 @@
 import { lockTargets } from '../../core/lock.js';
 import type { V2HorizontalPodAutoscaler } from '../../clients/kube.js';
 import { StepError, UsageError } from '../../core/errors.js';
-import { defineProcedure, stepFor } from '../../core/procedure.js';
+import { defineProcedure, stepFor, type Recheck, type StepContext } from '../../core/procedure.js';
 import { deploymentName, ns } from '../shared/pods.js';
 
 export interface AppAutoscaleParams {
@@ -61,6 +61,23 @@ const current = step({
     const hpa = found[0] ?? null;
     return { exists: Boolean(hpa), hpa };
   },
+  postcondition: {
+    describe: 'the autoscaler is as read (or as this run set it)',
+    // A read: reading again is safe, and whether to create or update (and what to put back) follows what is there now.
+    async check(ctx, cur): Promise<Recheck> {
+      const live = await liveHpa(ctx);
+      const now = describe(live?.spec) ?? 'none';
+      const was = describe(cur.hpa?.spec) ?? 'none';
+      const sameOne = (live?.metadata?.name ?? null) === (cur.hpa?.metadata?.name ?? null);
+      if (sameOne && now === was) return { holds: true };
+      const applied = ctx.find(apply);
+      if (applied && live?.metadata?.name === applied.hpa && now === describe(desired(deploymentName(ctx.env), ctx.params))) return { holds: true };
+      return {
+        holds: false,
+        found: `the autoscaler of deployment/${deploymentName(ctx.env)} is ${live ? `hpa/${live.metadata?.name} (${now})` : 'gone'} now, ${was} was read`,
+      };
+    },
+  },
 });
 
 const apply = step({
@@ -104,7 +121,23 @@ const apply = step({
   },
   undoByHand: (ctx, data) =>
     data.created ? `kubectl delete hpa/${data.hpa} -n ${ns(ctx.env)}` : `kubectl edit hpa/${data.hpa} -n ${ns(ctx.env)}  # restore: ${describe(data.previous)}`,
+  postcondition: {
+    describe: 'the autoscaler has the min, max and CPU target asked for',
+    // Creating or updating it to the settings asked for again is the run's own request (gated again): safe.
+    async check(ctx, data) {
+      const live = await liveHpa(ctx);
+      const want = describe(desired(deploymentName(ctx.env), ctx.params));
+      if (live && describe(live.spec) === want) return { holds: true };
+      return { holds: false, found: live ? `hpa/${live.metadata?.name} has ${describe(live.spec)}, not ${want}` : `hpa/${data.hpa} is gone` };
+    },
+  },
 });
+
+/** The one autoscaler that targets the deployment now (null: none); more than one is the current step's error. */
+async function liveHpa(ctx: Pick<StepContext<AppAutoscaleParams>, 'clients' | 'env'>): Promise<V2HorizontalPodAutoscaler | null> {
+  const found = await (await ctx.clients.kube()).findHpasFor(deploymentName(ctx.env));
+  return found.length === 1 ? found[0] : null;
+}
 
 export default defineProcedure<AppAutoscaleParams>({
   name: 'app autoscale',

@@ -2,7 +2,7 @@ import { lockTargets } from '../../core/lock.js';
 import type { V1ResourceRequirements } from '@kubernetes/client-node';
 import { UsageError } from '../../core/errors.js';
 import { quantityValue } from '../../core/params.js';
-import { defineProcedure, stepFor } from '../../core/procedure.js';
+import { defineProcedure, stepFor, type StepContext } from '../../core/procedure.js';
 import { StepError } from '../../core/errors.js';
 import { deploymentName, ns, pickContainer } from '../shared/pods.js';
 import { watchRolloutStep } from '../shared/rollout.js';
@@ -105,6 +105,16 @@ const current = step({
     if (problem) throw new StepError(`with the current values, ${problem}`, 'raise the limit too');
     return { container: name, index, resources };
   },
+  postcondition: {
+    describe: "the container's resources are the ones read (or this run's change of them)",
+    // A read: reading again is safe, and the change is merged with (and put back to) what is there now.
+    async check(ctx, cur) {
+      const live = await liveResources(ctx, cur.container);
+      if (live === undefined) return { holds: false, found: `deployment/${deploymentName(ctx.env)} has no container "${cur.container}" now` };
+      if (sameResources(live, cur.resources) || (ctx.find(patch) && sameResources(live, merged(cur.resources, ctx.params)))) return { holds: true };
+      return { holds: false, found: `container ${cur.container} has ${describe(live)} now, ${describe(cur.resources)} were read` };
+    },
+  },
 });
 
 const patch = step({
@@ -144,7 +154,28 @@ const patch = step({
     await restoreContainer(await ctx.clients.kube(), deploymentName(ctx.env), data.index, data.container, 'resources', data.previous);
   },
   undoByHand: (ctx, data) => `kubectl rollout undo deployment/${deploymentName(ctx.env)} -n ${ns(ctx.env)}  # previous: ${describe(data.previous)}`,
+  postcondition: {
+    describe: "the container's resources are the ones asked for",
+    // Patching the same requests and limits again is the run's own request (gated again): safe.
+    async check(ctx, data) {
+      const live = await liveResources(ctx, data.container);
+      if (live === undefined) return { holds: false, found: `deployment/${deploymentName(ctx.env)} has no container "${data.container}" now` };
+      return sameResources(live, data.now)
+        ? { holds: true }
+        : { holds: false, found: `container ${data.container} has ${describe(live)}, not ${describe(data.now)}` };
+    },
+  },
 });
+
+/** The container's resources now (null: none set), or undefined when the deployment has no such container. */
+async function liveResources(
+  ctx: Pick<StepContext<AppResourcesParams>, 'clients' | 'env'>,
+  container: string,
+): Promise<V1ResourceRequirements | null | undefined> {
+  const d = await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env));
+  const c = d.spec?.template.spec?.containers.find((x) => x.name === container);
+  return c ? (c.resources ?? null) : undefined;
+}
 
 const rollout = watchRolloutStep<AppResourcesParams>();
 

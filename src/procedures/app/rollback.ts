@@ -26,6 +26,22 @@ function asDeploymentTemplate(t: V1PodTemplateSpec | undefined): V1PodTemplateSp
   return copy;
 }
 
+/** The same pod template, ignoring the pod-template-hash label and key order (as `kubectl rollout undo` compares them). */
+function sameTemplate(a: V1PodTemplateSpec | undefined, b: V1PodTemplateSpec | undefined): boolean {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(canonical)
+      : v && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.entries(v)
+              .filter(([, x]) => x !== undefined)
+              .sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))
+              .map(([k, x]) => [k, canonical(x)]),
+          )
+        : v;
+  return JSON.stringify(canonical(asDeploymentTemplate(a))) === JSON.stringify(canonical(asDeploymentTemplate(b)));
+}
+
 function images(t: V1PodTemplateSpec | undefined): string {
   return (t?.spec?.containers ?? []).map((c) => c.image ?? '?').join(',');
 }
@@ -64,6 +80,18 @@ const history = step({
     const rs = sets.find((s) => revisionOf(s) === target)!;
     return { current, target, revisions, currentTemplate: d.spec!.template, targetTemplate: asDeploymentTemplate(rs.spec?.template) };
   },
+  postcondition: {
+    describe: 'the deployment still runs the template read (or the one this run rolled back to)',
+    // A read: reading the history again is safe; the rollback then plans (and is gated) from what is there now.
+    async check(ctx, h) {
+      const now = (await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env))).spec?.template;
+      if (sameTemplate(now, h.currentTemplate) || (ctx.find(rollback) && sameTemplate(now, h.targetTemplate))) return { holds: true };
+      return {
+        holds: false,
+        found: `the pod template of deployment/${deploymentName(ctx.env)} (${images(now)}) is not the one read (${images(h.currentTemplate)})`,
+      };
+    },
+  },
 });
 
 const rollback = step({
@@ -97,6 +125,23 @@ const rollback = step({
     await kube.patchDeployment(deploymentName(ctx.env), templatePatch(data.previousTemplate), 'json');
   },
   undoByHand: (ctx, data) => `kubectl rollout undo deployment/${deploymentName(ctx.env)} -n ${ns(ctx.env)}  # back to the template of revision ${data.from}`,
+  postcondition: {
+    describe: 'the deployment runs the template rolled back to',
+    // The deployment was changed again after this rollback (rolled forward, or undone): someone's later
+    // decision, which a resume must not overrule by rolling back again.
+    unsafeToRerun: (ctx) =>
+      `look at what runs now (kubectl rollout history deployment/${deploymentName(ctx.env)} -n ${ns(ctx.env)}), then run app rollback again if it still needs rolling back`,
+    async check(ctx) {
+      const h = ctx.get(history);
+      const now = (await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env))).spec?.template;
+      return sameTemplate(now, h.targetTemplate)
+        ? { holds: true }
+        : {
+            holds: false,
+            found: `the pod template of deployment/${deploymentName(ctx.env)} (${images(now)}) is not that of revision ${h.target} (${images(h.targetTemplate)})`,
+          };
+    },
+  },
 });
 
 const rollout = watchRolloutStep<AppRollbackParams>();

@@ -1,6 +1,6 @@
 import { lockTargets } from '../../core/lock.js';
 import { UsageError } from '../../core/errors.js';
-import { defineProcedure, stepFor } from '../../core/procedure.js';
+import { defineProcedure, stepFor, type StepContext } from '../../core/procedure.js';
 import { deploymentName, ns } from '../shared/pods.js';
 import { watchRolloutStep } from '../shared/rollout.js';
 
@@ -26,6 +26,15 @@ const current = step({
         `HPA ${hpa.metadata?.name} manages this deployment (min ${hpa.spec?.minReplicas ?? 1}, max ${hpa.spec?.maxReplicas}); it may change the count again`,
       );
     return { replicas: d.spec?.replicas ?? 0, hpa: hpa?.metadata?.name ?? null };
+  },
+  postcondition: {
+    describe: 'the recorded count is the one to put back (the deployment is still at it, or at the count this run set)',
+    // A read: reading again is safe, and a failed rollout must go back to what is there now.
+    async check(ctx, r) {
+      const live = await liveReplicas(ctx);
+      if (live === r.replicas || (ctx.find(scale) && live === ctx.params.replicas)) return { holds: true };
+      return { holds: false, found: `deployment/${deploymentName(ctx.env)} has ${live} replica(s) now, ${r.replicas} were recorded` };
+    },
   },
 });
 
@@ -61,7 +70,20 @@ const scale = step({
     await kube.scaleDeployment(deploymentName(ctx.env), data.from);
   },
   undoByHand: (ctx, data) => `kubectl scale deployment/${deploymentName(ctx.env)} --replicas=${data.from} -n ${ns(ctx.env)}`,
+  postcondition: {
+    describe: 'the deployment is at the count asked for',
+    // Scaling to the count asked for again is the run's own request (shown before → after and gated again): safe.
+    async check(ctx, data) {
+      const live = await liveReplicas(ctx);
+      return live === data.to ? { holds: true } : { holds: false, found: `deployment/${deploymentName(ctx.env)} has ${live} replica(s), not ${data.to}` };
+    },
+  },
 });
+
+async function liveReplicas(ctx: Pick<StepContext<AppScaleParams>, 'clients' | 'env'>): Promise<number> {
+  const d = await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env));
+  return d.spec?.replicas ?? 0;
+}
 
 const rollout = watchRolloutStep<AppScaleParams>();
 

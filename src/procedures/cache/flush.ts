@@ -216,6 +216,16 @@ const unlink = step({
       undisturbed: quiet,
     };
   },
+  postcondition: {
+    describe: 'no key matches the pattern',
+    // Deleting what matches again is exactly what was asked (keys written since included), and gated
+    // again: safe. A bounded sample looks; the deletion, if it runs, is the full pass.
+    async check(ctx, data) {
+      const s = await sampleKeys(ctx, data.pattern);
+      const left = s.matched ?? s.estimate?.keys ?? 0;
+      return left === 0 ? { holds: true } : { holds: false, found: `${describeCount(s)} match ${shellQuote(data.pattern)} again` };
+    },
+  },
 });
 
 const verify = step({
@@ -278,6 +288,18 @@ const flushdb = step({
     const matched = ctx.get(size).keys;
     const removed = await Promise.all(nodes.map((m) => m.flushAsync()));
     return { matched, deleted: removed.reduce((a, n) => a + n, 0) };
+  },
+  postcondition: {
+    describe: 'the database holds fewer keys than before the flush',
+    // Refilled past its size before the flush: it no longer looks flushed. FLUSHDB again empties it
+    // again, as asked, behind the same typed confirmation: safe for a cache.
+    async check(ctx, data) {
+      const { nodes } = await masters(ctx);
+      const keys = (await Promise.all(nodes.map((m) => m.dbsize()))).reduce((a, n) => a + n, 0);
+      return keys === 0 || keys < data.matched
+        ? { holds: true }
+        : { holds: false, found: `it holds ${formatInt(keys)} keys, ${formatInt(data.matched)} were there before the flush` };
+    },
   },
 });
 

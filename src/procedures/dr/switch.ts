@@ -313,6 +313,17 @@ export function switchSteps(d: Direction) {
     },
     undoByHand: (ctx, data) =>
       `aws route53 change-resource-record-sets --hosted-zone-id ${drConfig(ctx.env).route53.hostedZoneId} --change-batch ${changeBatchArg(data.restore, 'put back')}`,
+    postcondition: {
+      describe: `every record of the ${d.name} change batch is as the batch wants (DNS points at ${to})`,
+      // DNS was moved again after this run moved it: someone's decision about where users go, which a
+      // resume must not overrule by moving them once more.
+      unsafeToRerun: (ctx) =>
+        `look at the records first (aws route53 list-resource-record-sets --hosted-zone-id ${drConfig(ctx.env).route53.hostedZoneId}), then run dr ${d.name} -e ${ctx.env.name} again if users should still go to ${to}`,
+      async check(ctx) {
+        const off = await recordsNotAsBatch(ctx, d, insp(ctx).zone.id);
+        return off.length === 0 ? { holds: true } : { holds: false, found: off.join('; ') };
+      },
+    },
   });
 
   const sync = step({
@@ -328,6 +339,16 @@ export function switchSteps(d: Direction) {
       if (!changed?.changeId) return { status: 'unchanged' };
       const r53 = drConfig(ctx.env).route53;
       return { changeId: changed.changeId, ...(await waitInsync(ctx, changed.changeId, parseDuration(r53.syncTimeout), parseDuration(r53.syncInterval))) };
+    },
+    postcondition: {
+      describe: 'the DNS change is INSYNC',
+      // A read: waiting again is safe.
+      async check(ctx) {
+        const id = ctx.find(dns)?.changeId;
+        if (!id) return { holds: true };
+        const status = await (await ctx.clients.route53()).getChangeStatus(id);
+        return status === 'INSYNC' ? { holds: true } : { holds: false, found: `Route 53 change ${id} is ${status}` };
+      },
     },
   });
 
@@ -362,6 +383,16 @@ export function switchSteps(d: Direction) {
       await (await ctx.clients.ecs()).setDesiredCount(s.region, s.cluster, s.service, s.from);
     },
     undoByHand: (_ctx, s) => ecsCmd(s, s.from),
+    postcondition: {
+      describe: `the ${to} ECS service is at the desired count`,
+      // DNS sends users to ${to}: scaling it to the configured count again is what the run is for (gated again), and safe.
+      async check(ctx, data) {
+        const now = await desiredNow(ctx, data);
+        return now === data.to
+          ? { holds: true }
+          : { holds: false, found: `ecs ${data.region} ${data.cluster}/${data.service} wants ${now ?? '(service gone)'}, not ${data.to}` };
+      },
+    },
   });
 
   const health = step({
@@ -387,6 +418,15 @@ export function switchSteps(d: Direction) {
         unhealthyMessage(ctx, d, h, r, { inspect: inspectStep, dns, scale }),
         `fail back with: runbook dr ${d.name === 'failover' ? 'failback' : 'failover'} -e ${ctx.env.name}   (or keep waiting and re-run this command; it only changes what still differs)`,
       );
+    },
+    postcondition: {
+      describe: `the ${to} health URL answers`,
+      // One look: if it does not answer now, the step polls again with all its attempts before anything is stopped.
+      async check(ctx) {
+        const h = healthOf(ctx.env, d.to)!;
+        const r = await pollHealthUrl(ctx, { ...h, attempts: 1 });
+        return r.healthy ? { holds: true } : { holds: false, found: `${h.url}: ${r.problem}` };
+      },
     },
   });
 
@@ -419,9 +459,41 @@ export function switchSteps(d: Direction) {
       return { region: s.region, cluster: s.cluster, service: s.service, from: before, to: s.standbyCount };
     },
     undoByHand: (_ctx, s) => ecsCmd(s, s.from),
+    postcondition: {
+      describe: `the ${from} ECS service is at its standby count`,
+      // Started again after this run stopped it: someone wanted it running; stopping it again is a person's call.
+      unsafeToRerun: (ctx) => {
+        const s = sideOf(ctx.env, d.from);
+        return `look at why the ${from} service runs again (aws ecs describe-services --region ${s.region} --cluster ${s.cluster} --services ${s.service}); stop it by hand if it should stop: ${ecsCmd(s, s.standbyCount)}`;
+      },
+      async check(ctx, data) {
+        const now = await desiredNow(ctx, data);
+        return now === data.to
+          ? { holds: true }
+          : { holds: false, found: `ecs ${data.region} ${data.cluster}/${data.service} wants ${now ?? '(service gone)'}, not ${data.to}` };
+      },
+    },
   });
 
   return { inspect: inspectStep, dns, sync, scale, health, stop };
+}
+
+/** Each record of the direction's change batch that is not as the batch wants it now, in words (empty: all are). */
+async function recordsNotAsBatch(ctx: StepContext<DrParams>, d: Direction, zoneId: string): Promise<string[]> {
+  const route53 = await ctx.clients.route53();
+  const off: string[] = [];
+  for (const c of loadChangeBatch(ctx.env, d.name).batch.Changes) {
+    const rr = c.ResourceRecordSet;
+    const now = await route53.findRecordSet(zoneId, rr.Name, rr.Type, rr.SetIdentifier);
+    const pending = c.Action === 'DELETE' ? now !== null : !sameRecord(now, rr);
+    if (pending) off.push(`${rr.Name} ${rr.Type} is ${describeRecord(now)}, not ${describeRecord(c.Action === 'DELETE' ? null : rr)}`);
+  }
+  return off;
+}
+
+/** An ECS service's desired count now (null: the service is gone). */
+async function desiredNow(ctx: StepContext<DrParams>, s: { region: string; cluster: string; service: string }): Promise<number | null> {
+  return (await (await ctx.clients.ecs()).describeService(s.region, s.cluster, s.service))?.desired ?? null;
 }
 
 /** The typed steps of one switch-over, for its approval, its messages and its output. */

@@ -101,6 +101,16 @@ const replicas = step({
     const d = await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env));
     return { replicas: d.spec?.replicas ?? 0, ready: d.status?.readyReplicas ?? 0 };
   },
+  postcondition: {
+    describe: 'the recorded count is the current one (or the stages of this run raised it)',
+    // A read: reading again is safe, and the stages must start above what runs now (recovery never scales down).
+    async check(ctx, r) {
+      const live = await liveReplicas(ctx);
+      const reached = ctx.find(scale)?.reached;
+      if (live === r.replicas || (reached !== undefined && live >= reached)) return { holds: true };
+      return { holds: false, found: `deployment/${deploymentName(ctx.env)} has ${live} replica(s) now, ${r.replicas} were recorded` };
+    },
+  },
 });
 
 const findIncident = step({
@@ -187,7 +197,22 @@ const scale = step({
     }
     return { from, reached: healthy, stages: done };
   },
+  postcondition: {
+    describe: 'the deployment is at least at the count the stages reached',
+    // Scaling up again in stages (from what runs now, with the health checks between) restores service: safe.
+    async check(ctx, data) {
+      const live = await liveReplicas(ctx);
+      return live >= data.reached
+        ? { holds: true }
+        : { holds: false, found: `deployment/${deploymentName(ctx.env)} has ${live} replica(s), ${data.reached} were reached` };
+    },
+  },
 });
+
+async function liveReplicas(ctx: Pick<StepContext<OutageRecoverParams>, 'clients' | 'env'>): Promise<number> {
+  const d = await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env));
+  return d.spec?.replicas ?? 0;
+}
 
 const current = readEnvStep<OutageRecoverParams>();
 const apply = changeEnvStep<OutageRecoverParams>({
@@ -221,6 +246,14 @@ const resolve = step({
     await (await ctx.clients.statuspage()).updateIncident(data.id, data.previous, 'Reopened: the recovery did not complete.', ctx.signal);
   },
   undoByHand: (ctx, data) => curlIncident(ctx.env, 'PATCH', `/incidents/${data.id}`, { incident: { status: data.previous } }),
+  postcondition: {
+    describe: 'the incident is resolved',
+    // Resolving it again is the same PATCH: safe.
+    async check(ctx, data) {
+      const inc = await (await ctx.clients.statuspage()).getIncident(data.id, ctx.signal);
+      return inc.status === 'resolved' || inc.status === 'postmortem' ? { holds: true } : { holds: false, found: `incident ${inc.id} is ${inc.status}` };
+    },
+  },
 });
 
 /** The lines of the one approval: what comes back, in what order, and what is resolved. */

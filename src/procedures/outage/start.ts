@@ -38,6 +38,18 @@ const incident = step({
     ).updateIncident(data.id, 'resolved', `Opened in error: runbook outage start (run ${ctx.runId}) did not complete and took it back.`, ctx.signal);
   },
   undoByHand: (ctx, data) => curlIncident(ctx.env, 'PATCH', `/incidents/${data.id}`, { incident: { status: 'resolved', body: 'Opened in error.' } }),
+  postcondition: {
+    describe: 'the incident this run opened is still open',
+    // Opening it again would be a second incident for the same outage: someone resolved this one, and a person decides.
+    unsafeToRerun: (ctx) =>
+      `someone closed the incident while the run was stopped; if the outage is still on, reopen it on the status page, or run outage start -e ${ctx.env.name} again`,
+    async check(ctx, data) {
+      const inc = await (await ctx.clients.statuspage()).getIncident(data.id, ctx.signal);
+      return inc.status === 'resolved' || inc.status === 'postmortem'
+        ? { holds: false, found: `incident ${inc.id} "${inc.name}" is ${inc.status}` }
+        : { holds: true };
+    },
+  },
 });
 
 const services = servicePodsStep<OutageStartParams>();

@@ -65,6 +65,23 @@ export function readNodesStep<P extends NodesParams>(): Step<P, NodesData> {
       }
       return { nodes: found.map((n) => priorOf(n!)) };
     },
+    postcondition: {
+      describe: 'every node still exists and still has what it had of the isolation when read',
+      // What was read is what an undo puts back, so it stays unless the isolate would skip a node as
+      // already cordoned (or labelled) that is not any more; then it is read again (a read: safe).
+      async check(ctx, data) {
+        const kube = await ctx.clients.kube();
+        const off: string[] = [];
+        for (const p of data.nodes) {
+          const n = await kube.getNode(p.name);
+          const now = n ? priorOf(n) : null;
+          if (!now) off.push(`node/${p.name} is gone`);
+          else if ((p.unschedulable && !now.unschedulable) || (p.quarantine === 'true' && now.quarantine !== 'true'))
+            off.push(`node/${p.name} is ${describeNode(now)} now, ${describeNode(p)} was read`);
+        }
+        return off.length === 0 ? { holds: true } : { holds: false, found: off.join('; ') };
+      },
+    },
   };
 }
 
@@ -164,6 +181,21 @@ export function isolateStep<P extends NodesParams>(opts: { compensate: boolean; 
         ctx.log(`node/${n.name}: ${describeNode({ ...n, unschedulable: true, quarantine: 'true' })}`);
       }
       return { nodes: done };
+    },
+    postcondition: {
+      describe: `every node is cordoned and labelled ${QUARANTINE_LABEL}=true`,
+      // Cordoning and labelling again only stops new pods landing there (running pods stay): safe, and gated again.
+      async check(ctx) {
+        const kube = await ctx.clients.kube();
+        const off: string[] = [];
+        for (const name of ctx.params.nodes) {
+          const n = await kube.getNode(name);
+          const now = n ? priorOf(n) : null;
+          if (!now) off.push(`node/${name} is gone`);
+          else if (!now.unschedulable || now.quarantine !== 'true') off.push(`node/${name} is ${describeNode(now)}`);
+        }
+        return off.length === 0 ? { holds: true } : { holds: false, found: off.join('; ') };
+      },
     },
   };
   if (!opts.compensate) return step;

@@ -48,7 +48,37 @@ export function readEnvStep<P extends { container?: string }>(): Step<P, EnvStat
       for (const e of env ?? []) if (looksSecret(e.name) && e.value) ctx.redactor.add(e.value);
       return { container: name, index, env };
     },
+    postcondition: {
+      describe: "the container's environment is the one read",
+      // A read: reading again is safe, and what a later change is planned from (and put back to) must be what is there now.
+      async check(ctx, data) {
+        const d = await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env));
+        const c = d.spec?.template.spec?.containers.find((x) => x.name === data.container);
+        if (!c) return { holds: false, found: `deployment/${deploymentName(ctx.env)} has no container "${data.container}" now` };
+        return sameEnv(c.env ?? null, data.env)
+          ? { holds: true }
+          : { holds: false, found: `the environment of container ${data.container} differs from the one read (this run's own change, or someone's since)` };
+      },
+    },
   };
+}
+
+/** Two environment lists alike: the same variables in the same order, with the same values or references. */
+function sameEnv(a: V1EnvVar[] | null, b: V1EnvVar[] | null): boolean {
+  const key = (l: V1EnvVar[] | null) => JSON.stringify((l ?? []).map((e) => [e.name, e.valueFrom ? JSON.stringify(e.valueFrom) : (e.value ?? '')]));
+  return key(a) === key(b);
+}
+
+/** The variables of `change` that do not stand in the live environment (set to another value, or still there when unset). */
+export function envChangeMissing(live: V1EnvVar[] | null, change: EnvChange): string[] {
+  const now = new Map((live ?? []).map((e) => [e.name, e]));
+  const missing: string[] = [];
+  for (const s of change.set) {
+    const e = now.get(s.key);
+    if (!e || e.valueFrom || (e.value ?? '') !== s.value) missing.push(`${s.key} is ${shownVar(e)}, not ${shown(s.key, s.value)}`);
+  }
+  for (const k of change.unset) if (now.has(k)) missing.push(`${k} is still set (${shownVar(now.get(k))})`);
+  return missing;
 }
 
 /**
@@ -128,5 +158,16 @@ export function changeEnvStep<P extends { container?: string }>(opts: {
       await restoreContainer(await ctx.clients.kube(), deploymentName(ctx.env), d.index, d.container, 'env', d.previous);
     },
     undoByHand: (ctx) => `kubectl rollout undo deployment/${deploymentName(ctx.env)} -n ${ns(ctx.env)}`,
+    postcondition: {
+      describe: 'the variables are set (or removed) as asked',
+      // Setting the same values again is what the run was asked to do: safe, and gated again.
+      async check(ctx, data) {
+        const d = await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env));
+        const c = d.spec?.template.spec?.containers.find((x) => x.name === data.container);
+        if (!c) return { holds: false, found: `deployment/${deploymentName(ctx.env)} has no container "${data.container}" now` };
+        const missing = envChangeMissing(c.env ?? null, opts.change(ctx.params, ctx));
+        return missing.length === 0 ? { holds: true } : { holds: false, found: `in container ${data.container}, ${missing.join('; ')}` };
+      },
+    },
   };
 }

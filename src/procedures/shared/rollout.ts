@@ -156,5 +156,14 @@ export function watchRolloutStep<P>(): Step<P, RolloutDone> {
       },
     ],
     run: (ctx) => waitForRollout(ctx, ctx.env.config.kubernetes!.deployment, rolloutTimeout(ctx)),
+    postcondition: {
+      describe: 'the rollout is complete',
+      // A read: waiting again is always safe.
+      async check(ctx) {
+        const name = ctx.env.config.kubernetes!.deployment;
+        const s = rolloutStatus(await (await ctx.clients.kube()).getDeployment(name));
+        return s.done ? { holds: true } : { holds: false, found: `deployment/${name}: ${s.message}` };
+      },
+    },
   };
 }
