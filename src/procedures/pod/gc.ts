@@ -5,6 +5,7 @@ import { defineProcedure, stepFor } from '../../core/procedure.js';
 import { ns } from '../shared/pods.js';
 import { connectInspector, heapUsage } from './inspector.js';
 import {
+  PROCESS_TARGET_PARAMS,
   closeInspectorStep,
   inspectorPort,
   inspectorStep,
@@ -149,23 +150,7 @@ export default defineProcedure<Params>({
     'The heap in use is read before and after, so the result says what a collection frees — and what it does not (the memory a leak holds).',
     "The gate says what it costs: a stop-the-world pause of about the heap's size, and whether the liveness probe would restart the container meanwhile.",
   ],
-  params: [
-    { name: 'pod', argument: '[pod]', description: "pod name (default: the deployment's only running pod, or the one using the most memory)", type: 'k8sName' },
-    {
-      name: 'container',
-      flag: '--container <name>',
-      description: 'container of the pod (needed when it has several; -c is the global --config)',
-      type: 'k8sName',
-    },
-    {
-      name: 'pid',
-      flag: '--pid <pid>',
-      description: 'the process, when the container runs several Java/Node.js processes (its PID inside the container)',
-      type: 'int',
-      min: 1,
-      max: 4_194_304,
-    },
-  ],
+  params: [...PROCESS_TARGET_PARAMS],
   examples: [[], ['app-7d9f8b6c5d-x2kqp', '--container', 'api'], ['app-7d9f8b6c5d-x2kqp', '--pid', '1', '--json']],
   requires: ['kubernetes'],
   kube: ['execInPod', 'getDeployment', 'getPod', 'listPodMetrics', 'listPods', 'portForward'],

@@ -12,6 +12,7 @@ import { defineProcedure, stepFor, type StepContext } from '../../core/procedure
 import { ns } from '../shared/pods.js';
 import { checkHeapSnapshot, connectInspector, heapUsage, streamHeapSnapshot } from './inspector.js';
 import {
+  PROCESS_TARGET_PARAMS,
   closeInspectorStep,
   containerFree,
   inspectorPort,
@@ -507,24 +508,7 @@ export default defineProcedure<Params>({
     '`kill -USR1` on Node.js opens the inspector; it does not collect garbage (that is `runbook pod gc`).',
     "The gate says what it costs: a stop-the-world pause of about the heap's size (and whether the liveness probe would restart the container meanwhile), the bytes to transfer, and where the file lands (mode 0600: a heap dump holds secrets).",
   ],
-  params: [
-    { name: 'pod', argument: '[pod]', description: "pod name (default: the deployment's only running pod, or the one using the most memory)", type: 'k8sName' },
-    {
-      name: 'container',
-      flag: '--container <name>',
-      description: 'container of the pod (needed when it has several; -c is the global --config)',
-      type: 'k8sName',
-    },
-    {
-      name: 'pid',
-      flag: '--pid <pid>',
-      description: 'the process, when the container runs several Java/Node.js processes (its PID inside the container)',
-      type: 'int',
-      min: 1,
-      max: 4_194_304,
-    },
-    { name: 'out', flag: '--out <dir>', description: 'folder for the dump (default: the current folder)', type: 'string' },
-  ],
+  params: [...PROCESS_TARGET_PARAMS, { name: 'out', flag: '--out <dir>', description: 'folder for the dump (default: the current folder)', type: 'string' }],
   examples: [[], ['app-7d9f8b6c5d-x2kqp', '--container', 'api', '--out', './dumps'], ['app-7d9f8b6c5d-x2kqp', '--pid', '1', '--dry-run']],
   requires: ['kubernetes'],
   kube: ['execInPod', 'getDeployment', 'getPod', 'listPodMetrics', 'listPods', 'portForward'],

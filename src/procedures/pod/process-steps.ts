@@ -10,7 +10,7 @@ import { formatBytes } from '../../core/format.js';
 import { formatDuration } from '../../core/duration.js';
 import { quantityValue } from '../../core/params.js';
 import { sleep } from '../../core/sleep.js';
-import type { Step, StepContext, StepRef } from '../../core/procedure.js';
+import type { ParamSpec, Step, StepContext, StepRef } from '../../core/procedure.js';
 import { deploymentName, ns, selectorOf } from '../shared/pods.js';
 import { closeInspector, inspectorTarget } from './inspector.js';
 import {
@@ -468,3 +468,22 @@ export function pauseLines(t: ProcessTarget, s: SizeData, what: string): string[
   }
   return lines;
 }
+
+/** How heap-dump and gc name their target: the pod, its container, the process in it. */
+export const PROCESS_TARGET_PARAMS: ParamSpec[] = [
+  { name: 'pod', argument: '[pod]', description: "pod name (default: the deployment's only running pod, or the one using the most memory)", type: 'k8sName' },
+  {
+    name: 'container',
+    flag: '--container <name>',
+    description: 'container of the pod (needed when it has several; -c is the global --config)',
+    type: 'k8sName',
+  },
+  {
+    name: 'pid',
+    flag: '--pid <pid>',
+    description: 'the process, when the container runs several Java/Node.js processes (its PID inside the container)',
+    type: 'int',
+    min: 1,
+    max: 4_194_304,
+  },
+];
