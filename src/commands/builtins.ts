@@ -47,14 +47,14 @@ function list(session: Session): number {
   if (session.flags.json) {
     outJson(
       session,
-      catalog.map(({ name, summary, risk, seed }) => ({ name, summary, risk, seed })),
+      catalog.map(({ name, summary, risk, riskFor, seed }) => ({ name, summary, risk, ...(riskFor ? { riskFor } : {}), seed })),
     );
   } else {
     out(
       session,
       table(
         ['PROCEDURE', 'RISK', 'SUMMARY'],
-        catalog.map((e) => [e.name, e.risk, e.summary]),
+        catalog.map((e) => [e.name, e.riskFor ? `${e.riskFor.usually} (${e.risk} ${e.riskFor.when})` : e.risk, e.summary]),
       ),
     );
   }

@@ -9,6 +9,8 @@ export interface CatalogEntry {
   summary: string;
   /** The most a run can do, for `list` (a step may be riskier for some arguments). */
   risk: Risk;
+  /** When `risk` is reached only for some arguments: what a plain run is, and when it is more. */
+  riskFor?: { usually: Risk; when: string };
   seed: string;
   load(): Promise<Procedure>;
 }
@@ -29,7 +31,10 @@ export const catalog: CatalogEntry[] = [
     'Service Restart › Application Service',
     () => import('./app/restart.js'),
   ),
-  def('app scale', "Set the deployment's replica count and wait for it", 'destructive', 'Scaling › Horizontal', () => import('./app/scale.js')),
+  {
+    ...def('app scale', "Set the deployment's replica count and wait for it", 'destructive', 'Scaling › Horizontal', () => import('./app/scale.js')),
+    riskFor: { usually: 'write', when: 'to 0 replicas' },
+  },
   def('app autoscale', "Create or update the deployment's HorizontalPodAutoscaler", 'write', 'Scaling › Horizontal', () => import('./app/autoscale.js')),
   def('app scaling', 'Show the autoscaler and the pods', 'read', 'Scaling › Horizontal', () => import('./app/scaling.js')),
   def(
@@ -153,13 +158,16 @@ export const catalog: CatalogEntry[] = [
     'Disaster Recovery › Regional Failover',
     () => import('./dr/failback.js'),
   ),
-  def(
-    'backup verify',
-    'Verify the newest database backup in S3 (download, pg_restore --list, optional restore test); exit 4 and alert on failure',
-    'write',
-    'Maintenance › Backup Verification',
-    () => import('./maintenance/backup-verify.js'),
-  ),
+  {
+    ...def(
+      'backup verify',
+      'Verify the newest database backup in S3 (download, pg_restore --list, optional restore test); exit 4 and alert on failure',
+      'write',
+      'Maintenance › Backup Verification',
+      () => import('./maintenance/backup-verify.js'),
+    ),
+    riskFor: { usually: 'read', when: 'with --restore-test' },
+  },
   def(
     'cert check',
     'Expiry, names and trust of served TLS certificates; exit 4 below --min-days',

@@ -30,9 +30,13 @@ describe('CLI contract', () => {
   it('lists procedures with their risk', async () => {
     const r = await runCli(['list']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/app scale\s+destructive/);
+    // What a plain run is, and when it is more (issue 12: 5 → 2 is a write; only to 0 is destructive).
+    expect(r.stdout).toMatch(/app scale\s+write \(destructive to 0 replicas\)/);
+    expect(r.stdout).toMatch(/db restart\s+destructive\s/);
     const j = await runCli(['list', '--json']);
-    expect(JSON.parse(j.stdout).map((p: { name: string }) => p.name)).toContain('app restart');
+    const listed = JSON.parse(j.stdout) as Array<{ name: string; risk: string; riskFor?: { usually: string } }>;
+    expect(listed.map((p) => p.name)).toContain('app restart');
+    expect(listed.find((p) => p.name === 'app scale')).toMatchObject({ risk: 'destructive', riskFor: { usually: 'write' } });
   });
 
   it('explains a procedure with the seed fixes and equivalent commands', async () => {
