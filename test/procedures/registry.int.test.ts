@@ -3,12 +3,12 @@
 // fails closed (exit 3) with no change, a declined gate exits 3 with no change, and a failure after
 // any step runs the compensations of the completed steps. New procedures are covered automatically.
 // Kubernetes is the real control plane: the examples' node names become the sandbox's own nodes.
+import { failAfter } from '../support/inject.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { catalog } from '../../src/procedures/catalog.js';
 import { NEEDS_LIVE_PROCESS, startLiveProcess, type LiveProcess } from '../support/sandbox/live-process.js';
 import type { Procedure, Step } from '../../src/core/procedure.js';
 import { procedureRisk } from '../../src/core/procedure.js';
-import { StepError } from '../../src/core/errors.js';
 import type { Prompter } from '../../src/core/prompter.js';
 import { runCli, tempDir } from '../support/cli.js';
 import { Journal } from '../../src/core/journal.js';
@@ -39,20 +39,6 @@ class DecliningPrompter implements Prompter {
   async select<T extends string>(): Promise<T> {
     throw new Error('a declining prompter cannot choose');
   }
-}
-
-function injectAfter(index: number) {
-  const failing: Step = {
-    id: 'injected-failure',
-    title: 'Injected failure',
-    why: 'registry test',
-    risk: 'read',
-    equivalent: () => 'false',
-    run: async () => {
-      throw new StepError('injected failure');
-    },
-  };
-  return (proc: Procedure): Procedure => ({ ...proc, steps: [...proc.steps.slice(0, index + 1), failing, ...proc.steps.slice(index + 1)] });
 }
 
 /** A fresh journal in which an `outage start` turned maintenance mode on (an open outage), for `outage recover`. */
@@ -157,7 +143,7 @@ describe.each(catalog.map((e) => [e.name, e] as const))('%s', (name, entry) => {
   it('a failure after each step runs the compensations of the completed steps, last first', async () => {
     for (let i = 0; i < proc.steps.length; i++) {
       const before = await sb.fingerprint();
-      const r = await run([...words, ...args, '--yes', '--confirm', 'sandbox', '--json'], { procedureOverride: injectAfter(i) });
+      const r = await run([...words, ...args, '--yes', '--confirm', 'sandbox', '--json'], { procedureOverride: failAfter(i) });
       const doc = JSON.parse(r.stdout);
       const injected = doc.steps.find((s: { id: string }) => s.id === 'injected-failure');
       if (injected.status === 'not-run') {

@@ -1,13 +1,13 @@
 // The security procedures against the real Kubernetes control plane (kwok nodes, the real scheduler
 // and node lifecycle controller), real processes and a webhook.
+import { failAfter } from '../../support/inject.js';
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { StepError } from '../../../src/core/errors.js';
-import type { Procedure, Step } from '../../../src/core/procedure.js';
+import type { Procedure } from '../../../src/core/procedure.js';
 import { runCli, tempDir } from '../../support/cli.js';
 import { startSandbox, type Sandbox } from '../../support/sandbox/index.js';
 import type { Deployment, KubeObject, NodeObject, Pod } from '../../support/cluster/index.js';
@@ -60,23 +60,6 @@ async function settled(...names: string[]) {
 const deployment = async () => (await sb.kube.get<Deployment>('deployments', NS, 'app'))!;
 const containerEnv = async () => (await deployment()).spec.template.spec.containers[0]!.env ?? [];
 const envValue = async (key: string) => (await containerEnv()).find((e) => e.name === key)?.value;
-
-function failAfter(stepId: string) {
-  const failing: Step = {
-    id: 'injected-failure',
-    title: 'Injected failure',
-    why: 'test',
-    risk: 'read',
-    equivalent: () => 'false',
-    run: async () => {
-      throw new StepError('injected failure');
-    },
-  };
-  return (proc: Procedure): Procedure => {
-    const i = proc.steps.findIndex((s) => s.id === stepId);
-    return { ...proc, steps: [...proc.steps.slice(0, i + 1), failing, ...proc.steps.slice(i + 1)] };
-  };
-}
 
 /** The real kubectl, with the tool's kubeconfig (through the same proxy). */
 const kubectl = (...args: string[]) => sb.kube.kubectl(['--request-timeout=10s', ...args]);

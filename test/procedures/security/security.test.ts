@@ -1,9 +1,10 @@
+import { failAfter } from '../../support/inject.js';
 import { openJournal } from '../../../src/core/journal-reader.js';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { StepError, UsageError } from '../../../src/core/errors.js';
-import type { Procedure, Step } from '../../../src/core/procedure.js';
+import type { Procedure } from '../../../src/core/procedure.js';
 import { auditOffChange, findLastAuditOn } from '../../../src/procedures/security/audit-logging.js';
 import { logTasks } from '../../../src/procedures/security/evidence-collection.js';
 import { validateNodeNames } from '../../../src/procedures/security/nodes.js';
@@ -12,23 +13,6 @@ import { runCli, tempDir } from '../../support/cli.js';
 import { twoEnvironments, writeConfig } from '../../support/config.js';
 import { FakeKube, fakeFactories } from '../../support/fakes/fake-kube.js';
 import type { V1Pod } from '@kubernetes/client-node';
-
-function failAfter(stepId: string) {
-  const failing: Step = {
-    id: 'injected-failure',
-    title: 'Injected failure',
-    why: 'test',
-    risk: 'read',
-    equivalent: () => 'false',
-    run: async () => {
-      throw new StepError('injected failure');
-    },
-  };
-  return (proc: Procedure): Procedure => {
-    const i = proc.steps.findIndex((s) => s.id === stepId);
-    return { ...proc, steps: [...proc.steps.slice(0, i + 1), failing, ...proc.steps.slice(i + 1)] };
-  };
-}
 
 describe('node names', () => {
   it.each([
