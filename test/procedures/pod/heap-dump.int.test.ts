@@ -3,6 +3,7 @@
 // JVM (OpenJDK) is dumped with jcmd and copied out over exec; a real Node.js process gets its
 // inspector opened with SIGUSR1 and is snapshotted through a port-forward. Faults come from the
 // container's own tools: a `df`, `tar` or `sha256sum` first on the exec's PATH.
+import { startControlPlane } from '../../support/cluster/control-plane.js';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -84,7 +85,9 @@ const listening = (port: number) =>
   });
 
 beforeAll(async () => {
-  kube = await startKube({ namespace: 'heap-dump', nodes: 1 });
+  // A control plane of its own: kwok serves exec and port-forward for every node of a shared one, and
+  // other files' node churn there made its exec answers fail under load.
+  kube = await startKube({ namespace: 'heap-dump', nodes: 1, controlPlane: await startControlPlane() });
   NS = kube.namespace;
   root = tempDir('runbook-heap-');
   bin = join(root, 'bin');

@@ -1,6 +1,7 @@
 // The Kubernetes client's exec and port-forward (over WebSocket, through the API server and the fault
 // proxy) against the real control plane: kwok runs a pod's exec as a local process and forwards a
 // pod's port to a local server, so exit codes, binary streams and forwarded HTTP/WebSocket are real.
+import { startControlPlane } from '../../support/cluster/control-plane.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -22,7 +23,9 @@ let http: Server;
 const children: ChildProcess[] = [];
 
 beforeAll(async () => {
-  kube = await startKube({ namespace: 'kube-streams', nodes: 1 });
+  // A control plane of its own: kwok serves exec and port-forward for every node of a shared one, and
+  // other files' node churn there made its exec answers fail under load.
+  kube = await startKube({ namespace: 'kube-streams', nodes: 1, controlPlane: await startControlPlane() });
   dir = tempDir('kube-streams-');
   await kube.writeKubeconfig(join(dir, 'kubeconfig'));
   client = await createKubeClient({ kubeconfig: join(dir, 'kubeconfig'), namespace: kube.namespace }, {});
