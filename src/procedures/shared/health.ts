@@ -34,18 +34,19 @@ export async function pollHealth(
   const interval = parseDuration(probe.interval);
   const timeout = parseDuration(probe.timeout);
   const deadline = probe.withinMs === undefined ? Infinity : performance.now() + probe.withinMs;
+  let problem = '';
   for (let attempt = 1; ; attempt++) {
     const t0 = performance.now();
-    let problem: string;
+    const left = Math.max(1, Math.ceil(deadline - t0));
     try {
-      const left = Math.max(1, Math.ceil(deadline - t0));
       const res = await ctx.clients.http.request(probe.url, { timeoutMs: Math.min(timeout, left), signal: ctx.signal });
       if (res.status === probe.expectStatus)
         return { healthy: true, url: probe.url, status: res.status, attempts: attempt, latencyMs: Math.round(performance.now() - t0) };
       problem = `HTTP ${res.status}`;
     } catch (err) {
       if (ctx.signal.aborted) throw ctx.signal.reason;
-      problem = errorMessage(err);
+      // An attempt cut short by our own time limit says nothing new: the answer before it does.
+      if (!(left < timeout && problem)) problem = errorMessage(err);
     }
     onMiss?.(attempt, problem);
     const last = (probe.attempts !== undefined && attempt >= probe.attempts) || performance.now() + interval > deadline;
