@@ -2,7 +2,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { catalog, findEntry } from './procedures/catalog.js';
 import { addProcedureParams, collectParams } from './commands/procedure-command.js';
 import type { Procedure } from './core/procedure.js';
-import { GLOBAL_FLAGS, TOOL_COMMANDS } from './commands/words.js';
+import { GLOBAL_FLAGS, TOOL_COMMANDS, type BuiltinName } from './commands/words.js';
 
 export { COMPLETION_SHELLS, CONFIG_VERBS, GLOBAL_FLAGS, TOOL_COMMANDS } from './commands/words.js';
 
@@ -21,7 +21,7 @@ Exit codes:
 /** What the chosen command asks main() to do once parsing succeeded. */
 export type Action =
   | { kind: 'procedure'; proc: Procedure; opts: Record<string, unknown>; params: () => Record<string, unknown> }
-  | { kind: 'builtin'; name: 'list' | 'explain' | 'history' | 'show' | 'resume' | 'rbac'; opts: Record<string, unknown>; args: string[] }
+  | { kind: 'builtin'; name: BuiltinName; opts: Record<string, unknown>; args: string[] }
   | { kind: 'tool'; name: 'config' | 'completion' | 'doctor' | 'version'; verb?: string; opts: Record<string, unknown>; args: string[] };
 
 /**
@@ -143,7 +143,7 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
     }
   }
 
-  const builtin = (name: 'list' | 'explain' | 'history' | 'show' | 'resume' | 'rbac', args: string, description: string) => {
+  const builtin = (name: BuiltinName, args: string, description: string) => {
     const cmd = program.command(`${name}${args ? ` ${args}` : ''}`).description(description);
     cmd.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride();
     cmd.action((...a: unknown[]) => {
@@ -162,7 +162,12 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
     .option('--operator <who>', 'only runs by this operator (user@host, or the user part)')
     .option('--no-dry-runs', 'leave out dry runs');
   builtin('show', '<run-id>', 'One run from the journal: parameters, gates, steps and their data');
-  builtin('resume', '<run-id>', 'Continue a failed or interrupted run from its first unfinished step');
+  builtin('resume', '<run-id>', 'Continue a failed or interrupted run from its first unfinished step').option(
+    '--takeover',
+    "continue another operator's run (its lock expired, or was released with runbook release); recorded in the journal, the lock and an Event",
+  );
+  builtin('verify', '<run-id>', "Check a run's journal hash chain; names the first line that does not match (exit 4)");
+  builtin('release', '<run-id>', 'Give up the locks your crashed or stopped run still holds, so another operator can take it over');
   builtin('rbac', '[procedure...]', 'The least-privilege Kubernetes Role (and ClusterRole for nodes) the procedures need, derived from what they call')
     .option('--name <name>', 'name of the Role and bindings', 'runbook-operator')
     .option('--group <group>', 'the group the bindings grant it to', 'runbook-operators');

@@ -27,7 +27,12 @@ export async function runBuiltin(session: Session, name: string, args: string[],
     case 'show':
       return show(session, args[0]);
     case 'resume':
-      return resume(session, args[0]);
+      return resume(session, args[0], opts);
+    case 'verify':
+    case 'release': {
+      const handover = await import('./handover.js');
+      return name === 'verify' ? handover.verify(session, args[0], await dir(session)) : handover.release(session, args[0], await dir(session));
+    }
     case 'rbac':
       return rbac(session, args, opts);
     default:
@@ -251,13 +256,23 @@ async function show(session: Session, runId: string | undefined): Promise<number
 }
 
 /** Continue a failed or interrupted run: completed steps are skipped, their recorded data restored. */
-async function resume(session: Session, runId: string | undefined): Promise<number> {
+async function resume(session: Session, runId: string | undefined, opts: Record<string, unknown> = {}): Promise<number> {
   const events = await loadRun(session, runId);
   const start = events.find((e): e is RunStartEvent => e.type === 'run-start');
   const entry = start ? findEntry(String(start.procedure).split(' ')) : undefined;
   // The same rules `runbook show` uses to say whether a resume can finish an incomplete run.
   const blocker = resumeBlocker(runId!, events, entry !== undefined);
   if (blocker || !start || !entry) throw new UsageError(blocker?.message ?? `run ${runId} cannot be resumed`, blocker?.hint);
+  // Someone else's run is continued only as a takeover, said so out loud (and in the journal, the Lease and an Event).
+  const owner = typeof start.operator === 'string' ? start.operator : undefined;
+  const takeover = owner !== undefined && owner !== session.operator;
+  if (takeover && opts.takeover !== true) {
+    throw new UsageError(
+      `run ${runId} is ${owner}'s, not yours (${session.operator})`,
+      `to continue it for them: runbook resume ${runId} --takeover (once their lock expired, or they ran runbook release ${runId})`,
+    );
+  }
+  if (!takeover && opts.takeover === true) session.reporter.info(`run ${runId} is your own: --takeover is not needed`);
   const proc = await entry.load();
   const undone = new Set(events.filter((e): e is CompensationEvent => e.type === 'compensation' && e.status === 'succeeded').map((e) => String(e.step)));
   const completed: Record<string, unknown> = {};
@@ -284,7 +299,8 @@ async function resume(session: Session, runId: string | undefined): Promise<numb
   session.reporter.info(
     `resuming run ${runId} (${proc.name} on ${env.name}${env.configPath ? `, config ${env.configPath}` : ''}); ${Object.keys(completed).length} step(s) done then, re-checked before they are skipped`,
   );
-  return executeProcedure(session, proc, () => start.params, { fromRun: runId!, completed, completedAt, env });
+  if (takeover) session.reporter.warn(`taking over ${owner}'s run ${runId}: from here on it is yours (${session.operator})`);
+  return executeProcedure(session, proc, () => start.params, { fromRun: runId!, completed, completedAt, env, ...(takeover ? { takeoverFrom: owner } : {}) });
 }
 
 /** Prints the Role for the environment's namespace (the example's without a config). */

@@ -89,7 +89,7 @@ async function candidatesFor(before: string[], current: string, io: IO): Promise
   if (first === 'config')
     return path.length === 1 ? [...CONFIG_VERBS, 'environments'] : second === 'view' && path.length === 2 ? environments(io, configFlag) : [];
   if (first === 'completion') return path.length === 1 ? [...COMPLETION_SHELLS] : [];
-  if (first === 'show' || first === 'resume') return path.length === 1 ? runIds(io, configFlag) : [];
+  if (['show', 'resume', 'verify', 'release', 'approve', 'deny'].includes(first)) return path.length === 1 ? runIds(io, configFlag) : [];
   if ((TOOL_COMMANDS as readonly string[]).includes(first)) return [];
   return procedureWords(path);
 }

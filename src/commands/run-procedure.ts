@@ -37,7 +37,7 @@ export async function executeProcedure(
   session: Session,
   given: Procedure,
   parseParams: (env: ResolvedEnvironment) => unknown,
-  resume?: { fromRun: string; completed: Record<string, unknown>; completedAt?: Record<string, string>; env?: ResolvedEnvironment },
+  resume?: { fromRun: string; completed: Record<string, unknown>; completedAt?: Record<string, string>; env?: ResolvedEnvironment; takeoverFrom?: string },
 ): Promise<number> {
   const { io } = session.deps;
   const { flags } = session;
@@ -95,7 +95,7 @@ export async function executeProcedure(
       interrupts,
       timeoutMs: flags.timeoutMs,
       now,
-      resume: resume ? { fromRun: resume.fromRun, completed: resume.completed, completedAt: resume.completedAt } : undefined,
+      resume: resume ? { fromRun: resume.fromRun, completed: resume.completed, completedAt: resume.completedAt, takeoverFrom: resume.takeoverFrom } : undefined,
     });
   } finally {
     journal.close();

@@ -1,8 +1,8 @@
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { StepError, UsageError } from './errors.js';
 import type { Change, Risk } from './plan.js';
 import type { Redactor } from './redact.js';
@@ -33,6 +33,8 @@ export interface RunStartEvent extends Stamped {
   config?: string | null;
   /** Set on a `runbook resume` run: the run it continues. */
   resumedFrom?: string;
+  /** Set on a `resume --takeover` run: the operator of the run it continues for them. */
+  takeoverFrom?: string;
 }
 
 export interface GateEvent extends Stamped {
@@ -246,13 +248,42 @@ export class JournalWriteError extends StepError {
   }
 }
 
+/** Told each line once it is on disk (its exact text, without the newline): the shared journal uploads from it. */
+export type JournalListener = (line: string, type: JournalEventType) => void;
+
+/** The hash of a chain's first `prev`: the run id, so a run file renamed to another id no longer verifies. */
+export function chainSeed(runId: string): string {
+  return sha256(`runbook run ${runId}`);
+}
+
+export function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The chain fields end every line: `…,"prev":"<64 hex>","h":"<64 hex>"}`. */
+export const CHAIN_TAIL = /,"prev":"([0-9a-f]{64})","h":"([0-9a-f]{64})"\}$/;
+
+/**
+ * One journal line, hash-chained: `prev` is the hash of the line before (the chain seed for the
+ * first), `h` the sha256 of the line's own text up to and including `prev` (closed with `}`), so an
+ * edited line fails at itself and a removed or reordered one at the line after it.
+ */
+export function chainLine(event: Record<string, unknown>, prev: string): { line: string; h: string } {
+  const body = JSON.stringify({ ...event, prev });
+  const h = sha256(body);
+  return { line: `${body.slice(0, -1)},"h":"${h}"}`, h };
+}
+
 /**
  * Append-only NDJSON, one fsync'd line per event, so a crash loses no completed step. Every event
- * passes through the redactor before it touches the disk.
+ * passes through the redactor before it touches the disk, and every line is hash-chained to the one
+ * before it (`runbook verify` checks the chain).
  */
 export class Journal {
   private fd: number | null = null;
   readonly path: string;
+  private prev: string;
+  private readonly listeners: JournalListener[] = [];
 
   constructor(
     readonly dir: string,
@@ -261,7 +292,8 @@ export class Journal {
     private readonly now: () => Date,
     private readonly writes: JournalWrites = diskWrites,
   ) {
-    this.path = join(dir, 'runs', `${runId}.ndjson`);
+    this.path = runFile(dir, runId);
+    this.prev = chainSeed(runId);
   }
 
   /**
@@ -272,14 +304,25 @@ export class Journal {
     this.descriptor();
   }
 
+  /** Every line written from now on is told to `listener`, after it is on disk. A listener that throws is not the run's problem. */
+  onAppend(listener: JournalListener): void {
+    this.listeners.push(listener);
+  }
+
   private descriptor(): number {
     if (this.fd !== null) return this.fd;
-    ensureDirectory(this.dir, join(this.dir, 'runs'));
+    ensureDirectory(this.dir, dirname(this.path));
     try {
-      this.fd = openSync(this.path, 'a', 0o600);
+      this.fd = openSync(this.path, 'a+', 0o600);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       throw journalDirError(this.dir, `is not writable (${code ?? errorText(err)} on ${this.path})`);
+    }
+    // A file with lines already (written before by this run id): the chain goes on from its last line.
+    if (fstatSync(this.fd).size > 0) {
+      const last = readFileSync(this.fd, 'utf8').trimEnd().split('\n').pop() ?? '';
+      const m = CHAIN_TAIL.exec(last);
+      if (m) this.prev = m[2];
     }
     return this.fd;
   }
@@ -287,8 +330,9 @@ export class Journal {
   /** Writes one whole line or nothing: a partial write is cut off again, so the file never ends in a torn line. */
   append(type: JournalEventType, fields: Record<string, unknown> = {}): void {
     const fd = this.descriptor();
-    const event = this.redactor.value({ t: this.now().toISOString(), type, ...fields });
-    const line = Buffer.from(JSON.stringify(event) + '\n');
+    const event: Record<string, unknown> = this.redactor.value({ t: this.now().toISOString(), type, ...fields });
+    const { line: text, h } = chainLine(event, this.prev);
+    const line = Buffer.from(text + '\n');
     const size = fstatSync(fd).size;
     try {
       for (let off = 0; off < line.length;) off += this.writes.write(fd, line, off, line.length - off);
@@ -300,6 +344,14 @@ export class Journal {
         // Nothing more can be done about this file; readers skip a torn last line.
       }
       throw new JournalWriteError(this.path, (err as NodeJS.ErrnoException).code ?? errorText(err));
+    }
+    this.prev = h;
+    for (const l of this.listeners) {
+      try {
+        l(text, type);
+      } catch {
+        // An observer (the shared journal) never stops the run; it reports its own failures.
+      }
     }
   }
 

@@ -6,6 +6,8 @@ import { LockHeldError, StepError } from './errors.js';
 export interface LockHolder {
   operator: string;
   runId: string;
+  /** A takeover: the run (operator and id) this one continues for someone else, named in the Lease's holder. */
+  takingOver?: { operator: string; runId: string };
 }
 
 export interface HeldLock {
@@ -74,7 +76,12 @@ export function leaseName(target: string): string {
 }
 
 function holderIdentity(h: LockHolder): string {
-  return `${h.operator} run ${h.runId}`;
+  return `${h.operator} run ${h.runId}${h.takingOver ? ` (taking over ${h.takingOver.operator} run ${h.takingOver.runId})` : ''}`;
+}
+
+/** Whether a Lease's holder is this run (as `acquireLock` writes it, takeover note or not). */
+export function heldBy(holder: string | undefined, run: { operator: string; runId: string }): boolean {
+  return holder !== undefined && (holder === `${run.operator} run ${run.runId}` || holder.startsWith(`${run.operator} run ${run.runId} (`));
 }
 
 function expired(l: LeaseRecord, now: Date): boolean {
@@ -115,7 +122,7 @@ export async function acquireLock(kube: LeaseStore, name: string, holder: LockHo
   let current: LeaseRecord;
   try {
     const existing = await kube.getLease(name);
-    const ours = (h?: string) => h === identity || (opts.takeOver !== undefined && h === holderIdentity(opts.takeOver));
+    const ours = (h?: string) => h === identity || (opts.takeOver !== undefined && heldBy(h, opts.takeOver));
     if (!existing) {
       current = await kube.createLease(fresh());
     } else if (existing.holder && !ours(existing.holder) && !expired(existing, now())) {
@@ -223,6 +230,6 @@ function held(name: string, holder: string, since?: Date): LockHeldError {
   const when = since ? ` since ${since.toISOString()}` : '';
   return new LockHeldError(
     `${name} is held by ${holder}${when}`,
-    "wait for that run to finish, or ask its operator; a crashed run's lock expires within a minute (your own crashed run: `runbook resume <run-id>` takes it over)",
+    "wait for that run to finish, or ask its operator; a crashed run's lock expires within a minute (your own crashed run: `runbook resume <run-id>` takes it over; someone else's: `runbook resume <run-id> --takeover` once it expired or its operator ran `runbook release <run-id>`)",
   );
 }

@@ -46,6 +46,8 @@ export interface RunOptions<P> {
     completed: Record<string, unknown>;
     /** When each completed step ended (journal time), to show the age of what resume keeps. */
     completedAt?: Record<string, string>;
+    /** A takeover: the operator of the run resumed, when it is someone else (its lock must have expired or been released). */
+    takeoverFrom?: string;
   };
 }
 
@@ -224,9 +226,12 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
     if (targets.length > 0 && !env.config.kubernetes) reporter.verbose('no kubernetes section: running without the cross-operator lock');
     if (targets.length > 0 && env.config.kubernetes) {
       const kube = await o.clients.kube();
-      // Resuming: the run resumed is this operator's own (resume checks it); its leases are taken over.
-      const takeOver = o.resume ? { operator: o.operator, runId: o.resume.fromRun } : undefined;
-      lock = await acquireLocks(kube, targets, { operator: o.operator, runId: o.runId }, o.now, { takeOver });
+      // Resuming this operator's own run: its leases are taken over at once. Someone else's (a takeover): only
+      // once they expired or were released; the new holder names the run it takes over.
+      const resumed = o.resume ? { operator: o.resume.takeoverFrom ?? o.operator, runId: o.resume.fromRun } : undefined;
+      const takeOver = o.resume && !o.resume.takeoverFrom ? resumed : undefined;
+      const holder = { operator: o.operator, runId: o.runId, ...(o.resume?.takeoverFrom ? { takingOver: resumed } : {}) };
+      lock = await acquireLocks(kube, targets, holder, o.now, { takeOver });
       journal.append('lock', { lease: lock.name, namespace: kube.namespace });
       reporter.verbose(`lock ${lock.name} taken`);
     }

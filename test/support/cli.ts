@@ -40,6 +40,8 @@ export interface CliOptions {
   /** Streams to write to instead of the captured ones (e.g. one that fails like a closed pipe). */
   stdout?: Writable;
   stderr?: Writable;
+  /** Who runs it (user@host as the journal and the Lease name them); default tester@test. */
+  operator?: string;
 }
 
 /** A fresh, empty journal directory per call unless the test passes RUNBOOK_JOURNAL_DIR. */
@@ -80,7 +82,7 @@ export async function runCli(argv: string[], opts: CliOptions = {}): Promise<Cli
     now: opts.now,
     procedureOverride: opts.procedureOverride,
     journalWrites: opts.journalWrites,
-    operator: 'tester@test',
+    operator: opts.operator ?? 'tester@test',
   });
   return { code, stdout: stdout.text, stderr: stderr.text, prompter };
 }
