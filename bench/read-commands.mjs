@@ -80,7 +80,10 @@ async function measure(title, { env, native, runbook, check, stepOf }) {
 /** The median duration of a step over this build's last runs, from the journal. */
 function journalStepMs(journalDir, step, runs) {
   const runsDir = join(journalDir, 'runs');
-  const ms = readdirSync(runsDir)
+  // runs/YYYY/MM/DD/<id>.ndjson: sorted by path is sorted by run id.
+  const ms = readdirSync(runsDir, { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith('.ndjson'))
     .sort()
     .slice(-runs)
     .map(

@@ -49,7 +49,10 @@ try {
         const r = await run(process.execPath, [runbookBin, 'app', 'scale', '-e', 'bench', '--replicas', String(replicas), '--yes'], { env });
         if (r.code !== 0) throw exitProblem('runbook app scale', r);
         await watch.untilComplete();
-        const runs = readdirSync(join(journal, 'runs')).sort();
+        const runs = readdirSync(join(journal, 'runs'), { recursive: true })
+          .map(String)
+          .filter((f) => f.endsWith('.ndjson'))
+          .sort();
         const events = readFileSync(join(journal, 'runs', runs.at(-1)), 'utf8')
           .trim()
           .split('\n')

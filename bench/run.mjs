@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** Benchmark scripts, in the order they run. Add yours here. */
-const scripts = ['startup.mjs', 'rollout.mjs', 'read-commands.mjs', 'logs-rotate.mjs', 'cache-flush.mjs', 'security-evidence.mjs'];
+const scripts = ['startup.mjs', 'rollout.mjs', 'read-commands.mjs', 'logs-rotate.mjs', 'cache-flush.mjs', 'security-evidence.mjs', 'journal.mjs'];
 
 const only = process.argv.slice(2);
 let failed = 0;

@@ -1,10 +1,10 @@
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { findConfigPath } from '../core/config.js';
 import { ExitCode, UsageError } from '../core/errors.js';
 import type { IO } from '../core/io.js';
 import { journalDir } from '../core/journal.js';
 import { catalog, findEntry } from '../procedures/catalog.js';
+import { listRunFiles } from '../core/journal-reader.js';
 import { COMPLETION_SHELLS, CONFIG_VERBS, GLOBAL_FLAGS, TOOL_COMMANDS } from './words.js';
 
 /**
@@ -146,14 +146,12 @@ async function environments(io: IO, flag: string | undefined): Promise<string[]>
 async function runIds(io: IO, flag: string | undefined): Promise<string[]> {
   const doc = await rawConfig(io, flag);
   const dir = journalDir(io.env, typeof doc?.journal?.dir === 'string' ? doc.journal.dir : undefined);
+  const ids: string[] = [];
   try {
-    return readdirSync(join(dir, 'runs'))
-      .filter((n) => n.endsWith('.ndjson'))
-      .map((n) => n.slice(0, -'.ndjson'.length))
-      .sort()
-      .reverse()
-      .slice(0, 100);
+    // Newest first, listing only as many day folders as 100 ids take.
+    for await (const e of listRunFiles(dir)) if (ids.push(e.id) >= 100) break;
   } catch {
-    return [];
+    // No journal yet: nothing to complete.
   }
+  return ids;
 }

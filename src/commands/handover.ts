@@ -4,6 +4,7 @@ import { findConfigPath, loadConfig, selectEnvironment } from '../core/config.js
 import { ExitCode, UsageError } from '../core/errors.js';
 import { isRunId, parseEvents, runFile, type RunStartEvent } from '../core/journal.js';
 import { verifyChain } from '../core/journal-verify.js';
+import { findRunFile } from '../core/journal-reader.js';
 import { heldBy, leaseName } from '../core/lock.js';
 import type { Session } from '../core/session.js';
 import { jsonText } from '../core/terminal.js';
@@ -17,8 +18,9 @@ function checkRunId(runId: string | undefined): string {
 /** `runbook verify <run-id>`: the run file's hash chain, line by line; exit 4 at the first line that does not match. */
 export async function verify(session: Session, given: string | undefined, dir: string, shared?: (runId: string) => Promise<string | null>): Promise<number> {
   const runId = checkRunId(given);
-  let text: string | null = await readFile(runFile(dir, runId), 'utf8').catch(() => null);
-  let where = runFile(dir, runId);
+  const local = await findRunFile(dir, runId);
+  let text: string | null = local ? await readFile(local, 'utf8').catch(() => null) : null;
+  let where = local ?? runFile(dir, runId);
   if (text === null && shared) {
     text = await shared(runId);
     where = 'the team journal';
@@ -50,7 +52,8 @@ const LIVE_MS = 25_000;
  */
 export async function release(session: Session, given: string | undefined, dir: string): Promise<number> {
   const runId = checkRunId(given);
-  const text = await readFile(runFile(dir, runId), 'utf8').catch(() => null);
+  const file = await findRunFile(dir, runId);
+  const text = file ? await readFile(file, 'utf8').catch(() => null) : null;
   if (text === null) throw new UsageError(`no run ${runId} in ${dir}`, 'runbook history lists run ids');
   const events = parseEvents(text);
   const start = events.find((e): e is RunStartEvent => e.type === 'run-start');

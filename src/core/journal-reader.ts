@@ -1,4 +1,4 @@
-import { open, readdir, readFile } from 'node:fs/promises';
+import { access, open, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { StepRef } from './step-ref.js';
 import {
@@ -108,13 +108,118 @@ const HEAD_BYTES = 4096;
  */
 const ID_SLACK_MS = 10 * 60_000;
 
-/** A reader of the journal in `dir` (runs/<run id>.ndjson). */
+/** A reader of the journal in `dir` (runs/YYYY/MM/DD/<run id>.ndjson, and older builds' runs/<run id>.ndjson). */
 export function openJournal(dir: string, opts: ReaderOptions = {}): JournalReader {
   return new FileJournalReader(dir, opts);
 }
 
+/** A run file found in the journal. */
+export interface RunFileEntry {
+  readonly id: string;
+  readonly path: string;
+}
+
+/** The directory levels under runs/ of the day layout (runFile's): year, month, day. */
+export const DAY_DIRS: readonly RegExp[] = [/^\d{4}$/, /^\d{2}$/, /^\d{2}$/];
+const SUFFIX = '.ndjson';
+
+/** Where builds before the day layout kept a run (runs/<id>.ndjson). */
+export function flatRunFile(dir: string, runId: string): string {
+  return join(dir, 'runs', `${runId}${SUFFIX}`);
+}
+
+/** The ids of the run files among a directory's names, newest first. */
+export function runIdsIn(names: readonly string[]): string[] {
+  const ids: string[] = [];
+  for (const n of names) if (n.endsWith(SUFFIX) && n.length > SUFFIX.length) ids.push(n.slice(0, -SUFFIX.length));
+  return ids.sort().reverse();
+}
+
+/** A directory's names; none when it is gone (pruned since it was listed), not a directory, or never made. */
+export async function namesIn(path: string): Promise<string[]> {
+  try {
+    return await readdir(path);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * The day layout's run files under `path` (at `level`), a day's at a time, newest first: days
+ * older than `floor`'s are not listed, and files `keep` refuses are left out.
+ */
+async function* days(
+  path: string,
+  names: readonly string[],
+  level: number,
+  prefix: string,
+  floor: string | undefined,
+  keep: (id: string) => boolean,
+): AsyncGenerator<RunFileEntry[]> {
+  if (level === DAY_DIRS.length) {
+    const files = runIdsIn(names)
+      .filter(keep)
+      .map((id) => ({ id, path: join(path, `${id}${SUFFIX}`) }));
+    if (files.length) yield files;
+    return;
+  }
+  const subs = names
+    .filter((n) => DAY_DIRS[level].test(n))
+    .sort()
+    .reverse();
+  for (const sub of subs) {
+    const key = prefix + sub;
+    if (floor !== undefined && key < floor.slice(0, key.length)) return;
+    const at = join(path, sub);
+    yield* days(at, await namesIn(at), level + 1, key, floor, keep);
+  }
+}
+
+/**
+ * The journal's run files, newest id first, listing a day's directory only when it is reached (a
+ * reader that stops after the newest few lists a few days, not the whole journal). Old flat files
+ * (runs/<id>.ndjson) are merged in by id. With `floor` (a run id, see runIdFloor), time-ordered ids
+ * below it are left out and older days never listed; other names are always listed.
+ */
+export async function* listRunFiles(dir: string, floor?: string): AsyncGenerator<RunFileEntry> {
+  const runs = join(dir, 'runs');
+  const top = await namesIn(runs);
+  const keep = (id: string) => floor === undefined || !isTimeOrdered(id) || id >= floor;
+  const flat = runIdsIn(top).filter(keep);
+  let i = 0;
+  for await (const day of days(runs, top, 0, '', floor, keep)) {
+    for (const e of day) {
+      while (i < flat.length && flat[i] > e.id) yield { id: flat[i], path: flatRunFile(dir, flat[i++]) };
+      // The same id in both places (copied by hand): the day layout's is the run's.
+      if (flat[i] === e.id) i++;
+      yield e;
+    }
+  }
+  for (; i < flat.length; i++) yield { id: flat[i], path: flatRunFile(dir, flat[i]) };
+}
+
+/** The path of a run's file, in the day layout or an older build's flat one; null when there is none. */
+export async function findRunFile(dir: string, runId: string): Promise<string | null> {
+  for (const path of runFileCandidates(dir, runId)) {
+    try {
+      await access(path);
+      return path;
+    } catch {
+      // Not there: the other place, if any.
+    }
+  }
+  return null;
+}
+
+function runFileCandidates(dir: string, runId: string): string[] {
+  const path = runFile(dir, runId);
+  const flat = flatRunFile(dir, runId);
+  return path === flat ? [path] : [path, flat];
+}
+
 interface RunFileText {
   id: string;
+  path: string;
   /** null: the file is gone (pruned or removed since it was listed), or could not be read. */
   text: string | null;
   unreadable?: boolean;
@@ -133,17 +238,13 @@ class FileJournalReader implements JournalReader {
   async runs(query: RunQuery = {}): Promise<JournalRun[]> {
     const procedures = query.procedure === undefined ? undefined : new Set(typeof query.procedure === 'string' ? [query.procedure] : query.procedure);
     const since = query.since === undefined ? undefined : typeof query.since === 'number' ? query.since : query.since.getTime();
-    let ids = await this.ids();
-    // Ids sort by time: nothing older than the cutoff (less the slack) can have started after it.
-    if (since !== undefined) {
-      const floor = runIdFloor(since - ID_SLACK_MS);
-      ids = ids.filter((id) => !isTimeOrdered(id) || id >= floor);
-    }
     const limit = query.limit ?? Infinity;
     const out: JournalRun[] = [];
     const broken: string[] = [];
     if (limit <= 0) return out;
-    for await (const file of this.read(ids)) {
+    // Ids sort by time: nothing older than the cutoff (less the slack) can have started after it.
+    const floor = since === undefined ? undefined : runIdFloor(since - ID_SLACK_MS);
+    for await (const file of this.read(this.files(floor))) {
       const run = this.toRun(file, broken);
       if (!run) continue;
       if (!query.includeDryRuns && run.dryRun !== 'off') continue;
@@ -158,7 +259,7 @@ class FileJournalReader implements JournalReader {
   }
 
   async run(runId: string): Promise<JournalRun | null> {
-    const file = await this.readOne(runId);
+    const file = await this.readById(runId);
     const broken: string[] = [];
     const run = this.toRun(file, broken);
     this.report(broken);
@@ -166,21 +267,25 @@ class FileJournalReader implements JournalReader {
   }
 
   async events(runId: string): Promise<JournalEvent[]> {
-    return parseEvents(await readFile(runFile(this.dir, runId), 'utf8'));
+    const [path, flat] = runFileCandidates(this.dir, runId);
+    try {
+      return parseEvents(await readFile(path, 'utf8'));
+    } catch (err) {
+      if (flat === undefined || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    return parseEvents(await readFile(flat, 'utf8'));
   }
 
   async lastEffective(procedure: string | readonly string[], opts: LastEffectiveOptions): Promise<JournalRun | null> {
     const wanted = new Set(typeof procedure === 'string' ? [procedure] : procedure);
     const closers = new Set(opts.closedBy ? (typeof opts.closedBy.procedure === 'string' ? [opts.closedBy.procedure] : opts.closedBy.procedure) : []);
-    let ids = await this.ids();
-    if (opts.scan !== undefined) ids = ids.slice(0, opts.scan);
     const broken: string[] = [];
     try {
-      for await (let file of this.read(ids, true)) {
+      for await (let file of this.read(this.files(undefined, opts.scan), true)) {
         // The first line decides whether the run is looked at any further.
         let start = file.text === null ? null : startOf(file.text);
         if (!start && file.partial) {
-          file = await this.readOne(file.id);
+          file = await this.readOne(file);
           start = file.text === null ? null : startOf(file.text);
         }
         if (!start) {
@@ -190,7 +295,7 @@ class FileJournalReader implements JournalReader {
         if (start.environment !== opts.env || (start.dryRun ?? 'off') !== 'off') continue;
         const isCloser = closers.has(start.procedure);
         if (!isCloser && !wanted.has(start.procedure)) continue;
-        if (file.partial) file = await this.readOne(file.id);
+        if (file.partial) file = await this.readOne(file);
         const run = this.toRun(file, broken);
         if (!run) continue;
         if (isCloser && (!opts.closedBy?.where || opts.closedBy.where(run))) return null;
@@ -206,67 +311,75 @@ class FileJournalReader implements JournalReader {
     }
   }
 
-  /** The run files' ids, newest first (the run in progress left out). */
-  private async ids(): Promise<string[]> {
-    let names: string[];
-    try {
-      names = await readdir(join(this.dir, 'runs'));
-    } catch {
-      return [];
+  /** The run files, newest first (the run in progress left out), at most `max` of them. */
+  private async *files(floor: string | undefined, max = Infinity): AsyncGenerator<RunFileEntry> {
+    let n = 0;
+    if (n >= max) return;
+    for await (const e of listRunFiles(this.dir, floor)) {
+      if (e.id === this.opts.current) continue;
+      yield e;
+      if (++n >= max) return;
     }
-    const ids: string[] = [];
-    for (const n of names) if (n.endsWith('.ndjson') && n.length > '.ndjson'.length) ids.push(n.slice(0, -'.ndjson'.length));
-    ids.sort();
-    ids.reverse();
-    return this.opts.current === undefined ? ids : ids.filter((id) => id !== this.opts.current);
   }
 
-  /** The files' texts in the order given, a few read ahead (stopping early leaves the rest unread). */
-  private async *read(ids: readonly string[], head = false): AsyncGenerator<RunFileText> {
+  /** The files' texts in the order listed, a few read ahead (stopping early leaves the rest unread, and unlisted). */
+  private async *read(files: AsyncIterator<RunFileEntry>, head = false): AsyncGenerator<RunFileText> {
     const pending: Array<Promise<RunFileText>> = [];
-    let next = 0;
-    const fill = () => {
-      while (pending.length < READ_AHEAD && next < ids.length) {
-        const id = ids[next++];
-        pending.push(head ? this.readHead(id) : this.readOne(id));
+    let listed = false;
+    const fill = async () => {
+      while (!listed && pending.length < READ_AHEAD) {
+        const next = await files.next();
+        if (next.done) listed = true;
+        else pending.push(head ? this.readHead(next.value) : this.readOne(next.value));
       }
     };
-    fill();
     try {
+      await fill();
       while (pending.length) {
         const file = await pending.shift()!;
-        fill();
+        await fill();
         yield file;
       }
     } finally {
       // Reads already started are let finish; their results are dropped.
       for (const p of pending) p.catch(() => undefined);
+      await files.return?.();
     }
   }
 
-  private async readOne(id: string): Promise<RunFileText> {
+  /** A run by id: its file in the day layout, else an older build's flat one. */
+  private async readById(id: string): Promise<RunFileText> {
+    let file: RunFileText | undefined;
+    for (const path of runFileCandidates(this.dir, id)) {
+      file = await this.readOne({ id, path });
+      if (file.text !== null || file.unreadable) return file;
+    }
+    return file ?? { id, path: runFile(this.dir, id), text: null };
+  }
+
+  private async readOne({ id, path }: RunFileEntry): Promise<RunFileText> {
     try {
-      return { id, text: await readFile(runFile(this.dir, id), 'utf8') };
+      return { id, path, text: await readFile(path, 'utf8') };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      return code === 'ENOENT' ? { id, text: null } : { id, text: null, unreadable: true };
+      return code === 'ENOENT' ? { id, path, text: null } : { id, path, text: null, unreadable: true };
     }
   }
 
   /** The beginning of a run file (all of it, when it is small). */
-  private async readHead(id: string): Promise<RunFileText> {
+  private async readHead({ id, path }: RunFileEntry): Promise<RunFileText> {
     try {
-      const fh = await open(runFile(this.dir, id), 'r');
+      const fh = await open(path, 'r');
       try {
         const buffer = Buffer.allocUnsafe(HEAD_BYTES);
         const { bytesRead } = await fh.read(buffer, 0, HEAD_BYTES, 0);
-        return { id, text: buffer.toString('utf8', 0, bytesRead), partial: bytesRead === HEAD_BYTES };
+        return { id, path, text: buffer.toString('utf8', 0, bytesRead), partial: bytesRead === HEAD_BYTES };
       } finally {
         await fh.close();
       }
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      return code === 'ENOENT' ? { id, text: null } : { id, text: null, unreadable: true };
+      return code === 'ENOENT' ? { id, path, text: null } : { id, path, text: null, unreadable: true };
     }
   }
 

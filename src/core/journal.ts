@@ -41,11 +41,16 @@ export interface GateEvent extends Stamped {
   type: 'gate';
   /** The step gated, or 'plan' for a procedure's one approval. */
   step: string;
-  /** gates.ts's GateKind (not imported: gates.ts imports procedure.ts, which imports this file). */
-  kind: 'none' | 'confirm' | 'severe';
+  /** gates.ts's GateKind (not imported: gates.ts imports procedure.ts, which imports this file), or a second person's approval. */
+  kind: 'none' | 'confirm' | 'severe' | 'approval';
   decision: 'approved' | 'declined';
-  /** How it was approved (gates.ts's GateDecision): flags, prompt, or the plan approval given earlier. */
-  by?: 'not-needed' | 'flags' | 'prompt' | 'plan';
+  /** How it was approved (gates.ts's GateDecision): flags, prompt, the plan approval given earlier, or the second approver. */
+  by?: 'not-needed' | 'flags' | 'prompt' | 'plan' | 'approver';
+  /** Two-person approval: who asked (API server identity), who decided, the digest approved and the request object. */
+  requester?: string;
+  approver?: string;
+  digest?: string;
+  request?: string;
   reason?: string;
   /** A value only the journal knew, confirmed on resume. */
   recorded?: string;
@@ -284,6 +289,7 @@ export class Journal {
   readonly path: string;
   private prev: string;
   private readonly listeners: JournalListener[] = [];
+  private unsynced = false;
 
   constructor(
     readonly dir: string,
@@ -291,6 +297,12 @@ export class Journal {
     private readonly redactor: Redactor,
     private readonly now: () => Date,
     private readonly writes: JournalWrites = diskWrites,
+    /**
+     * 'line' (the default): every line is fsync'd before the run goes on, so a crash loses no completed
+     * step. 'end': one fsync when the journal closes, for runs that change nothing (nothing to put
+     * back after a crash; a killed process loses nothing either, its lines are written as they come).
+     */
+    private readonly sync: 'line' | 'end' = 'line',
   ) {
     this.path = runFile(dir, runId);
     this.prev = chainSeed(runId);
@@ -336,7 +348,8 @@ export class Journal {
     const size = fstatSync(fd).size;
     try {
       for (let off = 0; off < line.length;) off += this.writes.write(fd, line, off, line.length - off);
-      this.writes.fsync(fd);
+      if (this.sync === 'line') this.writes.fsync(fd);
+      else this.unsynced = true;
     } catch (err) {
       try {
         ftruncateSync(fd, size);
@@ -356,6 +369,14 @@ export class Journal {
   }
 
   close(): void {
+    if (this.fd !== null && this.unsynced) {
+      try {
+        this.writes.fsync(this.fd);
+      } catch {
+        // A run that changed nothing: its lines are written; only an OS crash could still lose them.
+      }
+    }
+    this.unsynced = false;
     if (this.fd !== null) closeSync(this.fd);
     this.fd = null;
   }
@@ -405,9 +426,15 @@ export async function readRun(dir: string, runId: string): Promise<JournalEvent[
   return parseEvents(await readFile(runFile(dir, runId), 'utf8'));
 }
 
-/** Where a run's events are kept. */
+/**
+ * Where a run's events are kept: runs/YYYY/MM/DD/<run id>.ndjson, by the (UTC) day in its id, so that
+ * reading the recent runs lists only the recent days, however many runs the journal holds. A name
+ * that is not a run id stays in runs/, where every run file was before the day layout (the reader
+ * still reads those: journal-reader.ts's listRunFiles and findRunFile).
+ */
 export function runFile(dir: string, runId: string): string {
-  return join(dir, 'runs', `${runId}.ndjson`);
+  if (!RUN_ID.test(runId)) return join(dir, 'runs', `${runId}.ndjson`);
+  return join(dir, 'runs', runId.slice(0, 4), runId.slice(4, 6), runId.slice(6, 8), `${runId}.ndjson`);
 }
 
 function lastOf<T extends JournalEvent>(events: readonly JournalEvent[], is: (e: JournalEvent) => e is T): T | undefined {

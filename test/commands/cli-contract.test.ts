@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { runCli, tempDir } from '../support/cli.js';
+import { runTexts } from '../support/journal-files.js';
 import { writeConfig, twoEnvironments } from '../support/config.js';
 import { FakeKube, fakeFactories } from '../support/fakes/fake-kube.js';
 import { ScriptedPrompter } from '../support/prompter.js';
@@ -115,9 +114,9 @@ describe('CLI contract', () => {
     expect(doc).toMatchObject({ procedure: 'app scale', environment: 'staging', status: 'succeeded', exitCode: 0 });
     expect(doc.steps.map((s: { status: string }) => s.status)).toEqual(['succeeded', 'succeeded', 'succeeded']);
     expect(kube.mutations).toEqual(['scale deployment/app 6']);
-    const files = readdirSync(join(journal, 'runs'));
+    const files = runTexts(journal);
     expect(files).toHaveLength(1);
-    const types = readFileSync(join(journal, 'runs', files[0]), 'utf8')
+    const types = files[0]
       .trim()
       .split('\n')
       .map((l) => JSON.parse(l).type);
@@ -242,7 +241,8 @@ describe('CLI contract', () => {
     const r = await runCli(['app', 'env', 'set', 'DB_PASSWORD=sup3r-s3cret', 'MODE=fast', '--json'], opts());
     expect(r.code).toBe(0);
     expect(r.stdout + r.stderr).not.toContain('sup3r-s3cret');
-    const runs = readdirSync(join(journal, 'runs'));
-    expect(readFileSync(join(journal, 'runs', runs[0]), 'utf8')).not.toContain('sup3r-s3cret');
+    const runs = runTexts(journal);
+    expect(runs).toHaveLength(1);
+    expect(runs[0]).not.toContain('sup3r-s3cret');
   });
 });

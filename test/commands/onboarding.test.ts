@@ -2,10 +2,11 @@
 import { describe, expect, it } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { runCli, tempDir, REPO_ROOT } from '../support/cli.js';
 import { writeConfig, twoEnvironments } from '../support/config.js';
 import { FakeKube, fakeFactories } from '../support/fakes/fake-kube.js';
+import { runFile } from '../support/journal-files.js';
 
 const withSecret = () => {
   const c = twoEnvironments() as { environments: Record<string, Record<string, unknown>> };
@@ -146,9 +147,12 @@ describe('completion', () => {
     expect(await complete(['app', 'restart', '--dry-run', '=', 'of'])).toEqual(['offline']);
     expect(await complete(['app', 'restart', '--dry-run=o'])).toEqual(['--dry-run=offline']);
     const journal = tempDir('journal-');
-    mkdirSync(join(journal, 'runs'));
+    // A run in its day folder, and a file an older build left in runs/ itself.
+    const dayFile = runFile(journal, '20260102T000000-beef');
+    mkdirSync(dirname(dayFile), { recursive: true });
+    writeFileSync(dayFile, '');
     writeFileSync(join(journal, 'runs', '20260101-000000-abcd.ndjson'), '');
-    expect(await complete(['show', ''], dir, { RUNBOOK_JOURNAL_DIR: journal })).toEqual(['20260101-000000-abcd']);
+    expect(await complete(['show', ''], dir, { RUNBOOK_JOURNAL_DIR: journal })).toEqual(['20260102T000000-beef', '20260101-000000-abcd']);
   });
 
   it('prints a script for each shell, and the bash one completes in bash', async () => {
@@ -229,8 +233,8 @@ describe('doctor', () => {
     const r = await runCli(['doctor', '--online', '--json'], { cwd: dir, env: { KUBECONFIG: kubeconfig }, clientFactories: factories });
     expect(r.code).toBe(4);
     const checks = (JSON.parse(r.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string; fix?: string }> }).checks;
-    expect(checks.find((k) => k.name === 'postgres')).toMatchObject({ ok: true, detail: 'db.internal:5432/app: SELECT 1 answered' });
-    expect(queries).toEqual(['SELECT 1']);
+    expect(checks.find((k) => k.name === 'postgres')).toMatchObject({ ok: true, detail: 'db.internal:5432/app: answered' });
+    expect(queries).toEqual(['SELECT current_user AS role']);
     expect(checks.find((k) => k.name === 'health')).toMatchObject({
       ok: false,
       detail: 'http://health.invalid/health: HTTP 503',

@@ -4,7 +4,6 @@
  * Against the real Kubernetes API server (the Lease is coordination.k8s.io's).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { InterruptedError } from '../../src/core/errors.js';
 import { runCli, tempDir, type CliOptions } from '../support/cli.js';
@@ -12,6 +11,7 @@ import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import type { Deployment, KubeObject } from '../support/cluster/index.js';
 import { tappedFactories } from '../procedures/db/support.js';
 import { verifyChain } from '../../src/core/journal-verify.js';
+import { runFile } from '../../src/core/journal.js';
 
 let sb: Sandbox;
 let journal: string;
@@ -52,7 +52,7 @@ async function aliceKilledAfterScale(): Promise<string> {
     }),
   });
   const runId = JSON.parse(r.stdout).runId as string;
-  const file = join(journal, 'runs', `${runId}.ndjson`);
+  const file = runFile(journal, runId);
   const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean);
   const at = lines.findIndex((l) => JSON.parse(l).type === 'step-end' && JSON.parse(l).step === 'scale');
   expect(at, r.stderr).toBeGreaterThan(0);
@@ -113,7 +113,7 @@ describe('resume --takeover', () => {
     // The scale was re-checked (someone set 2 meanwhile) and done again.
     expect(await replicas()).toBe(5);
     const newRun = JSON.parse(taken.stdout).runId as string;
-    const text = readFileSync(join(journal, 'runs', `${newRun}.ndjson`), 'utf8');
+    const text = readFileSync(runFile(journal, newRun), 'utf8');
     const start = JSON.parse(text.split('\n')[0]);
     expect(start).toMatchObject({ type: 'run-start', operator: BOB, resumedFrom: runId, takeoverFrom: ALICE });
     const lockLine = text
@@ -124,6 +124,10 @@ describe('resume --takeover', () => {
     expect(lockLine?.lease).toBe(LEASE);
     expect(verifyChain(newRun, text).broken).toBeUndefined();
     expect(await lease()).toBeUndefined();
+    // …and on the cluster, where `kubectl get events` shows it without this tool.
+    const ev = await sb.kube.kubectl(['get', 'events', '-n', sb.namespace, '--field-selector', 'reason=RunbookTakeover', '-o', 'json']);
+    const items = (JSON.parse(ev.stdout) as { items: Array<{ message: string; involvedObject: { kind: string; name: string } }> }).items;
+    expect(items.find((e) => e.message.includes(`took over run ${runId} of ${ALICE}`))).toMatchObject({ involvedObject: { kind: 'Lease', name: LEASE } });
   });
 
   it('an expired Lease needs no release: the takeover goes ahead; your own run needs no --takeover', async () => {

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runCli, tempDir } from '../support/cli.js';
 import { writeConfig, twoEnvironments } from '../support/config.js';
 import { FakeKube, fakeFactories } from '../support/fakes/fake-kube.js';
+import { runFile, runIds } from '../support/journal-files.js';
 import { findConfigPath } from '../../src/core/config.js';
 import { InterruptedError } from '../../src/core/errors.js';
 import { rolloutStatus } from '../../src/procedures/shared/rollout.js';
@@ -58,7 +59,8 @@ describe('engine', () => {
     });
     expect(r.code).toBe(0);
     const runId = JSON.parse(r.stdout).runId;
-    expect(readdirSync(join(journal, 'runs'))).toEqual([`${runId}.ndjson`]);
+    expect(runIds(journal)).toEqual([runId]);
+    expect(existsSync(runFile(journal, runId))).toBe(true);
     const h = await runCli(['history', '--json'], { cwd: dir, env: { RUNBOOK_JOURNAL_DIR: undefined } });
     expect(JSON.parse(h.stdout).map((x: { runId: string }) => x.runId)).toEqual([runId]);
   });

@@ -5,17 +5,20 @@
 //   (b) stderr closed (EPIPE) once its k-th step has started, for every k → the run completes or
 //       compensates, its exit code is the one the journal records, and no Lease is left behind;
 //   (d) the journal dir unwritable (a path under a regular file) → exit 2 before any contact.
-// (c), kill -9 after a step and resume after the world changed, is in test/procedures/db/restart.int.test.ts (db restart)
-// and test/core/resume-recheck.int.test.ts (app scale, app env set, outage recover, dr failover, a run resumed twice).
+// (c), stopped dead after a step and resumed after the world changed, is in test/core/fault-suite-resume.int.test.ts (every
+// changing procedure, after its first and its last changing step), with deeper cases in test/core/resume-recheck.int.test.ts
+// (app scale, app env set, app rollback, outage recover, security isolate, dr failover, a run resumed twice) and
+// test/procedures/db/restart.int.test.ts (db restart, the Lease a killed run keeps).
 // New procedures are covered automatically.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NEEDS_LIVE_PROCESS } from '../support/sandbox/live-process.js';
 import { Writable } from 'node:stream';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { catalog } from '../../src/procedures/catalog.js';
 import type { Procedure } from '../../src/core/procedure.js';
+import { runTexts } from '../support/journal-files.js';
 import { procedureRisk } from '../../src/core/procedure.js';
 import { procedureSecrets } from '../../src/core/secrets.js';
 import { exampleConfig } from '../../src/core/example-config.js';
@@ -76,9 +79,9 @@ class ClosingAt extends Writable {
 
 /** The events of the one run of `procedure` in the journal dir. */
 function journalEvents(dir: string, procedure: string): Array<Record<string, any>> {
-  const runs = readdirSync(join(dir, 'runs'))
-    .map((f) =>
-      readFileSync(join(dir, 'runs', f), 'utf8')
+  const runs = runTexts(dir)
+    .map((text) =>
+      text
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l) as Record<string, any>),

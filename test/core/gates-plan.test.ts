@@ -1,11 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { runCli, tempDir } from '../support/cli.js';
 import { writeConfig } from '../support/config.js';
 import { FakeKube, fakeFactories } from '../support/fakes/fake-kube.js';
 import { FakeRds, fakePostgres } from '../support/fakes/fake-rds.js';
 import { ScriptedPrompter } from '../support/prompter.js';
+import { runTexts } from '../support/journal-files.js';
 import { summaryLine } from '../../src/core/render.js';
 import { colors } from '../../src/core/io.js';
 
@@ -39,8 +38,8 @@ function setup() {
       env: { RUNBOOK_JOURNAL_DIR: journal },
     });
   const gates = () =>
-    readdirSync(join(journal, 'runs')).flatMap((f) =>
-      readFileSync(join(journal, 'runs', f), 'utf8')
+    runTexts(journal).flatMap((text) =>
+      text
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l))

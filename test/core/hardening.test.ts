@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { runCli, tempDir } from '../support/cli.js';
 import { twoEnvironments, writeConfig } from '../support/config.js';
 import { FakeKube, fakeFactories } from '../support/fakes/fake-kube.js';
 import { recordContacts } from '../support/fakes/contacts.js';
+import { onlyRunText, runIds } from '../support/journal-files.js';
 import { FakeRds, fakePostgres, fakeDbEnvironment } from '../support/fakes/fake-rds.js';
 import { visible, jsonText } from '../../src/core/terminal.js';
 
@@ -45,8 +46,7 @@ class ThrowingStream extends Writable {
 }
 
 function events(journal: string): Array<Record<string, any>> {
-  const [file] = readdirSync(join(journal, 'runs'));
-  return readFileSync(join(journal, 'runs', file), 'utf8')
+  return onlyRunText(journal)
     .trim()
     .split('\n')
     .map((l) => JSON.parse(l));
@@ -178,7 +178,7 @@ describe('a journal directory that cannot be used is exit 2 before anything is c
     const journal = join(tempDir(), 'a', 'b', 'journal');
     const r = await runCli(['app', 'scale', '--replicas', '5'], { ...opts, env: { RUNBOOK_JOURNAL_DIR: journal } });
     expect(r.code, r.stderr).toBe(0);
-    expect(readdirSync(join(journal, 'runs'))).toHaveLength(1);
+    expect(runIds(journal)).toHaveLength(1);
     expect(kube.mutations).toEqual(['scale deployment/app 5']);
   });
 

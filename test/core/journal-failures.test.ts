@@ -3,11 +3,12 @@
  * shows a broken run file as "? ?".
  */
 import { describe, expect, it } from 'vitest';
-import { mkdirSync, readFileSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { runCli, tempDir } from '../support/cli.js';
 import { writeConfig, twoEnvironments } from '../support/config.js';
 import { FakeKube, fakeFactories } from '../support/fakes/fake-kube.js';
+import { onlyRunText, runFile } from '../support/journal-files.js';
 import type { JournalWrites } from '../../src/core/journal.js';
 
 /** A disk that takes `lines` whole lines, then half of the next one before it fails with ENOSPC. */
@@ -28,11 +29,6 @@ function diskFullAfter(lines: number): JournalWrites & { failures: number } {
     fsync() {},
   };
   return disk;
-}
-
-function runFile(journal: string): string {
-  const [file] = readdirSync(join(journal, 'runs'));
-  return readFileSync(join(journal, 'runs', file), 'utf8');
 }
 
 describe('a journal write that fails mid-run (disk full)', () => {
@@ -58,7 +54,7 @@ describe('a journal write that fails mid-run (disk full)', () => {
     expect(lines[0]).toMatch(/the journal could not be written \(ENOSPC on .+\.ndjson\): the run stopped so that nothing it does goes unrecorded/);
     expect(r.stderr).not.toMatch(/\n\s+at .+:\d+:\d+/);
     expect(kube.leases.size).toBe(0);
-    const text = runFile(journal);
+    const text = onlyRunText(journal);
     expect(text.endsWith('\n')).toBe(true);
     const events = text
       .split('\n')
@@ -81,7 +77,7 @@ describe('a journal write that fails mid-run (disk full)', () => {
     expect(r.stderr).toMatch(/the journal could not be written \(ENOSPC on .+\); nothing was contacted or changed/);
     expect(kube.deployments.get('app')!.spec!.replicas).toBe(4);
     expect(kube.leases.size).toBe(0);
-    expect(runFile(journal)).toBe('');
+    expect(onlyRunText(journal)).toBe('');
   });
 });
 
@@ -96,8 +92,10 @@ describe('history with broken run files', () => {
       env: { RUNBOOK_JOURNAL_DIR: journal },
     });
     expect(ok.code, ok.stderr).toBe(0);
-    mkdirSync(join(journal, 'runs'), { recursive: true });
-    writeFileSync(join(journal, 'runs', '20260101T000000-0000.ndjson'), '');
+    // One where this build writes runs (its day folder), one where an older build did (runs/ itself).
+    const empty = runFile(journal, '20260101T000000-0000');
+    mkdirSync(dirname(empty), { recursive: true });
+    writeFileSync(empty, '');
     writeFileSync(join(journal, 'runs', '20260101T000001-0001.ndjson'), '{"t":"2026-01-01T00:00:01.000Z","type":"run-st');
     const h = await runCli(['history'], { cwd: dir, env: { RUNBOOK_JOURNAL_DIR: journal } });
     expect(h.code).toBe(0);

@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { runCli, tempDir } from '../support/cli.js';
 import { twoEnvironments, writeConfig } from '../support/config.js';
 import { FakeKube, fakeFactories } from '../support/fakes/fake-kube.js';
 import { FakeRds, fakePostgres } from '../support/fakes/fake-rds.js';
+import { runIds } from '../support/journal-files.js';
 import { acquireLocks, leaseName, lockTargets } from '../../src/core/lock.js';
 import { catalog } from '../../src/procedures/catalog.js';
 import { LockHeldError } from '../../src/core/errors.js';
@@ -32,10 +31,6 @@ const until = async (what: string, cond: () => boolean, ms = 5000) => {
     await new Promise((r) => setTimeout(r, 5));
   }
 };
-
-function runIds(journal: string): string[] {
-  return readdirSync(join(journal, 'runs')).map((f) => f.replace(/\.ndjson$/, ''));
-}
 
 describe('lease names', () => {
   it('are named by the target, fit an RFC 1123 label, and never collide by truncation', () => {

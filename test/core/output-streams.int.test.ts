@@ -2,11 +2,12 @@
 // (`| head`), against the real Kubernetes control plane, and a journal directory that cannot be made.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { BUILT_CLI as bin, REPO_ROOT as root, requireBuiltCli, tempDir } from '../support/cli.js';
 import type { Deployment } from '../support/cluster/index.js';
+import { runTexts } from '../support/journal-files.js';
 
 let sb: Sandbox;
 let baseEnv: Record<string, string>;
@@ -58,11 +59,9 @@ function run(
 const replicas = async () => (await sb.kube.get<Deployment>('deployments', sb.namespace, 'app'))!.spec.replicas;
 
 function lastEvent(journal: string): Record<string, unknown> {
-  const files = readdirSync(join(journal, 'runs'));
+  const files = runTexts(journal);
   expect(files).toHaveLength(1);
-  const lines = readFileSync(join(journal, 'runs', files[0]), 'utf8')
-    .trim()
-    .split('\n');
+  const lines = files[0].trim().split('\n');
   return JSON.parse(lines.at(-1)!);
 }
 

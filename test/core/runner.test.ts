@@ -2,9 +2,8 @@
 // plan → gate → run per step, read steps never asked, LIFO compensation with each step's own data,
 // `settles`, declines, interrupts (soft and hard), dry runs, typed step data and resume.
 import { describe, expect, it } from 'vitest';
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { runCli, tempDir } from '../support/cli.js';
+import { runIds } from '../support/journal-files.js';
 import { InterruptedError, StepError } from '../../src/core/errors.js';
 import { defineProcedure, stepFor, type Procedure, type Step } from '../../src/core/procedure.js';
 import type { Prompter } from '../../src/core/prompter.js';
@@ -261,7 +260,7 @@ describe('runner', () => {
     const first: string[] = [];
     const failed = await run(first, { args: ['--yes'], env, proc: { failAt: 'change-b' } });
     expect(failed.code).toBe(1);
-    const runId = readdirSync(join(journal, 'runs'))[0].replace(/\.ndjson$/, '');
+    const [runId] = runIds(journal);
     // The failure put change-a back, so resume has to do change-a again; look's data comes from the journal.
     const second: string[] = [];
     const resumed = await runCli(['resume', runId, '--yes'], {

@@ -4,7 +4,6 @@
  * PostgreSQL port, Kubernetes 500s, interrupts at each step).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { StartDBInstanceCommand, StopDBInstanceCommand } from '@aws-sdk/client-rds';
 import { execa } from 'execa';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -16,6 +15,7 @@ import { startSandbox, type Sandbox } from '../../support/sandbox/index.js';
 import { deleteRdsInstance, type DatabasePart } from '../../support/sandbox/database-part.js';
 import type { Deployment } from '../../support/cluster/index.js';
 import { databasePart, derivedConfig, journalText, tappedFactories, until } from './support.js';
+import { runFile } from '../../support/journal-files.js';
 
 // Named by what is changed (issue 13): the deployment it scales to 0 and the instance it reboots.
 const LEASE = 'runbook-deployment-app';
@@ -318,7 +318,7 @@ describe('db restart', () => {
 
   /** Cuts a run's journal after the line where `step` ended: what kill -9 right after that step leaves. */
   function killedAfter(runId: string, step: string): void {
-    const file = join(journal, 'runs', `${runId}.ndjson`);
+    const file = runFile(journal, runId);
     const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean);
     const at = lines.findIndex((l) => JSON.parse(l).type === 'step-end' && JSON.parse(l).step === step);
     expect(at).toBeGreaterThan(0);
@@ -367,7 +367,7 @@ describe('db restart', () => {
     expect(atReboot).toEqual([{ want: 0, pods: 0 }]);
     expect(events.indexOf('kube:scaleDeployment:0')).toBeLessThan(events.indexOf('rds:RebootDBInstanceCommand'));
     expect(await replicas()).toBe(3);
-    const notes = readFileSync(join(journal, 'runs', `${JSON.parse(resumed.stdout).runId}.ndjson`), 'utf8');
+    const notes = readFileSync(runFile(journal, JSON.parse(resumed.stdout).runId), 'utf8');
     expect(notes).toMatch(/resume: scale-down was done in run \S+, but the app is at 0 replicas no longer holds/);
   });
 

@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { defaultFactories, type ClientFactories } from '../../../src/clients/index.js';
@@ -6,6 +6,7 @@ import { makeAwsClients, type AwsClients } from '../../../src/clients/aws.js';
 import { connectPostgres } from '../../../src/clients/postgres.js';
 import type { KubeClient } from '../../../src/clients/kube.js';
 import { tempDir } from '../../support/cli.js';
+import { runTexts } from '../../support/journal-files.js';
 import type { Sandbox } from '../../support/sandbox/index.js';
 import type { DatabasePart } from '../../support/sandbox/database-part.js';
 
@@ -72,15 +73,11 @@ export function derivedConfig(sb: Sandbox, patch: (env: Record<string, unknown>)
   return { ...sb.env, RUNBOOK_CONFIG: path };
 }
 
-/** Every journal line written under a journal directory. */
+/** Every journal line written under a journal directory; throws when it holds no run (a leak check over nothing proves nothing). */
 export function journalText(dir: string): string {
-  let out = '';
-  try {
-    for (const f of readdirSync(join(dir, 'runs'))) out += readFileSync(join(dir, 'runs', f), 'utf8');
-  } catch {
-    /* no runs */
-  }
-  return out;
+  const texts = runTexts(dir);
+  if (texts.length === 0) throw new Error(`no run files under ${dir}`);
+  return texts.join('');
 }
 
 export async function until(what: string, predicate: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {

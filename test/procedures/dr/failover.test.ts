@@ -7,8 +7,9 @@ import type { AwsClients } from '../../../src/clients/aws.js';
 import type { HttpClient } from '../../../src/clients/http.js';
 import { loadChangeBatch } from '../../../src/procedures/dr/change-batch.js';
 import { describeRecord, normalizeName, sameRecord, type RecordSet } from '../../../src/clients/route53.js';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import type { ScriptedPrompter } from '../../support/prompter.js';
+import { runTexts } from '../../support/journal-files.js';
 import { join } from 'node:path';
 
 type Cmd = { constructor: { name: string }; input: Record<string, unknown> };
@@ -120,8 +121,8 @@ function setup(opts: { healthy?: number; zone?: string; protected?: boolean } = 
     runCli(argv, { cwd: dir, clientFactories: factories, ...extra, env: { RUNBOOK_JOURNAL_DIR: (journal = tempDir('j-')) } });
   /** The gate decisions the last run journaled: "step:decision:by". */
   const gates = () =>
-    readdirSync(join(journal, 'runs')).flatMap((f) =>
-      readFileSync(join(journal, 'runs', f), 'utf8')
+    runTexts(journal).flatMap((text) =>
+      text
         .trim()
         .split('\n')
         .map((l) => JSON.parse(l))

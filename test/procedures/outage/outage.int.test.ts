@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { runCli, tempDir } from '../../support/cli.js';
+import { runFile, runIds } from '../../support/journal-files.js';
 import { startSandbox, type Sandbox } from '../../support/sandbox/index.js';
 import { STATUSPAGE_TOKEN } from '../../support/sandbox/incident-part.js';
 import { startHttpService, type HttpService } from '../../support/services/index.js';
@@ -105,8 +106,8 @@ describe('outage start / recover against the Kubernetes API server and a Statusp
     expect(await envVar('MAINTENANCE_MODE')).toBe('true');
     expect(await sb.kube.rolloutComplete('app')).toBe(true);
     // The incident id is in the journal; the token is nowhere.
-    const files = readdirSync(join(journal, 'runs'));
-    const text = readFileSync(join(journal, 'runs', files[0]), 'utf8');
+    expect(runIds(journal)).toEqual([doc.runId]);
+    const text = readFileSync(runFile(journal, doc.runId), 'utf8');
     expect(text).toContain(data.incident.id);
     expect(text + r.stdout + r.stderr).not.toContain(STATUSPAGE_TOKEN);
 

@@ -1,10 +1,11 @@
 import { openJournal } from '../../../src/core/journal-reader.js';
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { runCli } from '../../support/cli.js';
 import { writeConfig } from '../../support/config.js';
 import { FakeKube, fakeFactories } from '../../support/fakes/fake-kube.js';
 import type { ScriptedPrompter } from '../../support/prompter.js';
+import { runTexts } from '../../support/journal-files.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Journal } from '../../../src/core/journal.js';
@@ -76,8 +77,8 @@ describe('outage recover: an open outage is required, and one confirmation cover
         env: { RUNBOOK_JOURNAL_DIR: journal },
       });
     const gates = (procedure = 'outage recover') =>
-      readdirSync(join(journal, 'runs')).flatMap((f) => {
-        const events = readFileSync(join(journal, 'runs', f), 'utf8')
+      runTexts(journal).flatMap((text) => {
+        const events = text
           .trim()
           .split('\n')
           .map((l) => JSON.parse(l));

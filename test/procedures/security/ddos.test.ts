@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from '../../support/cli.js';
 import { writeConfig } from '../../support/config.js';
 import { FakeKube, fakeFactories } from '../../support/fakes/fake-kube.js';
 import type { ScriptedPrompter } from '../../support/prompter.js';
+import { runTexts } from '../../support/journal-files.js';
 import type { HttpClient } from '../../../src/clients/http.js';
 import { Journal } from '../../../src/core/journal.js';
 import { Redactor } from '../../../src/core/redact.js';
@@ -112,8 +113,8 @@ describe('security ddos-revert gates (in-memory Kubernetes and Cloudflare)', () 
         env: { RUNBOOK_JOURNAL_DIR: journal, CF_TOKEN: 'cf-secret' },
       });
     const gates = () =>
-      readdirSync(join(journal, 'runs')).flatMap((f) => {
-        const events = readFileSync(join(journal, 'runs', f), 'utf8')
+      runTexts(journal).flatMap((text) => {
+        const events = text
           .trim()
           .split('\n')
           .map((l) => JSON.parse(l));

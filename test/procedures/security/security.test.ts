@@ -1,7 +1,7 @@
 import { failAfter } from '../../support/inject.js';
 import { openJournal } from '../../../src/core/journal-reader.js';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { StepError, UsageError } from '../../../src/core/errors.js';
 import type { Procedure } from '../../../src/core/procedure.js';
@@ -12,6 +12,7 @@ import { maskRotationOutput } from '../../../src/procedures/security/rotation.js
 import { runCli, tempDir } from '../../support/cli.js';
 import { twoEnvironments, writeConfig } from '../../support/config.js';
 import { FakeKube, fakeFactories } from '../../support/fakes/fake-kube.js';
+import { runFile } from '../../support/journal-files.js';
 import type { V1Pod } from '@kubernetes/client-node';
 
 describe('node names', () => {
@@ -73,14 +74,15 @@ describe('audit-mode off: what the journal recorded', () => {
     }>,
   ): string {
     const dir = tempDir('security-unit-journal-');
-    mkdirSync(join(dir, 'runs'));
     for (const r of runs) {
       const lines: unknown[] = [
         { t: '', type: 'run-start', procedure: r.procedure, environment: r.env ?? 'staging', dryRun: r.dryRun ?? 'off', params: { mode: r.mode } },
       ];
       if (r.applied !== false) lines.push({ t: '', type: 'step-end', step: 'apply', status: 'succeeded', data: { prior: r.prior } });
       if (r.compensated) lines.push({ t: '', type: 'compensation', step: 'apply', status: 'succeeded' });
-      writeFileSync(join(dir, 'runs', `${r.id}.ndjson`), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+      const file = runFile(dir, r.id);
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
     }
     return dir;
   }
