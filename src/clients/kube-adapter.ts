@@ -6,23 +6,27 @@ import {
   CoordinationV1Api,
   CustomObjectsApi,
   AuthorizationV1Api,
+  AuthenticationV1Api,
   Watch,
   PatchStrategy,
   setHeaderOptions,
   ApiException,
   V1MicroTime,
 } from '@kubernetes/client-node';
-import type { V1Deployment, V2HorizontalPodAutoscaler, V1Lease } from '@kubernetes/client-node';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
+import type { RequestContext, V1ConfigMap, V1Deployment, V2HorizontalPodAutoscaler, V1Lease } from '@kubernetes/client-node';
+import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import { Duplex } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   KubeApiError,
   type ExecOptions,
   type ExecResult,
   type KubeClient,
+  type KubeEventRecord,
   type KubePermission,
   type KubeTarget,
   type LeaseRecord,
@@ -45,8 +49,11 @@ function dry(opts?: WriteOptions): string | undefined {
   return opts?.dryRun ? 'All' : undefined;
 }
 
-/** Turns client-node's exceptions into one line: the server's own message and status. */
-function toKubeError(err: unknown, server: string): KubeApiError {
+/**
+ * Turns client-node's exceptions into one line: the request (`PATCH deployments/app in namespace
+ * shop`), then the server's own message and status.
+ */
+function toKubeError(err: unknown, server: string, what?: string): KubeApiError {
   if (err instanceof KubeApiError) return err;
   if (err instanceof ApiException) {
     let message = `HTTP ${err.code}`;
@@ -58,13 +65,15 @@ function toKubeError(err: unknown, server: string): KubeApiError {
     } catch {
       if (typeof err.body === 'string' && err.body.trim()) message = err.body.trim().slice(0, 200);
     }
-    return new KubeApiError(`Kubernetes API at ${server}: ${message} (${err.code})`, err.code, reason);
+    return new KubeApiError(`Kubernetes API at ${server}: ${what ? `${what}: ` : ''}${oneLine(message)} (${err.code})`, err.code, reason);
   }
   const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
   const code = e?.code ?? e?.cause?.code;
-  if (code) return new KubeApiError(`cannot reach the Kubernetes API at ${server}: ${code}`, 0);
-  return new KubeApiError(`Kubernetes API: ${e?.message ?? String(err)}`, 0);
+  if (code) return new KubeApiError(`cannot reach the Kubernetes API at ${server}${what ? ` (${what})` : ''}: ${code}`, 0);
+  return new KubeApiError(`Kubernetes API${what ? ` (${what})` : ''}: ${oneLine(e?.message ?? String(err))}`, 0);
 }
+
+const oneLine = (text: string) => text.replace(/\s*\n\s*/g, ' ').trim();
 
 // MicroTime on the wire has exactly six fractional digits; a plain Date serialises three, and a real
 // API server answers 400 to a Lease written that way.
@@ -93,11 +102,45 @@ function fromLease(l: V1Lease): LeaseRecord {
 }
 
 /**
+ * A KubeConfig whose API calls share keep-alive connections. client-node makes a new https.Agent for
+ * every request, so each call of a command paid its own TCP and TLS handshake (three per `app scaling`);
+ * here requests with the same TLS identity reuse one agent, and its idle sockets never hold the process open.
+ */
+class PooledKubeConfig extends KubeConfig {
+  private readonly agents = new Map<string, HttpsAgent>();
+
+  override async applySecurityAuthentication(context: RequestContext): Promise<void> {
+    await super.applySecurityAuthentication(context);
+    const fresh = context.getAgent();
+    // Proxy agents (HTTPS_PROXY, SOCKS) are left as client-node makes them.
+    if (fresh instanceof HttpsAgent && fresh.constructor === HttpsAgent) context.setAgent(this.pooled(fresh));
+  }
+
+  private pooled(fresh: HttpsAgent): HttpsAgent {
+    const o = fresh.options;
+    const identity = [o.ca, o.cert, o.key, o.pfx, o.passphrase, o.servername, o.rejectUnauthorized].map((v) => (v === undefined ? '' : String(v)));
+    const key = createHash('sha256').update(JSON.stringify(identity)).digest('hex');
+    let agent = this.agents.get(key);
+    if (!agent) {
+      agent = new HttpsAgent({ ...o, keepAlive: true });
+      this.agents.set(key, agent);
+    }
+    fresh.destroy();
+    return agent;
+  }
+
+  destroyAgents(): void {
+    for (const a of this.agents.values()) a.destroy();
+    this.agents.clear();
+  }
+}
+
+/**
  * Several kubeconfig files merged the way kubectl merges $KUBECONFIG: the first file to define a
  * cluster, user or context name wins, and the current context is the first file's that sets one.
  */
-function mergeKubeconfigs(files: string[]): KubeConfig {
-  const kc = new KubeConfig();
+function mergeKubeconfigs(files: string[]): PooledKubeConfig {
+  const kc = new PooledKubeConfig();
   let current: string | undefined;
   const clusters = new Map<string, KubeConfig['clusters'][number]>();
   const users = new Map<string, KubeConfig['users'][number]>();
@@ -115,18 +158,18 @@ function mergeKubeconfigs(files: string[]): KubeConfig {
 }
 
 /** ~/.kube/config of the given environment's HOME, else in-cluster credentials. */
-function defaultKubeconfig(env: Record<string, string | undefined>): KubeConfig {
+function defaultKubeconfig(env: Record<string, string | undefined>): PooledKubeConfig {
   const home = env.HOME ?? env.USERPROFILE;
   const path = home ? `${home}/.kube/config` : undefined;
   if (path && existsSync(path)) return mergeKubeconfigs([path]);
-  const kc = new KubeConfig();
+  const kc = new PooledKubeConfig();
   kc.loadFromDefault();
   return kc;
 }
 
 export class KubeAdapter implements KubeClient {
   private constructor(
-    private readonly kc: KubeConfig,
+    private readonly kc: PooledKubeConfig,
     readonly namespace: string,
     readonly context: string,
     readonly server: string,
@@ -136,12 +179,13 @@ export class KubeAdapter implements KubeClient {
     private readonly coordination: CoordinationV1Api,
     private readonly custom: CustomObjectsApi,
     private readonly authz: AuthorizationV1Api,
+    private readonly authn: AuthenticationV1Api,
   ) {}
 
   static create(target: KubeTarget, env: Record<string, string | undefined>): KubeAdapter {
     const files = target.kubeconfig ? [target.kubeconfig] : (env.KUBECONFIG ?? '').split(':').filter(Boolean);
     const file = files.join(':');
-    let kc: KubeConfig;
+    let kc: PooledKubeConfig;
     try {
       kc = files.length ? mergeKubeconfigs(files) : defaultKubeconfig(env);
     } catch (err) {
@@ -179,20 +223,27 @@ export class KubeAdapter implements KubeClient {
       kc.makeApiClient(CoordinationV1Api),
       kc.makeApiClient(CustomObjectsApi),
       kc.makeApiClient(AuthorizationV1Api),
+      kc.makeApiClient(AuthenticationV1Api),
     );
   }
 
-  private async call<T>(fn: () => Promise<T>): Promise<T> {
+  /** One API request; `what` names it in an error (see `req`). */
+  private async call<T>(fn: () => Promise<T>, what: string): Promise<T> {
     try {
       return await fn();
     } catch (err) {
-      throw toKubeError(err, this.server);
+      throw toKubeError(err, this.server, what);
     }
   }
 
-  private async orNull<T>(fn: () => Promise<T>): Promise<T | null> {
+  /** `PATCH deployments/app in namespace shop`: what a request was, for its error. null namespace: cluster-scoped. */
+  private req(verb: string, resource: string, name?: string, namespace: string | null = this.namespace): string {
+    return `${verb} ${resource}${name ? `/${name}` : ''}${namespace === null ? '' : ` in namespace ${namespace}`}`;
+  }
+
+  private async orNull<T>(fn: () => Promise<T>, what: string): Promise<T | null> {
     try {
-      return await this.call(fn);
+      return await this.call(fn, what);
     } catch (err) {
       if (err instanceof KubeApiError && err.status === 404) return null;
       throw err;
@@ -200,24 +251,44 @@ export class KubeAdapter implements KubeClient {
   }
 
   getDeployment(name: string) {
-    return this.call(() => this.apps.readNamespacedDeployment({ name, namespace: this.namespace }));
+    return this.call(() => this.apps.readNamespacedDeployment({ name, namespace: this.namespace }), this.req('GET', 'deployments', name));
   }
 
   patchDeployment(name: string, patch: unknown, type: PatchType, opts?: WriteOptions) {
-    return this.call(() =>
-      this.apps.patchNamespacedDeployment(
-        { name, namespace: this.namespace, body: patch, dryRun: dry(opts), fieldManager: 'runbook' },
-        setHeaderOptions('Content-Type', CONTENT_TYPE[type]),
-      ),
+    return this.call(
+      () =>
+        this.apps.patchNamespacedDeployment(
+          { name, namespace: this.namespace, body: patch, dryRun: dry(opts), fieldManager: 'runbook' },
+          setHeaderOptions('Content-Type', CONTENT_TYPE[type]),
+        ),
+      this.req(opts?.dryRun ? 'PATCH (dry run)' : 'PATCH', 'deployments', name),
     );
   }
 
   scaleDeployment(name: string, replicas: number, opts?: WriteOptions) {
-    return this.call(() =>
-      this.apps.patchNamespacedDeploymentScale(
-        { name, namespace: this.namespace, body: { spec: { replicas } }, dryRun: dry(opts), fieldManager: 'runbook' },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      ),
+    return this.call(
+      () =>
+        this.apps.patchNamespacedDeploymentScale(
+          { name, namespace: this.namespace, body: { spec: { replicas } }, dryRun: dry(opts), fieldManager: 'runbook' },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        ),
+      this.req(opts?.dryRun ? 'PATCH (dry run)' : 'PATCH', 'deployments', `${name}/scale`),
+    );
+  }
+
+  watchDeployment(name: string, onEvent: (ev: WatchEvent<V1Deployment>) => boolean | void, signal: AbortSignal) {
+    return this.watchOne<V1Deployment>(
+      {
+        path: `/apis/apps/v1/namespaces/${this.namespace}/deployments`,
+        resource: 'deployments',
+        kind: 'Deployment',
+        apiVersion: 'apps/v1',
+        name,
+        namespace: this.namespace,
+      },
+      (fieldSelector) => this.apps.listNamespacedDeployment({ namespace: this.namespace, fieldSelector }),
+      onEvent,
+      signal,
     );
   }
 
@@ -227,22 +298,27 @@ export class KubeAdapter implements KubeClient {
    * (bookmarks keep it fresh); 410 Gone means that version is compacted: list again. Only repeated
    * failures of other kinds give up.
    */
-  async watchDeployment(name: string, onEvent: (ev: WatchEvent<V1Deployment>) => boolean | void, signal: AbortSignal) {
+  private async watchOne<T extends { apiVersion?: string; kind?: string }>(
+    what: { path: string; resource: string; kind: string; apiVersion: string; name: string; namespace: string },
+    list: (fieldSelector: string) => Promise<{ items: T[]; metadata?: { resourceVersion?: string } }>,
+    onEvent: (ev: WatchEvent<T>) => boolean | void,
+    signal: AbortSignal,
+  ): Promise<void> {
     const watch = new Watch(this.kc);
-    const path = `/apis/apps/v1/namespaces/${this.namespace}/deployments`;
+    const { name } = what;
     const fieldSelector = `metadata.name=${name}`;
     let failures = 0;
     let resourceVersion: string | undefined;
     let denied: number | undefined;
     while (!signal.aborted) {
       if (resourceVersion === undefined) {
-        const list = await this.call(() => this.apps.listNamespacedDeployment({ namespace: this.namespace, fieldSelector }));
-        const current = list.items[0];
-        if (!current) throw new KubeApiError(`deployment ${name} not found in namespace ${this.namespace} (${this.server})`, 404, 'NotFound');
-        current.apiVersion ??= 'apps/v1';
-        current.kind ??= 'Deployment';
+        const listed = await this.call(() => list(fieldSelector), this.req('LIST', what.resource, undefined, what.namespace));
+        const current = listed.items[0];
+        if (!current) throw new KubeApiError(`${what.kind.toLowerCase()} ${name} not found in namespace ${what.namespace} (${this.server})`, 404, 'NotFound');
+        current.apiVersion ??= what.apiVersion;
+        current.kind ??= what.kind;
         if (onEvent({ type: 'ADDED', object: current }) === true) return;
-        resourceVersion = list.metadata?.resourceVersion;
+        resourceVersion = listed.metadata?.resourceVersion;
       }
       const outcome = await new Promise<'done' | 'ended' | 'gone' | 'error'>((resolve) => {
         let settled = false;
@@ -258,7 +334,7 @@ export class KubeAdapter implements KubeClient {
         signal.addEventListener('abort', onAbort, { once: true });
         watch
           .watch(
-            path,
+            what.path,
             { fieldSelector, resourceVersion, allowWatchBookmarks: true },
             (phase, obj: { code?: number; metadata?: { resourceVersion?: string } }) => {
               if (settled) return;
@@ -266,7 +342,7 @@ export class KubeAdapter implements KubeClient {
               if (obj?.metadata?.resourceVersion) resourceVersion = obj.metadata.resourceVersion;
               if (phase === 'BOOKMARK') return;
               failures = 0;
-              if (onEvent({ type: phase as WatchEvent<V1Deployment>['type'], object: obj as V1Deployment }) === true) finish('done');
+              if (onEvent({ type: phase as WatchEvent<T>['type'], object: obj as T }) === true) finish('done');
             },
             (err: unknown) => {
               const code = (err as { statusCode?: number; code?: number } | null)?.statusCode ?? (err as { code?: number } | null)?.code;
@@ -286,14 +362,14 @@ export class KubeAdapter implements KubeClient {
       // Retrying a refusal only hides it: say what was refused.
       if (denied)
         throw new KubeApiError(
-          `Kubernetes API at ${this.server}: ${denied === 403 ? 'forbidden' : 'unauthorized'}: watch deployments in namespace ${this.namespace} (${denied})`,
+          `Kubernetes API at ${this.server}: ${denied === 403 ? 'forbidden' : 'unauthorized'}: watch ${what.resource} in namespace ${what.namespace} (${denied})`,
           denied,
         );
       if (outcome === 'gone') {
         resourceVersion = undefined;
       } else if (outcome === 'error') {
         failures += 1;
-        if (failures > 5) throw new KubeApiError(`watch on deployment/${name} at ${this.server} keeps failing`, 0);
+        if (failures > 5) throw new KubeApiError(`watch on ${what.kind.toLowerCase()}/${name} at ${this.server} keeps failing`, 0);
         resourceVersion = undefined;
         await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** failures)));
       }
@@ -301,62 +377,114 @@ export class KubeAdapter implements KubeClient {
   }
 
   async listPods(labelSelector?: string) {
-    const list = await this.call(() => this.core.listNamespacedPod({ namespace: this.namespace, labelSelector }));
+    const list = await this.call(() => this.core.listNamespacedPod({ namespace: this.namespace, labelSelector }), this.req('LIST', 'pods'));
     return list.items;
   }
 
   async listReplicaSets(labelSelector?: string) {
-    const list = await this.call(() => this.apps.listNamespacedReplicaSet({ namespace: this.namespace, labelSelector }));
+    const list = await this.call(() => this.apps.listNamespacedReplicaSet({ namespace: this.namespace, labelSelector }), this.req('LIST', 'replicasets'));
     return list.items;
   }
 
   async readPodLog(pod: string, opts: { container?: string; tailLines?: number; previous?: boolean; sinceSeconds?: number; timestamps?: boolean } = {}) {
-    const text = await this.call(() =>
-      this.core.readNamespacedPodLog({
-        name: pod,
-        namespace: this.namespace,
-        container: opts.container,
-        tailLines: opts.tailLines,
-        previous: opts.previous,
-        sinceSeconds: opts.sinceSeconds,
-        timestamps: opts.timestamps,
-      }),
+    const text = await this.call(
+      () =>
+        this.core.readNamespacedPodLog({
+          name: pod,
+          namespace: this.namespace,
+          container: opts.container,
+          tailLines: opts.tailLines,
+          previous: opts.previous,
+          sinceSeconds: opts.sinceSeconds,
+          timestamps: opts.timestamps,
+        }),
+      this.req('GET', 'pods', `${pod}/log`),
     );
     return typeof text === 'string' ? text : String(text ?? '');
   }
 
   async findHpasFor(deployment: string) {
-    const list = await this.call(() => this.autoscaling.listNamespacedHorizontalPodAutoscaler({ namespace: this.namespace }));
+    const list = await this.call(
+      () => this.autoscaling.listNamespacedHorizontalPodAutoscaler({ namespace: this.namespace }),
+      this.req('LIST', 'horizontalpodautoscalers'),
+    );
     return list.items.filter((h) => h.spec?.scaleTargetRef?.kind === 'Deployment' && h.spec.scaleTargetRef.name === deployment);
   }
 
   createHpa(hpa: V2HorizontalPodAutoscaler, opts?: WriteOptions) {
-    return this.call(() =>
-      this.autoscaling.createNamespacedHorizontalPodAutoscaler({ namespace: this.namespace, body: hpa, dryRun: dry(opts), fieldManager: 'runbook' }),
+    return this.call(
+      () => this.autoscaling.createNamespacedHorizontalPodAutoscaler({ namespace: this.namespace, body: hpa, dryRun: dry(opts), fieldManager: 'runbook' }),
+      this.req(opts?.dryRun ? 'POST (dry run)' : 'POST', 'horizontalpodautoscalers', hpa.metadata?.name),
     );
   }
 
   patchHpaSpec(name: string, spec: V2HorizontalPodAutoscaler['spec'], opts?: WriteOptions) {
-    return this.call(() =>
-      this.autoscaling.patchNamespacedHorizontalPodAutoscaler(
-        { name, namespace: this.namespace, body: { spec }, dryRun: dry(opts), fieldManager: 'runbook' },
-        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-      ),
+    return this.call(
+      () =>
+        this.autoscaling.patchNamespacedHorizontalPodAutoscaler(
+          { name, namespace: this.namespace, body: { spec }, dryRun: dry(opts), fieldManager: 'runbook' },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        ),
+      this.req(opts?.dryRun ? 'PATCH (dry run)' : 'PATCH', 'horizontalpodautoscalers', name),
     );
   }
 
   async deleteHpa(name: string) {
-    await this.call(() => this.autoscaling.deleteNamespacedHorizontalPodAutoscaler({ name, namespace: this.namespace }));
+    await this.call(
+      () => this.autoscaling.deleteNamespacedHorizontalPodAutoscaler({ name, namespace: this.namespace }),
+      this.req('DELETE', 'horizontalpodautoscalers', name),
+    );
   }
 
   async listHpas() {
-    const list = await this.call(() => this.autoscaling.listNamespacedHorizontalPodAutoscaler({ namespace: this.namespace }));
+    const list = await this.call(
+      () => this.autoscaling.listNamespacedHorizontalPodAutoscaler({ namespace: this.namespace }),
+      this.req('LIST', 'horizontalpodautoscalers'),
+    );
     return list.items;
   }
 
   async listEvents(fieldSelector?: string) {
-    const list = await this.call(() => this.core.listNamespacedEvent({ namespace: this.namespace, fieldSelector }));
+    const list = await this.call(() => this.core.listNamespacedEvent({ namespace: this.namespace, fieldSelector }), this.req('LIST', 'events'));
     return list.items;
+  }
+
+  async recordEvent(ev: KubeEventRecord) {
+    const namespace = ev.object.namespace ?? 'default';
+    const now = new Date();
+    // Named as client-go names its Events (object.timestamp), with a random tail so two in one instant never collide.
+    const name = `${ev.object.name}.${now.getTime().toString(16)}${randomBytes(3).toString('hex')}`;
+    const host = hostname().slice(0, 128);
+    await this.call(
+      () =>
+        this.core.createNamespacedEvent({
+          namespace,
+          body: {
+            apiVersion: 'v1',
+            kind: 'Event',
+            metadata: { name, namespace },
+            involvedObject: {
+              apiVersion: ev.object.apiVersion,
+              kind: ev.object.kind,
+              name: ev.object.name,
+              namespace: ev.object.namespace,
+              uid: ev.object.uid,
+            },
+            type: ev.type,
+            reason: ev.reason,
+            message: ev.message,
+            action: (ev.action ?? ev.reason).slice(0, 128),
+            source: { component: 'runbook', host },
+            reportingComponent: 'runbook',
+            reportingInstance: host,
+            firstTimestamp: now,
+            lastTimestamp: now,
+            eventTime: new V1MicroTime(now.getTime()),
+            count: 1,
+          },
+        }),
+      this.req('POST', 'events', undefined, namespace),
+    );
   }
 
   /** Plain HTTPS GET of /log piped to `out`, so a large log never sits in memory (client-node's Log drops stream errors). */
@@ -380,101 +508,179 @@ export class KubeAdapter implements KubeClient {
             } catch {
               if (body.trim()) message = body.trim().slice(0, 200);
             }
-            reject(new KubeApiError(`Kubernetes API at ${this.server}: ${message} (${res.statusCode})`, res.statusCode ?? 0));
+            reject(
+              new KubeApiError(
+                `Kubernetes API at ${this.server}: ${this.req('GET', 'pods', `${pod}/log`)}: ${message} (${res.statusCode})`,
+                res.statusCode ?? 0,
+              ),
+            );
           });
           return;
         }
         pipeline(res, out).then(resolve, (err) => reject(toKubeError(err, this.server)));
       });
-      req.on('error', (err) => reject(toKubeError(err, this.server)));
+      req.on('error', (err) => reject(toKubeError(err, this.server, this.req('GET', 'pods', `${pod}/log`))));
       req.end();
     });
   }
 
   getNode(name: string) {
-    return this.orNull(() => this.core.readNode({ name }));
+    return this.orNull(() => this.core.readNode({ name }), this.req('GET', 'nodes', name, null));
   }
 
   async listNodes(labelSelector?: string) {
-    const list = await this.call(() => this.core.listNode({ labelSelector }));
+    const list = await this.call(() => this.core.listNode({ labelSelector }), this.req('LIST', 'nodes', undefined, null));
     return list.items;
   }
 
   patchNode(name: string, patch: unknown, type: PatchType, opts?: WriteOptions) {
-    return this.call(() =>
-      this.core.patchNode({ name, body: patch, dryRun: dry(opts), fieldManager: 'runbook' }, setHeaderOptions('Content-Type', CONTENT_TYPE[type])),
+    return this.call(
+      () => this.core.patchNode({ name, body: patch, dryRun: dry(opts), fieldManager: 'runbook' }, setHeaderOptions('Content-Type', CONTENT_TYPE[type])),
+      this.req(opts?.dryRun ? 'PATCH (dry run)' : 'PATCH', 'nodes', name, null),
     );
   }
 
   getPod(name: string) {
-    return this.orNull(() => this.core.readNamespacedPod({ name, namespace: this.namespace }));
+    return this.orNull(() => this.core.readNamespacedPod({ name, namespace: this.namespace }), this.req('GET', 'pods', name));
   }
 
   async getSecretKeys(name: string) {
     // Only the key names leave this method: secret values are never handed to the procedures.
-    const s = await this.orNull(() => this.core.readNamespacedSecret({ name, namespace: this.namespace }));
+    const s = await this.orNull(() => this.core.readNamespacedSecret({ name, namespace: this.namespace }), this.req('GET', 'secrets', name));
     return s ? [...Object.keys(s.data ?? {}), ...Object.keys(s.stringData ?? {})] : null;
   }
 
   async getConfigMapKeys(name: string) {
-    const c = await this.orNull(() => this.core.readNamespacedConfigMap({ name, namespace: this.namespace }));
+    const c = await this.orNull(() => this.core.readNamespacedConfigMap({ name, namespace: this.namespace }), this.req('GET', 'configmaps', name));
     return c ? [...Object.keys(c.data ?? {}), ...Object.keys(c.binaryData ?? {})] : null;
   }
 
   async listPodMetrics(labelSelector?: string): Promise<PodMetrics[]> {
-    const list = (await this.call(() =>
-      this.custom.listNamespacedCustomObject({ group: 'metrics.k8s.io', version: 'v1beta1', namespace: this.namespace, plural: 'pods', labelSelector }),
+    const list = (await this.call(
+      () => this.custom.listNamespacedCustomObject({ group: 'metrics.k8s.io', version: 'v1beta1', namespace: this.namespace, plural: 'pods', labelSelector }),
+      this.req('LIST', 'pods.metrics.k8s.io'),
     )) as { items?: Array<{ metadata?: { name?: string }; timestamp?: string; window?: string; containers?: PodMetrics['containers'] }> };
     return (list.items ?? []).map((m) => ({ name: m.metadata?.name ?? '', timestamp: m.timestamp, window: m.window, containers: m.containers ?? [] }));
   }
 
   async getLease(name: string) {
-    const l = await this.orNull(() => this.coordination.readNamespacedLease({ name, namespace: this.namespace }));
+    const l = await this.orNull(() => this.coordination.readNamespacedLease({ name, namespace: this.namespace }), this.req('GET', 'leases', name));
     return l ? fromLease(l) : null;
   }
 
   async createLease(lease: LeaseRecord) {
     return fromLease(
-      await this.call(() => this.coordination.createNamespacedLease({ namespace: this.namespace, body: toLease(lease), fieldManager: 'runbook' })),
+      await this.call(
+        () => this.coordination.createNamespacedLease({ namespace: this.namespace, body: toLease(lease), fieldManager: 'runbook' }),
+        this.req('POST', 'leases', lease.name),
+      ),
     );
   }
 
   async updateLease(lease: LeaseRecord & { resourceVersion: string }) {
     return fromLease(
-      await this.call(() =>
-        this.coordination.replaceNamespacedLease({ name: lease.name, namespace: this.namespace, body: toLease(lease), fieldManager: 'runbook' }),
+      await this.call(
+        () => this.coordination.replaceNamespacedLease({ name: lease.name, namespace: this.namespace, body: toLease(lease), fieldManager: 'runbook' }),
+        this.req('PUT', 'leases', lease.name),
       ),
     );
   }
 
   async deleteLease(name: string, resourceVersion: string) {
-    await this.call(() => this.coordination.deleteNamespacedLease({ name, namespace: this.namespace, body: { preconditions: { resourceVersion } } }));
+    await this.call(
+      () => this.coordination.deleteNamespacedLease({ name, namespace: this.namespace, body: { preconditions: { resourceVersion } } }),
+      this.req('DELETE', 'leases', name),
+    );
   }
 
-  async cannotDo(permissions: KubePermission[]) {
+  async cannotDo(permissions: KubePermission[], namespace = this.namespace) {
     const answers = await Promise.all(
       permissions.map(async (p) => {
-        const review = await this.call(() =>
-          this.authz.createSelfSubjectAccessReview({
-            body: {
-              apiVersion: 'authorization.k8s.io/v1',
-              kind: 'SelfSubjectAccessReview',
-              spec: {
-                resourceAttributes: {
-                  verb: p.verb,
-                  group: p.group,
-                  resource: p.resource,
-                  subresource: p.subresource,
-                  namespace: p.cluster ? undefined : this.namespace,
+        const review = await this.call(
+          () =>
+            this.authz.createSelfSubjectAccessReview({
+              body: {
+                apiVersion: 'authorization.k8s.io/v1',
+                kind: 'SelfSubjectAccessReview',
+                spec: {
+                  resourceAttributes: {
+                    verb: p.verb,
+                    group: p.group,
+                    resource: p.resource,
+                    subresource: p.subresource,
+                    namespace: p.cluster ? undefined : (p.namespace ?? namespace),
+                  },
                 },
               },
-            },
-          }),
+            }),
+          this.req('POST', 'selfsubjectaccessreviews.authorization.k8s.io', undefined, null),
         );
         return review.status?.allowed ? null : p;
       }),
     );
     return answers.filter((p): p is KubePermission => p !== null);
+  }
+
+  async whoAmI() {
+    const review = await this.call(
+      () => this.authn.createSelfSubjectReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' } }),
+      this.req('POST', 'selfsubjectreviews.authentication.k8s.io', undefined, null),
+    );
+    const user = review.status?.userInfo;
+    if (!user?.username) throw new KubeApiError(`Kubernetes API at ${this.server}: the SelfSubjectReview names no user`, 0);
+    return { username: user.username, groups: user.groups ?? [] };
+  }
+
+  getConfigMap(namespace: string, name: string) {
+    return this.orNull(() => this.core.readNamespacedConfigMap({ name, namespace }), this.req('GET', 'configmaps', name, namespace));
+  }
+
+  async listConfigMaps(namespace: string, labelSelector?: string) {
+    const list = await this.call(() => this.core.listNamespacedConfigMap({ namespace, labelSelector }), this.req('LIST', 'configmaps', undefined, namespace));
+    return list.items;
+  }
+
+  createConfigMap(namespace: string, cm: V1ConfigMap, opts?: WriteOptions) {
+    return this.call(
+      () =>
+        this.core.createNamespacedConfigMap({
+          namespace,
+          body: { apiVersion: 'v1', kind: 'ConfigMap', ...cm, metadata: { ...cm.metadata, namespace } },
+          dryRun: dry(opts),
+          fieldManager: 'runbook',
+        }),
+      this.req(opts?.dryRun ? 'POST (dry run)' : 'POST', 'configmaps', cm.metadata?.name, namespace),
+    );
+  }
+
+  patchConfigMap(namespace: string, name: string, patch: Record<string, unknown>, opts?: WriteOptions & { resourceVersion?: string }) {
+    // A merge patch carrying metadata.resourceVersion is a precondition: the server answers 409 when it moved on.
+    const meta = (patch.metadata ?? {}) as Record<string, unknown>;
+    const body = opts?.resourceVersion ? { ...patch, metadata: { ...meta, resourceVersion: opts.resourceVersion } } : patch;
+    return this.call(
+      () =>
+        this.core.patchNamespacedConfigMap(
+          { name, namespace, body, dryRun: dry(opts), fieldManager: 'runbook' },
+          setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+        ),
+      this.req(opts?.dryRun ? 'PATCH (dry run)' : 'PATCH', 'configmaps', name, namespace),
+    );
+  }
+
+  async deleteConfigMap(namespace: string, name: string, resourceVersion?: string) {
+    await this.call(
+      () => this.core.deleteNamespacedConfigMap({ name, namespace, body: resourceVersion ? { preconditions: { resourceVersion } } : undefined }),
+      this.req('DELETE', 'configmaps', name, namespace),
+    );
+  }
+
+  watchConfigMap(namespace: string, name: string, onEvent: (ev: WatchEvent<V1ConfigMap>) => boolean | void, signal: AbortSignal) {
+    return this.watchOne<V1ConfigMap>(
+      { path: `/api/v1/namespaces/${namespace}/configmaps`, resource: 'configmaps', kind: 'ConfigMap', apiVersion: 'v1', name, namespace },
+      (fieldSelector) => this.core.listNamespacedConfigMap({ namespace, fieldSelector }),
+      onEvent,
+      signal,
+    );
   }
 
   async execInPod(pod: string, container: string, command: string[], opts: ExecOptions = {}): Promise<ExecResult> {
@@ -485,7 +691,7 @@ export class KubeAdapter implements KubeClient {
     q.set('stderr', 'true');
     const path = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/pods/${encodeURIComponent(pod)}/exec?${q}`;
     const signal = streamSignal(opts);
-    const ws = await this.openStream(path, ['v5.channel.k8s.io', 'v4.channel.k8s.io'], signal);
+    const ws = await this.openStream(path, ['v5.channel.k8s.io', 'v4.channel.k8s.io'], this.req('GET', 'pods', `${pod}/exec`), signal);
     return runExec(ws, opts, signal, this.server);
   }
 
@@ -510,12 +716,12 @@ export class KubeAdapter implements KubeClient {
   /** One TCP connection to the pod's port, as a stream (v4 channel protocol: data on 0, errors on 1). */
   private async forwardedConnection(pod: string, port: number, signal?: AbortSignal): Promise<Duplex> {
     const path = `/api/v1/namespaces/${encodeURIComponent(this.namespace)}/pods/${encodeURIComponent(pod)}/portforward?ports=${port}`;
-    const ws = await this.openStream(path, ['v4.channel.k8s.io'], signal);
+    const ws = await this.openStream(path, ['v4.channel.k8s.io'], this.req('GET', 'pods', `${pod}/portforward`), signal);
     return forwardedStream(ws, `pod ${pod} port ${port}`);
   }
 
   /** A WebSocket to the API server with the kubeconfig's credentials; an HTTP answer becomes a KubeApiError. */
-  private async openStream(path: string, protocols: string[], signal?: AbortSignal): Promise<WsSocket> {
+  private async openStream(path: string, protocols: string[], what: string, signal?: AbortSignal): Promise<WsSocket> {
     const WebSocket = await loadWebSocket();
     const options: RequestOptions = {};
     await this.kc.applyToHTTPSOptions(options);
@@ -553,15 +759,17 @@ export class KubeAdapter implements KubeClient {
           } catch {
             if (body.trim()) message = body.trim().slice(0, 200);
           }
-          fail(new KubeApiError(`Kubernetes API at ${this.server}: ${message} (${res.statusCode})`, res.statusCode ?? 0, reason));
+          fail(new KubeApiError(`Kubernetes API at ${this.server}: ${what}: ${message} (${res.statusCode})`, res.statusCode ?? 0, reason));
         });
-        res.on('error', (err) => fail(toKubeError(err, this.server)));
+        res.on('error', (err) => fail(toKubeError(err, this.server, what)));
       });
-      ws.on('error', (err: Error) => fail(toKubeError(err, this.server)));
+      ws.on('error', (err: Error) => fail(toKubeError(err, this.server, what)));
     });
   }
 
-  close() {}
+  close() {
+    this.kc.destroyAgents();
+  }
 }
 
 // --- exec and port-forward over WebSocket --------------------------------------------------------

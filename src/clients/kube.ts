@@ -1,9 +1,17 @@
-import type { V1Deployment, V1Pod, V1ReplicaSet, V1Scale, V2HorizontalPodAutoscaler, V1Lease, CoreV1Event, V1Node } from '@kubernetes/client-node';
+import type { V1Deployment, V1Pod, V1ReplicaSet, V1Scale, V2HorizontalPodAutoscaler, V1Lease, CoreV1Event, V1Node, V1ConfigMap } from '@kubernetes/client-node';
 
-export type { V1Deployment, V1Pod, V1ReplicaSet, V1Scale, V2HorizontalPodAutoscaler, V1Lease, CoreV1Event, V1Node };
+export type { V1Deployment, V1Pod, V1ReplicaSet, V1Scale, V2HorizontalPodAutoscaler, V1Lease, CoreV1Event, V1Node, V1ConfigMap };
 import { KUBE_PERMISSIONS, type KubeMethod, type KubePermission } from '../core/kube-permissions.js';
 import type { LeaseRecord } from '../core/lock.js';
-export { KUBE_PERMISSIONS, LOCK_METHODS, permissionsOf, describePermission, type KubeMethod, type KubePermission } from '../core/kube-permissions.js';
+export {
+  KUBE_PERMISSIONS,
+  LOCK_METHODS,
+  AUDITED_METHODS,
+  permissionsOf,
+  describePermission,
+  type KubeMethod,
+  type KubePermission,
+} from '../core/kube-permissions.js';
 export type { LeaseRecord } from '../core/lock.js';
 
 export type PatchType = 'strategic' | 'merge' | 'json';
@@ -45,6 +53,12 @@ export interface KubeClient {
   deleteHpa(name: string): Promise<void>;
   listHpas(): Promise<V2HorizontalPodAutoscaler[]>;
   listEvents(fieldSelector?: string): Promise<CoreV1Event[]>;
+  /**
+   * Writes a core/v1 Event about an object (source and reportingComponent `runbook`, reportingInstance
+   * this host), in the object's namespace; about a cluster-scoped object (a Node) in `default`, the
+   * only namespace the API server accepts for it and the one `kubectl describe node` searches.
+   */
+  recordEvent(ev: KubeEventRecord): Promise<void>;
   /** Streams one container's log (current or previous instance) into `out`; resolves once all of it is written. */
   streamPodLog(pod: string, out: NodeJS.WritableStream, opts?: { container?: string; previous?: boolean; sinceSeconds?: number }): Promise<void>;
   /** Cluster-scoped: null when the node does not exist. */
@@ -66,8 +80,24 @@ export interface KubeClient {
   updateLease(lease: LeaseRecord & { resourceVersion: string }): Promise<LeaseRecord>;
   /** Deletes only the version given (a precondition), so a lease another run took is never deleted. */
   deleteLease(name: string, resourceVersion: string): Promise<void>;
-  /** The permissions among these that the current identity lacks (SelfSubjectAccessReview each). */
-  cannotDo(permissions: KubePermission[]): Promise<KubePermission[]>;
+  /**
+   * The permissions among these that the current identity lacks (SelfSubjectAccessReview each), in
+   * `namespace` (default: the client's) unless a permission names its own namespace or is cluster-wide.
+   */
+  cannotDo(permissions: KubePermission[], namespace?: string): Promise<KubePermission[]>;
+  /** Who the API server says this client is (authentication.k8s.io/v1 SelfSubjectReview). */
+  whoAmI(): Promise<{ username: string; groups: string[] }>;
+  /** ConfigMaps in any namespace (approval requests live in a namespace the config names, not the app's). null: none. */
+  getConfigMap(namespace: string, name: string): Promise<V1ConfigMap | null>;
+  listConfigMaps(namespace: string, labelSelector?: string): Promise<V1ConfigMap[]>;
+  /** 409 when it exists. */
+  createConfigMap(namespace: string, cm: V1ConfigMap, opts?: WriteOptions): Promise<V1ConfigMap>;
+  /** JSON merge patch; with `resourceVersion` the write is optimistic (409 if it changed). */
+  patchConfigMap(namespace: string, name: string, patch: Record<string, unknown>, opts?: WriteOptions & { resourceVersion?: string }): Promise<V1ConfigMap>;
+  /** Deletes only that version when given (a precondition). */
+  deleteConfigMap(namespace: string, name: string, resourceVersion?: string): Promise<void>;
+  /** Watches one ConfigMap: list-then-watch from its resourceVersion, relist on 410 Gone, until the callback returns true or the signal aborts. */
+  watchConfigMap(namespace: string, name: string, onEvent: (ev: WatchEvent<V1ConfigMap>) => boolean | void, signal: AbortSignal): Promise<void>;
   /**
    * Runs a command in a running container (pods/exec over WebSocket), as an argument array: a shell
    * only when the command is one. Resolves once the command ended (or the stream broke: `exitCode`
@@ -80,6 +110,16 @@ export interface KubeClient {
    */
   portForward?(pod: string, port: number): Promise<PodPortForward>;
   close(): void;
+}
+
+/** What an Event says and about which object (its uid makes `kubectl describe` find it). */
+export interface KubeEventRecord {
+  object: { apiVersion: string; kind: string; name: string; namespace?: string; uid?: string };
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+  /** What was done (the Event's `action`; default: the reason). */
+  action?: string;
 }
 
 export interface ExecOptions {

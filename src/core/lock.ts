@@ -12,6 +12,8 @@ export interface LockHolder {
 
 export interface HeldLock {
   name: string;
+  /** The Leases held (one per target). */
+  leases: string[];
   /** Aborted (with a StepError) once the lease can no longer be renewed or another run took it. */
   lost: AbortSignal;
   release(): Promise<void>;
@@ -183,6 +185,7 @@ export async function acquireLock(kube: LeaseStore, name: string, holder: LockHo
   timer.unref();
   return {
     name,
+    leases: [name],
     lost: lostCtl.signal,
     async release() {
       stopped = true;
@@ -219,6 +222,7 @@ export async function acquireLocks(
   }
   return {
     name: names.join(', '),
+    leases: names,
     lost: AbortSignal.any(taken.map((l) => l.lost)),
     async release() {
       for (const l of [...taken].reverse()) await l.release();

@@ -305,3 +305,18 @@ describe('rollouts that can never finish fail at once, not at the timeout', () =
     expect(r.stderr).toMatch(/the deployment is paused \(resume it with: kubectl rollout resume deployment\/app/);
   });
 });
+
+describe('connections', () => {
+  it('the calls of one command share a keep-alive connection (a TLS handshake once, not per request); close lets go of it', async () => {
+    const mine = await createKubeClient({ kubeconfig: join(dir, 'kubeconfig'), namespace: kube.namespace }, {});
+    const before = kube.connections();
+    await mine.getDeployment('app');
+    await mine.listPods('app=app');
+    await mine.listReplicaSets();
+    await Promise.all([mine.getDeployment('app'), mine.findHpasFor('app')]);
+    await mine.getLease('no-such-lease');
+    // Six requests, at most two of them at once: two connections at most (client-node alone opened one per request).
+    expect(kube.connections() - before).toBeLessThanOrEqual(2);
+    mine.close();
+  });
+});

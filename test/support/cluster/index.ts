@@ -67,6 +67,8 @@ export interface KubeHarness {
   requests: RecordedRequest[];
   mutations(): RecordedRequest[];
   faults: FaultProxy['faults'];
+  /** TCP connections the tool opened to the API server (through the proxy) so far. */
+  connections(): number;
   /** A kubeconfig for the tool: user `operator` (cluster-admin unless `groups` says otherwise) via the proxy. */
   writeKubeconfig(path: string, opts?: { context?: string; namespace?: string }): Promise<void>;
   /** A client-certificate kubeconfig straight to the API server, for any identity. */
@@ -540,6 +542,7 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
     requests: proxy.requests,
     mutations: proxy.mutations,
     faults: proxy.faults,
+    connections: proxy.connections,
     async writeKubeconfig(path, k = {}) {
       writeFileSync(path, kubeconfigText(k.context ?? 'test', k.namespace ?? namespace), { mode: 0o600 });
     },

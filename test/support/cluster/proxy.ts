@@ -82,6 +82,8 @@ export interface FaultProxy {
   /** Successful (2xx) writes that were not dry runs. */
   mutations(): RecordedRequest[];
   faults: { add(f: Fault): void; clear(): void };
+  /** TCP connections the tool opened to the proxy so far (each costs a TLS handshake). */
+  connections(): number;
   close(): Promise<void>;
 }
 
@@ -191,7 +193,9 @@ export async function startFaultProxy(info: ControlPlaneInfo, who: ClientIdentit
       res.end(`proxy: ${err.message}`);
     });
   });
+  let opened = 0;
   server.on('connection', (s: Socket) => {
+    opened++;
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -243,6 +247,7 @@ export async function startFaultProxy(info: ControlPlaneInfo, who: ClientIdentit
       add: (f) => faults.push({ ...f, remaining: f.times ?? 1 }),
       clear: () => void (faults.length = 0),
     },
+    connections: () => opened,
     async close() {
       for (const r of hung) r.destroy();
       for (const s of sockets) s.destroy();

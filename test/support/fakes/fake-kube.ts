@@ -4,10 +4,12 @@
 import type {
   CoreV1Event,
   KubeClient,
+  KubeEventRecord,
   KubePermission,
   LeaseRecord,
   PodMetrics,
   V1Node,
+  V1ConfigMap,
   V1Deployment,
   V1Pod,
   V1ReplicaSet,
@@ -243,6 +245,14 @@ export class FakeKube implements KubeClient {
     return structuredClone(this.events.filter((e) => name === undefined || e.involvedObject.name === name));
   }
 
+  /** Events written through recordEvent, in order (kept apart from `events`, what listEvents answers, and from `mutations`). */
+  recorded: KubeEventRecord[] = [];
+
+  async recordEvent(ev: KubeEventRecord) {
+    this.check('recordEvent');
+    this.recorded.push(structuredClone(ev));
+  }
+
   async streamPodLog(pod: string, out: NodeJS.WritableStream, opts: { container?: string; previous?: boolean } = {}) {
     this.check('streamPodLog');
     const text = await this.readPodLog(pod, opts);
@@ -307,14 +317,119 @@ export class FakeKube implements KubeClient {
     this.leases.delete(name);
   }
 
-  /** Permissions a test took away: { verb, resource } pairs answered "denied". */
-  denied: Array<{ verb: string; resource: string }> = [];
+  /** Permissions a test took away: { verb, resource } pairs (optionally only in one namespace) answered "denied". */
+  denied: Array<{ verb: string; resource: string; namespace?: string }> = [];
 
-  async cannotDo(permissions: KubePermission[]) {
-    return permissions.filter((p) => this.denied.some((d) => d.verb === p.verb && d.resource === p.resource));
+  async cannotDo(permissions: KubePermission[], namespace = this.namespace) {
+    return permissions.filter((p) =>
+      this.denied.some((d) => d.verb === p.verb && d.resource === p.resource && (d.namespace === undefined || d.namespace === (p.namespace ?? namespace))),
+    );
+  }
+
+  /** Who whoAmI says this client is. */
+  identity: { username: string; groups: string[] } = { username: 'operator', groups: ['system:authenticated'] };
+
+  async whoAmI() {
+    this.check('whoAmI');
+    return structuredClone(this.identity);
+  }
+
+  /** Whole ConfigMaps by "namespace/name" (the approval calls); `configMaps` above holds key names for getConfigMapKeys. */
+  configMapObjects = new Map<string, V1ConfigMap>();
+  private cmVersion = 0;
+  private cmWatchers = new Set<(type: WatchEvent<V1ConfigMap>['type'], cm: V1ConfigMap) => void>();
+
+  private cmChanged(type: WatchEvent<V1ConfigMap>['type'], cm: V1ConfigMap) {
+    for (const w of [...this.cmWatchers]) w(type, cm);
+  }
+
+  async getConfigMap(namespace: string, name: string) {
+    this.check('getConfigMap');
+    return structuredClone(this.configMapObjects.get(`${namespace}/${name}`) ?? null);
+  }
+
+  async listConfigMaps(namespace: string, labelSelector?: string) {
+    this.check('listConfigMaps');
+    const want = (labelSelector ?? '')
+      .split(',')
+      .filter(Boolean)
+      .map((kv) => kv.split('='));
+    return [...this.configMapObjects.entries()]
+      .filter(([k, cm]) => k.startsWith(`${namespace}/`) && want.every(([lk, lv]) => cm.metadata?.labels?.[lk] === lv))
+      .map(([, cm]) => structuredClone(cm));
+  }
+
+  async createConfigMap(namespace: string, cm: V1ConfigMap, opts?: WriteOptions) {
+    this.check('createConfigMap');
+    const name = cm.metadata?.name ?? '';
+    if (this.configMapObjects.has(`${namespace}/${name}`))
+      throw new KubeApiError(`Kubernetes API: configmaps "${name}" already exists (409)`, 409, 'AlreadyExists');
+    const stored: V1ConfigMap = { ...structuredClone(cm), metadata: { ...cm.metadata, name, namespace, resourceVersion: String(++this.cmVersion) } };
+    if (opts?.dryRun) return stored;
+    this.mutations.push(`create configmap/${name}`);
+    this.configMapObjects.set(`${namespace}/${name}`, stored);
+    this.cmChanged('ADDED', structuredClone(stored));
+    return structuredClone(stored);
+  }
+
+  async patchConfigMap(namespace: string, name: string, patch: Record<string, unknown>, opts?: WriteOptions & { resourceVersion?: string }) {
+    this.check('patchConfigMap');
+    const cur = this.configMapObjects.get(`${namespace}/${name}`);
+    if (!cur) throw new KubeApiError(`Kubernetes API: configmaps "${name}" not found (404)`, 404, 'NotFound');
+    if (opts?.resourceVersion && opts.resourceVersion !== cur.metadata?.resourceVersion)
+      throw new KubeApiError('Kubernetes API: the object has been modified (409)', 409, 'Conflict');
+    const next = mergePatch(structuredClone(cur), patch) as V1ConfigMap;
+    next.metadata = { ...next.metadata, name, namespace, resourceVersion: String(++this.cmVersion) };
+    if (opts?.dryRun) return next;
+    this.mutations.push(`patch configmap/${name}`);
+    this.configMapObjects.set(`${namespace}/${name}`, next);
+    this.cmChanged('MODIFIED', structuredClone(next));
+    return structuredClone(next);
+  }
+
+  async deleteConfigMap(namespace: string, name: string, resourceVersion?: string) {
+    this.check('deleteConfigMap');
+    const cur = this.configMapObjects.get(`${namespace}/${name}`);
+    if (!cur) throw new KubeApiError(`Kubernetes API: configmaps "${name}" not found (404)`, 404, 'NotFound');
+    if (resourceVersion && resourceVersion !== cur.metadata?.resourceVersion)
+      throw new KubeApiError('Kubernetes API: precondition failed (409)', 409, 'Conflict');
+    this.mutations.push(`delete configmap/${name}`);
+    this.configMapObjects.delete(`${namespace}/${name}`);
+    this.cmChanged('DELETED', structuredClone(cur));
+  }
+
+  async watchConfigMap(namespace: string, name: string, onEvent: (ev: WatchEvent<V1ConfigMap>) => boolean | void, signal: AbortSignal) {
+    this.check('watchConfigMap');
+    const cur = this.configMapObjects.get(`${namespace}/${name}`);
+    if (!cur) throw new KubeApiError(`Kubernetes API: configmap ${name} not found in namespace ${namespace} (404)`, 404, 'NotFound');
+    if (onEvent({ type: 'ADDED', object: structuredClone(cur) }) === true) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.cmWatchers.delete(watcher);
+        signal.removeEventListener('abort', done);
+        resolve();
+      };
+      const watcher = (type: WatchEvent<V1ConfigMap>['type'], cm: V1ConfigMap) => {
+        if (cm.metadata?.namespace === namespace && cm.metadata?.name === name && onEvent({ type, object: cm }) === true) done();
+      };
+      if (signal.aborted) return resolve();
+      this.cmWatchers.add(watcher);
+      signal.addEventListener('abort', done, { once: true });
+    });
   }
 
   close() {}
+}
+
+/** RFC 7386 JSON merge patch: null removes a key, objects merge, anything else replaces. */
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return structuredClone(patch);
+  const out: Record<string, unknown> = target && typeof target === 'object' && !Array.isArray(target) ? { ...(target as Record<string, unknown>) } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = mergePatch(out[k], v);
+  }
+  return out;
 }
 
 export function fakeFactories(kube: FakeKube): ClientFactories {
