@@ -160,7 +160,9 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
     .option('--since <duration>', 'only runs that started within this window (e.g. 2h, 7d)')
     .option('--status <status>', 'only runs that ended so: succeeded, failed, declined, interrupted, partial, locked, check-failed')
     .option('--operator <who>', 'only runs by this operator (user@host, or the user part)')
-    .option('--no-dry-runs', 'leave out dry runs');
+    .option('--no-dry-runs', 'leave out dry runs')
+    .option('--team', "the team's runs too (journal.shared), merged with this machine's by run id")
+    .option('-o, --output <format>', 'json or yaml (--json is -o json)');
   builtin('show', '<run-id>', 'One run from the journal: parameters, gates, steps and their data');
   builtin('resume', '<run-id>', 'Continue a failed or interrupted run from its first unfinished step').option(
     '--takeover',
@@ -168,9 +170,16 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
   );
   builtin('verify', '<run-id>', "Check a run's journal hash chain; names the first line that does not match (exit 4)");
   builtin('release', '<run-id>', 'Give up the locks your crashed or stopped run still holds, so another operator can take it over');
+  builtin('approve', '<run-id>', "Approve another operator's run that waits for a second approver (two-person approval; -y: without the prompt)");
+  builtin('deny', '<run-id>', "Deny another operator's run that waits for a second approver; it stops with nothing changed").option(
+    '--reason <text>',
+    'why, for the requester, the journal and the notification',
+  );
   builtin('rbac', '[procedure...]', 'The least-privilege Kubernetes Role (and ClusterRole for nodes) the procedures need, derived from what they call')
     .option('--name <name>', 'name of the Role and bindings', 'runbook-operator')
-    .option('--group <group>', 'the group the bindings grant it to', 'runbook-operators');
+    .option('--group <group>', 'the group the bindings grant it to', 'runbook-operators')
+    .option('--approval', "only two-person approval's: the requester and approver Roles and the policy that guards requests (environment's approval.namespace)")
+    .option('--approver-group <group>', 'the group the approver Role is bound to', 'runbook-approvers');
 
   const tool = (cmd: Command, name: 'config' | 'completion' | 'doctor' | 'version', verb?: string) => {
     cmd.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride();

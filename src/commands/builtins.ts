@@ -1,11 +1,13 @@
-import { ExitCode, UsageError } from '../core/errors.js';
+import { ExitCode, StepError, UsageError } from '../core/errors.js';
 import { describeLeft, leftState, resumeBlocker, type LeftState } from '../core/run-state.js';
 import type { Procedure } from '../core/procedure.js';
 import { catalog, findEntry } from '../procedures/catalog.js';
 import { table } from '../core/table.js';
 import { didYouMean } from '../core/suggest.js';
 import { journalDir, summarize, isRunId, type CompensationEvent, type JournalEvent, type RunStartEvent, type RunSummary } from '../core/journal.js';
-import { openJournal, runSummary, type JournalReader } from '../core/journal-reader.js';
+import { openJournal, runSummary, type JournalRun } from '../core/journal-reader.js';
+import { catchUp, type SharedJournal } from '../core/journal-share.js';
+import { teamJournal, type RunSource } from '../core/journal-team.js';
 import { exampleConfig } from '../core/example-config.js';
 import { gateKind } from '../core/gates.js';
 import { stepRisk } from '../core/procedure.js';
@@ -31,7 +33,19 @@ export async function runBuiltin(session: Session, name: string, args: string[],
     case 'verify':
     case 'release': {
       const handover = await import('./handover.js');
-      return name === 'verify' ? handover.verify(session, args[0], await dir(session)) : handover.release(session, args[0], await dir(session));
+      if (name === 'release') return handover.release(session, args[0], await dir(session));
+      // A run not kept here is checked in the team journal (its shared copy), when there is one.
+      const { dir: local, shared } = await journals(session);
+      try {
+        return await handover.verify(session, args[0], local, shared ? (id) => sharedText(shared, id) : undefined);
+      } finally {
+        shared?.close();
+      }
+    }
+    case 'approve':
+    case 'deny': {
+      const { decide } = await import('./approve.js');
+      return decide(session, name === 'approve' ? 'approved' : 'denied', args[0], opts);
     }
     case 'rbac':
       return rbac(session, args, opts);
@@ -156,9 +170,27 @@ async function dir(session: Session): Promise<string> {
   return journalDir(io.env, configured);
 }
 
-/** The journal, read for one command: a run file it cannot use is skipped with one warning. */
-async function journal(session: Session): Promise<JournalReader> {
-  return openJournal(await dir(session), { warn: (m) => session.reporter.warn(m) });
+/**
+ * The journal directory and, when the config has journal.shared, the team journal, after the runs
+ * still owed to it are uploaded (bounded; a failure is one warning). The caller closes it.
+ */
+async function journals(session: Session): Promise<{ dir: string; shared?: SharedJournal }> {
+  const { io } = session.deps;
+  const path = findConfigPath(session.flags.config, io.env, io.cwd);
+  const loaded = path ? await loadConfig(path) : undefined;
+  const dir = journalDir(io.env, loaded?.config.journal?.dir);
+  const config = loaded?.config.journal?.shared;
+  if (!loaded || !config) return { dir };
+  let region: string | undefined;
+  try {
+    region = selectEnvironment(loaded, session.flags.env, io.env).config.aws?.region;
+  } catch {
+    // No environment chosen: the region comes from journal.shared.s3.region, $AWS_REGION or the AWS profile.
+  }
+  const { openSharedJournal } = await import('../clients/journal-s3.js');
+  const shared = openSharedJournal(config, io.env, region);
+  await catchUp(shared, dir, { warn: (m) => session.reporter.warn(m) });
+  return { dir, shared };
 }
 
 async function history(session: Session, opts: Record<string, unknown>): Promise<number> {
@@ -180,48 +212,84 @@ async function history(session: Session, opts: Record<string, unknown>): Promise
   if (status !== undefined && !statuses.includes(status))
     throw new UsageError(`--status must be one of ${statuses.join(', ')}`, didYouMean(status, statuses) || undefined);
   const operator = typeof opts.operator === 'string' ? opts.operator : undefined;
-  const j = await journal(session);
-  const query = { procedure, env: session.flags.env, since, includeDryRuns: opts.dryRuns !== false };
-  // Only the files of the runs shown are read; a filter the reader cannot apply up front reads on until `limit` match.
-  const wanted = (r: RunSummary) =>
-    (status === undefined || r.status === status) && (operator === undefined || r.operator === operator || r.operator.split('@')[0] === operator);
-  const runs = (status === undefined && operator === undefined ? await j.runs({ ...query, limit }) : (await j.runs(query)).filter(wanted).slice(0, limit)).map(
-    runSummary,
-  );
-  if (session.flags.json) outJson(session, runs);
-  else if (runs.length === 0) session.reporter.info(`no runs in ${j.dir}`);
-  else
-    out(
-      session,
-      table(
-        ['RUN', 'PROCEDURE', 'ENV', 'STATUS', 'EXIT', 'DURATION', 'OPERATOR', 'STARTED'],
-        runs.map((r) => [
-          r.runId,
-          r.procedure,
-          r.environment,
-          r.dryRun !== 'off' ? `${r.status} (dry run)` : r.status,
-          r.exitCode ?? '',
-          r.durationMs === null ? '' : formatDuration(r.durationMs),
-          r.operator,
-          r.startedAt,
-        ]),
-      ),
+  const output = opts.output === undefined ? (session.flags.json ? 'json' : 'table') : String(opts.output);
+  if (output !== 'json' && output !== 'yaml' && output !== 'table') throw new UsageError(`-o/--output must be json or yaml, got "${output}"`);
+  const { dir, shared } = await journals(session);
+  if (opts.team && !shared)
+    throw new UsageError(
+      'history --team needs a team journal: journal.shared in the config',
+      'add journal: { shared: { s3: { bucket: <bucket>, prefix: <prefix> } } }',
     );
-  return ExitCode.ok;
+  try {
+    const local = openJournal(dir, { warn: (m) => session.reporter.warn(m) });
+    const team = opts.team && shared ? teamJournal(local, shared, { warn: (m) => session.reporter.warn(m), strict: true }) : undefined;
+    const query = { procedure, env: session.flags.env, since, includeDryRuns: opts.dryRuns !== false };
+    // Only the files of the runs shown are read; a filter the reader cannot apply up front reads on until `limit` match.
+    const wanted = (r: RunSummary) =>
+      (status === undefined || r.status === status) && (operator === undefined || r.operator === operator || r.operator.split('@')[0] === operator);
+    const filtered = status !== undefined || operator !== undefined;
+    const found: Array<JournalRun & { source?: RunSource }> = team
+      ? await team.runs({ ...query, limit, where: filtered ? wanted : undefined })
+      : filtered
+        ? (await local.runs(query)).filter(wanted).slice(0, limit)
+        : await local.runs({ ...query, limit });
+    const runs = found.map((r) => ({ ...runSummary(r), ...(r.source ? { source: r.source } : {}) }));
+    const where = team ? `${dir} or ${team.shared.url}${team.unreachable ? ' (the team journal could not be read)' : ''}` : dir;
+    if (output === 'json') outJson(session, runs);
+    else if (output === 'yaml') out(session, (await import('yaml')).stringify(runs));
+    else if (runs.length === 0) session.reporter.info(`no runs in ${where}`);
+    else
+      out(
+        session,
+        table(
+          ['RUN', 'PROCEDURE', 'ENV', 'STATUS', 'EXIT', 'DURATION', 'OPERATOR', 'STARTED'],
+          runs.map((r) => [
+            r.runId,
+            r.procedure,
+            r.environment,
+            r.dryRun !== 'off' ? `${r.status} (dry run)` : r.status,
+            r.exitCode ?? '',
+            r.durationMs === null ? '' : formatDuration(r.durationMs),
+            r.operator,
+            r.startedAt,
+          ]),
+        ),
+      );
+    return ExitCode.ok;
+  } finally {
+    shared?.close();
+  }
 }
 
-async function loadRun(session: Session, runId: string | undefined): Promise<JournalEvent[]> {
+/** A run's events: from the local journal, else from the team journal when there is one (said on stderr). */
+async function sharedText(shared: SharedJournal, runId: string): Promise<string | null> {
+  const key = shared.key(runId);
+  return key ? shared.store.get(key) : null;
+}
+
+async function findRun(session: Session, runId: string | undefined): Promise<JournalEvent[]> {
   if (!runId || !isRunId(runId)) throw new UsageError(`invalid run id "${runId ?? ''}"`, 'runbook history lists run ids');
-  const j = await journal(session);
+  const { dir, shared } = await journals(session);
   try {
-    return await j.events(runId);
-  } catch {
-    throw new UsageError(`no run ${runId} in ${j.dir}`, 'runbook history lists run ids');
+    const local = openJournal(dir, { warn: (m) => session.reporter.warn(m) });
+    const mine = await local.events(runId).catch(() => null);
+    if (mine) return mine;
+    if (!shared) throw new UsageError(`no run ${runId} in ${dir}`, 'runbook history lists run ids');
+    const team = teamJournal(local, shared, { warn: (m) => session.reporter.warn(m), strict: true });
+    const theirs = await team.sharedRun(runId);
+    if (theirs) {
+      session.reporter.info(`(from the team journal ${shared.url})`);
+      return [...theirs.events];
+    }
+    if (team.unreachable) throw new StepError(`no run ${runId} in ${dir}, and the team journal ${shared.url} could not be read`, 'try again once S3 answers');
+    throw new UsageError(`no run ${runId} in ${dir} or ${shared.url}`, 'runbook history --team lists run ids');
+  } finally {
+    shared?.close();
   }
 }
 
 async function show(session: Session, runId: string | undefined): Promise<number> {
-  const events = await loadRun(session, runId);
+  const events = await findRun(session, runId);
   const s = summarize(runId!, events);
   // An incomplete run (killed, crashed): what state it left and what to do about it.
   let left: LeftState | undefined;
@@ -257,7 +325,7 @@ async function show(session: Session, runId: string | undefined): Promise<number
 
 /** Continue a failed or interrupted run: completed steps are skipped, their recorded data restored. */
 async function resume(session: Session, runId: string | undefined, opts: Record<string, unknown> = {}): Promise<number> {
-  const events = await loadRun(session, runId);
+  const events = await findRun(session, runId);
   const start = events.find((e): e is RunStartEvent => e.type === 'run-start');
   const entry = start ? findEntry(String(start.procedure).split(' ')) : undefined;
   // The same rules `runbook show` uses to say whether a resume can finish an incomplete run.
@@ -314,9 +382,21 @@ async function rbac(session: Session, args: string[], opts: Record<string, unkno
   const namespace = env.config.kubernetes?.namespace;
   if (!namespace)
     throw new UsageError(`environment ${env.name} has no kubernetes section`, 'the Role is for the namespace in environments.<env>.kubernetes.namespace');
-  const { rbacManifests } = await import('./rbac.js');
+  const { rbacManifests, approvalManifests } = await import('./rbac.js');
+  // Two-person approval's Roles and guard: alone with --approval, and after the procedures' when the environment requires it.
+  const approval = env.config.approval;
+  if (opts.approval && !approval)
+    throw new UsageError(`environment ${env.name} has no approval section`, `add environments.${env.name}.approval: { required: 2, namespace: <ns> }`);
+  const approvalText = approval
+    ? approvalManifests({ namespace: approval.namespace, requesterGroup: opts.group as string, approverGroup: opts.approverGroup as string })
+    : '';
+  if (opts.approval) {
+    out(session, approvalText);
+    return ExitCode.ok;
+  }
   const words = args.length ? splitProcedures(args) : undefined;
   out(session, await rbacManifests({ namespace, procedures: words, name: opts.name as string, group: opts.group as string }));
+  if (approval && approval.required > 1 && !words) out(session, approvalText);
   return ExitCode.ok;
 }
 

@@ -1,15 +1,21 @@
 import { makeClients, defaultFactories } from '../clients/index.js';
-import { declaredOnly } from '../clients/kube.js';
+import { declaredOnly, type KubeClient } from '../clients/kube.js';
+import { audited, type AuditTrail } from '../clients/kube-audit.js';
 import { findConfigPath, loadConfig, selectEnvironment, type ResolvedEnvironment } from '../core/config.js';
 import { UsageError } from '../core/errors.js';
 import { Journal, NullJournal, journalDir, newRunId } from '../core/journal.js';
 import type { Procedure } from '../core/procedure.js';
 import { procedureRisk, runData } from '../core/procedure.js';
 import { pruneJournal } from '../core/journal-retention.js';
+import { openJournal } from '../core/journal-reader.js';
+import { shareRun } from '../core/journal-share.js';
+import { teamJournal } from '../core/journal-team.js';
+import { openSharedJournal } from '../clients/journal-s3.js';
 import { TerminalPrompter } from '../core/prompter.js';
 import { renderOfflinePlan, summaryLine } from '../core/render.js';
-import type { RunResult } from '../core/reporter.js';
-import { declaredKubeCalls, runProcedure } from '../core/runner.js';
+import { runEnvelope, type RunResult } from '../core/reporter.js';
+import { makeApprovalGate } from './approve.js';
+import { declaredKubeCalls, runProcedure, type ActingStep } from '../core/runner.js';
 import { jsonText, visible } from '../core/terminal.js';
 import type { Session } from '../core/session.js';
 
@@ -58,21 +64,41 @@ export async function executeProcedure(
   const now = session.now;
   const runId = newRunId(now());
   const dir = journalDir(io.env, env.journalDir);
+  // A run that can change something fsyncs every line (a crash loses no completed step); one that cannot
+  // (a read command, a dry run) once at the end: ~3 ms an fsync was most of a read command's journal cost.
+  const changes = flags.dryRun === 'off' && procedureRisk(proc, params, env) !== 'read';
   const journal =
     flags.dryRun === 'offline'
       ? new NullJournal(dir, runId, session.redactor, now)
-      : new Journal(dir, runId, session.redactor, now, session.deps.journalWrites);
+      : new Journal(dir, runId, session.redactor, now, session.deps.journalWrites, changes ? 'line' : 'end');
   // A journal that cannot be written stops the run here, before anything is contacted (exit 2).
   journal.open();
   // Retention (journal.keep): looked at when a changing run starts, at most once a day; never this run.
-  if (flags.dryRun === 'off' && procedureRisk(proc, params, env) !== 'read') {
+  if (changes) {
     const keep = async () => (env.configPath ? (await loadConfig(env.configPath)).config.journal?.keep : undefined);
     await pruneJournal(dir, keep, { now: now(), current: runId, warn: (m) => session.reporter.warn(m) });
   }
+  // journal.shared: the run goes to the team journal as it is written, and steps read the team's runs too (report new).
+  const sharedConfig = flags.dryRun !== 'offline' && env.configPath ? (await loadConfig(env.configPath)).config.journal?.shared : undefined;
+  const shared = sharedConfig && openSharedJournal(sharedConfig, io.env, env.config.aws?.region);
+  const warn = (m: string) => session.reporter.warn(m);
+  const sharing = shared && shareRun(shared, journal, { dir, runId, warn });
+  const reader = shared && teamJournal(openJournal(dir, { current: runId, warn }), shared, { current: runId, warn });
   const made = makeClients(env, io.env, session.deps.clientFactories ?? defaultFactories, session.redactor);
   // Tests hold every procedure to its declaration, so the RBAC derived from it is complete.
-  const clients =
-    io.env.RUNBOOK_STRICT_KUBE === '1' ? { ...made, kube: async () => declaredOnly(await made.kube(), declaredKubeCalls(proc), proc.name) } : made;
+  const kube = io.env.RUNBOOK_STRICT_KUBE === '1' ? async () => declaredOnly(await made.kube(), declaredKubeCalls(proc), proc.name) : made.kube;
+  // Every change a real run makes to a Kubernetes object is recorded on it: an Event, and the change-cause of a new template.
+  let acting: ActingStep | undefined;
+  const trail: AuditTrail = {
+    procedure: proc.name,
+    runId,
+    operator: session.operator,
+    step: () => acting,
+    warn: (m) => session.reporter.warn(m),
+    redact: (t) => session.redactor.text(t),
+  };
+  let auditedKube: Promise<KubeClient> | undefined;
+  const clients = { ...made, kube: flags.dryRun === 'off' ? () => (auditedKube ??= kube().then((k) => audited(k, trail))) : kube };
   const interrupts = session.deps.interrupts ?? { signal: new AbortController().signal, hard: new AbortController().signal };
   let result: RunResult;
   try {
@@ -92,13 +118,18 @@ export async function executeProcedure(
       prompter: session.deps.prompter ?? new TerminalPrompter(io),
       clients,
       journal,
+      reader,
       interrupts,
       timeoutMs: flags.timeoutMs,
       now,
+      onStep: (s) => (acting = s),
+      // Two-person approval: requests go through the kubeconfig's own client, not the procedure's declared (or audited) one.
+      approvals: flags.dryRun === 'off' ? makeApprovalGate(session, env, proc, runId, made) : undefined,
       resume: resume ? { fromRun: resume.fromRun, completed: resume.completed, completedAt: resume.completedAt, takeoverFrom: resume.takeoverFrom } : undefined,
     });
   } finally {
     journal.close();
+    await sharing?.finish();
     await clients.closeAll();
   }
   printResult(session, proc, result);
@@ -109,7 +140,7 @@ function printResult(session: Session, proc: Procedure, result: RunResult): void
   const { io } = session.deps;
   const { redactor, reporter, colors } = session;
   if (session.flags.json) {
-    io.stdout.write(jsonText(redactor.value(result)) + '\n');
+    io.stdout.write(jsonText(redactor.value(runEnvelope(result))) + '\n');
   } else if (result.dryRun === 'offline') {
     io.stdout.write(visible(redactor.text(renderOfflinePlan(result, colors)), true));
   } else if (proc.render && (result.status === 'succeeded' || result.status === 'check-failed')) {
@@ -118,5 +149,7 @@ function printResult(session: Session, proc: Procedure, result: RunResult): void
     io.stdout.write(visible(redactor.text(proc.render(runData(results), colors, result.params)), true));
   }
   if (result.error) reporter.error(result.error.message, result.error.hint);
-  if (!session.flags.quiet || result.exitCode !== 0) io.stderr.write(visible(redactor.text(summaryLine(result, proc, colors)), true) + '\n');
+  // A run that reads only local data (info, report new) says nothing more when it worked: its output is the answer.
+  const localOnly = proc.worksWithoutConfig === true && result.exitCode === 0 && result.dryRun === 'off';
+  if ((!session.flags.quiet || result.exitCode !== 0) && !localOnly) io.stderr.write(visible(redactor.text(summaryLine(result, proc, colors)), true) + '\n');
 }

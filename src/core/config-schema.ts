@@ -216,8 +216,38 @@ const cloudflare = z.strictObject({
   token: secretRef,
 });
 
-const environment = z.strictObject({
+/**
+ * Two-person approval (issue 15): `required: 2` makes the gates `for` covers wait for a second, different
+ * authenticated user (`runbook approve`), through a request object in `namespace`. `required: 1` is off.
+ */
+const approval = z.strictObject({
+  required: z.union([z.literal(1), z.literal(2)]),
+  for: z
+    .array(z.enum(['destructive', 'write']))
+    .min(1)
+    .refine((f) => f.includes('destructive'), 'must include destructive (write adds writes to it)')
+    .default(['destructive']),
+  namespace: k8sName.max(63),
+  timeout: durationWithin(86_400_000, '24h')
+    .refine((s) => (durationMs(s) ?? 0) >= 1000, 'at least 1s')
+    .default('15m'),
+});
+
+/** S3 bucket naming rules: 3-63 lowercase letters, digits, dots and hyphens, no "..", not an IP address. */
+const s3Bucket = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'an S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)')
+  .refine((b) => !b.includes('..') && !/^\d+\.\d+\.\d+\.\d+$/.test(b), 'an S3 bucket name (no "..", not an IP address)');
+/** A key prefix: path segments of S3's safe characters; slashes at either end are dropped. */
+const s3Prefix = z
+  .string()
+  .transform((p) => p.replace(/^\/+|\/+$/g, ''))
+  .refine((p) => p === '' || /^[A-Za-z0-9!_.*'()-]+(\/[A-Za-z0-9!_.*'()-]+)*$/.test(p), "a key prefix: letters, digits and !_.*'()- in segments separated by /")
+  .refine((p) => !p.split('/').some((s) => s === '.' || s === '..'), 'a key prefix without "." or ".." segments');
+
+const environmentFields = z.strictObject({
   description: z.string().optional(),
+  approval: approval.optional(),
   protected: z.boolean().default(false),
   kubernetes: kubernetes.optional(),
   health: health.optional(),
@@ -295,6 +325,16 @@ const environment = z.strictObject({
   cloudflare: cloudflare.optional(),
 });
 
+const environment = environmentFields.superRefine((env, ctx) => {
+  // Never silently skipped: the request lives in Kubernetes, and identities come from its API server.
+  if (env.approval && env.approval.required > 1 && !env.kubernetes)
+    ctx.addIssue({
+      code: 'custom',
+      path: ['approval'],
+      message: 'two-person approval needs a kubernetes section in this environment (requests and identities live there)',
+    });
+});
+
 export const configSchema = z.strictObject({
   default: z.string().min(1).optional(),
   journal: z
@@ -302,12 +342,28 @@ export const configSchema = z.strictObject({
       dir: z.string().min(1).optional(),
       /** How long runs are kept (by their start); older ones are pruned at a changing run's start, at most once a day. Unset: kept for ever. */
       keep: journalKeep.optional(),
+      /** The team's journal: every run is also written to S3 as it goes, and `history --team`, `show` and `report new` read it. */
+      shared: z
+        .strictObject({
+          s3: z.strictObject({
+            bucket: s3Bucket,
+            /** Keys go under `<prefix>/runs/YYYY/MM/DD/` (no leading or trailing slash needed). */
+            prefix: s3Prefix.default(''),
+            /** Default: $AWS_REGION / $AWS_DEFAULT_REGION, else the selected environment's aws.region. */
+            region: z.string().min(1).optional(),
+            /** Default: $AWS_ENDPOINT_URL (an S3-compatible store, moto in tests). */
+            endpoint: url.optional(),
+          }),
+        })
+        .optional(),
     })
     .optional(),
   environments: z.record(z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, . _ -'), environment),
 });
 
 export type ConfigFile = z.output<typeof configSchema>;
+/** `journal.shared`, validated (the prefix without slashes at its ends). */
+export type SharedJournalConfig = NonNullable<NonNullable<ConfigFile['journal']>['shared']>;
 type ParsedEnvironment = z.output<typeof environment>;
 type KubernetesSection = NonNullable<ParsedEnvironment['kubernetes']>;
 /** An environment as procedures see it: the Kubernetes namespace is always resolved. */

@@ -1,10 +1,11 @@
-import { describePermission, LOCK_METHODS, permissionsOf, type KubeMethod } from './kube-permissions.js';
+import { AUDITED_METHODS, describePermission, LOCK_METHODS, permissionsOf, type KubeMethod } from './kube-permissions.js';
 import type { ResolvedEnvironment } from './config.js';
 import { CheckFailedError, ExitCode, GateError, InterruptedError, LockHeldError, RunbookError, StepError, UsageError, errorMessage } from './errors.js';
+import { ApprovalDeclinedError, approvalCovers, stepItem, type ApprovalGate, type ApprovalGranted, type ApprovalItem } from './approval.js';
 import { approve, checkConfirmFlag, gateKind, approvedByFlags, missingApprovalHint, type GateFlags, type GateKind } from './gates.js';
 import { GuardedOutput, type Colors, type IO } from './io.js';
 import { RunRecord, type Journal } from './journal.js';
-import { openJournal } from './journal-reader.js';
+import { openJournal, type JournalReader } from './journal-reader.js';
 import { acquireLocks, type HeldLock } from './lock.js';
 import type { Change, DryRunMode, Procedure, Recheck, Risk, RunClients, Step, StepContext } from './procedure.js';
 import { stepRisk, procedureRisk, runData } from './procedure.js';
@@ -14,6 +15,15 @@ import type { CompensationRecord, Reporter, RunResult, StepRecord } from './repo
 import { targetBanner } from './banner.js';
 import { procedureSecrets, resolveSecrets } from './secrets.js';
 import { formatDuration } from './duration.js';
+
+/** The step acting on the world now (running, or being undone), so clients can say which run changed what. */
+export interface ActingStep {
+  id: string;
+  title: string;
+  phase: 'run' | 'undo';
+  /** What the step previewed it would change (its plan), when running. */
+  changes?: Change[];
+}
 
 /** Signals from the operator: the first interrupt stops the run, the second also skips compensation. */
 export interface Interrupts {
@@ -37,9 +47,15 @@ export interface RunOptions<P> {
   prompter: Prompter;
   clients: RunClients;
   journal: Journal;
+  /** What steps read of earlier runs (ctx.journal); default: the journal directory's own runs. */
+  reader?: JournalReader;
   interrupts: Interrupts;
   timeoutMs?: number;
   now(): Date;
+  /** Two-person approval (the environment's `approval`), asked after the operator's own approval of a gate it covers. */
+  approvals?: ApprovalGate;
+  /** Told which step is acting right before it runs or is undone, and undefined after. */
+  onStep?(step: ActingStep | undefined): void;
   /** Resume: data of steps already completed by an earlier run, keyed by step id. */
   resume?: {
     fromRun: string;
@@ -103,7 +119,10 @@ const STATUS_BY_CODE: Record<number, RunResult['status']> = {
  */
 /** Every Kubernetes call a run of the procedure may make: its own declaration, plus the lock's when it locks. */
 export function declaredKubeCalls(proc: Pick<Procedure<never>, 'kube' | 'locks'>): KubeMethod[] {
-  return [...(proc.kube ?? []), ...(proc.locks ? LOCK_METHODS : [])];
+  const own = proc.kube ?? [];
+  // A change to an object is recorded as an Event on it: every procedure that changes one may write Events.
+  const audits: KubeMethod[] = own.some((m) => AUDITED_METHODS.includes(m)) && !own.includes('recordEvent') ? ['recordEvent'] : [];
+  return [...new Set([...own, ...audits, ...(proc.locks ? LOCK_METHODS : [])])];
 }
 
 export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
@@ -148,7 +167,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
     runId: o.runId,
     now: o.now,
     // Earlier runs in the same journal directory; a run file it cannot use is one warning.
-    journal: openJournal(o.journal.dir, { current: o.runId, warn: (m) => reporter.warn(m) }),
+    journal: o.reader ?? openJournal(o.journal.dir, { current: o.runId, warn: (m) => reporter.warn(m) }),
     get: readers.get,
     find: readers.find,
     log: (m) => reporter.progress(m),
@@ -174,11 +193,12 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
     dryRun: o.dryRun,
     config: env.configPath,
     resumedFrom: o.resume?.fromRun,
+    ...(o.resume?.takeoverFrom ? { takeoverFrom: o.resume.takeoverFrom } : {}),
   });
 
   const changesAnything = procedureRisk(proc, o.params, env) !== 'read';
   if (o.dryRun !== 'off') reporter.dryRunNotice(o.dryRun);
-  if (changesAnything || o.dryRun !== 'off') reporter.banner(targetBanner(proc, env, o.redactor));
+  reporter.target(targetBanner(proc, env, o.redactor), { changes: changesAnything || o.dryRun !== 'off', localOnly: proc.worksWithoutConfig === true });
 
   const done: Completed<P>[] = [];
   // Progress counts only the steps these arguments run ("[2/3]", not "[2/6]").
@@ -187,6 +207,8 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   let shown = 0;
   let lock: HeldLock | undefined;
   let planApproved = false;
+  // A second person's approval of the plan, re-checked right before the step it was asked before runs.
+  const second: SecondApprovals = {};
   let failure: RunbookError | undefined;
 
   try {
@@ -207,6 +229,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
     resolveSecrets(secrets, o.clients.secret, env.configPath);
     if (o.io.env.RUNBOOK_STRICT_SECRETS === '1') o.clients.restrictSecrets?.(secrets.map((s) => s.ref));
     if (o.dryRun === 'off') preflightGates(o);
+    if (o.dryRun === 'off') await preflightApprovals(o);
     // A missing permission found half-way leaves things half-done: ask the API server first.
     if (changesAnything && env.config.kubernetes && declared.length > 0) {
       const kube = await o.clients.kube();
@@ -233,6 +256,21 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
       const holder = { operator: o.operator, runId: o.runId, ...(o.resume?.takeoverFrom ? { takingOver: resumed } : {}) };
       lock = await acquireLocks(kube, targets, holder, o.now, { takeOver });
       journal.append('lock', { lease: lock.name, namespace: kube.namespace });
+      if (o.resume?.takeoverFrom) {
+        // Who continued whose run, where `kubectl describe lease` and `kubectl get events` show it.
+        const message = `runbook ${proc.name}: ${o.operator} took over run ${o.resume.fromRun} of ${o.resume.takeoverFrom} (as run ${o.runId})`;
+        journal.append('note', { note: `takeover: ${message}` });
+        for (const lease of lock.leases) {
+          await kube
+            .recordEvent({
+              object: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', name: lease, namespace: kube.namespace },
+              type: 'Normal',
+              reason: 'RunbookTakeover',
+              message,
+            })
+            .catch((err: unknown) => reporter.warn(`the takeover could not be recorded as an Event on lease ${lease}: ${errorMessage(err)}`));
+        }
+      }
       reporter.verbose(`lock ${lock.name} taken`);
     }
 
@@ -289,7 +327,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         continue;
       }
       if (proc.approval && !planApproved && o.dryRun === 'off' && i <= planEnd(proc) && (step.id === proc.approval.before || rec.risk !== 'read')) {
-        planApproved = await approvePlan(o, ctx, i, rec);
+        planApproved = await approvePlan(o, ctx, i, rec, second, () => liveContext(o, ctx, results, steps, i, signal));
       }
       reporter.stepStart(++shown, totalShown, step.title, rec.risk);
       journal.append('step-start', { step: step.id, title: step.title, risk: rec.risk });
@@ -324,17 +362,32 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
                 ? 'plan'
                 : await approve({ kind, flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal });
             if (decision !== 'not-needed') journal.append('gate', { step: step.id, kind, decision: 'approved', by: decision });
+            // Two-person approval: a second, different user approves exactly this plan, and it must still be the plan now.
+            const planGrant = second.plan?.at === i ? second.plan.granted : undefined;
+            if (planGrant) {
+              const live = await liveContext(o, ctx, results, steps, i, signal);
+              const now = step.plan ? await raceAbort(step.plan(live), signal) : changes;
+              await o.approvals!.recheck(planGrant, [planItem(proc, proc.approval!.summary(live)), stepItem(step, now)]);
+            } else if (decision !== 'plan' && approvalCovers(env.config.approval, kind, rec.risk)) {
+              const gate = approvalGateOf(o);
+              const granted = await gate.request({ step: step.id, items: [stepItem(step, changes)] }, signal);
+              journal.append('gate', approvalEvent(step.id, granted));
+              const live = await liveContext(o, ctx, results, steps, i, signal);
+              const now = step.plan ? await raceAbort(step.plan(live), signal) : changes;
+              await gate.recheck(granted, [stepItem(step, now)]);
+            }
           } catch (err) {
             if (err instanceof GateError) {
               rec.status = 'declined';
-              journal.append('gate', { step: step.id, kind, decision: 'declined', reason: err.message });
+              journal.append('gate', declinedEvent(step.id, kind, err));
             }
             throw err;
           }
         }
         // A write already sent is not abandoned on the first interrupt: it finishes (steps may stop early on
         // ctx.signal), its compensation is registered, and the interrupt is honoured before the next step.
-        const data = await raceAbort(step.run(ctx), rec.risk === 'read' ? signal : o.interrupts.hard);
+        o.onStep?.({ id: step.id, title: step.title, phase: 'run', ...(rec.changes ? { changes: rec.changes } : {}) });
+        const data = await raceAbort(step.run(ctx), rec.risk === 'read' ? signal : o.interrupts.hard).finally(() => o.onStep?.(undefined));
         results[step.id] = data;
         rec.data = data;
         rec.status = 'succeeded';
@@ -407,14 +460,24 @@ function planEnd<P>(proc: RunOptions<P>['procedure']): number {
  * The procedure's one approval for the whole plan (or the part up to `approval.until`), asked before step `at` as the strictest gate any
  * step from there on needs. Returns false when nothing from there on needs approval (nothing asked).
  */
-async function approvePlan<P>(o: RunOptions<P>, ctx: StepContext<P>, at: number, rec: StepRecord): Promise<boolean> {
+async function approvePlan<P>(
+  o: RunOptions<P>,
+  ctx: StepContext<P>,
+  at: number,
+  rec: StepRecord,
+  second: SecondApprovals,
+  live: () => Promise<StepContext<P>>,
+): Promise<boolean> {
   const { env, procedure: proc } = o;
   const order: GateKind[] = ['none', 'confirm', 'severe'];
   let kind: GateKind = 'none';
+  let needsSecond = false;
   for (const s of proc.steps.slice(at, planEnd(proc) + 1)) {
     if (s.when && !s.when(o.params, env)) continue;
-    const k = stepGate(s, stepRisk(s, o.params, env), env);
+    const risk = stepRisk(s, o.params, env);
+    const k = stepGate(s, risk, env);
     if (order.indexOf(k) > order.indexOf(kind)) kind = k;
+    if (approvalCovers(env.config.approval, k, risk)) needsSecond = true;
   }
   if (kind === 'none') return false;
   const lines = proc.approval!.summary(ctx);
@@ -429,14 +492,116 @@ async function approvePlan<P>(o: RunOptions<P>, ctx: StepContext<P>, at: number,
   try {
     const by = await approve({ kind, flags: o.gateFlags, envName: env.name, interactive: o.interactive, prompter: o.prompter, question, signal: ctx.signal });
     o.journal.append('gate', { step: 'plan', kind, decision: 'approved', by, plan: lines });
+    if (needsSecond) {
+      // The second person approves the plan's lines and what the step it is asked before will change.
+      const gate = approvalGateOf(o);
+      const step = proc.steps[at];
+      const risk = stepRisk(step, o.params, env);
+      const items: ApprovalItem[] = [planItem(proc, lines)];
+      if (risk !== 'read') items.push(stepItem(step, step.plan ? await raceAbort(step.plan(ctx), ctx.signal) : defaultChanges(step, env)));
+      const granted = await gate.request({ step: 'plan', items }, ctx.signal);
+      o.journal.append('gate', approvalEvent('plan', granted));
+      // A read step runs next: the plan is re-checked now. A changing one: right before it runs, with its fresh preview.
+      if (risk === 'read') await gate.recheck(granted, [planItem(proc, proc.approval!.summary(await live()))]);
+      else second.plan = { at, granted };
+    }
     return true;
   } catch (err) {
     if (err instanceof GateError) {
       rec.status = 'declined';
-      o.journal.append('gate', { step: 'plan', kind, decision: 'declined', reason: err.message });
+      o.journal.append('gate', declinedEvent('plan', kind, err));
     }
     throw err;
   }
+}
+
+/**
+ * The run's context with the reads that planned step `upTo` done again (the read steps before the run's
+ * first change), so a re-check sees the world as it is now, not as it was before a long wait. Nothing
+ * is journaled or kept: a read step is read-only by contract.
+ */
+async function liveContext<P>(
+  o: RunOptions<P>,
+  ctx: StepContext<P>,
+  results: Record<string, unknown>,
+  recs: StepRecord[],
+  upTo: number,
+  signal: AbortSignal,
+): Promise<StepContext<P>> {
+  const fresh: Record<string, unknown> = { ...results };
+  const readers = runData(fresh);
+  const live: StepContext<P> = { ...ctx, get: readers.get, find: readers.find, log: () => undefined };
+  for (let j = 0; j < upTo; j++) {
+    const s = o.procedure.steps[j];
+    if (recs[j].risk !== 'read') {
+      if (recs[j].status === 'succeeded') break;
+      continue;
+    }
+    if (s.followsWrite || recs[j].status !== 'succeeded' || !(s.id in results)) continue;
+    fresh[s.id] = await raceAbort(s.run(live), signal);
+  }
+  return live;
+}
+
+interface SecondApprovals {
+  plan?: { at: number; granted: ApprovalGranted };
+}
+
+function approvalGateOf<P>(o: RunOptions<P>): ApprovalGate {
+  if (!o.approvals) throw new UsageError(`environment ${o.env.name} requires two-person approval, and this run cannot ask for it; nothing was changed`);
+  return o.approvals;
+}
+
+function planItem<P>(proc: Procedure<P>, lines: string[]): ApprovalItem {
+  return { step: 'plan', title: `The plan of ${proc.name}`, lines };
+}
+
+/** What a changing step without a preview is shown as (the same as the step loop's). */
+function defaultChanges<P>(step: Step<P>, env: ResolvedEnvironment): Change[] {
+  return [{ action: step.title.toLowerCase(), target: env.name }];
+}
+
+function approvalEvent(step: string, g: ApprovalGranted) {
+  return {
+    step,
+    kind: 'approval' as const,
+    decision: 'approved' as const,
+    by: 'approver' as const,
+    requester: g.requester,
+    approver: g.approver,
+    digest: g.digest,
+    request: g.request,
+    reason: `approved by ${g.approver} (requested by ${g.requester}) after ${formatDuration(g.waitedMs)}`,
+  };
+}
+
+function declinedEvent(step: string, kind: GateKind, err: GateError) {
+  if (!(err instanceof ApprovalDeclinedError)) return { step, kind, decision: 'declined' as const, reason: err.message };
+  return {
+    step,
+    kind: 'approval' as const,
+    decision: 'declined' as const,
+    reason: err.message,
+    requester: err.requester,
+    request: err.request,
+    ...(err.approver ? { approver: err.approver } : {}),
+  };
+}
+
+/**
+ * With two-person approval required and a gate it covers ahead, this identity must be able to make
+ * requests, before the lock and before anything changes.
+ */
+async function preflightApprovals<P>(o: RunOptions<P>): Promise<void> {
+  const cfg = o.env.config.approval;
+  if (!cfg || cfg.required < 2) return;
+  const needed = o.procedure.steps.some((step) => {
+    if (o.resume && step.id in o.resume.completed) return false;
+    if (step.when && !step.when(o.params, o.env)) return false;
+    const risk = stepRisk(step, o.params, o.env);
+    return approvalCovers(cfg, stepGate(step, risk, o.env), risk);
+  });
+  if (needed) await approvalGateOf(o).preflight();
 }
 
 /** Fail closed before touching anything: without a terminal, every gate must already be approved by flags. */
@@ -476,7 +641,8 @@ async function compensate<P>(
     }
     try {
       reporter.info(`  ↺ undo: ${c.step.title}`);
-      await c.step.undo!(compCtx, c.data);
+      o.onStep?.({ id: c.step.id, title: c.step.title, phase: 'undo' });
+      await c.step.undo!(compCtx, c.data).finally(() => o.onStep?.(undefined));
       records.push({ step: c.step.id, status: 'succeeded' });
       journal.append('compensation', { step: c.step.id, status: 'succeeded' });
       reporter.info(`    ${o.colors.green('✓')} undone`);
