@@ -6,10 +6,10 @@
  * the real services: the Kubernetes API server, the status page, moto (Route 53, ECS).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { InterruptedError } from '../../src/core/errors.js';
+import { runFile as journalRunFile } from '../../src/core/journal.js';
 import { runCli, tempDir, type CliOptions } from '../support/cli.js';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { DR, batchTo, drState } from '../support/sandbox/dr-part.js';
@@ -86,7 +86,7 @@ async function killedAt(argv: string[], after: string, at: (event: string) => bo
 }
 
 function runFile(runId: string): string {
-  return join(journal, 'runs', `${runId}.ndjson`);
+  return journalRunFile(journal, runId);
 }
 
 function journalLines(runId: string): Array<Record<string, unknown>> {

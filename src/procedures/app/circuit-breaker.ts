@@ -47,7 +47,18 @@ const breaker = step({
   risk: 'read',
   equivalent: (_p, env) => `curl -fsS ${env.config.circuitBreaker?.url}`,
   run: (ctx) => readState(ctx),
+  postcondition: {
+    describe: 'the recorded state is the one to put back (the breaker is still in it, or in the state this run set)',
+    // A read: reading again is safe, and a failed switch must put back what is there now.
+    async check(ctx, recorded) {
+      const live = (await readState(ctx)).enabled;
+      if (live === recorded.enabled || (ctx.find(switchBreaker) && live === (ctx.params.action === 'enable'))) return { holds: true };
+      return { holds: false, found: `the breaker is ${stateText(live)} now, ${stateText(recorded.enabled)} was recorded` };
+    },
+  },
 });
+
+const stateText = (enabled: boolean | null) => (enabled === null ? 'in an unknown state' : enabled ? 'enabled' : 'disabled');
 
 const switchBreaker = step({
   id: 'switch',
@@ -82,6 +93,16 @@ const switchBreaker = step({
   },
   undoByHand: (ctx, data) =>
     `curl -X ${ctx.env.config.circuitBreaker?.method ?? 'POST'} ${ctx.env.config.circuitBreaker?.url}/${data.previous ? 'enable' : 'disable'}`,
+  postcondition: {
+    describe: 'the breaker reports the state asked for',
+    // Enabling (or disabling) again is the run's own request, gated again: safe. A breaker that does not
+    // report its state cannot be re-checked: switching it again is the only way to be sure.
+    async check(ctx) {
+      const live = (await readState(ctx)).enabled;
+      const want = ctx.params.action === 'enable';
+      return live === want ? { holds: true } : { holds: false, found: `the breaker is ${stateText(live)}, not ${want ? 'enabled' : 'disabled'}` };
+    },
+  },
 });
 
 export default defineProcedure<CircuitBreakerParams>({

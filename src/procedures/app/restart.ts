@@ -32,6 +32,21 @@ const restart = step({
     const d = await kube.patchDeployment(deploymentName(ctx.env), restartPatch(at), 'strategic');
     return { restartedAt: at, generation: d.metadata?.generation };
   },
+  postcondition: {
+    describe: 'the pod template carries the restart stamp this run set',
+    // Another rolling restart is what the run was asked for (gated again): safe. A template that lost the
+    // stamp (a rollback, a re-apply) no longer runs the restarted pods.
+    async check(ctx, data) {
+      const d = await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env));
+      const stamp = d.spec?.template.metadata?.annotations?.[RESTARTED_AT];
+      return stamp === data.restartedAt
+        ? { holds: true }
+        : {
+            holds: false,
+            found: `deployment/${deploymentName(ctx.env)} has ${stamp ? `${RESTARTED_AT}=${stamp}` : `no ${RESTARTED_AT}`}, not ${data.restartedAt}`,
+          };
+    },
+  },
 });
 
 const rollout = watchRolloutStep<AppRestartParams>();

@@ -83,6 +83,8 @@ const before = step({
   run: snapshot,
 });
 
+// No postcondition: a cache keeps no record of having been warmed; the warmers' exit codes (journaled) are what "done" means, and
+// resume does not run long warmers twice on their word.
 const warm = step({
   id: 'warm',
   title: 'Run the warmers',

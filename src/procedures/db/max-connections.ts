@@ -72,7 +72,18 @@ const current = step({
     }
     return cur;
   },
+  postcondition: {
+    describe: 'the recorded postgresql.auto.conf value is the one to put back (still there, or the value this run wrote)',
+    // A read: reading again is safe, and a failed verify must put back what is there now.
+    async check(ctx, recorded) {
+      const live = (await withPg(ctx, readCurrent)).autoConf;
+      if (live === recorded.autoConf || (ctx.find(alter) && live === String(ctx.params.value))) return { holds: true };
+      return { holds: false, found: `postgresql.auto.conf holds ${autoConfText(live)} now, ${autoConfText(recorded.autoConf)} was recorded` };
+    },
+  },
 });
+
+const autoConfText = (v: string | null) => (v === null ? 'no max_connections' : `max_connections = ${v}`);
 
 const alter = step({
   id: 'alter',
@@ -111,6 +122,16 @@ const alter = step({
   undoByHand: (ctx, data) => {
     const prev = data.previousAutoConf;
     return `psql "${primaryRef(ctx.env)}" -c "${prev === null ? 'ALTER SYSTEM RESET max_connections' : `ALTER SYSTEM SET max_connections = '${prev}'`}" -c "SELECT pg_reload_conf()"`;
+  },
+  postcondition: {
+    describe: 'postgresql.auto.conf holds the value asked for',
+    // Writing the same value again is the run's own request, gated again: safe.
+    async check(ctx) {
+      const live = (await withPg(ctx, readCurrent)).autoConf;
+      return live === String(ctx.params.value)
+        ? { holds: true }
+        : { holds: false, found: `postgresql.auto.conf holds ${autoConfText(live)}, not ${ctx.params.value}` };
+    },
   },
 });
 

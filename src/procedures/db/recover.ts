@@ -154,6 +154,19 @@ const restore = step({
     const i = await rds.restoreFromSnapshot(chosen.id, target(ctx.env));
     return { instance: i.id, snapshot: chosen.id, status: i.status };
   },
+  postcondition: {
+    describe: 'the restored instance exists, restored from the snapshot, and is not being deleted',
+    // Restoring again creates the instance anew from the same snapshot (the damaged one stays untouched),
+    // and refuses if another instance took the name: safe. Its wait, and what reads its endpoint, re-check too.
+    async check(ctx, data) {
+      const i = await (await ctx.clients.rds()).describeInstance(data.instance, ctx.signal);
+      if (!i) return { holds: false, found: `rds/${data.instance} does not exist` };
+      if (i.tags[RESTORED_FROM_TAG] !== data.snapshot)
+        return { holds: false, found: `rds/${data.instance} was not restored from ${data.snapshot} (${i.tags[RESTORED_FROM_TAG] ?? 'untagged'})` };
+      if (/^delet/.test(i.status)) return { holds: false, found: `rds/${data.instance} is "${i.status}"` };
+      return { holds: true };
+    },
+  },
 });
 
 const waitAvailable = step({
@@ -176,6 +189,21 @@ const waitAvailable = step({
     if (!out.endpoint) throw new StepError(`rds/${target(ctx.env)} is available but has no endpoint`);
     ctx.log(`endpoint ${out.endpoint.address}:${out.endpoint.port} after ${formatDuration(out.waitedMs)}`);
     return { instance: target(ctx.env), endpoint: out.endpoint, seen: out.seen };
+  },
+  postcondition: {
+    describe: 'the restored instance is available at the endpoint recorded',
+    // A wait: waiting again is safe, and the endpoint the app is pointed at must be the one there now.
+    async check(ctx, data) {
+      const i = await (await ctx.clients.rds()).describeInstance(data.instance, ctx.signal);
+      if (!i) return { holds: false, found: `rds/${data.instance} does not exist` };
+      if (i.status !== 'available') return { holds: false, found: `rds/${data.instance} is "${i.status}"` };
+      if (i.endpoint?.address !== data.endpoint.address || i.endpoint.port !== data.endpoint.port)
+        return {
+          holds: false,
+          found: `rds/${data.instance} answers at ${i.endpoint ? `${i.endpoint.address}:${i.endpoint.port}` : 'no endpoint'}, not ${data.endpoint.address}:${data.endpoint.port}`,
+        };
+      return { holds: true };
+    },
   },
 });
 
@@ -266,6 +294,19 @@ const switchHost = step({
     const key = hostVariable(ctx.env);
     const prev = (d.previous ?? []).find((e) => e.name === key)?.value;
     return `kubectl set env deployment/${deploymentName(ctx.env)} ${prev === undefined ? `${key}-` : shellQuote(`${key}=${prev}`)} -n ${ns(ctx.env)}`;
+  },
+  postcondition: {
+    describe: 'the app points at the restored database',
+    // Setting the host again is the run's own (gated) request, from the environment read again and the
+    // endpoint re-checked: safe.
+    async check(ctx, d) {
+      const dep = await (await ctx.clients.kube()).getDeployment(deploymentName(ctx.env));
+      const key = hostVariable(ctx.env);
+      const value = dep.spec?.template.spec?.containers.find((c) => c.name === d.container)?.env?.find((e) => e.name === key)?.value;
+      return value === d.host
+        ? { holds: true }
+        : { holds: false, found: `${key} in container ${d.container} is ${shown(key, value)}, not ${shown(key, d.host)}` };
+    },
   },
 });
 

@@ -194,6 +194,16 @@ export function endSessionsStep<P extends SessionParams>(kind: SessionKind, list
       if (out.spared.length) ctx.log(`spared ${out.spared.length} session(s) that no longer match: ${out.spared.join(', ')}`);
       return { how: how(ctx.params), ...out };
     },
+    postcondition: {
+      describe: 'none of the sessions it ended still matches',
+      // Ending again re-checks each listed session at that moment (see endSessions) and never reaches a
+      // session that was not listed and approved: safe. A session started since is not this run's to end.
+      async check(ctx, data) {
+        const live = await withPg(ctx, (c) => findSessions(c, filterOf(kind, ctx.params)));
+        const back = live.filter((s) => data.ended.includes(s.pid)).map((s) => s.pid);
+        return back.length === 0 ? { holds: true } : { holds: false, found: `pid ${back.join(', ')} still ${describeFilter(filterOf(kind, ctx.params))}` };
+      },
+    },
   };
 }
 

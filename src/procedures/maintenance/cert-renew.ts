@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { ResolvedEnvironment } from '../../core/config.js';
 import { CheckFailedError, StepError, UsageError } from '../../core/errors.js';
-import { defineProcedure, stepFor } from '../../core/procedure.js';
+import { defineProcedure, stepFor, type StepContext } from '../../core/procedure.js';
 import { certProblems, checkHosts, extraCas, renderCerts, minDaysOf, type CertParams } from './certs.js';
 
 type RenewParams = Omit<CertParams, 'hosts'>;
@@ -46,7 +46,36 @@ const renew = step({
       throw new StepError(`${file} exited ${r.exitCode}: ${tail(r.stderr) || tail(r.stdout)}`, "see certbot's log (/var/log/letsencrypt/letsencrypt.log)");
     return { exitCode: 0, summary: tail(r.stdout) };
   },
+  postcondition: {
+    describe: 'the certificate files (with none configured: the served certificates) have the days left asked for',
+    // certbot renew renews only what is near expiry and leaves the rest alone: running it again is safe.
+    async check(ctx) {
+      if (certsOf(ctx.env).files.length === 0) {
+        if (certsOf(ctx.env).hosts.length === 0) return { holds: false, found: 'neither certificate files nor hosts are configured to re-check' };
+        const problem = certProblems(await checkHosts(ctx));
+        return problem ? { holds: false, found: problem } : { holds: true };
+      }
+      const min = minDaysOf(ctx.params, ctx.env);
+      const low = (await readCertFiles(ctx)).filter((f) => f.daysLeft < min);
+      return low.length === 0 ? { holds: true } : { holds: false, found: low.map((f) => `${f.file} has ${f.daysLeft} days left`).join(', ') };
+    },
+  },
 });
+
+async function readCertFiles(ctx: Pick<StepContext<RenewParams>, 'env' | 'clients' | 'now'>) {
+  const { certificateFileInfo } = await ctx.clients.tls();
+  const files = [];
+  for (const f of certsOf(ctx.env).files) {
+    let info;
+    try {
+      info = certificateFileInfo(await readFile(f, 'utf8'), ctx.now());
+    } catch (err) {
+      throw new StepError(`cannot read certificate ${f}: ${(err as Error).message}`);
+    }
+    files.push({ file: f, ...info });
+  }
+  return files;
+}
 
 const renewedFiles = step({
   id: 'files',
@@ -58,18 +87,8 @@ const renewedFiles = step({
   equivalent: (_p, env) => (env.config.certs?.files ?? []).map((f) => `openssl x509 -noout -enddate -in ${f}`).join('; '),
   plan: async (ctx) => certsOf(ctx.env).files.map((f) => ({ action: 'check expiry of', target: f, after: `≥ ${minDaysOf(ctx.params, ctx.env)} days left` })),
   async run(ctx) {
-    const { certificateFileInfo } = await ctx.clients.tls();
     const min = minDaysOf(ctx.params, ctx.env);
-    const files = [];
-    for (const f of certsOf(ctx.env).files) {
-      let info;
-      try {
-        info = certificateFileInfo(await readFile(f, 'utf8'), ctx.now());
-      } catch (err) {
-        throw new StepError(`cannot read certificate ${f}: ${(err as Error).message}`);
-      }
-      files.push({ file: f, ...info });
-    }
+    const files = await readCertFiles(ctx);
     const low = files.filter((f) => f.daysLeft < min);
     if (low.length)
       throw new CheckFailedError(
@@ -99,6 +118,15 @@ const reloadServer = step({
     if (r.exitCode !== 0)
       throw new StepError(`${file} exited ${r.exitCode}: ${tail(r.stderr) || tail(r.stdout)}`, 'check the configuration (nginx -t) and reload by hand');
     return { exitCode: 0 };
+  },
+  postcondition: {
+    describe: 'the hosts serve certificates with the days left asked for',
+    // A reload keeps connections and serves what is on disk, behind its gate again: safe to repeat.
+    async check(ctx) {
+      if (certsOf(ctx.env).hosts.length === 0) return { holds: false, found: 'no hosts are configured to re-check' };
+      const problem = certProblems(await checkHosts(ctx));
+      return problem ? { holds: false, found: problem } : { holds: true };
+    },
   },
 });
 

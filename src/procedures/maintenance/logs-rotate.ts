@@ -89,6 +89,8 @@ async function localGz(ctx: Ctx): Promise<LogFile[]> {
 
 const step = stepFor<LogsRotateParams>();
 
+// No postcondition: logrotate's own state file is its record, and `logrotate -f` again would force another rotation; resume
+// takes the journal's word (exit 0).
 const logrotate = step({
   id: 'logrotate',
   title: 'Run logrotate',
@@ -147,6 +149,12 @@ const scan = step({
     const cutoff = ctx.now().getTime() - s.compressAfterMs;
     return { dir: s.dir, toCompress: found.logs.filter((f) => f.mtimeMs < cutoff), gz: found.gz, partialRemoved, remote };
   },
+  postcondition: {
+    describe: 'the directory and the archive are as listed',
+    // Every later step acts on this listing (what to compress, what the archive holds, what may be deleted),
+    // and a listing is only true when it is taken: a resume lists again (a read; it also clears .gz.tmp files).
+    check: async () => ({ holds: false, found: 'a listing is re-taken on resume' }),
+  },
 });
 
 const compress = step({
@@ -188,6 +196,14 @@ const compress = step({
     };
     if (failed.length && ok.length === 0) throw new StepError(`could not compress any of ${files.length} files: ${failed[0]}`);
     return data;
+  },
+  postcondition: {
+    describe: 'no log older than the threshold is left uncompressed',
+    // Compressing again works from the listing taken again (atomic per file): safe.
+    async check(ctx) {
+      const left = scanOf(ctx).toCompress;
+      return left.length === 0 ? { holds: true } : { holds: false, found: `${left.length} log(s) to compress: ${left.map((f) => f.rel).join(', ')}` };
+    },
   },
 });
 
@@ -254,6 +270,23 @@ const archive = step({
       );
     return out;
   },
+  postcondition: {
+    describe: 'the archive still holds every file uploaded or found there, with the same bytes',
+    // The local deletion trusts this step's list: re-checked against the archive listed again, and
+    // uploading again (what the archive lacks) is safe.
+    async check(ctx, data) {
+      const s = settings(ctx.params, ctx.env);
+      const a = s.archive!;
+      const remote = new Map((scanOf(ctx).remote ?? []).map((o) => [o.key, o]));
+      const local = new Map((await localGz(ctx)).map((f) => [f.rel, f]));
+      const lost: string[] = [];
+      for (const rel of data.safe) {
+        const o = remote.get(a.prefix + rel);
+        if (!o || (local.has(rel) && !(await sameBytes(ctx, join(s.dir, rel), o)))) lost.push(rel);
+      }
+      return lost.length === 0 ? { holds: true } : { holds: false, found: `s3://${a.bucket}/${a.prefix} lacks (or holds other bytes of) ${lost.join(', ')}` };
+    },
+  },
 });
 
 const prune = step({
@@ -273,6 +306,16 @@ const prune = step({
     const r = await (await ctx.clients.s3()).deleteObjects(a.bucket, keys);
     if (r.errors.length) throw new StepError(`could not delete ${r.errors.length} object(s): ${r.errors[0]}`, `${r.deleted.length} were deleted`);
     return r;
+  },
+  postcondition: {
+    describe: 'no archive object is left without a local file',
+    // Pruning again deletes what is remote-only in the listing taken again, listed before the gate: safe.
+    async check(ctx) {
+      const left = await remoteOnly(ctx);
+      return left.length === 0
+        ? { holds: true }
+        : { holds: false, found: `${left.length} archive object(s) have no local file: ${left.map((o) => o.key).join(', ')}` };
+    },
   },
 });
 
@@ -294,6 +337,15 @@ const deleteOld = step({
       deleted.push(f.rel);
     }
     return { deleted };
+  },
+  postcondition: {
+    describe: 'the local archives it deleted are gone',
+    // Deleting again picks what is deletable now (old, and confirmed in the archive): safe.
+    async check(ctx, data) {
+      const present = new Set((await scanDir(settings(ctx.params, ctx.env).dir)).gz.map((f) => f.rel));
+      const back = data.deleted.filter((rel) => present.has(rel));
+      return back.length === 0 ? { holds: true } : { holds: false, found: `${back.join(', ')} ${back.length === 1 ? 'is' : 'are'} there again` };
+    },
   },
 });
 

@@ -75,6 +75,7 @@ interface GcData {
   note?: string;
 }
 
+// No postcondition: a collection leaves nothing to read back (its heap numbers are what it returned), so resume takes the journal's word.
 const gc = step({
   id: 'gc',
   title: 'Force a full garbage collection',

@@ -128,6 +128,18 @@ export function wafStep<P>(opts: Direction): Step<P, WafData> {
       await (await waf(ctx)).updateWebAclRules(wafRef(ctx.env), () => data.previous);
     },
     undoByHand: (ctx, data) => `${wafCli(ctx.env, 'previous-rules.json')}  # previous rules: ${JSON.stringify(data.previous)}`,
+    postcondition: {
+      describe: opts.revert ? 'the web ACL holds none of the emergency rules' : 'the web ACL holds the emergency rules',
+      // Merging (or taking out) again works from the rules there now, lock token read again, and records
+      // those as the ones to put back: safe.
+      async check(ctx) {
+        const cur = await (await waf(ctx)).getWebAcl(wafRef(ctx.env));
+        const next = desired(ctx, cur.rules);
+        return sameRules(cur.rules, next)
+          ? { holds: true }
+          : { holds: false, found: `web ACL ${wafRef(ctx.env).name} has rules ${ruleNames(cur.rules)}, ${opts.revert ? 'not' : 'not yet'} ${ruleNames(next)}` };
+      },
+    },
   };
 }
 
@@ -163,6 +175,14 @@ export function shieldStep<P>(): Step<P, ShieldData> {
     undoByHand: (_ctx, data) => {
       const prev = data.previous;
       return prev ? `aws shield associate-drt-role --role-arn ${prev}` : 'aws shield disassociate-drt-role';
+    },
+    postcondition: {
+      describe: 'the DRT role is associated',
+      // Associating again records the role there now as the one to put back: safe.
+      async check(ctx) {
+        const cur = await (await ctx.clients.shield()).describeDrtRole();
+        return cur === arn(ctx.env) ? { holds: true } : { holds: false, found: `the DRT role is ${cur ?? 'not associated'}` };
+      },
     },
   };
 }
@@ -256,6 +276,22 @@ export function scaleStep<P>(opts: Direction & { replicas?: (p: P) => number | u
       await kube.scaleDeployment(deploymentName(ctx.env), data.from);
     },
     undoByHand: (ctx, data) => (data ? `kubectl scale deployment/${deploymentName(ctx.env)} --replicas=${data.from} -n ${ns(ctx.env)}` : 'nothing to undo'),
+    postcondition: {
+      describe: opts.revert ? 'the deployment is at the count put back' : 'the deployment has at least the replicas asked for',
+      // Scaling again works from the count there now (never down for ddos; back only if still at the ddos
+      // count for the revert) and records it: safe.
+      async check(ctx, data) {
+        const live = await currentReplicas(ctx);
+        if (opts.revert)
+          return !data || live === data.to
+            ? { holds: true }
+            : { holds: false, found: `deployment/${deploymentName(ctx.env)} has ${live} replica(s), not ${data.to}` };
+        const want = wanted(ctx.params, ctx.env);
+        return want === undefined || live >= want
+          ? { holds: true }
+          : { holds: false, found: `deployment/${deploymentName(ctx.env)} has ${live} replica(s), fewer than ${want}` };
+      },
+    },
   };
 }
 
@@ -306,6 +342,14 @@ export function cloudflareStep<P>(opts: Direction): Step<P, LevelChange | null> 
       if (data) await (await ctx.clients.cloudflare()).setSecurityLevel(data.from, ctx.signal);
     },
     undoByHand: (ctx, data) => (data ? curlLevel(ctx.env, data.from) : 'nothing to undo'),
+    postcondition: {
+      describe: opts.revert ? 'the zone is no longer under_attack' : 'the zone is under_attack',
+      // Setting the level again reads the level there now first (and records it): safe.
+      async check(ctx) {
+        const level = await (await ctx.clients.cloudflare()).getSecurityLevel(ctx.signal);
+        return (level === 'under_attack') !== opts.revert ? { holds: true } : { holds: false, found: `Cloudflare zone ${cf(ctx.env).zoneId} is at ${level}` };
+      },
+    },
   };
 }
 

@@ -35,6 +35,8 @@ export function rotationCommands(env: ResolvedEnvironment): string[][] {
  * Step: run the configured rotation commands one after another (argument arrays, no shell), their
  * output streamed to stderr with a prefix and masked. Rotation cannot be undone by the tool.
  */
+// No postcondition: nothing live says a credential was rotated, and running the commands again would rotate twice;
+// resume takes the journal's word (every command exited 0).
 export function rotateStep<P>(): Step<P, RotationData> {
   return {
     id: 'rotate',
