@@ -2,7 +2,9 @@ import { accessSync, constants, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { findConfigPath, loadConfig, selectEnvironment, type LoadedConfig, type ResolvedEnvironment } from '../core/config.js';
-import { ExitCode, errorMessage, RunbookError } from '../core/errors.js';
+import { CheckFailedError, ExitCode, errorMessage, RunbookError } from '../core/errors.js';
+import { describePermission, permissionsOf, type KubePermission } from '../core/kube-permissions.js';
+import { declaredKubeCalls } from '../core/runner.js';
 import { journalDir } from '../core/journal.js';
 import type { Session } from '../core/session.js';
 import { jsonText, visible } from '../core/terminal.js';
@@ -253,14 +255,30 @@ async function onlineChecks(session: Session, env: ResolvedEnvironment): Promise
         },
         `kubectl --context ${k.context ?? '(current)'} -n ${k.namespace} get deployment ${k.deployment}`,
       );
+      await probe(
+        'kubernetes rbac',
+        async () => {
+          const kube = await clients.kube();
+          const needed = await neededPermissions();
+          const missing = await kube.cannotDo(needed);
+          if (missing.length > 0) {
+            throw new CheckFailedError(
+              `not allowed to ${missing.map((p) => describePermission(p, kube.namespace)).join('; ')}`,
+              `apply the Role that runbook rbac -e ${env.name} prints (it is derived from what the procedures call)`,
+            );
+          }
+          return `every permission the procedures need (${needed.length}) is granted in ${kube.namespace}`;
+        },
+        `runbook rbac -e ${env.name}`,
+      );
     }
     if (c.postgres) {
       await probe(
         'postgres',
         async () => {
           const pg = await clients.postgres();
-          await pg.query('SELECT 1');
-          return `${pg.target}: SELECT 1 answered`;
+          const [row] = await pg.query<{ role?: string }>('SELECT current_user AS role');
+          return `${pg.target}: answered${row?.role ? ` as role ${row.role}` : ''}`;
         },
         'check postgres.url, the network path and the role (psql "$URL" -c "SELECT 1")',
       );
@@ -273,6 +291,18 @@ async function onlineChecks(session: Session, env: ResolvedEnvironment): Promise
           return `${r.target}: connected, server ready`;
         },
         'check redis.url or redis.nodes and the network path (redis-cli -u URL PING)',
+      );
+    }
+    if (c.aws) {
+      const aws = c.aws;
+      await probe(
+        'aws identity',
+        async () => {
+          const { callerIdentity } = await import('../clients/sts.js');
+          const id = await callerIdentity({ region: aws.region, profile: aws.profile, endpoint: aws.endpoint }, session.deps.io.env);
+          return `account ${id.account} as ${id.arn} (${aws.region}${aws.profile ? `, profile ${aws.profile}` : ''})`;
+        },
+        `aws sts get-caller-identity${aws.profile ? ` --profile ${aws.profile}` : ''}: sign in (aws sso login, or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)`,
       );
     }
     if (c.aws && c.rds) {
@@ -303,4 +333,11 @@ async function onlineChecks(session: Session, env: ResolvedEnvironment): Promise
     await clients.closeAll().catch(() => undefined);
   }
   return checks;
+}
+
+/** The RBAC every procedure's declared Kubernetes calls need (SelfSubjectAccessReview each, as a run's preflight does). */
+async function neededPermissions(): Promise<KubePermission[]> {
+  const { catalog } = await import('../procedures/catalog.js');
+  const procs = await Promise.all(catalog.map((e) => e.load()));
+  return permissionsOf(procs.flatMap((p) => declaredKubeCalls(p)));
 }

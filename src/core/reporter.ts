@@ -45,6 +45,36 @@ export interface RunResult {
   byHand?: string[];
 }
 
+/**
+ * The documented `--json` document of a run (docs/run-result.schema.json): the RunResult, plus `env`
+ * (the environment's name; `environment` is kept for scripts written before) and `result`, each step's
+ * data by step id: what the procedure found or did, without digging through `steps[]`.
+ * Durations are whole milliseconds.
+ */
+export interface RunEnvelope extends RunResult {
+  env: string;
+  result: Record<string, unknown>;
+}
+
+/** The RunResult as `--json` prints it (see RunEnvelope). */
+export function runEnvelope(r: RunResult): RunEnvelope {
+  const result: Record<string, unknown> = {};
+  for (const s of r.steps) if (s.data !== undefined) result[s.id] = s.data;
+  const { procedure, environment, status, exitCode, runId, ...rest } = r;
+  return {
+    procedure,
+    env: environment,
+    environment,
+    status,
+    exitCode,
+    runId,
+    ...rest,
+    durationMs: Math.round(r.durationMs),
+    steps: r.steps.map((s) => ({ ...s, durationMs: Math.round(s.durationMs) })),
+    result,
+  };
+}
+
 export interface ReporterOptions {
   err: NodeJS.WritableStream | { write(s: string): unknown };
   colors: Colors;
@@ -53,6 +83,16 @@ export interface ReporterOptions {
   redactor: Redactor;
   /** stderr is a terminal: progress may rewrite one line in place. */
   liveProgress?: boolean;
+  /** --json: stdout is one document; the read banner (for people) is left out. */
+  json?: boolean;
+}
+
+/** Who a run's target banner is for, decided by the runner (see Reporter.target). */
+export interface TargetKind {
+  /** The run may change something (or is a dry run): the banner is always shown. */
+  changes: boolean;
+  /** It reads only local data (the config, the journal): no banner and no step progress. */
+  localOnly: boolean;
 }
 
 const RISK_LABEL: Record<Risk, string> = { read: 'read', write: 'write', destructive: 'DESTRUCTIVE' };
@@ -86,6 +126,24 @@ export class Reporter {
     for (const l of lines) this.write(c.bold(l));
   }
 
+  private localOnly = false;
+
+  /**
+   * The run's target: the full banner before a change or a dry run (always); one line before a read of
+   * remote systems (not with --quiet or --json); nothing for a run that reads only local data, whose
+   * step progress is left out too (it has nothing to wait for).
+   */
+  target(lines: string[], kind: TargetKind): void {
+    if (kind.changes) return this.banner(lines);
+    if (kind.localOnly) {
+      this.localOnly = true;
+      return;
+    }
+    if (this.opts.quiet || this.opts.json || lines.length === 0) return;
+    const [head, ...parts] = lines;
+    this.write(this.opts.colors.dim([head, ...parts.map((p) => p.trim())].join(' · ')));
+  }
+
   dryRunNotice(mode: 'plan' | 'offline'): void {
     const c = this.opts.colors;
     const text =
@@ -96,6 +154,7 @@ export class Reporter {
   }
 
   stepStart(index: number, total: number, title: string, risk: Risk): void {
+    if (this.localOnly) return;
     const c = this.opts.colors;
     const tag = risk === 'read' ? c.dim(`[${RISK_LABEL[risk]}]`) : risk === 'write' ? c.yellow(`[${RISK_LABEL[risk]}]`) : c.red(`[${RISK_LABEL[risk]}]`);
     this.info(`${c.cyan(`[${index}/${total}]`)} ${visible(title)} ${tag}`);
@@ -113,6 +172,7 @@ export class Reporter {
 
   stepEnd(status: StepStatus, durationMs: number, note?: string): void {
     this.endLive();
+    if (this.localOnly && status === 'succeeded') return;
     const c = this.opts.colors;
     const mark = status === 'succeeded' ? c.green('✓') : status === 'failed' ? c.red('✗') : status === 'planned' ? c.yellow('~') : c.dim('-');
     const extra = note ? ` ${visible(note)}` : '';

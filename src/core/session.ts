@@ -82,6 +82,7 @@ export function makeSession(deps: Deps, flags: GlobalFlags): Session {
     verbose: flags.verbose,
     redactor,
     liveProgress: deps.io.stderrIsTTY && !flags.json,
+    json: flags.json,
   });
   const interactive = !flags.gate.noInput && deps.io.stdinIsTTY && deps.io.stderrIsTTY;
   return { deps, flags, colors, redactor, reporter, interactive, operator: deps.operator ?? operatorName(deps.io.env), now: deps.now ?? (() => new Date()) };

@@ -3,14 +3,24 @@ import { table } from '../../core/table.js';
 import type { EnvironmentConfig } from '../../core/config.js';
 
 type Contact = NonNullable<EnvironmentConfig['contacts']>[number];
-type Resource = NonNullable<EnvironmentConfig['resources']>[number];
+
+/**
+ * A critical resource as `info` shows it. The config's `credentials` says how to sign in (SSO, MFA, a
+ * vault path; the schema says never a password): carried as `signIn`, so --json shows what the table
+ * shows instead of the mask every key named like a secret gets. A value that is a known secret is still masked.
+ */
+export interface QuickResource {
+  name: string;
+  url: string;
+  signIn?: string;
+}
 
 /** What `runbook info` returns: the environment's quick reference, straight from the config. */
 export interface QuickReference {
   environment: string;
   config: string | null;
   contacts: Contact[];
-  resources: Resource[];
+  resources: QuickResource[];
 }
 
 export function renderQuickReference(q: QuickReference): string {
@@ -28,7 +38,7 @@ export function renderQuickReference(q: QuickReference): string {
     parts.push(
       `Critical resources\n${table(
         ['RESOURCE', 'URL', 'CREDENTIALS'],
-        q.resources.map((r) => [r.name, r.url, r.credentials]),
+        q.resources.map((r) => [r.name, r.url, r.signIn]),
       ).trimEnd()}`,
     );
   } else parts.push(`No critical resources for environment "${q.environment}": add environments.${q.environment}.resources to ${where}.`);
@@ -48,7 +58,7 @@ const info = step({
       environment: ctx.env.name,
       config: ctx.env.configPath,
       contacts: ctx.env.config.contacts ?? [],
-      resources: ctx.env.config.resources ?? [],
+      resources: (ctx.env.config.resources ?? []).map((r) => ({ name: r.name, url: r.url, ...(r.credentials !== undefined ? { signIn: r.credentials } : {}) })),
     };
   },
 });

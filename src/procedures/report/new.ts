@@ -9,6 +9,7 @@ export interface ReportParams {
   since: number;
   run?: string[];
   impact?: string;
+  allRuns?: boolean;
 }
 
 interface TimelineEntry {
@@ -21,9 +22,20 @@ interface Collected {
   timeline: TimelineEntry[];
   start: string | null;
   end: string | null;
+  /** Runs in the window left out because they only read (shown with --all-runs). */
+  readOnlyLeftOut: number;
+}
+
+/**
+ * A run that reached a step able to change something (whether it then succeeded or failed), or stopped at a gate
+ * (only a change is gated: a run that failed closed for want of --yes never reached its first step).
+ */
+export function triedToChange(events: readonly JournalEvent[]): boolean {
+  return events.some((e) => (e.type === 'step-start' && e.risk !== undefined && e.risk !== 'read') || (e.type === 'run-end' && e.status === 'declined'));
 }
 
 const hhmm = (iso: string) => iso.slice(11, 16);
+const SEVERITY = /^p[123]$/i;
 
 /** Turns one run's journal into timeline lines: start, gates, the changes made, failures, put-backs, end. */
 export function timelineOf(s: RunSummary, events: readonly JournalEvent[]): { entries: TimelineEntry[]; changes: string[] } {
@@ -79,13 +91,16 @@ const collect = step({
     }
     const runs: Collected['runs'] = [];
     const timeline: TimelineEntry[] = [];
-    for (const r of chosen) {
+    // Named runs are reported as asked; a window keeps to the runs that changed something, or tried to.
+    const all = Boolean(ctx.params.run?.length) || Boolean(ctx.params.allRuns);
+    const kept = all ? chosen : chosen.filter((r) => triedToChange(r.events));
+    for (const r of kept) {
       const { entries, changes } = timelineOf(r, r.events);
       timeline.push(...entries);
       runs.push({ ...runSummary(r), changes });
     }
     timeline.sort((a, b) => a.t.localeCompare(b.t));
-    return { runs, timeline, start: timeline[0]?.t ?? null, end: timeline.at(-1)?.t ?? null };
+    return { runs, timeline, start: timeline[0]?.t ?? null, end: timeline.at(-1)?.t ?? null, readOnlyLeftOut: chosen.length - kept.length };
   },
 });
 
@@ -97,15 +112,26 @@ export default defineProcedure<ReportParams>({
   ],
   params: [
     { name: 'title', flag: '--title <text>', description: 'incident title', type: 'string', required: true },
-    { name: 'severity', flag: '--severity <P1|P2|P3>', description: 'severity', type: 'string', required: true, choices: ['P1', 'P2', 'P3'] },
+    { name: 'severity', flag: '--severity <P1|P2|P3>', description: 'severity: P1, P2 or P3 (any case)', type: 'string', required: true },
     { name: 'since', flag: '--since <duration>', description: 'include runs that started within this window', type: 'duration', default: '24h' },
     { name: 'run', flag: '--run <run-ids>', description: 'only these runs (comma-separated), instead of --since', type: 'list' },
     { name: 'impact', flag: '--impact <text>', description: 'users or services affected', type: 'string' },
+    {
+      name: 'allRuns',
+      flag: '--all-runs',
+      description: 'also the runs that only read (by default only runs that changed something, or tried to)',
+      type: 'boolean',
+      default: false,
+    },
   ],
-  examples: [['--title', 'API errors after deploy', '--severity', 'P2', '--since', '6h']],
+  examples: [
+    ['--title', 'API errors after deploy', '--severity', 'P2', '--since', '6h'],
+    ['--title', 'Checkout down', '--severity', 'p1', '--since', '2h', '--all-runs'],
+  ],
   requires: [],
   worksWithoutConfig: true,
   validate(p) {
+    if (!SEVERITY.test(p.severity)) throw new UsageError(`--severity must be one of P1, P2, P3 (any case), got "${p.severity}"`);
     for (const id of p.run ?? []) if (!isRunId(id)) throw new UsageError(`invalid run id "${id}"`, 'runbook history lists run ids');
   },
   steps: [collect],
@@ -123,7 +149,7 @@ export function renderReport(c: Collected, p?: ReportParams): string {
     '',
     `**Date**: ${date}  `,
     `**Duration**: ${duration}  `,
-    `**Severity**: ${p?.severity ?? '[P1/P2/P3]'}  `,
+    `**Severity**: ${p?.severity.toUpperCase() ?? '[P1/P2/P3]'}  `,
     `**Impact**: ${p?.impact ?? '[Number of users/services affected]'}`,
     '',
     '## Timeline',

@@ -25,6 +25,28 @@ describe('runbook info (quick reference)', () => {
     const data = doc.steps[0].data;
     expect(data.contacts[2]).toEqual({ role: 'Team Lead', name: 'John Doe', phone: '+1-XXX-XXX-XXXX', email: 'john@example.com', slack: '@john' });
     expect(data.resources.map((x: { name: string }) => x.name)).toEqual(['Production Dashboard', 'AWS Console', 'PagerDuty', 'Status Page', 'Runbook Wiki']);
+    // How to sign in is what the table shows, not a mask (it is never a password).
+    expect(data.resources[0]).toEqual({ name: 'Production Dashboard', url: 'https://grafana.example.com', signIn: 'SSO' });
+    expect(data.resources[1].signIn).toBe('MFA Required');
+    expect(doc.result.info).toEqual(data);
+    expect(r.stdout).not.toContain('****');
+  });
+
+  it('prints the answer only: no step progress, no run id (errors still explained)', async () => {
+    const r = await runCli(['info']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toBe('');
+    expect(r.stdout).not.toMatch(/\[1\/1\]|run \d{8}T/);
+  });
+
+  it('a sign-in value that is a known secret is still masked', async () => {
+    const { dir } = writeConfig({
+      environments: { prod: { resources: [{ name: 'Vault', url: 'https://vault.example.com', credentials: 'hunter2-token-value' }] } },
+    });
+    const r = await runCli(['info', '--json'], { cwd: dir, env: { VAULT_TOKEN: 'hunter2-token-value' } });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).not.toContain('hunter2-token-value');
+    expect(JSON.parse(r.stdout).result.info.resources[0].signIn).toMatch(/\*{4}/);
   });
 
   it("reads the selected environment's sections from the config, per environment", async () => {

@@ -48,3 +48,38 @@ describe('report new', () => {
     expect((await runCli(['report', 'new', '--title', 'x', '--severity', 'P9'], opts)).code).toBe(2);
   });
 });
+
+describe('report new: what counts', () => {
+  it('leaves out runs that only read unless --all-runs; severity is any case', async () => {
+    const kube = new FakeKube(4);
+    const { dir } = writeConfig(twoEnvironments());
+    const journal = tempDir();
+    const opts = { cwd: dir, clientFactories: fakeFactories(kube), env: { RUNBOOK_JOURNAL_DIR: journal } };
+    expect((await runCli(['app', 'scaling'], opts)).code).toBe(0);
+    expect((await runCli(['app', 'scale', '--replicas', '6'], opts)).code).toBe(0);
+    expect((await runCli(['app', 'scaling'], opts)).code).toBe(0);
+    // A write declined at its gate changed nothing, but it is part of the story.
+    expect((await runCli(['app', 'scale', '--replicas', '0', '--no-input'], opts)).code).toBe(3);
+
+    const report = (...extra: string[]) =>
+      runCli(['report', 'new', '--title', 'x', '--severity', 'p1', '--json', ...extra], { cwd: tempDir(), env: { RUNBOOK_JOURNAL_DIR: journal } });
+    const r = await report();
+    expect(r.code, r.stderr).toBe(0);
+    const data = JSON.parse(r.stdout).result.collect;
+    expect(data.runs.map((x: { procedure: string }) => x.procedure)).toEqual(['app scale', 'app scale']);
+    expect(data.readOnlyLeftOut).toBe(2);
+    expect(data.timeline.some((e: { text: string }) => e.text.includes('app scaling'))).toBe(false);
+
+    const all = JSON.parse((await report('--all-runs')).stdout).result.collect;
+    expect(all.runs.map((x: { procedure: string }) => x.procedure).sort()).toEqual(['app scale', 'app scale', 'app scaling', 'app scaling', 'report new']);
+    expect(all.readOnlyLeftOut).toBe(0);
+
+    const md = await runCli(['report', 'new', '--title', 'x', '--severity', 'p1'], { cwd: tempDir(), env: { RUNBOOK_JOURNAL_DIR: journal } });
+    expect(md.stdout).toMatch(/^\*\*Severity\*\*: P1 {2}$/m);
+    // The report is the output: no step progress, no run id line.
+    expect(md.stderr).toBe('');
+    const bad = await runCli(['report', 'new', '--title', 'x', '--severity', 'p4'], { cwd: tempDir(), env: { RUNBOOK_JOURNAL_DIR: journal } });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--severity must be one of P1, P2, P3');
+  });
+});
