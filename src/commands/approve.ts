@@ -10,7 +10,7 @@ import {
   type ApprovalRequest,
   type ApprovalStore,
 } from '../core/approval.js';
-import { ExitCode, GateError, UsageError } from '../core/errors.js';
+import { ExitCode, GateError, UsageError, errorMessage } from '../core/errors.js';
 import { isRunId } from '../core/journal.js';
 import type { Procedure } from '../core/procedure.js';
 import { TerminalPrompter } from '../core/prompter.js';
@@ -54,7 +54,12 @@ export function makeApprovalGate(
     operator: session.operator,
     async targets() {
       const kube = await clients.kube();
-      return approvalTargets(env, proc.requires, { kube: { server: kube.server, context: kube.context, namespace: kube.namespace }, resolve: clients.secret });
+      const awsAccount = env.config.aws && (proc.requires.includes('aws') || proc.requires.includes('rds')) ? await account(env, session) : undefined;
+      return approvalTargets(env, proc.requires, {
+        kube: { server: kube.server, context: kube.context, namespace: kube.namespace },
+        awsAccount,
+        resolve: clients.secret,
+      });
     },
     redact: (v) => redactor.value(v),
     info: (m) => reporter.info(m),
@@ -139,4 +144,15 @@ function printDecision(session: Session, r: ApprovalRequest): void {
   }
   const line = `${r.state} run ${r.runId} (${r.procedure} in ${r.environment}, requested by ${r.requester}) as ${r.approver}${r.reason ? `: ${r.reason}` : ''}\n`;
   stdout.write(visible(session.redactor.text(line), true));
+}
+
+/** The AWS account the environment's credentials sign in to (STS GetCallerIdentity), or why it is not known. */
+async function account(env: ResolvedEnvironment, session: Session): Promise<string> {
+  const a = env.config.aws!;
+  try {
+    const { callerIdentity } = await import('../clients/sts.js');
+    return (await callerIdentity({ region: a.region, profile: a.profile, endpoint: a.endpoint }, session.deps.io.env, AbortSignal.timeout(10_000))).account;
+  } catch (err) {
+    return `unknown (${errorMessage(err)})`;
+  }
 }

@@ -19,7 +19,8 @@ export function approvalCovers(cfg: ApprovalConfig | undefined, kind: GateKind, 
 /** What the run will act on, resolved: an approval is for these systems and no others. No secrets in here. */
 export interface ApprovalTargets {
   kubernetes?: { server: string; context: string; namespace: string; deployment: string };
-  aws?: { region: string; profile?: string; endpoint?: string };
+  /** `account`: what STS says the credentials sign in to, so an approval for one account never covers another. */
+  aws?: { region: string; account?: string; profile?: string; endpoint?: string };
   rds?: { instance: string };
   /** host:port/database of the primary PostgreSQL (never the user or password). */
   database?: string;
@@ -63,7 +64,7 @@ export function hostOfUrl(url: string): string {
 export function approvalTargets(
   env: ResolvedEnvironment,
   uses: readonly string[],
-  facts: { kube?: { server: string; context: string; namespace: string }; resolve(ref: ValueOrRef, what: string): string },
+  facts: { kube?: { server: string; context: string; namespace: string }; awsAccount?: string; resolve(ref: ValueOrRef, what: string): string },
 ): ApprovalTargets {
   const c = env.config;
   const used = new Set(uses);
@@ -78,7 +79,12 @@ export function approvalTargets(
   const t: ApprovalTargets = {};
   if (c.kubernetes && facts.kube) t.kubernetes = { ...facts.kube, deployment: c.kubernetes.deployment };
   if (c.aws && (used.has('aws') || used.has('rds')))
-    t.aws = { region: c.aws.region, ...(c.aws.profile ? { profile: c.aws.profile } : {}), ...(c.aws.endpoint ? { endpoint: c.aws.endpoint } : {}) };
+    t.aws = {
+      region: c.aws.region,
+      ...(facts.awsAccount ? { account: facts.awsAccount } : {}),
+      ...(c.aws.profile ? { profile: c.aws.profile } : {}),
+      ...(c.aws.endpoint ? { endpoint: c.aws.endpoint } : {}),
+    };
   if (c.rds && used.has('rds')) t.rds = { instance: c.rds.instance };
   if (c.postgres && (used.has('postgres') || used.has('rds'))) t.database = where(c.postgres.url, `environments.${env.name}.postgres.url`);
   if (c.redis && used.has('redis')) {

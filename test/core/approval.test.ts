@@ -355,6 +355,9 @@ describe('the plan and its digest', () => {
       redis: '$REDIS_URL',
     });
     expect(JSON.stringify(t)).not.toContain('s3cret');
+    // The account the credentials sign in to (STS) is part of what is approved: another account is another plan.
+    const withAccount = approvalTargets(env, ['rds'], { awsAccount: '123456789012', resolve });
+    expect(withAccount.aws).toEqual({ region: 'eu-west-1', account: '123456789012' });
   });
 
   it('a request whose plan does not hash to its digest, or names another run, is never approvable', async () => {
