@@ -9,7 +9,7 @@ import { buildProgram, EXIT_CODES_HELP } from '../src/program.js';
 import { exampleConfig } from '../src/core/example-config.js';
 import { selectEnvironment, type ResolvedEnvironment } from '../src/core/config.js';
 import { gateKind } from '../src/core/gates.js';
-import { parseParam } from '../src/core/params.js';
+import { exampleParams } from '../src/core/params.js';
 import type { ParamSpec, Procedure, Step } from '../src/core/procedure.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -22,23 +22,6 @@ export const pageName = (name: string) => `${name.replace(/ /g, '-')}.md`;
 
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 const code = (s: string) => (s.includes('`') ? `\`\` ${s} \`\`` : `\`${s}\``);
-
-/** The params of a procedure's first example (as `explain` shows it), for the equivalent commands. */
-function exampleParams(proc: Procedure): Record<string, unknown> {
-  const params: Record<string, unknown> = {};
-  const example = proc.examples[0] ?? [];
-  for (const p of proc.params) {
-    const i = p.flag ? example.indexOf(p.flag.split(/[ ,<[]+/).find((s) => s.startsWith('--')) ?? '') : -1;
-    let raw: unknown = i >= 0 ? example[i + 1] : undefined;
-    if (p.argument && raw === undefined) raw = example.find((w) => !w.startsWith('-'));
-    try {
-      params[p.name] = parseParam(p, raw ?? p.default);
-    } catch {
-      params[p.name] = raw ?? p.default;
-    }
-  }
-  return params;
-}
 
 /** A step's risk for the example's arguments, or what it depends on. */
 function riskOf(step: Step<unknown>, params: unknown, env: ResolvedEnvironment): string {

@@ -25,6 +25,23 @@ export interface AwsClients {
 type Closable = { destroy(): void };
 
 /**
+ * Static credentials from the run's environment (process.env in production, injected in tests), which
+ * take precedence over the rest of the SDK's default chain; none: the chain decides (profiles, SSO, roles).
+ */
+export function envCredentials(env: Record<string, string | undefined>): {
+  credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+} {
+  if (!env.AWS_ACCESS_KEY_ID || !env.AWS_SECRET_ACCESS_KEY) return {};
+  return {
+    credentials: {
+      accessKeyId: env.AWS_ACCESS_KEY_ID,
+      secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+      ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
+    },
+  };
+}
+
+/**
  * Credentials come from the SDK's default provider chain (env, profiles, SSO, instance roles);
  * `endpoint` (or AWS_ENDPOINT_URL, which the SDK reads itself) points at moto in tests.
  */
@@ -37,16 +54,7 @@ export function makeAwsClients(target: AwsTarget, env: Record<string, string | u
     region: region ?? target.region,
     ...(target.endpoint || env.AWS_ENDPOINT_URL ? { endpoint: target.endpoint ?? env.AWS_ENDPOINT_URL } : {}),
     ...(target.endpoint || env.AWS_ENDPOINT_URL ? { forcePathStyle: true } : {}),
-    // The run's environment (process.env in production, injected in tests) takes precedence over the chain.
-    ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
-      ? {
-          credentials: {
-            accessKeyId: env.AWS_ACCESS_KEY_ID,
-            secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
-            ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
-          },
-        }
-      : {}),
+    ...envCredentials(env),
     maxAttempts: 3,
   });
   async function get<T extends Closable>(key: string, make: () => Promise<T>): Promise<T> {

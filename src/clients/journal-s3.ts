@@ -1,6 +1,7 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { SharedJournalConfig } from '../core/config-schema.js';
 import { SharedJournal, SharedStoreError, type SharedListing, type SharedStore } from '../core/journal-share.js';
+import { envCredentials } from './aws.js';
 
 export interface SharedS3Target {
   bucket: string;
@@ -73,16 +74,7 @@ class S3Store implements SharedStore {
       const s3 = new sdk.S3Client({
         ...(region ? { region } : {}),
         ...(endpoint ? { endpoint, forcePathStyle: true } : {}),
-        // The command's environment (process.env in production, injected in tests) before the rest of the chain.
-        ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
-          ? {
-              credentials: {
-                accessKeyId: env.AWS_ACCESS_KEY_ID,
-                secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
-                ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
-              },
-            }
-          : {}),
+        ...envCredentials(env),
         // The journal is never worth a long wait: an unreachable sink is caught up later.
         maxAttempts: 2,
         requestHandler: { connectionTimeout: 3000, requestTimeout: 10_000 },

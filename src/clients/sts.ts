@@ -1,5 +1,5 @@
 import type { AwsTarget } from './aws.js';
-import { awsErrorMessage } from './aws.js';
+import { awsErrorMessage, envCredentials } from './aws.js';
 
 /** Who the AWS credentials are (STS GetCallerIdentity: needs no permission, so it tests only the credentials). */
 export interface CallerIdentity {
@@ -20,15 +20,7 @@ export async function callerIdentity(target: AwsTarget, env: Record<string, stri
   const client = new STSClient({
     region: target.region,
     ...(endpoint ? { endpoint } : {}),
-    ...(env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
-      ? {
-          credentials: {
-            accessKeyId: env.AWS_ACCESS_KEY_ID,
-            secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
-            ...(env.AWS_SESSION_TOKEN ? { sessionToken: env.AWS_SESSION_TOKEN } : {}),
-          },
-        }
-      : {}),
+    ...envCredentials(env),
     maxAttempts: 2,
   });
   try {

@@ -11,7 +11,7 @@ import { teamJournal, type RunSource } from '../core/journal-team.js';
 import { exampleConfig } from '../core/example-config.js';
 import { gateKind } from '../core/gates.js';
 import { stepRisk } from '../core/procedure.js';
-import { parseParam } from '../core/params.js';
+import { exampleParams } from '../core/params.js';
 import { formatDuration, parseDuration } from '../core/duration.js';
 import type { Session } from '../core/session.js';
 import { jsonText, visible } from '../core/terminal.js';
@@ -101,18 +101,8 @@ async function explain(session: Session, words: string[]): Promise<number> {
   } catch {
     env = selectEnvironment({ config: exampleConfig, path: null }, undefined, {});
   }
-  const params: Record<string, unknown> = {};
+  const params = exampleParams(proc);
   const example = proc.examples[0] ?? [];
-  for (const p of proc.params) {
-    const i = p.flag ? example.indexOf(p.flag.split(/[ ,<[]+/).find((s) => s.startsWith('--')) ?? '') : -1;
-    let raw: unknown = i >= 0 ? example[i + 1] : undefined;
-    if (p.argument && raw === undefined) raw = example.find((w) => !w.startsWith('-'));
-    try {
-      params[p.name] = parseParam(p, raw ?? p.default);
-    } catch {
-      params[p.name] = raw ?? p.default;
-    }
-  }
   const c = session.colors;
   const lines: string[] = [];
   lines.push(c.bold(`runbook ${proc.name}`) + ` — ${proc.summary}`);

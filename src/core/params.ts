@@ -1,6 +1,6 @@
 import { UsageError } from './errors.js';
 import { parseDuration } from './duration.js';
-import type { ParamSpec } from './procedure.js';
+import type { ParamSpec, Procedure } from './procedure.js';
 
 const RFC1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 /** Kubernetes resource.Quantity: a signed decimal with an optional binary/decimal suffix or exponent. */
@@ -102,4 +102,24 @@ export function parseParam(spec: ParamSpec, raw: unknown): unknown {
   if (typeof raw === 'boolean') return raw;
   if (Array.isArray(raw)) return raw.map((v) => one(String(v)));
   return one(String(raw));
+}
+
+/**
+ * The params a procedure's first example spells (what `explain` and the reference docs show the steps
+ * for). A value the example gives that does not parse is kept as written: the view still renders.
+ */
+export function exampleParams(proc: Pick<Procedure, 'params' | 'examples'>): Record<string, unknown> {
+  const params: Record<string, unknown> = {};
+  const example = proc.examples[0] ?? [];
+  for (const p of proc.params) {
+    const i = p.flag ? example.indexOf(p.flag.split(/[ ,<[]+/).find((s) => s.startsWith('--')) ?? '') : -1;
+    let raw: unknown = i >= 0 ? example[i + 1] : undefined;
+    if (p.argument && raw === undefined) raw = example.find((w) => !w.startsWith('-'));
+    try {
+      params[p.name] = parseParam(p, raw ?? p.default);
+    } catch {
+      params[p.name] = raw ?? p.default;
+    }
+  }
+  return params;
 }
