@@ -69,7 +69,8 @@ describe('cache stats', () => {
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/hit rate\s+\d+\.\d%/);
     expect(table.stdout).toMatch(/db0\s+250\s+0/);
-    expect(table.stderr).not.toMatch(/▶/); // read-only: no change banner
+    // Read-only: one line saying which target answered (issue 12), not the full banner of a change.
+    expect(table.stderr.match(/▶.*/g)).toEqual([expect.stringMatching(/^▶ runbook cache stats → staging · redis 127\.0\.0\.1:\d+$/)]);
   });
 });
 
