@@ -18,6 +18,7 @@ import {
   type ProcessParams,
   type ProcessTarget,
   type SizeData,
+  inspectorLine,
 } from './process-steps.js';
 import { kubectlExec, shellOk } from './runtime.js';
 
@@ -50,11 +51,7 @@ const size = step({
 function costLines(t: ProcessTarget, s: SizeData): string[] {
   const lines = pauseLines(t, s, 'a forced full garbage collection');
   if (t.runtime === 'node') {
-    lines.push(
-      t.inspect?.open
-        ? `through the inspector it already has open on ${t.inspect.host}:${t.inspect.port} inside the pod (left open, as found)`
-        : `opens its inspector (SIGUSR1) on ${t.inspect?.host ?? '127.0.0.1'}:${t.inspect?.port ?? 9229} inside the pod only, reached through a port-forward; closed again at the end, also on failure or Ctrl-C`,
-    );
+    lines.push(inspectorLine(t));
   }
   lines.push('a forced collection frees only garbage: memory that stays in use afterwards is what a leak holds (see `runbook pod heap-dump`)');
   return lines;

@@ -31,6 +31,7 @@ import {
   type ProcessParams,
   type ProcessTarget,
   type SizeData,
+  inspectorLine,
 } from './process-steps.js';
 import { execOf, kubectlExec, parseHeapDumpDone, shellIn, shellOk } from './runtime.js';
 import { TarFileExtractor } from './tar.js';
@@ -137,11 +138,7 @@ function costLines(t: ProcessTarget, s: SizeData): string[] {
     );
     lines.push('the file in the container is deleted afterwards, and also on failure or Ctrl-C');
   } else {
-    lines.push(
-      t.inspect?.open
-        ? `uses the inspector the process already has open on ${t.inspect.host}:${t.inspect.port} inside the pod (left open, as found), through a port-forward from here`
-        : `opens its inspector (SIGUSR1) on ${t.inspect?.host ?? '127.0.0.1'}:${t.inspect?.port ?? 9229} inside the pod only, reached through a port-forward from here; closed again at the end, also on failure or Ctrl-C`,
-    );
+    lines.push(inspectorLine(t));
     lines.push(`the snapshot (usually 1–2× the JS heap) is streamed to ${s.localFile}: nothing is written in the container`);
   }
   lines.push('a heap dump holds whatever the process has in memory (passwords, tokens, personal data): the file is private (mode 0600); handle it as a secret');

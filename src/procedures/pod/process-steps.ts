@@ -454,6 +454,13 @@ export function closeInspectorStep<P extends ProcessParams>(
 }
 
 /** The approval lines for the process, its pause and its probe: shared by both procedures. */
+/** How a Node.js process's inspector is reached (heap-dump and gc go through it alike). */
+export function inspectorLine(t: ProcessTarget): string {
+  return t.inspect?.open
+    ? `uses the inspector the process already has open on ${t.inspect.host}:${t.inspect.port} inside the pod (left open, as found), through a port-forward from here`
+    : `opens its inspector (SIGUSR1) on ${t.inspect?.host ?? '127.0.0.1'}:${t.inspect?.port ?? 9229} inside the pod only, reached through a port-forward from here; closed again at the end, also on failure or Ctrl-C`;
+}
+
 export function pauseLines(t: ProcessTarget, s: SizeData, what: string): string[] {
   const lines = [`${what} of ${runtimeName(t.runtime)} ${where(t)}${t.podChosen === 'named' ? '' : ` — ${t.podChosen}`}`];
   const size = s.heap
