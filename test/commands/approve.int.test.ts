@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { approvalObjects } from '../../src/commands/rbac.js';
 import { REPO_ROOT, runCli, tempDir, type CliRun } from '../support/cli.js';
 import { writeConfig } from '../support/config.js';
@@ -41,6 +41,9 @@ function configFor(user: keyof typeof users, o: Opts = {}): string {
   }).path;
 }
 
+/** Every run a test started; one a failed test left waiting loses its request after it, so it cannot hold the lock into the next test. */
+const started: Array<Promise<unknown>> = [];
+
 /** The CLI in-process as `user`, its stderr timestamped as it arrives. */
 function cli(user: keyof typeof users, args: string[], o: Opts = {}) {
   const lines: Array<{ at: number; text: string }> = [];
@@ -56,8 +59,10 @@ function cli(user: keyof typeof users, args: string[], o: Opts = {}) {
       err: lines.map((l) => l.text).join(''),
     }),
   );
+  started.push(done);
   return { done, lines, text: () => lines.map((l) => l.text).join('') };
 }
+
 
 const replicas = async () => (await kube.get<Deployment>('deployments', kube.namespace, 'app'))!.spec.replicas;
 const requests = (ns = approvals) => kube.list<ConfigMap>('configmaps', { namespace: ns, labelSelector: 'runbook.dev/approval=request' });
@@ -114,6 +119,11 @@ beforeAll(async () => {
   await new Promise((r) => setTimeout(r, 2000));
 }, 240_000);
 
+afterEach(async () => {
+  for (const c of await requests().catch(() => [])) if (c.data?.state === 'pending') await kube.remove('configmaps', approvals, c.metadata.name);
+  await Promise.allSettled(started.splice(0));
+}, 90_000);
+
 afterAll(async () => {
   if (manifests) await admin(['delete', '--ignore-not-found', '-f', '-'], manifests);
   await kube?.remove('namespaces', undefined, approvals);
@@ -129,7 +139,8 @@ describe('two-person approval on a real API server', () => {
     const req = await waitForRequest();
     const runId = req.data!.runId;
     expect(req.data!.requester).toBe(`alice-${kube.namespace}`);
-    expect(run.text()).toContain(`runbook approve ${runId} -e prod`);
+    // The request exists a moment before the run has checked the guard and printed the approver's command.
+    await kube.waitFor(() => run.text().includes(`runbook approve ${runId} -e prod`), { what: "the approver's command", timeoutMs: 10_000 });
 
     const self = await cli('alice', ['approve', runId, '--yes']).done;
     expect(self.code, self.err).toBe(3);
