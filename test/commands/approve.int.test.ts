@@ -63,7 +63,6 @@ function cli(user: keyof typeof users, args: string[], o: Opts = {}) {
   return { done, lines, text: () => lines.map((l) => l.text).join('') };
 }
 
-
 const replicas = async () => (await kube.get<Deployment>('deployments', kube.namespace, 'app'))!.spec.replicas;
 const requests = (ns = approvals) => kube.list<ConfigMap>('configmaps', { namespace: ns, labelSelector: 'runbook.dev/approval=request' });
 
