@@ -153,6 +153,27 @@ const cjsDirname = {
 };
 
 /**
+ * pg asks at load whether it runs in a Cloudflare Worker, and on Node 20 (no navigator) does so by
+ * constructing a `Response`: that loads Node's bundled undici, ~30 ms of every PostgreSQL command
+ * (a profile of `db connections`). This bundle runs on Node only, so the answer is fixed. If pg's
+ * function is no longer there, the build says so and bundles it unchanged.
+ */
+const pgOnNode = {
+  name: 'pg-on-node',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]stream\.js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      const head = 'function isCloudflareRuntime() {';
+      if (!text.includes(head)) {
+        console.warn('bundle: pg no longer has isCloudflareRuntime() in lib/stream.js; bundled unchanged');
+        return undefined;
+      }
+      return { contents: text.replace(head, `${head} return false;`), loader: 'js' };
+    });
+  },
+};
+
+/**
  * zod's namespace (`z`, which config-schema uses) re-exports every locale's messages: 260 kB of
  * the 460 kB zod costs the config path. Only English is ever used (zod registers it by default;
  * nothing here calls z.config(z.locales.*), and the build fails if a bundled module mentions them).
@@ -428,7 +449,7 @@ const result = await build({
   outdir: staging,
   entryNames: '[name]-[hash]', // flat: chunks import './main.js', and the SDK script sits beside them
   splitting: true,
-  plugins: [coreMap, scriptSdk, sdkChunks, noWhatwgUrl, zodEnglishOnly, lazyChildProcess, cjsDirname],
+  plugins: [coreMap, scriptSdk, sdkChunks, noWhatwgUrl, pgOnNode, zodEnglishOnly, lazyChildProcess, cjsDirname],
 });
 // An import of a core module reads main.js's exports: a namespace import (or export *) would see
 // all of them, so the CLI's own modules may not use one on each other.
