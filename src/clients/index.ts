@@ -80,7 +80,7 @@ export interface ClientFactories {
 
 export const defaultFactories: ClientFactories = {
   async kube(target, env) {
-    const { createKubeClient } = await import('./kube-adapter.js');
+    const { createKubeClient } = await import('./kube-rest.js');
     return createKubeClient(target, env);
   },
   http: fetchHttpClient,

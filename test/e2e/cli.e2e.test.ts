@@ -2,7 +2,7 @@
 // pseudo-terminal for prompts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import * as pty from 'node-pty';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
@@ -135,14 +135,39 @@ describe('the built CLI', () => {
     expect(loaded.modules).not.toContain('src/clients/kube-adapter.ts'); // the Kubernetes SDK's loader
   });
 
-  it('a Kubernetes command loads the Kubernetes SDK and no other; run again, it reuses the compiled SDK and skips the schema', async () => {
+  it('a Kubernetes read command loads no SDK (its reads go straight to the API server); run again, it skips the schema', async () => {
+    const home = tempDir('e2e-read-home-');
+    const traced = async () => {
+      const trace = join(tempDir('trace-'), 'imports.txt');
+      const r = await run(
+        ['app', 'scaling'],
+        { TRACE_IMPORTS_FILE: trace, HOME: home },
+        { nodeArgs: ['--import', join(root, 'test/support/trace-imports.mjs')] },
+      );
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^POD +STATUS/m);
+      return loadedBy(trace);
+    };
+    const first = await traced();
+    expect(first.modules).toContain('src/clients/kube-rest.ts');
+    expect(first.modules).not.toContain('src/clients/kube-adapter.ts');
+    expect([...first.packages].filter((p) => SDK.test(p))).toEqual([]);
+    expect(first.packages).toContain('zod'); // the config was validated …
+    const second = await traced();
+    expect(second.packages).not.toContain('zod'); // … once: the second run read the validation back
+    // The SDK's code cache is only written by a run that loaded it.
+    expect(existsSync(join(home, '.cache', 'runbook', 'code'))).toBe(false);
+  });
+
+  it('with the Kubernetes SDK, a command loads it and no other SDK; run again, it reuses the compiled SDK', async () => {
     const home = tempDir('e2e-cache-home-');
     const codeCache = join(home, '.cache', 'runbook', 'code');
     const traced = async () => {
       const trace = join(tempDir('trace-'), 'imports.txt');
       const r = await run(
         ['app', 'scaling'],
-        { TRACE_IMPORTS_FILE: trace, HOME: home },
+        // What a kubeconfig beyond the direct path (exec plugins, …) and every write take.
+        { TRACE_IMPORTS_FILE: trace, HOME: home, RUNBOOK_KUBE_SDK_ONLY: '1' },
         { nodeArgs: ['--import', join(root, 'test/support/trace-imports.mjs')] },
       );
       expect(r.code, r.stderr).toBe(0);
@@ -157,9 +182,7 @@ describe('the built CLI', () => {
     expect(caches).toEqual([expect.stringMatching(/^kubernetes-[0-9a-f]+-v[\d.]+-\w+\.v8$/)]);
     const written = statSync(join(codeCache, caches[0])).mtimeMs;
     expect([...first.packages].filter((p) => SDK.test(p))).toEqual([]);
-    expect(first.packages).toContain('zod'); // the config was validated …
     const second = await traced();
-    expect(second.packages).not.toContain('zod'); // … once: the second run read the validation back
     expect([...second.packages].filter((p) => SDK.test(p))).toEqual([]);
     // V8 took the cache (a rejected one is written again at exit).
     expect(readdirSync(codeCache)).toEqual(caches);

@@ -20,9 +20,17 @@ const scaling = step({
   async run(ctx): Promise<Scaling> {
     const kube = await ctx.clients.kube();
     const name = deploymentName(ctx.env);
-    const d = await kube.getDeployment(name);
-    const hpa = (await kube.listHpas()).find((h) => h.spec?.scaleTargetRef?.name === name);
-    const pods = (await kube.listPods(selectorOf(d))).map((p) => summarizePod(p, ctx.now()));
+    // The three reads at once: the pods by the configured selector, kept only if it is the
+    // deployment's own (else read again by the deployment's).
+    const configured = ctx.env.config.kubernetes?.selector;
+    const [d, hpas, early] = await Promise.all([
+      kube.getDeployment(name),
+      kube.listHpas(),
+      configured ? kube.listPods(configured).catch(() => undefined) : undefined,
+    ]);
+    const hpa = hpas.find((h) => h.spec?.scaleTargetRef?.name === name);
+    const selector = selectorOf(d);
+    const pods = (early && configured === selector ? early : await kube.listPods(selector)).map((p) => summarizePod(p, ctx.now()));
     const cpuMetric = hpa?.spec?.metrics?.find((m) => m.resource?.name === 'cpu');
     const cpuNow = hpa?.status?.currentMetrics?.find((m) => m.resource?.name === 'cpu');
     return {

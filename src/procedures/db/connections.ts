@@ -33,34 +33,34 @@ const connections = step({
   equivalent: (_p, env) =>
     `psql "${primaryRef(env)}" -c "SELECT state, count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY state" -c "SHOW max_connections"`,
   async run(ctx): Promise<ConnectionsReport> {
+    // One statement, one round trip: every figure from the same instant of pg_stat_activity.
     return withPg(ctx, async (c) => {
-      const [settings] = await c.query<{ max: number; reserved: number }>(
-        `SELECT current_setting('max_connections')::int AS max, current_setting('superuser_reserved_connections')::int AS reserved`,
-      );
-      const byState = await c.query<{ state: string; count: number }>(
-        `SELECT coalesce(state, 'unknown') AS state, count(*)::int AS count FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1 ORDER BY 2 DESC, 1`,
-      );
-      const byApplication = await c.query<{ application: string; user: string; count: number }>(
-        `SELECT coalesce(nullif(application_name, ''), '(none)') AS application, coalesce(usename, '') AS user, count(*)::int AS count
-         FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2`,
-      );
-      const otherBackends = await c.query<{ type: string; count: number }>(
-        `SELECT backend_type AS type, count(*)::int AS count FROM pg_stat_activity WHERE backend_type <> 'client backend' GROUP BY 1 ORDER BY 1`,
-      );
-      const longestIdle = await c.query<Session & Record<string, unknown>>(
-        `SELECT ${SESSION_COLS} FROM pg_stat_activity WHERE backend_type = 'client backend' AND state LIKE 'idle%' ORDER BY state_change LIMIT $1`,
+      const client = `FROM pg_stat_activity WHERE backend_type = 'client backend'`;
+      const [row] = await c.query<{
+        max: number;
+        reserved: number;
+        byState: ConnectionsReport['byState'];
+        byApplication: ConnectionsReport['byApplication'];
+        otherBackends: ConnectionsReport['otherBackends'];
+        longestIdle: Array<Session & Record<string, unknown>>;
+        longestActive: Array<Session & Record<string, unknown>>;
+      }>(
+        `SELECT current_setting('max_connections')::int AS max, current_setting('superuser_reserved_connections')::int AS reserved,
+          (SELECT coalesce(json_agg(s ORDER BY s.count DESC, s.state), '[]') FROM (SELECT coalesce(state, 'unknown') AS state, count(*)::int AS count ${client} GROUP BY 1 ORDER BY 2 DESC, 1) s) AS "byState",
+          (SELECT coalesce(json_agg(a ORDER BY a.count DESC, a.application, a.user), '[]') FROM (SELECT coalesce(nullif(application_name, ''), '(none)') AS application, coalesce(usename, '') AS user, count(*)::int AS count
+             ${client} GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2) a) AS "byApplication",
+          (SELECT coalesce(json_agg(o ORDER BY o.type), '[]') FROM (SELECT backend_type AS type, count(*)::int AS count FROM pg_stat_activity WHERE backend_type <> 'client backend' GROUP BY 1 ORDER BY 1) o) AS "otherBackends",
+          (SELECT coalesce(json_agg(i ORDER BY i."stateSeconds" DESC NULLS LAST), '[]') FROM (SELECT ${SESSION_COLS} ${client} AND state LIKE 'idle%' ORDER BY state_change LIMIT $1) i) AS "longestIdle",
+          (SELECT coalesce(json_agg(x ORDER BY x."querySeconds" DESC NULLS LAST), '[]') FROM (SELECT ${SESSION_COLS} ${client} AND state = 'active' AND pid <> pg_backend_pid() ORDER BY query_start LIMIT $1) x) AS "longestActive"`,
         [ctx.params.top],
       );
-      const longestActive = await c.query<Session & Record<string, unknown>>(
-        `SELECT ${SESSION_COLS} FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'active' AND pid <> pg_backend_pid() ORDER BY query_start LIMIT $1`,
-        [ctx.params.top],
-      );
+      const { max, reserved, byState, byApplication, otherBackends, longestIdle, longestActive } = row;
       const total = byState.reduce((n, s) => n + s.count, 0);
-      const usable = Math.max(1, settings.max - settings.reserved);
+      const usable = Math.max(1, max - reserved);
       return {
         total,
-        maxConnections: settings.max,
-        reserved: settings.reserved,
+        maxConnections: max,
+        reserved,
         usedPercent: Math.round((total / usable) * 1000) / 10,
         byState,
         byApplication,
