@@ -6,15 +6,10 @@ import { UsageError } from '../core/errors.js';
 import { Journal, NullJournal, journalDir, newRunId } from '../core/journal.js';
 import type { Procedure } from '../core/procedure.js';
 import { procedureRisk, runData } from '../core/procedure.js';
-import { pruneJournal } from '../core/journal-retention.js';
-import { openJournal } from '../core/journal-reader.js';
-import { shareRun } from '../core/journal-share.js';
-import { teamJournal } from '../core/journal-team.js';
-import { openSharedJournal } from '../clients/journal-s3.js';
+import { openJournal, type JournalReader } from '../core/journal-reader.js';
 import { TerminalPrompter } from '../core/prompter.js';
 import { renderOfflinePlan, summaryLine } from '../core/render.js';
 import { runEnvelope, type RunResult } from '../core/reporter.js';
-import { makeApprovalGate } from './approve.js';
 import { declaredKubeCalls, runProcedure, type ActingStep } from '../core/runner.js';
 import { jsonText, visible } from '../core/terminal.js';
 import type { Session } from '../core/session.js';
@@ -74,17 +69,32 @@ export async function executeProcedure(
   // A journal that cannot be written stops the run here, before anything is contacted (exit 2).
   journal.open();
   // Retention (journal.keep): looked at when a changing run starts, at most once a day; never this run.
+  // The config's journal section: loaded with the environment (a resumed run's environment has none: read again).
+  const journalConfig = async () => (env.journal !== undefined ? env.journal : env.configPath ? (await loadConfig(env.configPath)).config.journal : undefined);
   if (changes) {
-    const keep = async () => (env.configPath ? (await loadConfig(env.configPath)).config.journal?.keep : undefined);
+    const keep = async () => (await journalConfig())?.keep;
+    const { pruneJournal } = await import('../core/journal-retention.js');
     await pruneJournal(dir, keep, { now: now(), current: runId, warn: (m) => session.reporter.warn(m) });
   }
   // journal.shared: the run goes to the team journal as it is written, and steps read the team's runs too (report new).
-  const sharedConfig = flags.dryRun !== 'offline' && env.configPath ? (await loadConfig(env.configPath)).config.journal?.shared : undefined;
-  const shared = sharedConfig && openSharedJournal(sharedConfig, io.env, env.config.aws?.region);
+  const sharedConfig = flags.dryRun !== 'offline' ? (await journalConfig())?.shared : undefined;
+  // What only some runs need is loaded only by them (a read command loads none of it).
   const warn = (m: string) => session.reporter.warn(m);
-  const sharing = shared && shareRun(shared, journal, { dir, runId, warn });
-  const reader = shared && teamJournal(openJournal(dir, { current: runId, warn }), shared, { current: runId, warn });
+  let sharing: { finish(): Promise<void> } | undefined;
+  let reader: JournalReader | undefined;
+  if (sharedConfig) {
+    const [{ openSharedJournal }, { shareRun }, { teamJournal }] = await Promise.all([
+      import('../clients/journal-s3.js'),
+      import('../core/journal-share.js'),
+      import('../core/journal-team.js'),
+    ]);
+    const shared = openSharedJournal(sharedConfig, io.env, env.config.aws?.region);
+    sharing = shareRun(shared, journal, { dir, runId, warn });
+    reader = teamJournal(openJournal(dir, { current: runId, warn }), shared, { current: runId, warn });
+  }
   const made = makeClients(env, io.env, session.deps.clientFactories ?? defaultFactories, session.redactor);
+  const approvals =
+    flags.dryRun === 'off' && env.config.approval ? (await import('./approve.js')).makeApprovalGate(session, env, proc, runId, made) : undefined;
   // Tests hold every procedure to its declaration, so the RBAC derived from it is complete.
   const kube = io.env.RUNBOOK_STRICT_KUBE === '1' ? async () => declaredOnly(await made.kube(), declaredKubeCalls(proc), proc.name) : made.kube;
   // Every change a real run makes to a Kubernetes object is recorded on it: an Event, and the change-cause of a new template.
@@ -124,7 +134,7 @@ export async function executeProcedure(
       now,
       onStep: (s) => (acting = s),
       // Two-person approval: requests go through the kubeconfig's own client, not the procedure's declared (or audited) one.
-      approvals: flags.dryRun === 'off' ? makeApprovalGate(session, env, proc, runId, made) : undefined,
+      approvals,
       resume: resume ? { fromRun: resume.fromRun, completed: resume.completed, completedAt: resume.completedAt, takeoverFrom: resume.takeoverFrom } : undefined,
     });
   } finally {

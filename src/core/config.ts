@@ -29,6 +29,11 @@ export interface ResolvedEnvironment {
   configPath: string | null;
   /** The config's journal.dir, if set. */
   journalDir?: string;
+  /**
+   * The config's journal section as loaded with this environment (null: none). Absent when the
+   * environment came from elsewhere (a resumed run's journal): then the config is read again.
+   */
+  journal?: ConfigFile['journal'] | null;
 }
 
 /** Flag > $RUNBOOK_CONFIG > ./runbook.yaml > $XDG_CONFIG_HOME/runbook/config.yaml > built-in example. */
@@ -208,7 +213,14 @@ export function selectEnvironment(loaded: LoadedConfig, flag: string | undefined
   }
   const k = parsed.kubernetes;
   const config: EnvironmentConfig = { ...parsed, kubernetes: k ? { ...k, namespace: k.namespace ?? contextNamespace(k, env) } : undefined };
-  return { name, config, builtIn: loaded.path === null, configPath: loaded.path, journalDir: loaded.config.journal?.dir };
+  return {
+    name,
+    config,
+    builtIn: loaded.path === null,
+    configPath: loaded.path,
+    journalDir: loaded.config.journal?.dir,
+    journal: loaded.config.journal ?? null,
+  };
 }
 
 /**
