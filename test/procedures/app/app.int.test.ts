@@ -193,6 +193,11 @@ describe('app procedures against the Kubernetes API server', () => {
       expect(updated.spec).toMatchObject({ minReplicas: 3, maxReplicas: 12 });
       expect(updated.metadata.uid).toBe(hpa.metadata.uid);
       await sb.kube.waitForRollout('app', { timeoutMs: 30_000 });
+      // A rollout is complete while pods it replaced may still be terminating: wait for them to go.
+      await sb.kube.waitFor(async () => (await sb.kube.list('pods', { namespace: sb.namespace, labelSelector: 'app=api' })).length === 3, {
+        what: 'three app pods, none terminating',
+        timeoutMs: 30_000,
+      });
       const s = await cli(['app', 'scaling']);
       expect(s.code, s.stderr).toBe(0);
       expect(s.stdout).toMatch(/HPA\s+MIN\s+MAX/);
