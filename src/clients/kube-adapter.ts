@@ -23,6 +23,9 @@ import { hostname } from 'node:os';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   KubeApiError,
+  apiStatusError,
+  describeRequest,
+  unreachableError,
   type ExecOptions,
   type ExecResult,
   type KubeClient,
@@ -55,25 +58,9 @@ function dry(opts?: WriteOptions): string | undefined {
  */
 function toKubeError(err: unknown, server: string, what?: string): KubeApiError {
   if (err instanceof KubeApiError) return err;
-  if (err instanceof ApiException) {
-    let message = `HTTP ${err.code}`;
-    let reason: string | undefined;
-    try {
-      const body = typeof err.body === 'string' ? JSON.parse(err.body) : err.body;
-      if (body?.message) message = String(body.message);
-      reason = body?.reason;
-    } catch {
-      if (typeof err.body === 'string' && err.body.trim()) message = err.body.trim().slice(0, 200);
-    }
-    return new KubeApiError(`Kubernetes API at ${server}: ${what ? `${what}: ` : ''}${oneLine(message)} (${err.code})`, err.code, reason);
-  }
-  const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
-  const code = e?.code ?? e?.cause?.code;
-  if (code) return new KubeApiError(`cannot reach the Kubernetes API at ${server}${what ? ` (${what})` : ''}: ${code}`, 0);
-  return new KubeApiError(`Kubernetes API${what ? ` (${what})` : ''}: ${oneLine(e?.message ?? String(err))}`, 0);
+  if (err instanceof ApiException) return apiStatusError(server, what, err.code, err.body);
+  return unreachableError(server, what, err);
 }
-
-const oneLine = (text: string) => text.replace(/\s*\n\s*/g, ' ').trim();
 
 // MicroTime on the wire has exactly six fractional digits; a plain Date serialises three, and a real
 // API server answers 400 to a Lease written that way.
@@ -238,7 +225,7 @@ export class KubeAdapter implements KubeClient {
 
   /** `PATCH deployments/app in namespace shop`: what a request was, for its error. null namespace: cluster-scoped. */
   private req(verb: string, resource: string, name?: string, namespace: string | null = this.namespace): string {
-    return `${verb} ${resource}${name ? `/${name}` : ''}${namespace === null ? '' : ` in namespace ${namespace}`}`;
+    return describeRequest(verb, resource, name, namespace);
   }
 
   private async orNull<T>(fn: () => Promise<T>, what: string): Promise<T | null> {
@@ -501,20 +488,7 @@ export class KubeAdapter implements KubeClient {
           let body = '';
           res.setEncoding('utf8');
           res.on('data', (c: string) => (body += c.length + body.length < 4096 ? c : ''));
-          res.on('end', () => {
-            let message = `HTTP ${res.statusCode}`;
-            try {
-              message = String(JSON.parse(body).message ?? message);
-            } catch {
-              if (body.trim()) message = body.trim().slice(0, 200);
-            }
-            reject(
-              new KubeApiError(
-                `Kubernetes API at ${this.server}: ${this.req('GET', 'pods', `${pod}/log`)}: ${message} (${res.statusCode})`,
-                res.statusCode ?? 0,
-              ),
-            );
-          });
+          res.on('end', () => reject(apiStatusError(this.server, this.req('GET', 'pods', `${pod}/log`), res.statusCode ?? 0, body)));
           return;
         }
         pipeline(res, out).then(resolve, (err) => reject(toKubeError(err, this.server)));
@@ -749,18 +723,7 @@ export class KubeAdapter implements KubeClient {
         let body = '';
         res.setEncoding('utf8');
         res.on('data', (c: string) => (body += body.length < 4096 ? c : ''));
-        res.on('end', () => {
-          let message = `HTTP ${res.statusCode}`;
-          let reason: string | undefined;
-          try {
-            const status = JSON.parse(body) as { message?: string; reason?: string };
-            message = String(status.message ?? message);
-            reason = status.reason;
-          } catch {
-            if (body.trim()) message = body.trim().slice(0, 200);
-          }
-          fail(new KubeApiError(`Kubernetes API at ${this.server}: ${what}: ${message} (${res.statusCode})`, res.statusCode ?? 0, reason));
-        });
+        res.on('end', () => fail(apiStatusError(this.server, what, res.statusCode ?? 0, body)));
         res.on('error', (err) => fail(toKubeError(err, this.server, what)));
       });
       ws.on('error', (err: Error) => fail(toKubeError(err, this.server, what)));

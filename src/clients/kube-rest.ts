@@ -5,6 +5,9 @@ import { createSecureContext } from 'node:tls';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import {
   KubeApiError,
+  apiStatusError,
+  describeRequest,
+  unreachableError,
   type KubeClient,
   type KubeTarget,
   type V1Deployment,
@@ -190,8 +193,6 @@ export function revive(value: unknown): unknown {
   return value;
 }
 
-const oneLine = (text: string) => text.replace(/\s*\n\s*/g, ' ').trim();
-
 /** GETs over one keep-alive connection; errors worded as the SDK adapter words them. */
 class DirectReads {
   private readonly agent: HttpsAgent | HttpAgent;
@@ -225,7 +226,7 @@ class DirectReads {
       const req = this.send(url, options, (res: IncomingMessage) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (err) => reject(this.unreachable(err, what)));
+        res.on('error', (err) => reject(unreachableError(this.t.server, what, err)));
         res.on('end', () => {
           const body = Buffer.concat(chunks).toString('utf8');
           const code = res.statusCode ?? 0;
@@ -237,26 +238,12 @@ class DirectReads {
             }
             return;
           }
-          let message = `HTTP ${code}`;
-          let reason: string | undefined;
-          try {
-            const status = JSON.parse(body) as { message?: unknown; reason?: unknown };
-            if (status?.message) message = String(status.message);
-            if (typeof status?.reason === 'string') reason = status.reason;
-          } catch {
-            if (body.trim()) message = body.trim().slice(0, 200);
-          }
-          reject(new KubeApiError(`Kubernetes API at ${this.t.server}: ${what}: ${oneLine(message)} (${code})`, code, reason));
+          reject(apiStatusError(this.t.server, what, code, body));
         });
       });
-      req.on('error', (err) => reject(this.unreachable(err, what)));
+      req.on('error', (err) => reject(unreachableError(this.t.server, what, err)));
       req.end();
     });
-  }
-
-  private unreachable(err: NodeJS.ErrnoException, what: string): KubeApiError {
-    if (err.code) return new KubeApiError(`cannot reach the Kubernetes API at ${this.t.server} (${what}): ${err.code}`, 0);
-    return new KubeApiError(`Kubernetes API (${what}): ${oneLine(err.message)}`, 0);
   }
 
   close() {
@@ -292,7 +279,7 @@ class KubeRest implements KubeClient {
   }
 
   private req(verb: string, resource: string, name?: string, namespace: string | null = this.namespace): string {
-    return `${verb} ${resource}${name ? `/${name}` : ''}${namespace === null ? '' : ` in namespace ${namespace}`}`;
+    return describeRequest(verb, resource, name, namespace);
   }
 
   private async orNull<T>(p: Promise<T>): Promise<T | null> {

@@ -206,6 +206,35 @@ export interface KubeTarget {
   namespace: string;
 }
 
+/** `PATCH deployments/app in namespace shop`: what a request was, for its error. null namespace: cluster-scoped. */
+export function describeRequest(verb: string, resource: string, name: string | undefined, namespace: string | null): string {
+  return `${verb} ${resource}${name ? `/${name}` : ''}${namespace === null ? '' : ` in namespace ${namespace}`}`;
+}
+
+const oneLine = (text: string) => text.replace(/\s*\n\s*/g, ' ').trim();
+
+/** An API server's answer other than 2xx: the request, then the server's own message (from its Status body) and code. */
+export function apiStatusError(server: string, what: string | undefined, code: number, body: unknown): KubeApiError {
+  let message = `HTTP ${code}`;
+  let reason: string | undefined;
+  try {
+    const status = (typeof body === 'string' ? JSON.parse(body) : body) as { message?: unknown; reason?: unknown } | undefined;
+    if (status?.message) message = String(status.message);
+    if (typeof status?.reason === 'string') reason = status.reason;
+  } catch {
+    if (typeof body === 'string' && body.trim()) message = body.trim().slice(0, 200);
+  }
+  return new KubeApiError(`Kubernetes API at ${server}: ${what ? `${what}: ` : ''}${oneLine(message)} (${code})`, code, reason);
+}
+
+/** No answer at all (refused, reset, TLS): the network error's code, else its message. */
+export function unreachableError(server: string, what: string | undefined, err: unknown): KubeApiError {
+  const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+  const code = e?.code ?? e?.cause?.code;
+  if (code) return new KubeApiError(`cannot reach the Kubernetes API at ${server}${what ? ` (${what})` : ''}: ${code}`, 0);
+  return new KubeApiError(`Kubernetes API${what ? ` (${what})` : ''}: ${oneLine(e?.message ?? String(err))}`, 0);
+}
+
 /** Errors from the API server, as one readable line; `status` is the HTTP code (0 for network errors). */
 export class KubeApiError extends Error {
   constructor(
