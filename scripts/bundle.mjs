@@ -1,8 +1,10 @@
 // Bundles the compiled CLI (dist/, with tsc's source maps) into bundle/, the way it is run:
 //  - main.js: everything a run loads before it knows its command (main, commander, the catalogue,
 //    errors, io …), one file with no imports: `runbook --help` reads nothing else;
-//  - every lazily imported module (the engine, the built-ins, a procedure, a client) a chunk of
-//    its own, split as esbuild does, importing what main.js has from main.js (one copy of each
+//  - engine.js: run-procedure and everything it imports beyond main.js (config, runner, journal,
+//    reporter, gates …), one file every procedure and built-in imports, not ~15 shared chunks;
+//  - every other lazily imported module (the built-ins, a procedure, a client) a chunk of its own,
+//    split as esbuild does, importing what main.js and engine.js have from them (one copy of each
 //    module, so instanceof and module state hold across chunks);
 //  - every SDK bundled in too (one file instead of hundreds from node_modules), in chunks only the
 //    commands calling it load: each `await import('<package>')` becomes bundle/sdk-<package>-<hash>.js
@@ -321,6 +323,11 @@ function importedNames(files, pkg) {
 
 const staging = `${outdir}.tmp-${process.pid}`;
 rmSync(staging, { recursive: true, force: true });
+const fail = (message) => {
+  rmSync(staging, { recursive: true, force: true });
+  console.error(`bundle: ${message}`);
+  process.exit(1);
+};
 
 const common = {
   absWorkingDir: root,
@@ -398,58 +405,132 @@ for (const [file, input] of Object.entries(analysis.metafile.inputs)) {
 }
 for (const file of coreFiles) if (!inNodeModules(file) && /\.js$/.test(file)) coreModules.set(file, { ns: await import(pathToFileURL(file).href) });
 for (const [specifier, file] of corePackages) coreModules.set(file, { ns: await import(specifier), specifier });
-const holders = new Map(); // name → [module]
-[...coreModules.values()].forEach((m, i) => {
-  m.index = i;
-  m.names = Object.keys(m.ns);
-  for (const n of m.names) holders.set(n, [...(holders.get(n) ?? []), m]);
-});
-const plain = (n) => {
-  if (n === 'default') return false;
-  const hs = holders.get(n);
-  if (hs.length === 1) return true;
-  const v = hs[0].ns[n];
-  return ((typeof v === 'object' && v !== null) || typeof v === 'function') && hs.every((m) => m.ns[n] === v);
-};
-for (const m of coreModules.values()) m.direct = m.names.every(plain);
-const alias = (m, name) => `__core${m.index}_${name}`;
+/**
+ * How a layer (main.js, engine.js) exports its modules' bindings: a name only one of its modules
+ * exports (or several, the same object) as it is; any other as `__<prefix><index>_<name>`. A module
+ * all of whose names are plain is `direct`: an import of it becomes an import of the layer's file.
+ */
+function layerExports(modules, prefix) {
+  const holders = new Map(); // name → [module]
+  [...modules.values()].forEach((m, i) => {
+    m.index = i;
+    m.names = Object.keys(m.ns);
+    for (const n of m.names) holders.set(n, [...(holders.get(n) ?? []), m]);
+  });
+  const plain = (n) => {
+    if (n === 'default') return false;
+    const hs = holders.get(n);
+    if (hs.length === 1) return true;
+    const v = hs[0].ns[n];
+    return ((typeof v === 'object' && v !== null) || typeof v === 'function') && hs.every((m) => m.ns[n] === v);
+  };
+  for (const m of modules.values()) m.direct = m.names.every(plain);
+  const alias = (m, name) => `__${prefix}${m.index}_${name}`;
+  /** The layer file's own source: every module's bindings, re-exported under the names above. */
+  const entrySource = () => {
+    const lines = [];
+    const done = new Set();
+    for (const [file, m] of modules) {
+      const names = [];
+      for (const n of m.names) {
+        if (plain(n) && !done.has(n)) names.push(exportName(n));
+        if (plain(n)) done.add(n);
+        else names.push(`${exportName(n)} as ${alias(m, n)}`);
+      }
+      if (names.length) lines.push(`export { ${names.join(', ')} } from ${JSON.stringify(m.specifier ?? file)};`);
+    }
+    return lines.join('\n');
+  };
+  /** What an importer outside the layer reads instead of a module that is not direct. */
+  const reexport = (m, from) =>
+    `export { ${m.names.map((n) => `${plain(n) ? exportName(n) : alias(m, n)} as ${exportName(n)}`).join(', ')} } from '${from}';\n`;
+  return { entrySource, reexport };
+}
 const exportName = (n) => (identifier.test(n) ? n : JSON.stringify(n));
+const coreLayer = layerExports(coreModules, 'core');
+
+// 1b. The engine: run-procedure (every procedure's run: config, runner, journal, reporter, gates …)
+//     and what it imports statically beyond the core. One file too: esbuild would split it into the
+//     ~15 chunks the procedures share parts of, and a read command loaded all of them (measured:
+//     ~18 ms as chunks, ~12 ms as one file). Procedures and built-ins read it from engine.js.
+const engineRoot = join(root, 'dist/commands/run-procedure.js');
+const engineAnalysis = await build({
+  ...common,
+  entryPoints: [engineRoot],
+  write: false,
+  sourcemap: false,
+  plugins: [
+    {
+      name: 'find-engine',
+      setup(b) {
+        b.onResolve({ filter: /.*/ }, async (args) => {
+          if (args.pluginData?.findEngine) return undefined;
+          if (args.kind === 'dynamic-import') return { path: args.path, external: true };
+          const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { findEngine: true } });
+          if (r.errors.length) return { errors: r.errors };
+          return !r.external && coreFiles.has(r.path) ? { path: r.path, external: true } : undefined;
+        });
+      },
+    },
+    lazyChildProcess,
+    cjsDirname,
+  ],
+});
+const engineFiles = new Set(
+  Object.keys(engineAnalysis.metafile.inputs)
+    .map(abs)
+    .filter((f) => !inNodeModules(f) && !coreFiles.has(f) && /\.js$/.test(f)),
+);
+const engineModules = new Map(); // file → { names, ns, index }
+for (const file of engineFiles) engineModules.set(file, { ns: await import(pathToFileURL(file).href) });
+const engineLayer = layerExports(engineModules, 'engine');
+const isEngineSide = (importer) => importer === 'engine' || engineFiles.has(abs(importer));
 
 // 2. The lazy modules (the engine, built-ins, procedures, clients, SDKs), split as esbuild does,
-//    each import of a core module read from main.js instead of a second copy.
-const coreMap = {
-  name: 'core-from-main',
+//    each import of a core module read from main.js and of an engine module from engine.js instead
+//    of a second copy.
+const layerMap = {
+  name: 'layers',
   setup(b) {
     b.onResolve({ filter: /.*/ }, async (args) => {
-      if (args.pluginData?.coreMap || args.namespace === 'core') return undefined;
+      if (args.pluginData?.layerMap || args.namespace === 'core' || args.namespace === 'engine-layer') return undefined;
       if (inNodeModules(args.importer) && !corePackages.has(args.path)) return undefined;
       const r = await b.resolve(args.path, {
         kind: args.kind,
         importer: args.importer,
         resolveDir: args.resolveDir,
-        namespace: args.namespace,
-        pluginData: { ...args.pluginData, coreMap: true },
+        namespace: args.namespace === 'engine-entry' ? 'file' : args.namespace,
+        pluginData: { ...args.pluginData, layerMap: true },
       });
-      if (r.errors.length || r.external || !coreFiles.has(r.path)) return undefined;
-      const m = coreModules.get(r.path);
-      if (!m) return { errors: [{ text: `${relative(root, r.path)} is inside a package main.js bundles; import the package itself (scripts/bundle.mjs)` }] };
-      return m.direct ? { path: './main.js', external: true } : { path: r.path, namespace: 'core' };
+      if (r.errors.length || r.external) return undefined;
+      if (coreFiles.has(r.path)) {
+        const m = coreModules.get(r.path);
+        if (!m) return { errors: [{ text: `${relative(root, r.path)} is inside a package main.js bundles; import the package itself (scripts/bundle.mjs)` }] };
+        return m.direct ? { path: './main.js', external: true } : { path: r.path, namespace: 'core' };
+      }
+      if (engineFiles.has(r.path) && !isEngineSide(args.importer)) {
+        return engineModules.get(r.path).direct ? { path: './engine.js', external: true } : { path: r.path, namespace: 'engine-layer' };
+      }
+      return args.namespace === 'engine-entry' ? { path: r.path } : undefined;
     });
-    b.onLoad({ filter: /.*/, namespace: 'core' }, (args) => {
-      const m = coreModules.get(args.path);
-      const names = m.names.map((n) => `${plain(n) ? exportName(n) : alias(m, n)} as ${exportName(n)}`);
-      return { contents: `export { ${names.join(', ')} } from './main.js';\n`, loader: 'js' };
-    });
+    b.onLoad({ filter: /.*/, namespace: 'core' }, (args) => ({ contents: coreLayer.reexport(coreModules.get(args.path), './main.js'), loader: 'js' }));
+    b.onLoad({ filter: /.*/, namespace: 'engine-layer' }, (args) => ({
+      contents: engineLayer.reexport(engineModules.get(args.path), './engine.js'),
+      loader: 'js',
+    }));
     b.onResolve({ filter: /^\.\/main\.js$/, namespace: 'core' }, () => ({ path: './main.js', external: true }));
+    b.onResolve({ filter: /^\.\/engine\.js$/, namespace: 'engine-layer' }, () => ({ path: './engine.js', external: true }));
+    b.onResolve({ filter: /^runbook:engine$/ }, () => ({ path: 'engine', namespace: 'engine-entry' }));
+    b.onLoad({ filter: /.*/, namespace: 'engine-entry' }, () => ({ contents: engineLayer.entrySource(), loader: 'js', resolveDir: root }));
   },
 };
 const result = await build({
   ...common,
-  entryPoints: [...lazyTargets],
+  entryPoints: [...[...lazyTargets].filter((t) => !engineFiles.has(t)), { in: 'runbook:engine', out: 'engine' }],
   outdir: staging,
   entryNames: '[name]-[hash]', // flat: chunks import './main.js', and the SDK script sits beside them
   splitting: true,
-  plugins: [coreMap, scriptSdk, sdkChunks, noWhatwgUrl, pgOnNode, zodEnglishOnly, lazyChildProcess, cjsDirname],
+  plugins: [layerMap, scriptSdk, sdkChunks, noWhatwgUrl, pgOnNode, zodEnglishOnly, lazyChildProcess, cjsDirname],
 });
 // An import of a core module reads main.js's exports: a namespace import (or export *) would see
 // all of them, so the CLI's own modules may not use one on each other.
@@ -461,6 +542,28 @@ for (const file of Object.keys(result.metafile.inputs)) {
     console.error(`bundle: ${file}: \`${m[1]} from './…'\` is not supported (scripts/bundle.mjs maps imports of main.js's modules by name)`);
     process.exit(1);
   }
+}
+// The engine's file has a fixed name, which the chunks above import: engine-<hash>.js → engine.js.
+{
+  const [hashed] = Object.entries(result.metafile.outputs).find(([, out]) => out.entryPoint === 'engine-entry:engine') ?? [];
+  if (!hashed) fail('the lazy build made no engine chunk');
+  const name = relative(staging, abs(hashed));
+  for (const [path, out] of Object.entries(result.metafile.outputs)) {
+    if (out.imports.some((i) => i.path.endsWith(name))) fail(`${path} imports ${name} by its hashed name`);
+  }
+  const text = readFileSync(abs(hashed), 'utf8');
+  const mapComment = `//# sourceMappingURL=${name}.map`;
+  if (!text.trimEnd().endsWith(mapComment)) fail(`${name} does not end with its source map comment`);
+  writeFileSync(join(staging, 'engine.js'), `${text.trimEnd().slice(0, -mapComment.length)}//# sourceMappingURL=engine.js.map\n`);
+  const map = JSON.parse(readFileSync(`${abs(hashed)}.map`, 'utf8'));
+  writeFileSync(join(staging, 'engine.js.map'), JSON.stringify({ ...map, file: 'engine.js' }));
+  rmSync(abs(hashed));
+  rmSync(`${abs(hashed)}.map`);
+  const enginePath = relative(root, join(staging, 'engine.js'));
+  result.metafile.outputs[enginePath] = result.metafile.outputs[hashed];
+  delete result.metafile.outputs[hashed];
+  result.metafile.outputs[`${enginePath}.map`] = result.metafile.outputs[`${hashed}.map`];
+  delete result.metafile.outputs[`${hashed}.map`];
 }
 const lazyOutput = new Map(); // lazy module → its file in bundle/
 for (const [path, out] of Object.entries(result.metafile.outputs)) if (out.entryPoint) lazyOutput.set(abs(out.entryPoint), `./${relative(staging, abs(path))}`);
@@ -475,23 +578,15 @@ const core = await build({
       name: 'core-entry',
       setup(b) {
         b.onResolve({ filter: /^runbook:core$/ }, () => ({ path: 'core', namespace: 'core-entry' }));
-        b.onLoad({ filter: /.*/, namespace: 'core-entry' }, () => {
-          const lines = [];
-          const done = new Set();
-          for (const [file, m] of coreModules) {
-            const names = [];
-            for (const n of m.names) {
-              if (plain(n) && !done.has(n)) names.push(exportName(n));
-              if (plain(n)) done.add(n);
-              else names.push(`${exportName(n)} as ${alias(m, n)}`);
-            }
-            if (names.length) lines.push(`export { ${names.join(', ')} } from ${JSON.stringify(m.specifier ?? file)};`);
-          }
-          return { contents: lines.join('\n'), loader: 'js', resolveDir: root };
-        });
+        b.onLoad({ filter: /.*/, namespace: 'core-entry' }, () => ({ contents: coreLayer.entrySource(), loader: 'js', resolveDir: root }));
         b.onResolve({ filter: /.*/ }, async (args) => {
           if (args.kind !== 'dynamic-import' || args.pluginData?.coreEntry) return undefined;
           const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { coreEntry: true } });
+          if (engineFiles.has(r.path)) {
+            if (!engineModules.get(r.path).direct)
+              return { errors: [{ text: `${relative(root, r.path)}: main.js imports it, so its names must be unique in the engine (scripts/bundle.mjs)` }] };
+            return { path: './engine.js', external: true };
+          }
           const file = lazyOutput.get(r.path);
           return file ? { path: file, external: true } : undefined;
         });
@@ -545,11 +640,6 @@ for (const [pkg, name] of Object.entries(scriptSdks)) {
   );
 }
 
-const fail = (message) => {
-  rmSync(staging, { recursive: true, force: true });
-  console.error(`bundle: ${message}`);
-  process.exit(1);
-};
 const outputs = Object.assign({}, core.metafile.outputs, result.metafile.outputs, ...scripts.map((r) => r.metafile.outputs));
 const inputs = Object.assign({}, core.metafile.inputs, result.metafile.inputs, ...scripts.map((r) => r.metafile.inputs));
 // Every import left external must be a Node built-in or a listed optional module, and a script
