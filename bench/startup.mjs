@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { baselineBin, runbookBin } from './lib/cluster.mjs';
+import { baselineBin, median, runbookBin } from './lib/cluster.mjs';
 
 const cwd = mkdtempSync(join(tmpdir(), 'runbook-bench-')); // no runbook.yaml here: the built-in example
 const env = { ...process.env, NO_COLOR: '1', XDG_CONFIG_HOME: cwd, XDG_CACHE_HOME: join(cwd, 'cache') };
@@ -37,10 +37,6 @@ function time({ argv }, env) {
 
 const rounds = Number(process.env.BENCH_ROUNDS ?? 25);
 const names = Object.keys(cases);
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-};
 
 function measure(title, env) {
   const samples = Object.fromEntries(names.map((k) => [k, []]));

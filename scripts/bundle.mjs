@@ -359,34 +359,41 @@ const abs = (p) => (isAbsolute(p) ? p : join(root, p));
 //    statically). One file: esbuild alone would split it into the ~8 chunks it shares with the lazy
 //    modules, and each file costs a read and a link at startup (~0.4 ms). Found here by a first pass
 //    with every import() left out.
-const lazyTargets = new Set();
-const analysis = await build({
-  ...common,
-  entryPoints: [join(root, 'dist/main.js')],
-  write: false,
-  sourcemap: false,
-  plugins: [
-    {
-      name: 'find-lazy',
-      setup(b) {
-        b.onResolve({ filter: /.*/ }, async (args) => {
-          if (args.kind !== 'dynamic-import' || args.pluginData?.findLazy) return undefined;
-          const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { findLazy: true } });
-          if (r.errors.length) return { errors: r.errors };
-          if (inNodeModules(r.path) && !inNodeModules(args.importer))
-            return {
-              errors: [
-                { text: `the startup path imports the package ${args.path} lazily; import it from a lazily loaded module instead (scripts/bundle.mjs)` },
-              ],
-            };
-          lazyTargets.add(r.path);
-          return { path: r.path, external: true };
-        });
+/**
+ * A first pass over the graph from `entry`, written nowhere: `decide(args, resolved)` says what an
+ * import becomes (undefined: follow it as it is); it sees each import once, resolved by esbuild.
+ */
+const analyse = (entry, decide) =>
+  build({
+    ...common,
+    entryPoints: [entry],
+    write: false,
+    sourcemap: false,
+    plugins: [
+      {
+        name: 'analyse',
+        setup(b) {
+          b.onResolve({ filter: /.*/ }, async (args) => {
+            if (args.pluginData?.analysed) return undefined;
+            const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { analysed: true } });
+            return r.errors.length ? { errors: r.errors } : decide(args, r);
+          });
+        },
       },
-    },
-    lazyChildProcess,
-    cjsDirname,
-  ],
+      lazyChildProcess,
+      cjsDirname,
+    ],
+  });
+
+const lazyTargets = new Set();
+const analysis = await analyse(join(root, 'dist/main.js'), (args, r) => {
+  if (args.kind !== 'dynamic-import') return undefined;
+  if (inNodeModules(r.path) && !inNodeModules(args.importer))
+    return {
+      errors: [{ text: `the startup path imports the package ${args.path} lazily; import it from a lazily loaded module instead (scripts/bundle.mjs)` }],
+    };
+  lazyTargets.add(r.path);
+  return { path: r.path, external: true };
 });
 const coreFiles = new Set(Object.keys(analysis.metafile.inputs).map(abs));
 for (const t of lazyTargets) if (coreFiles.has(t)) lazyTargets.delete(t);
@@ -454,27 +461,9 @@ const coreLayer = layerExports(coreModules, 'core');
 //     ~15 chunks the procedures share parts of, and a read command loaded all of them (measured:
 //     ~18 ms as chunks, ~12 ms as one file). Procedures and built-ins read it from engine.js.
 const engineRoot = join(root, 'dist/commands/run-procedure.js');
-const engineAnalysis = await build({
-  ...common,
-  entryPoints: [engineRoot],
-  write: false,
-  sourcemap: false,
-  plugins: [
-    {
-      name: 'find-engine',
-      setup(b) {
-        b.onResolve({ filter: /.*/ }, async (args) => {
-          if (args.pluginData?.findEngine) return undefined;
-          if (args.kind === 'dynamic-import') return { path: args.path, external: true };
-          const r = await b.resolve(args.path, { kind: args.kind, importer: args.importer, resolveDir: args.resolveDir, pluginData: { findEngine: true } });
-          if (r.errors.length) return { errors: r.errors };
-          return !r.external && coreFiles.has(r.path) ? { path: r.path, external: true } : undefined;
-        });
-      },
-    },
-    lazyChildProcess,
-    cjsDirname,
-  ],
+const engineAnalysis = await analyse(engineRoot, (args, r) => {
+  if (args.kind === 'dynamic-import') return { path: args.path, external: true };
+  return !r.external && coreFiles.has(r.path) ? { path: r.path, external: true } : undefined;
 });
 const engineFiles = new Set(
   Object.keys(engineAnalysis.metafile.inputs)
