@@ -50,7 +50,7 @@ export default tseslint.config(
   // Tests may reach into shapes loosely (fixtures, SDK responses).
   { files: ['test/**', 'bench/**'], rules: { '@typescript-eslint/no-explicit-any': 'off' } },
   {
-    files: ['**/*.cjs'],
+    files: ['**/*.cjs', 'bin/runbook.js'],
     languageOptions: { sourceType: 'commonjs', globals: { require: 'readonly', module: 'writable', __dirname: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
   },

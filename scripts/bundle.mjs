@@ -9,15 +9,16 @@
 //  - every SDK bundled in too (one file instead of hundreds from node_modules), in chunks only the
 //    commands calling it load: each `await import('<package>')` becomes bundle/sdk-<package>-<hash>.js
 //    (code several share, such as the AWS core, goes to chunks only they import). The Kubernetes SDK,
-//    the largest and used by most commands, is one classic script, bundle/sdk-kubernetes.cjs, that
-//    scripts/sdk-script-loader.cjs runs through node:vm with V8's code cache.
+//    the largest and used by most commands, is one script of its own, bundle/sdk-kubernetes.cjs.
+// Built as ES modules (esbuild splits only those), then each chunk turned into CommonJS, which
+// bundle/loader.cjs (scripts/chunk-loader.cjs) runs through node:vm with V8's code cache.
 // Minified (whitespace and syntax), with source maps back to src/*.ts that bin/runbook.js turns on
 // for -v/--verbose. bundle/chunks.json records what each chunk holds (tests use it to prove what a
 // command loads; `node scripts/bundle.mjs --report` prints it with sizes).
 // Measured with bench/ (median, same run, a loaded 2-CPU machine): `app scaling` went from ~10× to
 // ~2.5× `kubectl get hpa,pods`, `--help` from ~1.4× to ~1.2× `node -e 0`.
 import { build, transformSync } from 'esbuild';
-import { existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { isBuiltin } from 'node:module';
 import { dirname, isAbsolute, join, relative, sep } from 'node:path';
@@ -193,7 +194,7 @@ const zodEnglishOnly = {
 /**
  * The build's identity: the compiled sources, the locked dependency versions (esbuild's too) and
  * the build scripts. core/config.ts keys its cache of validated configs by it, and
- * scripts/sdk-script-loader.cjs its code caches (V8 checks only a source's length).
+ * scripts/chunk-loader.cjs its code caches (V8 checks only a source's length).
  */
 function buildId() {
   const h = createHash('sha256');
@@ -205,7 +206,7 @@ function buildId() {
     }
   };
   walk(join(root, 'dist'));
-  for (const f of ['package-lock.json', 'package.json', 'scripts/bundle.mjs', 'scripts/sdk-script-loader.cjs'])
+  for (const f of ['package-lock.json', 'package.json', 'scripts/bundle.mjs', 'scripts/chunk-loader.cjs'])
     if (existsSync(join(root, f))) h.update(readFileSync(join(root, f)));
   return h.digest('hex').slice(0, 16);
 }
@@ -233,16 +234,11 @@ const lazyChildProcess = {
 };
 
 /**
- * CommonJS dependencies (commander, the AWS SDK, ioredis …) require() Node's built-ins, and a few
- * optional packages (above): give each ESM chunk a require(). Built-ins come from
- * process.getBuiltinModule (Node >= 20.16; engines says >= 20.19); a real require() (and
- * node:module, ~1.3 ms to load) only for a package, made on first use.
+ * The first line of each chunk once it is CommonJS: strict, as the ES modules it is made from are,
+ * and __chunkURL, its file's URL, for import.meta.url and the __filename shims above. require()
+ * is the loader's (scripts/chunk-loader.cjs) or Node's.
  */
-const banner = [
-  'const __chunkURL = import.meta.url;',
-  "let __moduleRequire; const __packageRequire = () => (__moduleRequire ??= process.getBuiltinModule('node:module').createRequire(__chunkURL));",
-  'const require = Object.assign((id) => process.getBuiltinModule(id) ?? __packageRequire()(id), { resolve: (id, options) => __packageRequire().resolve(id, options) });',
-].join(' ');
+const cjsBanner = "'use strict';var __chunkURL = require('node:url').pathToFileURL(__filename).href;";
 
 /**
  * @kubernetes/client-node's index re-exports everything it has, and esbuild keeps a module whose
@@ -272,9 +268,8 @@ const kubePure = {
   },
 };
 
-/** SDKs kept as one classic script run with V8's code cache (scripts/sdk-script-loader.cjs), by package. */
+/** SDKs built as one script of their own (tree-shaken to what the CLI imports), by package. */
 const scriptSdks = { '@kubernetes/client-node': 'kubernetes' };
-const loader = join(root, 'scripts/sdk-script-loader.cjs');
 const id = buildId();
 
 /** In the CLI's own code, `import { … } from '<package>'` of such an SDK reads it through the loader. */
@@ -294,10 +289,11 @@ const scriptSdk = {
     });
     // CommonJS, so the importer's named imports are read off the exports object (no list needed here).
     b.onLoad({ filter: /.*/, namespace: 'script-sdk' }, (args) => ({
-      contents: `module.exports = require(${JSON.stringify(loader)}).loadSdk(${JSON.stringify(args.path)}, ${JSON.stringify(id)});`,
+      contents: `module.exports = require('./sdk-${args.path}.cjs');`,
       loader: 'js',
       resolveDir: root,
     }));
+    b.onResolve({ filter: /.*/, namespace: 'script-sdk' }, (args) => ({ path: args.path, external: true }));
   },
 };
 
@@ -349,7 +345,6 @@ const common = {
     __RUNBOOK_BUILD_ID__: JSON.stringify(id),
     __RUNBOOK_VERSION__: JSON.stringify(JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version),
   },
-  banner: { js: banner },
   logLevel: 'warning',
 };
 const inNodeModules = (p) => /[\\/]node_modules[\\/]/.test(p);
@@ -622,8 +617,7 @@ for (const [pkg, name] of Object.entries(scriptSdks)) {
       sourcesContent: false,
       metafile: true,
       legalComments: 'none',
-      // The loader passes require, __filename and __dirname; a shimmed __filename falls back to this.
-      banner: { js: "var __chunkURL = require('node:url').pathToFileURL(__filename).href;" },
+      banner: { js: cjsBanner },
       logLevel: 'warning',
     }),
   );
@@ -643,16 +637,51 @@ for (const r of scripts) {
     if (out.imports.some((i) => i.kind === 'dynamic-import')) fail(`${path} would import() at run time, which a script run by node:vm cannot`);
   }
 }
-for (const r of scripts) {
-  for (const path of Object.keys(r.metafile.outputs)) {
-    if (path.endsWith('.cjs') && /[^\x00-\x7f]/.test(readFileSync(join(root, path), 'latin1')))
-      fail(`${path} is not ASCII, which scripts/sdk-script-loader.cjs reads it as`);
-  }
-}
 const localesUser = Object.keys(inputs).find(
   (f) => !/[\\/]node_modules[\\/]zod[\\/]/.test(f) && /\.js$/.test(f) && existsSync(join(root, f)) && readFileSync(join(root, f), 'utf8').includes('locales'),
 );
 if (localesUser && /^dist\//.test(localesUser)) fail(`${localesUser} mentions zod's locales, which the bundle leaves out (scripts/bundle.mjs, zodEnglishOnly)`);
+
+// 4. CommonJS, chunk by chunk (each chunk's imports of the others become require()s, its import()s
+//    require()s behind a promise), with source maps chained back to src/*.ts: Node 20 keeps no code
+//    cache for ES modules, and V8's for a script (node:vm) saves most of each chunk's compile.
+{
+  const esm = readdirSync(staging).filter((f) => f.endsWith('.js'));
+  const cjsDir = `${staging}-cjs`;
+  // Node reads bundle/*.js as CommonJS too (under -v, it runs them itself); and so esbuild gives an
+  // import() of a chunk the chunk's exports, not Node's view of a CommonJS module (all as default).
+  writeFileSync(join(staging, 'package.json'), '{ "type": "commonjs" }\n');
+  try {
+    await build({
+      absWorkingDir: root,
+      entryPoints: esm.map((f) => join(staging, f)),
+      outdir: cjsDir,
+      bundle: false,
+      format: 'cjs',
+      platform: 'node',
+      target: 'node20',
+      supported: { 'dynamic-import': false },
+      define: { 'import.meta.url': '__chunkURL' },
+      banner: { js: cjsBanner },
+      minifyWhitespace: true,
+      minifySyntax: true,
+      sourcemap: 'linked',
+      sourcesContent: false,
+      legalComments: 'none',
+      logLevel: 'warning',
+    });
+    for (const f of readdirSync(cjsDir)) renameSync(join(cjsDir, f), join(staging, f));
+  } catch (err) {
+    fail(`the CommonJS pass failed: ${err.message}`);
+  } finally {
+    rmSync(cjsDir, { recursive: true, force: true });
+  }
+  for (const f of readdirSync(staging)) {
+    if (/\.c?js$/.test(f) && /[^\x00-\x7f]/.test(readFileSync(join(staging, f), 'latin1')))
+      fail(`${f} is not ASCII, which scripts/chunk-loader.cjs reads it as`);
+  }
+  writeFileSync(join(staging, 'loader.cjs'), readFileSync(join(root, 'scripts/chunk-loader.cjs'), 'utf8').replace("'BUILD_ID'", JSON.stringify(id)));
+}
 
 // What each chunk holds: bytes by package ("(runbook)" for src/, "(glue)" for the wrappers above),
 // runbook's own modules (as src/ paths), and the chunks it imports statically.
@@ -670,7 +699,12 @@ for (const [path, out] of Object.entries(outputs)) {
   }
   const name = relative(staging, join(root, path));
   const imports = out.imports.filter((i) => i.kind === 'import-statement' && !i.external).map((i) => relative(staging, join(root, i.path)));
-  chunks[name] = { bytes: out.bytes, packages: Object.fromEntries(Object.entries(packages).sort((a, b) => b[1] - a[1])), modules: modules.sort(), imports };
+  chunks[name] = {
+    bytes: statSync(join(staging, name)).size,
+    packages: Object.fromEntries(Object.entries(packages).sort((a, b) => b[1] - a[1])),
+    modules: modules.sort(),
+    imports,
+  };
 }
 writeFileSync(join(staging, 'chunks.json'), JSON.stringify(chunks, null, 1) + '\n');
 

@@ -2,7 +2,7 @@
 // pseudo-terminal for prompts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as pty from 'node-pty';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
@@ -60,7 +60,8 @@ function loadedBy(trace: string): { chunks: string[]; packages: Set<string>; mod
   const modules = new Set<string>();
   const fromNodeModules: string[] = [];
   for (const url of urls) {
-    const chunk = /\/bundle\/([^/]+\.js)$/.exec(url)?.[1];
+    const chunk = /\/bundle\/([^/]+\.c?js)$/.exec(url)?.[1];
+    if (chunk === 'loader.cjs') continue; // what runs the chunks
     if (chunk) {
       const c = index[chunk];
       if (!c) throw new Error(`${chunk} was loaded but is not in bundle/chunks.json`);
@@ -76,6 +77,16 @@ function loadedBy(trace: string): { chunks: string[]; packages: Set<string>; mod
     }
   }
   return { chunks, packages, modules, fromNodeModules };
+}
+
+/** The code caches bundle/loader.cjs keeps under $HOME/.cache (one folder: this build, this Node). */
+function codeCaches(home: string): Array<{ name: string; mtimeMs: number }> {
+  const base = join(home, '.cache', 'runbook', 'code');
+  const builds = existsSync(base) ? readdirSync(base) : [];
+  expect(builds).toEqual([expect.stringMatching(/^[0-9a-f]{16}-v[\d.]+-\w+$/)]);
+  return readdirSync(join(base, builds[0]))
+    .sort()
+    .map((name) => ({ name, mtimeMs: statSync(join(base, builds[0], name)).mtimeMs }));
 }
 
 const replicas = async () => (await sb.kube.get<Deployment>('deployments', sb.namespace, 'app'))!.spec.replicas;
@@ -155,13 +166,13 @@ describe('the built CLI', () => {
     expect(first.packages).toContain('zod'); // the config was validated …
     const second = await traced();
     expect(second.packages).not.toContain('zod'); // … once: the second run read the validation back
-    // The SDK's code cache is only written by a run that loaded it.
-    expect(existsSync(join(home, '.cache', 'runbook', 'code'))).toBe(false);
+    // The chunks' code caches are written by the run that first loaded them; the SDK's is not among them.
+    expect(codeCaches(home).map((f) => f.name)).toContain('main.js.v8');
+    expect(codeCaches(home).map((f) => f.name)).not.toContain('sdk-kubernetes.cjs.v8');
   });
 
   it('with the Kubernetes SDK, a command loads it and no other SDK; run again, it reuses the compiled SDK', async () => {
     const home = tempDir('e2e-cache-home-');
-    const codeCache = join(home, '.cache', 'runbook', 'code');
     const traced = async () => {
       const trace = join(tempDir('trace-'), 'imports.txt');
       const r = await run(
@@ -175,18 +186,41 @@ describe('the built CLI', () => {
       return loadedBy(trace);
     };
     const first = await traced();
-    // The Kubernetes SDK runs from bundle/sdk-kubernetes.cjs through node:vm (no module load to
-    // trace): what shows it ran is its V8 code cache, written at exit, and the only one.
+    // The Kubernetes SDK runs from bundle/sdk-kubernetes.cjs (one script, everything in it bundled),
+    // compiled once: its V8 code cache is written at exit with those of the other chunks it ran.
     expect(first.modules).toContain('src/clients/kube-adapter.ts');
-    const caches = readdirSync(codeCache);
-    expect(caches).toEqual([expect.stringMatching(/^kubernetes-[0-9a-f]+-v[\d.]+-\w+\.v8$/)]);
-    const written = statSync(join(codeCache, caches[0])).mtimeMs;
-    expect([...first.packages].filter((p) => SDK.test(p))).toEqual([]);
+    expect(first.chunks).toContain('sdk-kubernetes.cjs');
+    const caches = codeCaches(home);
+    expect(caches.map((f) => f.name).sort()).toEqual(first.chunks.map((c) => `${c}.v8`).sort());
+    const otherSdks = (l: { packages: Set<string> }) => [...l.packages].filter((p) => SDK.test(p) && !p.startsWith('@kubernetes/'));
+    expect(first.packages).toContain('@kubernetes/client-node');
+    expect(otherSdks(first)).toEqual([]);
     const second = await traced();
-    expect([...second.packages].filter((p) => SDK.test(p))).toEqual([]);
-    // V8 took the cache (a rejected one is written again at exit).
-    expect(readdirSync(codeCache)).toEqual(caches);
-    expect(statSync(join(codeCache, caches[0])).mtimeMs).toBe(written);
+    expect(otherSdks(second)).toEqual([]);
+    // (fewer chunks: the config's validation is read back, not run again)
+    expect(second.chunks.filter((c) => !first.chunks.includes(c))).toEqual([]);
+    // V8 took every cache (a rejected one is written again at exit).
+    expect(codeCaches(home)).toEqual(caches);
+  });
+
+  it('a damaged or foreign code cache only costs a compile: V8 rejects it and the run writes it again', async () => {
+    const home = tempDir('e2e-bad-cache-home-');
+    expect((await run(['--help'], { HOME: home })).code).toBe(0);
+    const [build] = readdirSync(join(home, '.cache', 'runbook', 'code'));
+    const cache = join(home, '.cache', 'runbook', 'code', build, 'main.js.v8');
+    const good = readFileSync(cache);
+    writeFileSync(cache, Buffer.alloc(good.length, 7));
+    const r = await run(['--help'], { HOME: home });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('Exit codes:');
+    expect(readFileSync(cache).equals(Buffer.alloc(good.length, 7))).toBe(false);
+    // …and one it cannot write is no error either (a file where its folder would be: even root cannot).
+    const blocked = tempDir('e2e-blocked-cache-home-');
+    mkdirSync(join(blocked, '.cache', 'runbook'), { recursive: true });
+    writeFileSync(join(blocked, '.cache', 'runbook', 'code'), '');
+    const ro = await run(['list'], { HOME: blocked });
+    expect(ro.code, ro.stderr).toBe(0);
+    expect(ro.stderr).toBe('');
   });
 
   it('the bundle keeps each SDK in chunks of its own, out of main.js', () => {
