@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import { isatty } from 'node:tty';
 import type { Readable } from 'node:stream';
 
 /** The process's streams and terminal facts, injectable so tests and e2e runs control them. */
@@ -20,8 +21,9 @@ export function processIO(): IO {
     get stdin() {
       return process.stdin;
     },
+    // The terminal fact without the stream: a command that never prompts never makes process.stdin.
     get stdinIsTTY() {
-      return Boolean(process.stdin.isTTY);
+      return isatty(0);
     },
     stdout: process.stdout,
     stderr: process.stderr,
