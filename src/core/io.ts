@@ -1,5 +1,4 @@
 import { Writable } from 'node:stream';
-import { isatty } from 'node:tty';
 import type { Readable } from 'node:stream';
 
 /** The process's streams and terminal facts, injectable so tests and e2e runs control them. */
@@ -21,9 +20,10 @@ export function processIO(): IO {
     get stdin() {
       return process.stdin;
     },
-    // The terminal fact without the stream: a command that never prompts never makes process.stdin.
+    // The terminal fact without the stream: a command that never prompts never makes process.stdin;
+    // and node:tty (with node:net) loads only when asked, as --help never does.
     get stdinIsTTY() {
-      return isatty(0);
+      return process.getBuiltinModule('node:tty').isatty(0);
     },
     stdout: process.stdout,
     stderr: process.stderr,
