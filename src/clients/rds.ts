@@ -3,6 +3,7 @@ import { awsErrorMessage } from './aws.js';
 import { StepError } from '../core/errors.js';
 import { formatDuration } from '../core/duration.js';
 import { sleep } from '../core/sleep.js';
+import { byText } from '../core/format.js';
 
 /** What the procedures need to know about one DB instance. */
 export interface RdsInstance {
@@ -143,7 +144,7 @@ export class RdsApi {
     } catch (err) {
       throw new StepError(`cannot list snapshots of ${instance}: ${awsErrorMessage(err)}`);
     }
-    return out.sort((a, b) => (b.createdAt ?? '').localeCompare(a.createdAt ?? ''));
+    return out.sort((a, b) => byText(b.createdAt ?? '', a.createdAt ?? ''));
   }
 
   async findSnapshot(id: string, signal?: AbortSignal): Promise<RdsSnapshot | null> {

@@ -4,6 +4,7 @@ import { declaredKubeCalls } from '../core/runner.js';
 import { catalog, findEntry } from '../procedures/catalog.js';
 import { APPROVAL_LABEL, APPROVE_PERMISSION, APPROVER_VERBS, MANAGED_BY, REQUEST_PREFIX, REQUESTER_VERBS } from '../core/approval.js';
 import { UsageError } from '../core/errors.js';
+import { byText } from '../core/format.js';
 
 interface Rule {
   apiGroups: string[];
@@ -21,7 +22,7 @@ function rules(perms: KubePermission[]): Rule[] {
     byResource.set(key, r);
   }
   return [...byResource.values()]
-    .sort((a, b) => `${a.group}/${a.resource}`.localeCompare(`${b.group}/${b.resource}`))
+    .sort((a, b) => byText(`${a.group}/${a.resource}`, `${b.group}/${b.resource}`))
     .map((r) => ({ apiGroups: [r.group], resources: [r.resource], verbs: [...r.verbs].sort() }));
 }
 

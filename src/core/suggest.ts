@@ -1,3 +1,4 @@
+import { byText } from './format.js';
 /** Edit distance (insert, delete, substitute, swap of neighbours): how far a typo is from a name. */
 export function distance(a: string, b: string): number {
   const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
@@ -21,7 +22,7 @@ export function suggest(given: string, names: readonly string[], max = 3): strin
   return names
     .map((n) => ({ n, d: n.toLowerCase().startsWith(g) && g.length >= 2 ? 0.5 : distance(g, n.toLowerCase()) }))
     .filter((x) => x.d <= limit && x.n !== given)
-    .sort((x, y) => x.d - y.d || x.n.localeCompare(y.n))
+    .sort((x, y) => x.d - y.d || byText(x.n, y.n))
     .slice(0, max)
     .map((x) => x.n);
 }

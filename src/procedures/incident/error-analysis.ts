@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { UsageError } from '../../core/errors.js';
+import { byText } from '../../core/format.js';
 
 /** Default: `ERROR <Type>` (also `[ERROR] Type:` and `FATAL Type`); JSON lines are read by their fields instead. */
 export const DEFAULT_ERROR_PATTERN = String.raw`\b(?:ERROR|FATAL)\b\]?:?\s+(?<type>[A-Za-z_][\w.$:-]*?)(?::|\s|$)`;
@@ -108,7 +109,7 @@ export function groupErrors(logs: Array<{ pod: string; text: string }>, pattern:
   }
   const groups = [...byType.values()]
     .map(({ podSet, ...g }) => ({ ...g, pods: [...podSet].sort() }))
-    .sort((a, b) => b.count - a.count || a.type.localeCompare(b.type));
+    .sort((a, b) => b.count - a.count || byText(a.type, b.type));
   return { groups, lines, errorLines };
 }
 
@@ -201,7 +202,7 @@ export async function summarizeAccessLogs(paths: string[], sinceMs: number, sign
       file.error = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
     }
   }
-  out.endpoints = [...by.values()].sort((a, b) => b['5xx'] - a['5xx'] || b.total - a.total || a.endpoint.localeCompare(b.endpoint));
+  out.endpoints = [...by.values()].sort((a, b) => b['5xx'] - a['5xx'] || b.total - a.total || byText(a.endpoint, b.endpoint));
   return out;
 }
 

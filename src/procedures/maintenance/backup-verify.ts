@@ -9,6 +9,7 @@ import type { ResolvedEnvironment } from '../../core/config.js';
 import { formatDuration, parseDuration } from '../../core/duration.js';
 import { CheckFailedError, RunbookError, UsageError, errorMessage } from '../../core/errors.js';
 import { defineProcedure, stepFor, type StepContext } from '../../core/procedure.js';
+import { byText } from '../../core/format.js';
 
 export interface BackupVerifyParams {
   restoreTest: boolean;
@@ -141,7 +142,7 @@ const list = step({
       return fail(ctx, `cannot list s3://${b.bucket}/${b.prefix}: ${awsErrorMessage(err)}`);
     }
     if (objects.length === 0) return fail(ctx, `no backups under s3://${b.bucket}/${b.prefix}`);
-    objects.sort((x, y) => y.lastModified.localeCompare(x.lastModified) || y.key.localeCompare(x.key));
+    objects.sort((x, y) => byText(y.lastModified, x.lastModified) || byText(y.key, x.key));
     const newest = objects[0];
     const ageMs = ctx.now().getTime() - new Date(newest.lastModified).getTime();
     if (b.maxAge && ageMs > parseDuration(b.maxAge)) return fail(ctx, `newest backup ${newest.key} is ${formatDuration(ageMs)} old (limit ${b.maxAge})`);

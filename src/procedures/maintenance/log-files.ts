@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, relative, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
+import { byText } from '../../core/format.js';
 
 /** A file found under the log directory. */
 export interface LogFile {
@@ -40,7 +41,7 @@ export async function scanDir(dir: string): Promise<DirScan> {
       else if (name.endsWith('.gz')) out.gz.push(f);
     }),
   );
-  for (const list of [out.logs, out.gz, out.partial]) list.sort((a, b) => a.rel.localeCompare(b.rel));
+  for (const list of [out.logs, out.gz, out.partial]) list.sort((a, b) => byText(a.rel, b.rel));
   return out;
 }
 

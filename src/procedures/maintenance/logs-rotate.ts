@@ -8,6 +8,7 @@ import { StepError, UsageError, errorMessage } from '../../core/errors.js';
 import { defineProcedure, stepFor, type Change, type StepContext } from '../../core/procedure.js';
 import { table } from '../../core/table.js';
 import { boundedPool, compressFile, defaultParallelism, scanDir, type LogFile } from './log-files.js';
+import { byText } from '../../core/format.js';
 
 export interface LogsRotateParams {
   dir?: string;
@@ -78,7 +79,7 @@ function gzAfterCompress(ctx: Ctx): LogFile[] {
   const fromLogs = s.toCompress.map((f) => ({ rel: `${f.rel}.gz`, size: done?.files.find((c) => c.rel === f.rel)?.bytesOut ?? -1, mtimeMs: f.mtimeMs }));
   const compressed = new Set(done ? done.files.map((c) => c.rel) : s.toCompress.map((f) => f.rel));
   return [...s.gz.filter((g) => !compressed.has(g.rel.replace(/\.gz$/, ''))), ...fromLogs.filter((g) => compressed.has(g.rel.replace(/\.gz$/, '')))].sort(
-    (a, b) => a.rel.localeCompare(b.rel),
+    (a, b) => byText(a.rel, b.rel),
   );
 }
 

@@ -2,6 +2,7 @@ import type { V1Container, V1ContainerStatus, V1Probe } from '@kubernetes/client
 import type { CoreV1Event, V1Pod } from '../../clients/kube.js';
 import { summarizePod } from '../shared/pods.js';
 import { formatMemory, type ContainerUsage } from './usage.js';
+import { byText } from '../../core/format.js';
 
 /** A probe, as one readable line plus the numbers that matter. */
 export interface ProbeSummary {
@@ -239,7 +240,7 @@ export function inspectPod(p: V1Pod, now: Date): PodReport {
 
 /** Worst first: failing, pending, not ready, restarted, …, then by restarts. */
 export function worstFirst(a: PodReport, b: PodReport): number {
-  return SEVERITY[b.verdict] - SEVERITY[a.verdict] || b.restarts - a.restarts || a.name.localeCompare(b.name);
+  return SEVERITY[b.verdict] - SEVERITY[a.verdict] || b.restarts - a.restarts || byText(a.name, b.name);
 }
 
 export interface EventSummary {

@@ -6,6 +6,7 @@ import { sleep } from '../../core/sleep.js';
 import { table } from '../../core/table.js';
 import { deploymentName, ns, selectorOf } from '../shared/pods.js';
 import { containerUsage, formatMemory, formatPct, podResources, type ContainerUsage } from './usage.js';
+import { byText } from '../../core/format.js';
 
 interface Params {
   containers?: boolean;
@@ -75,7 +76,7 @@ export function memoryRows(usage: ContainerUsage[], perContainer: boolean, thres
     const cs = usage.filter((u) => u.pod === r.pod && (r.container === undefined || u.container === r.container));
     r.flagged = cs.some((c) => c.memoryPctOfLimit !== null && c.memoryPctOfLimit > threshold);
   }
-  return rows.sort((a, b) => (b.pctOfLimit ?? -1) - (a.pctOfLimit ?? -1) || (b.memory ?? -1) - (a.memory ?? -1) || a.pod.localeCompare(b.pod));
+  return rows.sort((a, b) => (b.pctOfLimit ?? -1) - (a.pctOfLimit ?? -1) || (b.memory ?? -1) - (a.memory ?? -1) || byText(a.pod, b.pod));
 }
 
 const step = stepFor<Params>();
@@ -209,7 +210,7 @@ export function growthOf(series: Map<string, Sample[]>): Growth[] {
       samples: measured.length,
     });
   }
-  return out.sort((a, b) => (b.perMinute ?? -Infinity) - (a.perMinute ?? -Infinity) || a.pod.localeCompare(b.pod) || a.container.localeCompare(b.container));
+  return out.sort((a, b) => (b.perMinute ?? -Infinity) - (a.perMinute ?? -Infinity) || byText(a.pod, b.pod) || byText(a.container, b.container));
 }
 
 function restartsOf(p: V1Pod, container: string): { restarts: number; reason?: string } {

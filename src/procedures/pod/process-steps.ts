@@ -6,7 +6,7 @@ import { access, stat, statfs } from 'node:fs/promises';
 import { isAbsolute, resolve } from 'node:path';
 import type { KubeClient, V1Pod } from '../../clients/kube.js';
 import { CheckFailedError, StepError, UsageError, errorMessage } from '../../core/errors.js';
-import { formatBytes } from '../../core/format.js';
+import { byText, formatBytes } from '../../core/format.js';
 import { formatDuration } from '../../core/duration.js';
 import { quantityValue } from '../../core/params.js';
 import { sleep } from '../../core/sleep.js';
@@ -97,7 +97,7 @@ async function choosePod(ctx: StepContext<ProcessParams>, kube: KubeClient): Pro
   }
   const used = (name: string) => (metrics.find((m) => m.name === name)?.containers ?? []).reduce((n, c) => n + (quantityValue(c.usage.memory) || 0), 0);
   const best = [...running].sort(
-    (a, b) => used(b.metadata?.name ?? '') - used(a.metadata?.name ?? '') || (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''),
+    (a, b) => used(b.metadata?.name ?? '') - used(a.metadata?.name ?? '') || byText(a.metadata?.name ?? '', b.metadata?.name ?? ''),
   )[0];
   const name = best.metadata?.name ?? '';
   if (!used(name))

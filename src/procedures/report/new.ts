@@ -2,6 +2,7 @@ import { UsageError } from '../../core/errors.js';
 import { isRunId, type JournalEvent, type RunSummary } from '../../core/journal.js';
 import { runSummary, type JournalRun } from '../../core/journal-reader.js';
 import { defineProcedure, stepFor } from '../../core/procedure.js';
+import { byText } from '../../core/format.js';
 
 export interface ReportParams {
   title: string;
@@ -99,7 +100,7 @@ const collect = step({
       timeline.push(...entries);
       runs.push({ ...runSummary(r), changes });
     }
-    timeline.sort((a, b) => a.t.localeCompare(b.t));
+    timeline.sort((a, b) => byText(a.t, b.t));
     return { runs, timeline, start: timeline[0]?.t ?? null, end: timeline.at(-1)?.t ?? null, readOnlyLeftOut: chosen.length - kept.length };
   },
 });
