@@ -3,10 +3,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import * as pty from 'node-pty';
 import { startSandbox, type Sandbox } from '../support/sandbox/index.js';
 import { BUILT_CLI as bin, REPO_ROOT as root, requireBuiltCli, tempDir } from '../support/cli.js';
+import { writeConfig } from '../support/config.js';
 import type { Deployment } from '../support/cluster/index.js';
 
 let sb: Sandbox;
@@ -221,6 +223,22 @@ describe('the built CLI', () => {
     const ro = await run(['list'], { HOME: blocked });
     expect(ro.code, ro.stderr).toBe(0);
     expect(ro.stderr).toBe('');
+  });
+
+  it('the bundled Redis client loads node:tls on its first rediss:// connection, and it is a real TLS client', async () => {
+    // A plain TCP server: the client's TLS handshake meets a Redis error line instead.
+    const server = createServer((socket) => socket.end('-ERR this is not TLS\r\n'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const { path } = writeConfig({ default: 'tls', environments: { tls: { redis: { url: `rediss://127.0.0.1:${port}`, connectTimeout: '2s' } } } });
+      const r = await run(['cache', 'stats'], { RUNBOOK_CONFIG: path });
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/TLS (handshake )?with Redis at 127\.0\.0\.1:\d+/);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      server.close();
+    }
   });
 
   it('the bundle keeps each SDK in chunks of its own, out of main.js', () => {
