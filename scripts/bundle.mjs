@@ -177,6 +177,32 @@ const pgOnNode = {
 };
 
 /**
+ * pg's crypto helpers (SCRAM-SHA-256, MD5 passwords) on node:crypto rather than WebCrypto:
+ * scripts/pg-node-crypto.cjs says why, and a test holds it to pg's results. Only when pg's module
+ * still exports exactly those helpers; else the build says so and bundles pg's own.
+ */
+const pgNodeCrypto = {
+  name: 'pg-node-crypto',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]crypto[\\/]utils\.js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      const exported = /module\.exports = \{([^}]*)\}/
+        .exec(text)?.[1]
+        .split(',')
+        .map((n) => n.trim())
+        .filter(Boolean)
+        .sort()
+        .join(',');
+      if (exported !== 'deriveKey,hashByName,hmacSha256,md5,postgresMd5PasswordHash,randomBytes,sha256') {
+        console.warn('bundle: pg/lib/crypto/utils.js no longer exports the helpers scripts/pg-node-crypto.cjs stands in for; bundled unchanged');
+        return undefined;
+      }
+      return { contents: readFileSync(join(root, 'scripts/pg-node-crypto.cjs'), 'utf8'), loader: 'js' };
+    });
+  },
+};
+
+/**
  * ioredis defines its ~580 command methods one by one on Commander.prototype at load. V8 keeps a
  * class's prototype in fast mode, where each added property copies the ones before it: 11-16 ms
  * of every Redis command (a profile of cache stats). Turned into a dictionary first (a property
@@ -242,7 +268,7 @@ function buildId() {
     }
   };
   walk(join(root, 'dist'));
-  for (const f of ['package-lock.json', 'package.json', 'scripts/bundle.mjs', 'scripts/chunk-loader.cjs'])
+  for (const f of ['package-lock.json', 'package.json', 'scripts/bundle.mjs', 'scripts/chunk-loader.cjs', 'scripts/pg-node-crypto.cjs'])
     if (existsSync(join(root, f))) h.update(readFileSync(join(root, f)));
   return h.digest('hex').slice(0, 16);
 }
@@ -550,7 +576,7 @@ const result = await build({
   outdir: staging,
   entryNames: '[name]-[hash]', // flat: chunks import './main.js', and the SDK script sits beside them
   splitting: true,
-  plugins: [layerMap, scriptSdk, sdkChunks, noWhatwgUrl, pgOnNode, ioredisPrototype, zodEnglishOnly, lazyChildProcess, cjsDirname],
+  plugins: [layerMap, scriptSdk, sdkChunks, noWhatwgUrl, pgOnNode, pgNodeCrypto, ioredisPrototype, zodEnglishOnly, lazyChildProcess, cjsDirname],
 });
 // An import of a core module reads main.js's exports: a namespace import (or export *) would see
 // all of them, so the CLI's own modules may not use one on each other.

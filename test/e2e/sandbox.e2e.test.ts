@@ -84,6 +84,14 @@ describe('npm run sandbox', () => {
         .trim()
         .split('\n');
       expect(phases.filter((l) => l.startsWith('/') && l.length > 1)).toHaveLength(4);
+      // The bundle's PostgreSQL client (SCRAM-SHA-256 over TCP) and Redis client, as run from the
+      // built CLI (scripts/bundle.mjs patches a few lines of each), against the sandbox's servers.
+      const cli = async (...args: string[]) => JSON.parse((await exec(process.execPath, [join(root, 'bin/runbook.js'), ...args, '--json'], { env })).stdout);
+      const conns = await cli('db', 'connections');
+      expect(conns).toMatchObject({ status: 'succeeded', steps: [{ id: 'connections', status: 'succeeded' }] });
+      expect(conns.steps[0].data.total).toBeGreaterThanOrEqual(1);
+      const stats = await cli('cache', 'stats');
+      expect(stats).toMatchObject({ status: 'succeeded', steps: [{ id: 'stats', status: 'succeeded' }] });
     } finally {
       child.kill('SIGINT');
       const code = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.on('exit', (c) => resolve(c))));
