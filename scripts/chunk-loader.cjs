@@ -16,8 +16,12 @@ const { Script } = require('node:vm');
 
 const build = 'BUILD_ID';
 const chunkName = /^[\w.-]+\.c?js$/;
-/** A cache folder of another build not written to for this long is removed when this one writes. */
+/**
+ * When this build writes its caches, another build's folder goes if it was not written to for a
+ * week, or if it is not among the few written to last (a developer's rebuilds add one each).
+ */
 const keepOthersMs = 7 * 24 * 3600 * 1000;
+const keepOthers = 3;
 
 const modules = new Map(); // chunk file name → its module
 const compiled = []; // [chunk name, Script] compiled without a usable cache, written at exit
@@ -83,10 +87,14 @@ function writeCaches() {
       renameSync(tmp, join(dir, `${name}.v8`));
     }
     const now = Date.now();
-    for (const entry of readdirSync(codeDir())) {
-      const path = join(codeDir(), entry);
-      if (path !== dir && now - statSync(path).mtimeMs > keepOthersMs) rmSync(path, { recursive: true, force: true });
-    }
+    const others = readdirSync(codeDir())
+      .map((entry) => join(codeDir(), entry))
+      .filter((path) => path !== dir)
+      .map((path) => ({ path, mtimeMs: statSync(path).mtimeMs }))
+      .sort((a, b) => b.mtimeMs - a.mtimeMs);
+    others.forEach(({ path, mtimeMs }, i) => {
+      if (i >= keepOthers || now - mtimeMs > keepOthersMs) rmSync(path, { recursive: true, force: true });
+    });
   } catch {
     // a read-only or full disk: compile again next time
   }

@@ -2,7 +2,7 @@
 // pseudo-terminal for prompts.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import * as pty from 'node-pty';
@@ -223,6 +223,22 @@ describe('the built CLI', () => {
     const ro = await run(['list'], { HOME: blocked });
     expect(ro.code, ro.stderr).toBe(0);
     expect(ro.stderr).toBe('');
+  });
+
+  it("writing its code caches, a build removes other builds' that are a week old or beyond the three written to last", async () => {
+    const home = tempDir('e2e-prune-home-');
+    const code = join(home, '.cache', 'runbook', 'code');
+    const old = Date.now() / 1000 - 8 * 24 * 3600;
+    const others = ['a', 'b', 'c', 'd', 'e'].map((x, i) => ({ name: `${x.repeat(16)}-v20.0.0-x64`, mtime: i === 4 ? old : Date.now() / 1000 - 60 * (i + 1) }));
+    for (const o of others) {
+      mkdirSync(join(code, o.name), { recursive: true });
+      writeFileSync(join(code, o.name, 'main.js.v8'), 'x');
+      utimesSync(join(code, o.name), o.mtime, o.mtime);
+    }
+    expect((await run(['--help'], { HOME: home })).code).toBe(0);
+    const left = readdirSync(code).sort();
+    expect(left).toHaveLength(4); // this build's, and the three others written to last
+    expect(left).toEqual(expect.arrayContaining(others.slice(0, 3).map((o) => o.name)));
   });
 
   it('the bundled Redis client loads node:tls on its first rediss:// connection, and it is a real TLS client', async () => {
