@@ -15,8 +15,9 @@
 // Minified (whitespace and syntax), with source maps back to src/*.ts that bin/runbook.js turns on
 // for -v/--verbose. bundle/chunks.json records what each chunk holds (tests use it to prove what a
 // command loads; `node scripts/bundle.mjs --report` prints it with sizes).
-// Measured with bench/ (median, same run, a loaded 2-CPU machine): `app scaling` went from ~10× to
-// ~2.5× `kubectl get hpa,pods`, `--help` from ~1.4× to ~1.2× `node -e 0`.
+// Measured with bench/ (median, same run, a loaded 2-CPU machine, no NODE_EXTRA_CA_CERTS): `app
+// scaling` went from ~10× to ~1.8× `kubectl get hpa,pods`, `--help` from ~2× to ~1.35× `node -e 0`
+// (ES module chunks without a code cache, the step before this layout: ~2.4× and ~1.7×).
 import { build, transformSync } from 'esbuild';
 import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
