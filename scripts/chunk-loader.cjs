@@ -79,6 +79,7 @@ function loadChunk(name) {
 /** At exit, so each cache holds every function the run compiled, not only the top level. */
 function writeCaches() {
   try {
+    const base = codeDir();
     const dir = buildDir();
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     for (const [name, script] of compiled) {
@@ -87,8 +88,8 @@ function writeCaches() {
       renameSync(tmp, join(dir, `${name}.v8`));
     }
     const now = Date.now();
-    const others = readdirSync(codeDir())
-      .map((entry) => join(codeDir(), entry))
+    const others = readdirSync(base)
+      .map((entry) => join(base, entry))
       .filter((path) => path !== dir)
       .map((path) => ({ path, mtimeMs: statSync(path).mtimeMs }))
       .sort((a, b) => b.mtimeMs - a.mtimeMs);

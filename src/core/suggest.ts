@@ -1,4 +1,5 @@
 import { byText } from './format.js';
+
 /** Edit distance (insert, delete, substitute, swap of neighbours): how far a typo is from a name. */
 export function distance(a: string, b: string): number {
   const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));

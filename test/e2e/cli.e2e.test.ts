@@ -81,9 +81,12 @@ function loadedBy(trace: string): { chunks: string[]; packages: Set<string>; mod
   return { chunks, packages, modules, fromNodeModules };
 }
 
-/** The code caches bundle/loader.cjs keeps under $HOME/.cache (one folder: this build, this Node). */
+/** Where bundle/loader.cjs keeps its code caches for this $HOME: a folder per build and Node. */
+const codeDir = (home: string) => join(home, '.cache', 'runbook', 'code');
+
+/** The code caches of the one build under $HOME. */
 function codeCaches(home: string): Array<{ name: string; mtimeMs: number }> {
-  const base = join(home, '.cache', 'runbook', 'code');
+  const base = codeDir(home);
   const builds = existsSync(base) ? readdirSync(base) : [];
   expect(builds).toEqual([expect.stringMatching(/^[0-9a-f]{16}-v[\d.]+-\w+$/)]);
   return readdirSync(join(base, builds[0]))
@@ -169,8 +172,9 @@ describe('the built CLI', () => {
     const second = await traced();
     expect(second.packages).not.toContain('zod'); // … once: the second run read the validation back
     // The chunks' code caches are written by the run that first loaded them; the SDK's is not among them.
-    expect(codeCaches(home).map((f) => f.name)).toContain('main.js.v8');
-    expect(codeCaches(home).map((f) => f.name)).not.toContain('sdk-kubernetes.cjs.v8');
+    const cached = codeCaches(home).map((f) => f.name);
+    expect(cached).toContain('main.js.v8');
+    expect(cached).not.toContain('sdk-kubernetes.cjs.v8');
   });
 
   it('with the Kubernetes SDK, a command loads it and no other SDK; run again, it reuses the compiled SDK', async () => {
@@ -208,8 +212,8 @@ describe('the built CLI', () => {
   it('a damaged or foreign code cache only costs a compile: V8 rejects it and the run writes it again', async () => {
     const home = tempDir('e2e-bad-cache-home-');
     expect((await run(['--help'], { HOME: home })).code).toBe(0);
-    const [build] = readdirSync(join(home, '.cache', 'runbook', 'code'));
-    const cache = join(home, '.cache', 'runbook', 'code', build, 'main.js.v8');
+    const [build] = readdirSync(codeDir(home));
+    const cache = join(codeDir(home), build, 'main.js.v8');
     const good = readFileSync(cache);
     writeFileSync(cache, Buffer.alloc(good.length, 7));
     const r = await run(['--help'], { HOME: home });
@@ -218,8 +222,8 @@ describe('the built CLI', () => {
     expect(readFileSync(cache).equals(Buffer.alloc(good.length, 7))).toBe(false);
     // …and one it cannot write is no error either (a file where its folder would be: even root cannot).
     const blocked = tempDir('e2e-blocked-cache-home-');
-    mkdirSync(join(blocked, '.cache', 'runbook'), { recursive: true });
-    writeFileSync(join(blocked, '.cache', 'runbook', 'code'), '');
+    mkdirSync(join(codeDir(blocked), '..'), { recursive: true });
+    writeFileSync(codeDir(blocked), '');
     const ro = await run(['list'], { HOME: blocked });
     expect(ro.code, ro.stderr).toBe(0);
     expect(ro.stderr).toBe('');
@@ -227,7 +231,7 @@ describe('the built CLI', () => {
 
   it("writing its code caches, a build removes other builds' that are a week old or beyond the three written to last", async () => {
     const home = tempDir('e2e-prune-home-');
-    const code = join(home, '.cache', 'runbook', 'code');
+    const code = codeDir(home);
     const old = Date.now() / 1000 - 8 * 24 * 3600;
     const others = ['a', 'b', 'c', 'd', 'e'].map((x, i) => ({ name: `${x.repeat(16)}-v20.0.0-x64`, mtime: i === 4 ? old : Date.now() / 1000 - 60 * (i + 1) }));
     for (const o of others) {
