@@ -133,7 +133,7 @@ interface GlobalFlag {
 }
 
 async function globalFlags(): Promise<GlobalFlag[]> {
-  const { program } = await buildProgram([], { stdout: () => undefined, stderr: () => undefined }, '0.0.0');
+  const { program } = await buildProgram([], { stdout: () => undefined, stderr: () => undefined, stdoutWidth: () => 80, stderrWidth: () => 80 }, '0.0.0');
   return program.options.filter((o) => o.long !== '--version').map((o) => ({ flags: o.flags, description: o.description ?? '' }));
 }
 

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { buildProgram, CommanderError, normalizeArgv } from './program.js';
 import { ExitCode, InterruptedError, RunbookError, UsageError } from './core/errors.js';
-import { guardIO, processIO } from './core/io.js';
+import { columnsOf, guardIO, processIO } from './core/io.js';
 import { makeSession, parseGlobalFlags, type Deps, type Session } from './core/session.js';
 import { Redactor } from './core/redact.js';
 import { jsonText, visible } from './core/terminal.js';
@@ -37,7 +37,13 @@ export async function main(givenArgv: string[], given: Deps): Promise<number> {
       const { complete } = await import('./commands/completion.js');
       return await complete(argv.slice(1), io);
     }
-    const { program, action } = await buildProgram(argv, { stdout: (s) => io.stdout.write(visible(s)), stderr: (s) => io.stderr.write(visible(s)) }, version());
+    const out = {
+      stdout: (s: string) => io.stdout.write(visible(s)),
+      stderr: (s: string) => io.stderr.write(visible(s)),
+      stdoutWidth: () => (io.stdoutIsTTY ? columnsOf(io.stdout) : undefined) ?? 80,
+      stderrWidth: () => (io.stderrIsTTY ? columnsOf(io.stderr) : undefined) ?? 80,
+    };
+    const { program, action } = await buildProgram(argv, out, version());
     try {
       await program.parseAsync(argv, { from: 'user' });
     } catch (err) {

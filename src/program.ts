@@ -79,18 +79,36 @@ export interface Program {
   action(): Action | undefined;
 }
 
+/** Where commander writes help and usage errors, and the width it wraps them to (a terminal's, else 80). */
+export interface ProgramOutput {
+  stdout(s: string): void;
+  stderr(s: string): void;
+  stdoutWidth(): number;
+  stderrWidth(): number;
+}
+
 /**
  * Builds the commander tree. Only the invoked procedure's module is loaded (for its flags);
  * the others appear by name and summary, so help and startup never import an SDK.
  */
-export async function buildProgram(argv: string[], out: { stdout: (s: string) => void; stderr: (s: string) => void }, version: string): Promise<Program> {
+export async function buildProgram(argv: string[], out: ProgramOutput, version: string): Promise<Program> {
   let chosen: Action | undefined;
+  // Every command gets these, so commander never asks process.stdout (making it costs more than
+  // --help); the help is plain text, with no colour to strip.
+  const output = {
+    writeOut: out.stdout,
+    writeErr: out.stderr,
+    getOutHelpWidth: out.stdoutWidth,
+    getErrHelpWidth: out.stderrWidth,
+    getOutHasColors: () => false,
+    getErrHasColors: () => false,
+  };
   const program = globalOptions(new Command('runbook'))
     .description('The operations runbook as typed, safe commands: gates before destructive steps, a journal, compensation on failure.')
     .version(version, '--version')
     .usage('<noun> <verb> [args] [flags]')
     .showHelpAfterError('(add --help for usage)')
-    .configureOutput({ writeOut: out.stdout, writeErr: out.stderr })
+    .configureOutput(output)
     .addHelpText('after', EXIT_CODES_HELP)
     .configureHelp({ showGlobalOptions: true })
     .exitOverride();
@@ -110,7 +128,7 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
     if (words.length > 1 && words[0] !== invokedNoun) {
       if (!nouns.has(words[0])) {
         const cmd = program.command(words[0]).description(nounDescription(words[0]));
-        cmd.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride().showHelpAfterError('(add --help for usage)');
+        cmd.configureOutput(output).exitOverride().showHelpAfterError('(add --help for usage)');
         nouns.set(words[0], cmd);
       }
       continue;
@@ -121,13 +139,13 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
       let noun = nouns.get(key);
       if (!noun) {
         noun = parent.command(words[depth]).description(nounDescription(key));
-        noun.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride().showHelpAfterError('(add --help for usage)');
+        noun.configureOutput(output).exitOverride().showHelpAfterError('(add --help for usage)');
         nouns.set(key, noun);
       }
       parent = noun;
     }
     const leaf = parent.command(words[words.length - 1]).description(`${entry.summary}  [${entry.risk}]`);
-    leaf.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride();
+    leaf.configureOutput(output).exitOverride();
     const invoked = path.slice(0, words.length).join(' ') === entry.name;
     if (invoked) {
       const proc = await entry.load();
@@ -145,7 +163,7 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
 
   const builtin = (name: BuiltinName, args: string, description: string) => {
     const cmd = program.command(`${name}${args ? ` ${args}` : ''}`).description(description);
-    cmd.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride();
+    cmd.configureOutput(output).exitOverride();
     cmd.action((...a: unknown[]) => {
       const c = a[a.length - 1] as Command;
       chosen = { kind: 'builtin', name, opts: c.optsWithGlobals(), args: c.args };
@@ -182,7 +200,7 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
     .option('--approver-group <group>', 'the group the approver Role is bound to', 'runbook-approvers');
 
   const tool = (cmd: Command, name: 'config' | 'completion' | 'doctor' | 'version', verb?: string) => {
-    cmd.configureOutput({ writeOut: out.stdout, writeErr: out.stderr }).exitOverride();
+    cmd.configureOutput(output).exitOverride();
     cmd.action((...a: unknown[]) => {
       const c = a[a.length - 1] as Command;
       chosen = { kind: 'tool', name, verb, opts: c.optsWithGlobals(), args: c.args };
@@ -193,7 +211,7 @@ export async function buildProgram(argv: string[], out: { stdout: (s: string) =>
   const config = program
     .command('config')
     .description('The config in use: current environment, environments, resolved settings (secrets redacted), file')
-    .configureOutput({ writeOut: out.stdout, writeErr: out.stderr })
+    .configureOutput(output)
     .exitOverride()
     .showHelpAfterError('(add --help for usage)');
   tool(config.command('current').description('The environment in use, and why (-e, $RUNBOOK_ENV or the config default)'), 'config', 'current');

@@ -101,9 +101,10 @@ function runInTerminal(
   args: string[],
   answers: Array<{ when: RegExp; send: string }>,
   env: Record<string, string> = {},
+  cols = 120,
 ): Promise<{ code: number; screen: string }> {
   return new Promise((resolve) => {
-    const term = pty.spawn(process.execPath, [bin, ...args], { cols: 120, rows: 40, cwd: root, env: { ...baseEnv, ...env } });
+    const term = pty.spawn(process.execPath, [bin, ...args], { cols, rows: 40, cwd: root, env: { ...baseEnv, ...env } });
     let screen = '';
     const pending = [...answers];
     term.onData((d) => {
@@ -131,6 +132,52 @@ describe('the built CLI', () => {
     expect([...loaded.packages].filter((p) => SDK.test(p) || p === 'zod' || p === 'yaml')).toEqual([]);
     expect([...loaded.modules].filter((m) => m.startsWith('src/procedures/') && m !== 'src/procedures/catalog.ts')).toEqual([]);
     expect([...loaded.modules].filter((m) => m.startsWith('src/clients/'))).toEqual([]);
+  });
+
+  it('--help on a pipe is written to the descriptor itself: no node:tty, node:net or node:stream (process.stdout) is made', async () => {
+    const file = join(tempDir('builtins-'), 'loaded.txt');
+    const r = await run(['--help'], { BUILTINS_LOADED_FILE: file }, { nodeArgs: ['--require', join(root, 'test/support/builtins-loaded.cjs')] });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^Usage: runbook /);
+    const loaded = readFileSync(file, 'utf8').split('\n');
+    expect(loaded).toContain('fs'); // the list is real
+    expect(loaded.filter((m) => ['tty', 'net', 'stream', 'internal/streams/writable'].includes(m))).toEqual([]);
+  });
+
+  it('--help in a terminal wraps to its width; on a pipe, to 80 columns', async () => {
+    // commander's part: the exit codes after it are our own text, as written.
+    const lines = (text: string) => text.replace(/\r/g, '').split('Exit codes:')[0].split('\n');
+    const wide = await runInTerminal(['--help'], [], {}, 100);
+    expect(wide.code).toBe(0);
+    expect(lines(wide.screen).filter((l) => l.length > 100)).toEqual([]);
+    expect(lines(wide.screen).some((l) => l.length > 80)).toBe(true);
+    const piped = lines((await run(['--help'])).stdout);
+    expect(piped.filter((l) => l.length > 80)).toEqual([]);
+  });
+
+  it('output to a pipe that would block (O_NONBLOCK) arrives whole and in order', async () => {
+    // Making process.stdout sets O_NONBLOCK on a pipe (libuv); nobody reads for a while, so write(2)
+    // fails with EAGAIN once the pipe is full, and the rest must go through Node's stream.
+    const script = [
+      `const { processIO } = require(${JSON.stringify(join(root, 'bundle', 'loader.cjs'))}).load('main.js', { codeCache: false });`,
+      'process.stdout;',
+      'const out = processIO().stdout;',
+      "for (let i = 0; i < 64; i++) out.write(String(i).padStart(4, '0') + 'x'.repeat(16 * 1024 - 5) + '\\n');",
+    ].join('\n');
+    const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.pause();
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const chunks: Buffer[] = [];
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => chunks.push(d));
+    child.stdout.resume();
+    child.stderr.on('data', (d) => (stderr += d));
+    const code = await new Promise((resolve) => child.on('close', resolve));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const lines = Buffer.concat(chunks).toString().split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines.map((l) => [l.slice(0, 4), l.length])).toEqual(Array.from({ length: 64 }, (_, i) => [String(i).padStart(4, '0'), 16 * 1024 - 1]));
   });
 
   it('an offline dry run loads no SDK either, and prints the plan on stdout', async () => {
