@@ -297,11 +297,17 @@ const lazyChildProcess = {
 };
 
 /**
- * The first line of each chunk once it is CommonJS: strict, as the ES modules it is made from are,
- * and __chunkURL, its file's URL, for import.meta.url and the __filename shims above. require()
- * is the loader's (scripts/chunk-loader.cjs) or Node's.
+ * What each chunk is once it is CommonJS: a function of the five names a CommonJS module has, in
+ * the file as it is, so that scripts/chunk-loader.cjs compiles the file's own text (gluing a wrapper
+ * on would copy each chunk's source in memory once more, and for --help that copy alone brings a
+ * garbage collection). Run as a script, the file's value is that function, which the loader calls.
+ * Under Node's require() (-v) `module` is defined, and the file calls the function itself. Strict,
+ * as the ES modules it is made from are; __chunkURL is its file's URL, for import.meta.url and the
+ * __filename shims above.
  */
-const cjsBanner = "'use strict';var __chunkURL = require('node:url').pathToFileURL(__filename).href;";
+const cjsBanner =
+  "(typeof module == 'object' ? (f) => f(exports, require, module, __filename, __dirname) : (f) => f)(function (exports, require, module, __filename, __dirname) {'use strict';var __chunkURL = require('node:url').pathToFileURL(__filename).href;";
+const cjsFooter = '})';
 
 /**
  * @kubernetes/client-node's index re-exports everything it has, and esbuild keeps a module whose
@@ -681,6 +687,7 @@ for (const [pkg, name] of Object.entries(scriptSdks)) {
       metafile: true,
       legalComments: 'none',
       banner: { js: cjsBanner },
+      footer: { js: cjsFooter },
       logLevel: 'warning',
     }),
   );
@@ -726,6 +733,7 @@ if (localesUser && /^dist\//.test(localesUser)) fail(`${localesUser} mentions zo
       supported: { 'dynamic-import': false },
       define: { 'import.meta.url': '__chunkURL' },
       banner: { js: cjsBanner },
+      footer: { js: cjsFooter },
       minifyWhitespace: true,
       minifySyntax: true,
       sourcemap: 'linked',

@@ -54,12 +54,8 @@ function loadChunk(name) {
   } catch {
     cachedData = undefined;
   }
-  // The wrapper has a line of its own and lineOffset takes it back: stack lines stay the file's.
-  const script = new Script(`(function (exports, require, module, __filename, __dirname) {\n${source}\n})`, {
-    filename: file,
-    lineOffset: -1,
-    cachedData,
-  });
+  // The file is the function that a CommonJS wrapper would make (scripts/bundle.mjs, cjsBanner).
+  const script = new Script(source, { filename: file, cachedData });
   const module = { exports: {}, id: file, filename: file, loaded: false };
   modules.set(name, module);
   try {
