@@ -1,6 +1,7 @@
 /** The test control plane itself, driven by the real kubectl through the harness: pods run, logs and exec come from kwok, fault stages hold, metrics are served. */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { startKube, type KubeHarness } from './index.js';
+import type { Pod } from './types.js';
 let kube: KubeHarness;
 beforeAll(async () => {
   kube = await startKube({ namespace: 'smoke' });
@@ -10,8 +11,10 @@ afterAll(async () => {
 });
 it('runs a deployment, logs and kubectl through the proxy', async () => {
   await kube.seedDeployment({ name: 'app', replicas: 2 });
-  const pods = await kube.list('pods', { namespace: kube.namespace });
+  const pods = await kube.list<Pod>('pods', { namespace: kube.namespace });
   expect(pods.length).toBe(2);
+  // Pinned to this harness's nodes: other test files delete theirs while these run.
+  for (const p of pods) expect(kube.nodes).toContain(p.spec.nodeName);
   await kube.setPodLogs(pods[0]!.metadata.name, ['hello', 'ERROR boom']);
   const r = await kube.kubectl(['logs', pods[0]!.metadata.name]);
   expect(r.stdout).toContain('ERROR boom');

@@ -408,6 +408,25 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
     );
   };
 
+  /** What a stalled rollout is waiting on: the deployment's status, its pods and their warnings. */
+  const rolloutState = async (name: string): Promise<string> => {
+    const d = await get<Deployment>('deployments', namespace, name);
+    if (!d) return `deployment/${name} does not exist`;
+    const selector = Object.entries(d.spec.selector.matchLabels ?? {})
+      .map(([k, v]) => `${k}=${v}`)
+      .join(',');
+    const [pods, events] = await Promise.all([list<Pod>('pods', { namespace, labelSelector: selector }), list<KubeObject>('events', { namespace })]);
+    const lines = [`deployment/${name} status: ${JSON.stringify(d.status ?? {})}`];
+    for (const p of pods) {
+      const conditions = (p.status?.conditions ?? []).map((c) => `${c.type}=${c.status}${c.reason ? ` (${c.reason})` : ''}`).join(' ');
+      lines.push(`pod/${p.metadata.name} on ${p.spec.nodeName ?? '(unscheduled)'}: ${p.status?.phase ?? '?'} ${conditions}`);
+    }
+    const names = new Set(pods.map((p) => p.metadata.name));
+    for (const e of events as Array<KubeObject & { type?: string; reason?: string; message?: string; involvedObject?: { name?: string } }>)
+      if (e.type === 'Warning' && names.has(e.involvedObject?.name ?? '')) lines.push(`warning ${e.involvedObject?.name}: ${e.reason} ${e.message}`);
+    return lines.join('\n');
+  };
+
   /**
    * Whether kwok has the pod's PortForward yet: `kubectl port-forward` and one connection, refused by
    * kwok with "no forward found" until it has seen the object (a target not listening yet is fine).
@@ -479,8 +498,18 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
   };
   writeFileSync(join(logsDir, 'empty.log'), '');
 
+  // The control plane is shared by test files running at once, and each deletes its nodes when it
+  // closes. The PodNodeSelector admission plugin keeps this namespace's pods on this harness's own
+  // nodes: a pod bound to another test's node as it is deleted would never start, and the pod
+  // garbage collector would only replace it 40 s later.
+  const pinned = { 'scheduler.alpha.kubernetes.io/node-selector': `runbook.test/namespace=${namespace}` };
   if (!(await get('namespaces', undefined, namespace)))
-    await create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { 'runbook.test/harness': 'true' } } } as KubeObject);
+    await create({
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: namespace, labels: { 'runbook.test/harness': 'true' }, annotations: pinned },
+    } as KubeObject);
+  else await patch('namespaces', undefined, namespace, { metadata: { annotations: pinned } });
   // Pods need the namespace's default ServiceAccount, which the controller-manager creates.
   await waitFor(async () => Boolean(await get('serviceaccounts', namespace, 'default')), { what: `serviceaccount ${namespace}/default`, timeoutMs: 30_000 });
 
@@ -764,7 +793,15 @@ export async function startKube(opts: StartKubeOptions = {}): Promise<KubeHarnes
     resumeControllers: () => process.kill(info.pids['controller-manager'], 'SIGCONT'),
     rolloutComplete,
     waitFor,
-    waitForRollout: (name, w = {}) => waitFor(() => rolloutComplete(name), { ...w, what: `rollout of deployment/${name}` }),
+    async waitForRollout(name, w = {}) {
+      try {
+        await waitFor(() => rolloutComplete(name), { ...w, what: `rollout of deployment/${name}` });
+      } catch (err) {
+        throw new Error(`${(err as Error).message}\n${await rolloutState(name).catch((e: Error) => `(its state could not be read: ${e.message})`)}`, {
+          cause: err,
+        });
+      }
+    },
     kubectl(args, o = {}) {
       return new Promise((resolve) => {
         const child = execFile(

@@ -250,6 +250,9 @@ func runUp(args []string) error {
 		"--service-account-key-file=" + p("sa.pub"), "--service-account-signing-key-file=" + p("sa.key"),
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--authorization-mode=Node,RBAC",
+		// Each test harness pins its namespace's pods to its own nodes (the namespace's node-selector
+		// annotation): a pod of one test must never be bound to a node another test is deleting.
+		"--enable-admission-plugins=PodNodeSelector",
 		"--requestheader-client-ca-file=" + p("front-proxy-ca.crt"),
 		"--requestheader-allowed-names=front-proxy-client",
 		"--requestheader-username-headers=X-Remote-User",
