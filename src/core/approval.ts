@@ -1,8 +1,9 @@
-import { createHash } from 'node:crypto';
 import type { EnvironmentConfig, ResolvedEnvironment, ValueOrRef } from './config.js';
 import { describeRef } from './config.js';
+import { monotonicMs } from './clock.js';
 import { durationMs, formatDuration } from './duration.js';
 import { GateError, StepError, UsageError, errorMessage, httpStatusOf } from './errors.js';
+import { sha256Hex } from './hash.js';
 import type { GateKind } from './gates.js';
 import type { KubePermission } from './kube-permissions.js';
 import type { Change, Risk } from './plan.js';
@@ -126,7 +127,7 @@ export function planText(plan: ApprovalPlan): string {
 
 /** sha256 (hex) of the plan's canonical JSON. */
 export function planDigest(plan: ApprovalPlan): string {
-  return createHash('sha256').update(planText(plan)).digest('hex');
+  return sha256Hex(planText(plan));
 }
 
 /** What differs between the approved plan and the plan now, in words (empty: the same). */
@@ -259,13 +260,7 @@ export function readRequest(cm: ConfigMapLike): ApprovalRequest | null {
     tampered = 'its plan is not JSON';
   }
   if (!tampered && (typeof plan !== 'object' || plan === null || !Array.isArray(plan.items))) tampered = 'its plan is malformed';
-  if (
-    !tampered &&
-    createHash('sha256')
-      .update(d.plan ?? '')
-      .digest('hex') !== d.digest
-  )
-    tampered = 'its plan does not match its digest';
+  if (!tampered && sha256Hex(d.plan ?? '') !== d.digest) tampered = 'its plan does not match its digest';
   if (!tampered && (plan.runId !== d.runId || plan.procedure !== d.procedure || plan.environment !== d.environment)) tampered = 'its plan names another run';
   const state = STATES.includes(d.state as ApprovalState) ? (d.state as ApprovalState) : 'pending';
   return {
@@ -318,7 +313,7 @@ export function requestConfigMap(o: {
       operator: o.operator,
       step: o.step,
       plan: text,
-      digest: createHash('sha256').update(text).digest('hex'),
+      digest: sha256Hex(text),
       requestedAt: o.requestedAt.toISOString(),
       expiresAt: new Date(o.requestedAt.getTime() + o.timeoutMs).toISOString(),
       state: 'pending',
@@ -507,7 +502,7 @@ export function approvalGate(o: ApprovalGateOptions): ApprovalGate {
       const me = await store.whoAmI();
       await sweep(store);
       const p = await plan(ask.items);
-      const started = performance.now();
+      const started = monotonicMs();
       const name = requestName(o.runId, ++made);
       let created: ConfigMapLike;
       try {
@@ -536,7 +531,7 @@ export function approvalGate(o: ApprovalGateOptions): ApprovalGate {
       }, timeoutMs);
       const every = o.progressEveryMs ?? 10_000;
       const ticker = setInterval(
-        () => o.progress(`still waiting for a second approver, ${formatDuration(performance.now() - started)} of ${formatDuration(timeoutMs)}: ${approveCmd}`),
+        () => o.progress(`still waiting for a second approver, ${formatDuration(monotonicMs() - started)} of ${formatDuration(timeoutMs)}: ${approveCmd}`),
         every,
       );
       try {
@@ -569,7 +564,7 @@ export function approvalGate(o: ApprovalGateOptions): ApprovalGate {
         clearTimeout(timer);
         clearInterval(ticker);
       }
-      const waitedMs = Math.round(performance.now() - started);
+      const waitedMs = Math.round(monotonicMs() - started);
       if (signal.aborted) {
         // Best effort, and bounded: an interrupt is never held up by an API server that stopped answering.
         await Promise.race([mark(store, name, 'cancelled', last.resourceVersion), new Promise((r) => setTimeout(r, 3000).unref())]);

@@ -1,6 +1,4 @@
-import { readFile } from 'node:fs/promises';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -53,7 +51,8 @@ export async function loadConfig(path: string | null): Promise<LoadedConfig> {
   if (path === null) return { config: exampleConfig, path: null };
   let text: string;
   try {
-    text = await readFile(path, 'utf8');
+    // Synchronously: nothing else runs yet, and node:fs/promises would cost its load (~2 ms).
+    text = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new UsageError(`cannot read config ${path}: ${code === 'ENOENT' ? 'no such file' : String(code)}`);
@@ -122,13 +121,28 @@ declare const __RUNBOOK_BUILD_ID__: string | undefined;
 const buildId = typeof __RUNBOOK_BUILD_ID__ === 'string' ? __RUNBOOK_BUILD_ID__ : undefined;
 const CACHE_ENTRIES = 32;
 
-/** $XDG_CACHE_HOME/runbook/config/<build>/<sha256 of the text>.json; nothing from src. */
+/**
+ * A file name for the text: two 32-bit FNV-1a hashes of its UTF-16 code units. Not a digest: the
+ * entry holds its text and a hit must match it exactly, so a collision is only a miss, and no
+ * command pays for loading node:crypto to name a cache file.
+ */
+function textKey(text: string): string {
+  let a = 0x811c9dc5;
+  let b = 0x050c5d1f;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x01000193) ^ (b >>> 15);
+  }
+  return (a >>> 0).toString(16).padStart(8, '0') + (b >>> 0).toString(16).padStart(8, '0') + text.length.toString(16);
+}
+
+/** $XDG_CACHE_HOME/runbook/config/<build>/<key of the text>.json; nothing from src. */
 function cachePath(text: string): string | undefined {
   if (!buildId) return undefined;
   const env = process.env;
   const base = env.XDG_CACHE_HOME || join(env.HOME || homedir(), '.cache');
-  const key = createHash('sha256').update(text).digest('hex');
-  return join(base, 'runbook', 'config', buildId, `${key}.json`);
+  return join(base, 'runbook', 'config', buildId, `${textKey(text)}.json`);
 }
 
 /** A config this build validated from exactly this text before; any problem reading it is a miss. */

@@ -1,4 +1,4 @@
-import { access, open, readdir, readFile } from 'node:fs/promises';
+import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
 import type { StepRef } from './step-ref.js';
 import {
@@ -138,7 +138,7 @@ export function runIdsIn(names: readonly string[]): string[] {
 /** A directory's names; none when it is gone (pruned since it was listed), not a directory, or never made. */
 export async function namesIn(path: string): Promise<string[]> {
   try {
-    return await readdir(path);
+    return await fsp.readdir(path);
   } catch {
     return [];
   }
@@ -202,7 +202,7 @@ export async function* listRunFiles(dir: string, floor?: string): AsyncGenerator
 export async function findRunFile(dir: string, runId: string): Promise<string | null> {
   for (const path of runFileCandidates(dir, runId)) {
     try {
-      await access(path);
+      await fsp.access(path);
       return path;
     } catch {
       // Not there: the other place, if any.
@@ -269,11 +269,11 @@ class FileJournalReader implements JournalReader {
   async events(runId: string): Promise<JournalEvent[]> {
     const [path, flat] = runFileCandidates(this.dir, runId);
     try {
-      return parseEvents(await readFile(path, 'utf8'));
+      return parseEvents(await fsp.readFile(path, 'utf8'));
     } catch (err) {
       if (flat === undefined || (err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     }
-    return parseEvents(await readFile(flat, 'utf8'));
+    return parseEvents(await fsp.readFile(flat, 'utf8'));
   }
 
   async lastEffective(procedure: string | readonly string[], opts: LastEffectiveOptions): Promise<JournalRun | null> {
@@ -359,7 +359,7 @@ class FileJournalReader implements JournalReader {
 
   private async readOne({ id, path }: RunFileEntry): Promise<RunFileText> {
     try {
-      return { id, path, text: await readFile(path, 'utf8') };
+      return { id, path, text: await fsp.readFile(path, 'utf8') };
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       return code === 'ENOENT' ? { id, path, text: null } : { id, path, text: null, unreadable: true };
@@ -369,7 +369,7 @@ class FileJournalReader implements JournalReader {
   /** The beginning of a run file (all of it, when it is small). */
   private async readHead({ id, path }: RunFileEntry): Promise<RunFileText> {
     try {
-      const fh = await open(path, 'r');
+      const fh = await fsp.open(path, 'r');
       try {
         const buffer = Buffer.allocUnsafe(HEAD_BYTES);
         const { bytesRead } = await fh.read(buffer, 0, HEAD_BYTES, 0);

@@ -1,5 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { readdir, readFile, unlink } from 'node:fs/promises';
+import { mkdirSync, writeFileSync, promises as fsp } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { errorMessage } from './errors.js';
@@ -113,7 +112,7 @@ function writeMarker(dir: string, runId: string, sink: string): void {
 }
 
 async function removeMarker(dir: string, runId: string): Promise<void> {
-  await unlink(pendingMarker(dir, runId)).catch(() => undefined);
+  await fsp.unlink(pendingMarker(dir, runId)).catch(() => undefined);
 }
 
 /** The events after which a run's shared copy is written again (the run-start alone waits for the first of them). */
@@ -290,7 +289,7 @@ function alive(pid: number): boolean {
 export async function catchUp(shared: SharedJournal, dir: string, opts: CatchUpOptions): Promise<CatchUpResult> {
   let names: string[];
   try {
-    names = await readdir(join(dir, PENDING));
+    names = await fsp.readdir(join(dir, PENDING));
   } catch {
     return { uploaded: [], pending: [] };
   }
@@ -307,7 +306,7 @@ export async function catchUp(shared: SharedJournal, dir: string, opts: CatchUpO
     }
     let marker: Marker = {};
     try {
-      marker = JSON.parse(await readFile(pendingMarker(dir, id), 'utf8')) as Marker;
+      marker = JSON.parse(await fsp.readFile(pendingMarker(dir, id), 'utf8')) as Marker;
     } catch {
       // An empty or torn marker still means the run is owed.
     }
@@ -320,7 +319,7 @@ export async function catchUp(shared: SharedJournal, dir: string, opts: CatchUpO
     }
     let text: string;
     try {
-      text = await readFile(runFile(dir, id), 'utf8');
+      text = await fsp.readFile(runFile(dir, id), 'utf8');
     } catch {
       // The run file is gone (pruned, removed): nothing is owed any more.
       await removeMarker(dir, id);

@@ -1,9 +1,8 @@
-import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { closeSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync, promises as fsp } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { createHash, randomBytes } from 'node:crypto';
 import { StepError, UsageError } from './errors.js';
+import { randomHex, sha256Hex } from './hash.js';
 import type { Change, Risk } from './plan.js';
 import type { Redactor } from './redact.js';
 import type { RunResult } from './reporter.js';
@@ -205,7 +204,7 @@ export function newRunId(now: Date): string {
     .toISOString()
     .replace(/[-:]/g, '')
     .replace(/\.\d+Z$/, '');
-  return `${stamp}-${randomBytes(2).toString('hex')}`;
+  return `${stamp}-${randomHex(2)}`;
 }
 
 const RUN_ID = /^\d{8}T\d{6}-[0-9a-f]{4}$/;
@@ -262,7 +261,7 @@ export function chainSeed(runId: string): string {
 }
 
 export function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  return sha256Hex(text);
 }
 
 /** The chain fields end every line: `…,"prev":"<64 hex>","h":"<64 hex>"}`. */
@@ -423,7 +422,7 @@ export interface RunSummary {
  * Every event of one run, oldest first; throws when the file cannot be read.
  */
 export async function readRun(dir: string, runId: string): Promise<JournalEvent[]> {
-  return parseEvents(await readFile(runFile(dir, runId), 'utf8'));
+  return parseEvents(await fsp.readFile(runFile(dir, runId), 'utf8'));
 }
 
 /**
@@ -470,7 +469,7 @@ export function summarize(runId: string, events: readonly JournalEvent[]): RunSu
 export async function listRuns(dir: string, skipped?: (runIds: string[]) => void): Promise<RunSummary[]> {
   let names: string[];
   try {
-    names = await readdir(join(dir, 'runs'));
+    names = await fsp.readdir(join(dir, 'runs'));
   } catch {
     return [];
   }

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { httpStatusOf } from './errors.js';
+import { sha256Hex } from './hash.js';
 import type { ResolvedEnvironment } from './config.js';
 import { LockHeldError, StepError } from './errors.js';
 
@@ -73,7 +73,7 @@ export function leaseName(target: string): string {
     .replace(/-+$/, '');
   const exact = raw === `runbook-${target}`.replace(/\//g, '-');
   if (exact && raw.length <= 63) return raw;
-  const hash = createHash('sha256').update(target).digest('hex').slice(0, 8);
+  const hash = sha256Hex(target).slice(0, 8);
   return `${raw.slice(0, 63 - 9).replace(/-+$/, '')}-${hash}`;
 }
 

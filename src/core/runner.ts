@@ -15,6 +15,7 @@ import type { CompensationRecord, Reporter, RunResult, StepRecord } from './repo
 import { targetBanner } from './banner.js';
 import { procedureSecrets, resolveSecrets } from './secrets.js';
 import { formatDuration } from './duration.js';
+import { monotonicMs } from './clock.js';
 
 /** The step acting on the world now (running, or being undone), so clients can say which run changed what. */
 export interface ActingStep {
@@ -127,7 +128,7 @@ export function declaredKubeCalls(proc: Pick<Procedure<never>, 'kube' | 'locks'>
 
 export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   const started = o.now();
-  const t0 = performance.now();
+  const t0 = monotonicMs();
   const { procedure: proc, env, reporter } = o;
   // A failed journal write stops the run at the next step boundary; it never throws out of compensation.
   const journal = new RunRecord(o.journal);
@@ -332,7 +333,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
       reporter.stepStart(++shown, totalShown, step.title, rec.risk);
       journal.append('step-start', { step: step.id, title: step.title, risk: rec.risk });
       if (journal.failure) throw journal.failure;
-      const s0 = performance.now();
+      const s0 = monotonicMs();
       try {
         const isRead = rec.risk === 'read';
         if (!isRead || (o.dryRun === 'plan' && step.followsWrite)) {
@@ -341,14 +342,14 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
           reporter.changes(changes, o.dryRun === 'plan');
           if (o.dryRun === 'plan') {
             rec.status = 'planned';
-            rec.durationMs = Math.round(performance.now() - s0);
+            rec.durationMs = Math.round(monotonicMs() - s0);
             reporter.stepEnd('planned', rec.durationMs);
             journal.append('step-end', { step: step.id, status: 'planned', changes });
             continue;
           }
           if (changes.length === 0) {
             rec.status = 'skipped';
-            rec.durationMs = Math.round(performance.now() - s0);
+            rec.durationMs = Math.round(monotonicMs() - s0);
             reporter.stepEnd('skipped', rec.durationMs, '(nothing to change)');
             journal.append('step-end', { step: step.id, status: 'skipped', reason: 'nothing to change' });
             continue;
@@ -391,7 +392,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         results[step.id] = data;
         rec.data = data;
         rec.status = 'succeeded';
-        rec.durationMs = Math.round(performance.now() - s0);
+        rec.durationMs = Math.round(monotonicMs() - s0);
         reporter.stepEnd('succeeded', rec.durationMs);
         journal.append('step-end', {
           step: step.id,
@@ -408,7 +409,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
         if (rec.status !== 'declined' && rec.status !== 'succeeded') {
           rec.status = 'failed';
           rec.error = errorMessage(err);
-          rec.durationMs = Math.round(performance.now() - s0);
+          rec.durationMs = Math.round(monotonicMs() - s0);
           // The message itself is printed once, as the run's `error:` line with its hint.
           reporter.stepEnd('failed', rec.durationMs);
           journal.append('step-end', { step: step.id, status: 'failed', durationMs: Math.round(rec.durationMs), error: errorMessage(err) });
@@ -436,7 +437,7 @@ export async function runProcedure<P>(o: RunOptions<P>): Promise<RunResult> {
   if (failure) result.error = { message: o.redactor.text(failure.message), hint: failure.hint };
   const byHand = compensations.filter((c) => c.status !== 'succeeded' && c.byHand).map((c) => c.byHand as string);
   if (byHand.length) result.byHand = byHand;
-  result.durationMs = Math.round(performance.now() - t0);
+  result.durationMs = Math.round(monotonicMs() - t0);
   for (const u of unwatch) u();
   journal.append('run-end', { status: result.status, exitCode, durationMs: result.durationMs, error: result.error, byHand: result.byHand });
   return result;

@@ -12,14 +12,18 @@ import { tempDir } from '../support/cli.js';
 
 // Every directory the code under test lists, to prove what it does not list.
 const listed = vi.hoisted(() => ({ paths: [] as string[] }));
-vi.mock('node:fs/promises', async (importOriginal) => {
-  const fs = await importOriginal<typeof import('node:fs/promises')>();
+vi.mock('node:fs', async (importOriginal) => {
+  const fs = await importOriginal<typeof import('node:fs')>();
+  const readdir = fs.promises.readdir as (...a: unknown[]) => Promise<unknown>;
   return {
     ...fs,
-    readdir: ((path: string, ...rest: unknown[]) => {
-      listed.paths.push(String(path));
-      return (fs.readdir as (...a: unknown[]) => Promise<unknown>)(path, ...rest);
-    }) as typeof fs.readdir,
+    promises: {
+      ...fs.promises,
+      readdir: ((path: string, ...rest: unknown[]) => {
+        listed.paths.push(String(path));
+        return readdir(path, ...rest);
+      }) as typeof fs.promises.readdir,
+    },
   };
 });
 
