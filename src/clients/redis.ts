@@ -1,9 +1,9 @@
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Cluster, Redis, RedisOptions } from 'ioredis';
 import type { EnvironmentConfig, ValueOrRef } from '../core/config.js';
 import { parseDuration } from '../core/duration.js';
 import { StepError, UsageError } from '../core/errors.js';
+import { sha1Hex } from '../core/hash.js';
 
 /** Where and how to connect, with secrets already resolved (never printed: see `target`). */
 export interface RedisConnectOptions {
@@ -242,6 +242,11 @@ function describeError(err: unknown, label: string, tls: boolean, timeoutMs: num
       `Redis at ${label} refused a command for this user: ${msg.split('\n')[0]}`,
       'the ACL user needs SCAN, UNLINK, EVALSHA, INFO, DBSIZE and FLUSHDB',
     );
+  if (/^LOADING\b/.test(msg))
+    return new StepError(
+      `Redis at ${label} is still loading its data set into memory`,
+      'wait until INFO persistence shows loading:0, then run the command again',
+    );
   if (/DB index is out of range/i.test(msg)) return new StepError(`Redis at ${label} has no such database: ${msg}`, 'check redis.db (or the /N in the URL)');
   if (code === 'ECONNREFUSED')
     return new StepError(`cannot reach Redis at ${label}: connection refused`, 'is the server running, and are host and port right?');
@@ -311,7 +316,7 @@ class Node implements RedisNode {
     const src = await this.script(body);
     let sha = this.shas.get(src);
     if (!sha) {
-      sha = createHash('sha1').update(src).digest('hex');
+      sha = sha1Hex(src);
       this.shas.set(src, sha);
     }
     try {
@@ -385,14 +390,22 @@ export async function connectRedis(opts: RedisConnectOptions): Promise<RedisClie
     maxRetriesPerRequest: 0,
     enableReadyCheck: true,
     connectionName: 'runbook',
+    // CLIENT SETINFO (lib name and version) would read ioredis's package.json and cost a round trip
+    // before the first command; the connection name already says who is connected.
+    disableClientInfo: true,
     tls: tlsOptions(first, opts),
   };
 
   if (!opts.nodes) {
     const label = `${first.host}:${first.port}`;
-    const redis = new RedisCtor({ ...common, host: first.host, port: first.port, db: 0, lazyConnect: true });
+    // No ready check (an INFO round trip before every command): a server still loading its data set
+    // answers LOADING, which fails the command with that reason instead of waiting without a word.
+    const redis = new RedisCtor({ ...common, enableReadyCheck: false, host: first.host, port: first.port, db: 0, lazyConnect: true });
     let lastError: unknown;
     redis.on('error', (err: unknown) => (lastError = err));
+    // Listening from the start: without the ready check, a refused AUTH may close the connection
+    // only after connect() resolved, and the first command then fails with that error's reason.
+    const node = new Node(redis, label, false, first.tls, timeoutMs);
     try {
       await redis.connect();
       // ioredis would fall back to database 0 if SELECT failed; select explicitly and stop on error.
@@ -401,7 +414,6 @@ export async function connectRedis(opts: RedisConnectOptions): Promise<RedisClie
       redis.disconnect();
       throw describeError(lastError ?? err, label, first.tls, timeoutMs);
     }
-    const node = new Node(redis, label, false, first.tls, timeoutMs);
     return {
       target: `${label}/${first.db}`,
       cluster: false,
