@@ -46,8 +46,9 @@ function loadChunk(name) {
   const known = modules.get(name);
   if (known) return known.exports;
   const file = join(__dirname, name);
-  // ASCII only (the build checks): latin1 reads it as it is, without decoding megabytes of UTF-8.
-  const source = readFileSync(file, 'latin1');
+  // ASCII only (the build checks), so any decoding gives the same text; Node reads UTF-8 in one
+  // native call, faster than latin1's path through JavaScript.
+  const source = readFileSync(file, 'utf8');
   let cachedData;
   try {
     cachedData = readFileSync(join(buildDir(), `${name}.v8`));
