@@ -1,8 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { buildProgram, CommanderError, normalizeArgv } from './program.js';
 import { ExitCode, InterruptedError, RunbookError, UsageError } from './core/errors.js';
-import { columnsOf, guardIO, processIO } from './core/io.js';
+import { columnsOf, copyLazily, guardIO, processIO } from './core/io.js';
 import { makeSession, parseGlobalFlags, type Deps, type Session } from './core/session.js';
+import type { Interrupts } from './core/runner.js';
 import { Redactor } from './core/redact.js';
 import { jsonText, visible } from './core/terminal.js';
 
@@ -27,7 +28,9 @@ function version(): string {
 export async function main(givenArgv: string[], given: Deps): Promise<number> {
   const argv = normalizeArgv(givenArgv);
   // Output that closes (`| head`, a closed terminal) never stops a run: write errors are absorbed.
-  const deps: Deps = { ...given, io: guardIO(given.io) };
+  // Copied lazily: bin's `interrupts` installs the signal handlers only when a run first reads it.
+  const deps: Deps = copyLazily(given);
+  deps.io = guardIO(given.io);
   const { io } = deps;
   const verbose = argv.includes('-v') || argv.includes('--verbose');
   let session: Session | undefined;
@@ -109,22 +112,36 @@ function reportError(err: unknown, deps: Deps, session: Session | undefined, ver
   return exitCode;
 }
 
-/** Entry for bin/runbook.js: real streams and signal handling (first Ctrl-C stops, second skips compensation). */
+/**
+ * Entry for bin/runbook.js: real streams and signal handling (first Ctrl-C stops, second skips
+ * compensation). The handlers are installed when a procedure first asks for its interrupts: until
+ * then nothing has been done, and an interrupt ends the process as it would any other (--help,
+ * a config error and `history` never pay for the signal watchers and AbortControllers).
+ */
 export async function run(argv: string[]): Promise<number> {
-  const first = new AbortController();
-  const hard = new AbortController();
   const io = guardIO(processIO());
-  const onSignal = (sig: 'SIGINT' | 'SIGTERM') => {
-    if (!first.signal.aborted) {
-      first.abort(new InterruptedError(sig));
-    } else if (!hard.signal.aborted) {
-      io.stderr.write('\nsecond interrupt: skipping compensation — check the summary for what to do by hand\n');
-      hard.abort(new InterruptedError(sig));
-    }
+  let interrupts: Interrupts | undefined;
+  const install = (): Interrupts => {
+    const first = new AbortController();
+    const hard = new AbortController();
+    const onSignal = (sig: 'SIGINT' | 'SIGTERM') => {
+      if (!first.signal.aborted) {
+        first.abort(new InterruptedError(sig));
+      } else if (!hard.signal.aborted) {
+        io.stderr.write('\nsecond interrupt: skipping compensation — check the summary for what to do by hand\n');
+        hard.abort(new InterruptedError(sig));
+      }
+    };
+    process.on('SIGINT', () => onSignal('SIGINT'));
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    return { signal: first.signal, hard: hard.signal };
   };
-  process.on('SIGINT', () => onSignal('SIGINT'));
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
-  return main(argv, { io, interrupts: { signal: first.signal, hard: hard.signal } });
+  return main(argv, {
+    io,
+    get interrupts() {
+      return (interrupts ??= install());
+    },
+  });
 }
 
 export { UsageError };

@@ -56,6 +56,9 @@ export async function executeProcedure(
   proc.validate?.(params, env);
   checkRequirements(proc, env);
 
+  // From here on an interrupt stops the run through the runner (bin/runbook.js installs the
+  // handlers on this first use); before, nothing was done and it simply ends the process.
+  const interrupts = session.deps.interrupts ?? { signal: new AbortController().signal, hard: new AbortController().signal };
   const now = session.now;
   const runId = newRunId(now());
   const dir = journalDir(io.env, env.journalDir);
@@ -109,7 +112,6 @@ export async function executeProcedure(
   };
   let auditedKube: Promise<KubeClient> | undefined;
   const clients = { ...made, kube: flags.dryRun === 'off' ? () => (auditedKube ??= kube().then((k) => audited(k, trail))) : kube };
-  const interrupts = session.deps.interrupts ?? { signal: new AbortController().signal, hard: new AbortController().signal };
   let result: RunResult;
   try {
     result = await runProcedure({

@@ -200,10 +200,14 @@ export class GuardedOutput {
 /** IO whose stdout and stderr absorb write errors (see GuardedOutput); guarding twice is a no-op. */
 export function guardIO(io: IO): IO {
   const guard = (s: Output) => (s instanceof GuardedOutput ? s : new GuardedOutput(s));
-  // Copies the properties as they are (not with a spread): a lazy stdin stays lazy.
-  const guarded = Object.defineProperties({}, Object.getOwnPropertyDescriptors(io)) as IO;
+  const guarded = copyLazily(io); // a lazy stdin stays lazy
   const own = { enumerable: true, writable: true, configurable: true };
   return Object.defineProperties(guarded, { stdout: { ...own, value: guard(io.stdout) }, stderr: { ...own, value: guard(io.stderr) } });
+}
+
+/** A copy that keeps getters as getters, where a spread would call them: what is lazy stays lazy. */
+export function copyLazily<T extends object>(o: T): T {
+  return Object.create(Object.getPrototypeOf(o), Object.getOwnPropertyDescriptors(o));
 }
 
 /** A terminal's width in columns; undefined for anything else. */

@@ -1,4 +1,3 @@
-import { hostname, userInfo } from 'node:os';
 import { colors as makeColors, colorEnabled, type Colors, type IO } from './io.js';
 import type { GateFlags } from './gates.js';
 import type { DryRunMode, Procedure, RunClientFactories } from './procedure.js';
@@ -89,13 +88,15 @@ export function makeSession(deps: Deps, flags: GlobalFlags): Session {
 }
 
 function operatorName(env: Record<string, string | undefined>): string {
+  // node:os only here, so that loading the CLI (and --help) does not load it.
+  const os = process.getBuiltinModule('node:os');
   let user = env.USER || env.LOGNAME;
   if (!user) {
     try {
-      user = userInfo().username;
+      user = os.userInfo().username;
     } catch {
       user = 'unknown';
     }
   }
-  return `${user}@${hostname()}`;
+  return `${user}@${os.hostname()}`;
 }
