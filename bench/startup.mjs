@@ -25,12 +25,13 @@ const goals = { '--help': 1.3, 'app restart --dry-run=offline': 2 };
 const cases = { 'node -e 0': { argv: ['-e', '0'] } };
 for (const [name, args] of Object.entries(commands)) {
   cases[`runbook ${name}`] = { argv: [runbookBin, ...args], goal: goals[name] };
-  if (baselineBin) cases[`before: runbook ${name}`] = { argv: [baselineBin, ...args], goal: goals[name] };
+  // Its own cache directory: each build prunes the caches of the others.
+  if (baselineBin) cases[`before: runbook ${name}`] = { argv: [baselineBin, ...args], goal: goals[name], cache: join(cwd, 'cache-before') };
 }
 
-function time({ argv }, env) {
+function time({ argv, cache }, env) {
   const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, argv, { cwd, env, stdio: ['ignore', 'ignore', 'ignore'] });
+  const r = spawnSync(process.execPath, argv, { cwd, env: cache ? { ...env, XDG_CACHE_HOME: cache } : env, stdio: ['ignore', 'ignore', 'ignore'] });
   if (r.status !== 0) throw new Error(`node ${argv.join(' ')} exited ${r.status}`);
   return Number(process.hrtime.bigint() - t0) / 1e6;
 }
