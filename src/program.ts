@@ -1,4 +1,4 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, Help, Option } from 'commander';
 import { catalog, findEntry } from './procedures/catalog.js';
 import { addProcedureParams, collectParams } from './commands/procedure-command.js';
 import type { Procedure } from './core/procedure.js';
@@ -110,9 +110,19 @@ export async function buildProgram(argv: string[], out: ProgramOutput, version: 
     .showHelpAfterError('(add --help for usage)')
     .configureOutput(output)
     .addHelpText('after', EXIT_CODES_HELP)
-    .configureHelp({ showGlobalOptions: true })
+    .configureHelp({
+      showGlobalOptions: true,
+      // A built-in's options are made only when it is the command invoked; listed, it still says it has some.
+      subcommandTerm(cmd) {
+        const term = Help.prototype.subcommandTerm.call(this, cmd);
+        if (!unbuiltOptions.has(cmd)) return term;
+        const head = cmd.name() + (cmd.aliases()[0] ? `|${cmd.aliases()[0]}` : '');
+        return `${head} [options]${term.slice(head.length)}`;
+      },
+    })
     .exitOverride();
 
+  const unbuiltOptions = new WeakSet<Command>();
   const path = commandPath(argv);
   // Only the invoked noun's verbs are built (`help <noun>` asks for its noun's): the other nouns
   // are listed by name, as `runbook --help` shows them, and ~50 unused commands cost startup time.
@@ -161,43 +171,58 @@ export async function buildProgram(argv: string[], out: ProgramOutput, version: 
     }
   }
 
-  const builtin = (name: BuiltinName, args: string, description: string) => {
+  // The options (and config's verbs, below) of a command other than the one invoked are never
+  // parsed nor shown: making them is skipped (~1 ms of --help).
+  const withOptions = (cmd: Command, add: (cmd: Command) => void) => {
+    if (cmd.name() === path[0]) add(cmd);
+    else unbuiltOptions.add(cmd);
+  };
+  const builtin = (name: BuiltinName, args: string, description: string, options?: (cmd: Command) => void) => {
     const cmd = program.command(`${name}${args ? ` ${args}` : ''}`).description(description);
     cmd.configureOutput(output).exitOverride();
     cmd.action((...a: unknown[]) => {
       const c = a[a.length - 1] as Command;
       chosen = { kind: 'builtin', name, opts: c.optsWithGlobals(), args: c.args };
     });
+    if (options) withOptions(cmd, options);
     return cmd;
   };
   builtin('list', '', 'List every procedure and what it can change');
   builtin('explain', '<procedure...>', 'The training view: each step, why, the equivalent command, and what the seed got wrong');
-  builtin('history', '', 'Past runs from the journal, newest first (-e: of that environment only)')
-    .option('--limit <n>', 'how many', '20')
-    .option('--procedure <name>', 'only runs of this procedure (e.g. "db restart")')
-    .option('--since <duration>', 'only runs that started within this window (e.g. 2h, 7d)')
-    .option('--status <status>', 'only runs that ended so: succeeded, failed, declined, interrupted, partial, locked, check-failed')
-    .option('--operator <who>', 'only runs by this operator (user@host, or the user part)')
-    .option('--no-dry-runs', 'leave out dry runs')
-    .option('--team', "the team's runs too (journal.shared), merged with this machine's by run id")
-    .option('-o, --output <format>', 'json or yaml (--json is -o json)');
+  builtin('history', '', 'Past runs from the journal, newest first (-e: of that environment only)', (cmd) =>
+    cmd
+      .option('--limit <n>', 'how many', '20')
+      .option('--procedure <name>', 'only runs of this procedure (e.g. "db restart")')
+      .option('--since <duration>', 'only runs that started within this window (e.g. 2h, 7d)')
+      .option('--status <status>', 'only runs that ended so: succeeded, failed, declined, interrupted, partial, locked, check-failed')
+      .option('--operator <who>', 'only runs by this operator (user@host, or the user part)')
+      .option('--no-dry-runs', 'leave out dry runs')
+      .option('--team', "the team's runs too (journal.shared), merged with this machine's by run id")
+      .option('-o, --output <format>', 'json or yaml (--json is -o json)'),
+  );
   builtin('show', '<run-id>', 'One run from the journal: parameters, gates, steps and their data');
-  builtin('resume', '<run-id>', 'Continue a failed or interrupted run from its first unfinished step').option(
-    '--takeover',
-    "continue another operator's run (its lock expired, or was released with runbook release); recorded in the journal, the lock and an Event",
+  builtin('resume', '<run-id>', 'Continue a failed or interrupted run from its first unfinished step', (cmd) =>
+    cmd.option(
+      '--takeover',
+      "continue another operator's run (its lock expired, or was released with runbook release); recorded in the journal, the lock and an Event",
+    ),
   );
   builtin('verify', '<run-id>', "Check a run's journal hash chain; names the first line that does not match (exit 4)");
   builtin('release', '<run-id>', 'Give up the locks your crashed or stopped run still holds, so another operator can take it over');
   builtin('approve', '<run-id>', "Approve another operator's run that waits for a second approver (two-person approval; -y: without the prompt)");
-  builtin('deny', '<run-id>', "Deny another operator's run that waits for a second approver; it stops with nothing changed").option(
-    '--reason <text>',
-    'why, for the requester, the journal and the notification',
+  builtin('deny', '<run-id>', "Deny another operator's run that waits for a second approver; it stops with nothing changed", (cmd) =>
+    cmd.option('--reason <text>', 'why, for the requester, the journal and the notification'),
   );
-  builtin('rbac', '[procedure...]', 'The least-privilege Kubernetes Role (and ClusterRole for nodes) the procedures need, derived from what they call')
-    .option('--name <name>', 'name of the Role and bindings', 'runbook-operator')
-    .option('--group <group>', 'the group the bindings grant it to', 'runbook-operators')
-    .option('--approval', "only two-person approval's: the requester and approver Roles and the policy that guards requests (environment's approval.namespace)")
-    .option('--approver-group <group>', 'the group the approver Role is bound to', 'runbook-approvers');
+  builtin('rbac', '[procedure...]', 'The least-privilege Kubernetes Role (and ClusterRole for nodes) the procedures need, derived from what they call', (cmd) =>
+    cmd
+      .option('--name <name>', 'name of the Role and bindings', 'runbook-operator')
+      .option('--group <group>', 'the group the bindings grant it to', 'runbook-operators')
+      .option(
+        '--approval',
+        "only two-person approval's: the requester and approver Roles and the policy that guards requests (environment's approval.namespace)",
+      )
+      .option('--approver-group <group>', 'the group the approver Role is bound to', 'runbook-approvers'),
+  );
 
   const tool = (cmd: Command, name: 'config' | 'completion' | 'doctor' | 'version', verb?: string) => {
     cmd.configureOutput(output).exitOverride();
@@ -214,14 +239,16 @@ export async function buildProgram(argv: string[], out: ProgramOutput, version: 
     .configureOutput(output)
     .exitOverride()
     .showHelpAfterError('(add --help for usage)');
-  tool(config.command('current').description('The environment in use, and why (-e, $RUNBOOK_ENV or the config default)'), 'config', 'current');
-  tool(config.command('list').alias('environments').description('Every environment, protected or not'), 'config', 'list');
-  tool(
-    config.command('view [environment]').description('The resolved config of one environment (default: the current one); secrets as references'),
-    'config',
-    'view',
-  );
-  tool(config.command('path').description('The config file in use, and where runbook looks for one'), 'config', 'path');
+  if (path[0] === 'config') {
+    tool(config.command('current').description('The environment in use, and why (-e, $RUNBOOK_ENV or the config default)'), 'config', 'current');
+    tool(config.command('list').alias('environments').description('Every environment, protected or not'), 'config', 'list');
+    tool(
+      config.command('view [environment]').description('The resolved config of one environment (default: the current one); secrets as references'),
+      'config',
+      'view',
+    );
+    tool(config.command('path').description('The config file in use, and where runbook looks for one'), 'config', 'path');
+  }
   tool(
     program
       .command('completion <shell>')
@@ -232,13 +259,11 @@ export async function buildProgram(argv: string[], out: ProgramOutput, version: 
       ),
     'completion',
   );
-  tool(
-    program
-      .command('doctor')
-      .description('Check the config, the environment, kubeconfig and journal (and with --online, reach each service); exit 4 when a check fails')
-      .option('--online', 'also reach each configured service, read-only, with short timeouts'),
-    'doctor',
-  );
+  const doctor = program
+    .command('doctor')
+    .description('Check the config, the environment, kubeconfig and journal (and with --online, reach each service); exit 4 when a check fails');
+  withOptions(doctor, (cmd) => cmd.option('--online', 'also reach each configured service, read-only, with short timeouts'));
+  tool(doctor, 'doctor');
 
   return { program, action: () => chosen };
 }
