@@ -1,4 +1,5 @@
-import { CHAIN_TAIL, chainSeed, sha256 } from './journal.js';
+import { sha256Hex } from './hash.js';
+import { CHAIN_TAIL, chainSeed } from './journal.js';
 
 /** What `runbook verify` found in one run file. */
 export interface ChainReport {
@@ -41,7 +42,7 @@ export function verifyChain(runId: string, text: string): ChainReport {
     }
     const [, linePrev, h] = m;
     const body = `${line.slice(0, line.length - m[0].length)},"prev":"${linePrev}"}`;
-    if (sha256(body) !== h) return fail('its content does not match its hash (the line was edited)');
+    if (sha256Hex(body) !== h) return fail('its content does not match its hash (the line was edited)');
     if (linePrev !== prev)
       return fail(
         i === 0

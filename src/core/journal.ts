@@ -257,11 +257,7 @@ export type JournalListener = (line: string, type: JournalEventType) => void;
 
 /** The hash of a chain's first `prev`: the run id, so a run file renamed to another id no longer verifies. */
 export function chainSeed(runId: string): string {
-  return sha256(`runbook run ${runId}`);
-}
-
-export function sha256(text: string): string {
-  return sha256Hex(text);
+  return sha256Hex(`runbook run ${runId}`);
 }
 
 /** The chain fields end every line: `…,"prev":"<64 hex>","h":"<64 hex>"}`. */
@@ -274,7 +270,7 @@ export const CHAIN_TAIL = /,"prev":"([0-9a-f]{64})","h":"([0-9a-f]{64})"\}$/;
  */
 export function chainLine(event: Record<string, unknown>, prev: string): { line: string; h: string } {
   const body = JSON.stringify({ ...event, prev });
-  const h = sha256(body);
+  const h = sha256Hex(body);
   return { line: `${body.slice(0, -1)},"h":"${h}"}`, h };
 }
 
