@@ -74,7 +74,7 @@ const runOurs = (d) =>
   timed(
     'runbook logs rotate',
     process.execPath,
-    [join(root, 'bin/runbook.js'), 'logs', 'rotate', '--dir', d, '--compress-after', '7d', '--delete-after', '3650d', '--yes', '-q'],
+    [join(root, 'bin/runbook.js'), 'logs', 'rotate', '--dir', d, '--compress-after', '7d', '--delete-after', '365d', '--yes', '-q'],
     {
       RUNBOOK_CONFIG: config,
       RUNBOOK_JOURNAL_DIR: join(work, 'journal'),
