@@ -74,15 +74,16 @@ function runText(id, startMs, i) {
 }
 
 /**
- * A journal of `count` runs: the newest 10 in the last hour (one every 5 minutes), the rest spread
- * evenly over the 90 days before. `flat`: runs/<id>.ndjson, as builds before the day layout wrote.
+ * A journal of `count` runs: the newest 10 in the last 10 minutes (one a minute, so that they are
+ * still within --since 1h when the report is measured, after minutes of history rounds), the rest
+ * spread evenly over the 90 days before the last hour. `flat`: runs/<id>.ndjson, as builds before the day layout wrote.
  */
 function makeJournal(name, count, flat) {
   const journal = join(dir, name);
   const now = Date.now();
   const made = new Set();
   for (let i = 0; i < count; i++) {
-    const startMs = i < 10 ? now - 55 * 60_000 + i * 5 * 60_000 : now - 3_600_000 - Math.floor(((i - 10) * 90 * 86_400_000) / Math.max(1, count - 10));
+    const startMs = i < 10 ? now - 10 * 60_000 + i * 60_000 : now - 3_600_000 - Math.floor(((i - 10) * 90 * 86_400_000) / Math.max(1, count - 10));
     let id;
     do
       id = `${stamp(startMs)}-${Math.floor(Math.random() * 0x10000)
@@ -113,7 +114,8 @@ const journals = {
 const commands = {
   history: { args: ['history'], check: (out) => out.split('\n').filter((l) => /^\d{8}T\d{6}-/.test(l)).length },
   'report new --since 1h': {
-    args: ['report', 'new', '--title', 'bench', '--severity', 'P3', '--since', '1h'],
+    // --all-runs: the read-only runs too (a window keeps only those that changed something), so it shows all 10.
+    args: ['report', 'new', '--title', 'bench', '--severity', 'P3', '--since', '1h', '--all-runs'],
     check: (out) => out.split('\n').filter((l) => l.startsWith('- `runbook ')).length,
   },
 };
