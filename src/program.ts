@@ -103,6 +103,8 @@ export async function buildProgram(argv: string[], out: ProgramOutput, version: 
     getOutHasColors: () => false,
     getErrHasColors: () => false,
   };
+  // Built-ins whose options were not made (see withOptions below).
+  const unbuiltOptions = new WeakSet<Command>();
   const program = globalOptions(new Command('runbook'))
     .description('The operations runbook as typed, safe commands: gates before destructive steps, a journal, compensation on failure.')
     .version(version, '--version')
@@ -122,7 +124,6 @@ export async function buildProgram(argv: string[], out: ProgramOutput, version: 
     })
     .exitOverride();
 
-  const unbuiltOptions = new WeakSet<Command>();
   const path = commandPath(argv);
   // Only the invoked noun's verbs are built (`help <noun>` asks for its noun's): the other nouns
   // are listed by name, as `runbook --help` shows them, and ~50 unused commands cost startup time.
